@@ -1,0 +1,38 @@
+# make demo  - install into .venv (first time), then run the whole graph on data/sample
+# make test  - install into .venv (first time), then run the test suite
+# make ui    - the Dagster UI on http://127.0.0.1:3000 over the same instance as `make demo`
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test ui sample bench clean
+
+$(STAMP): setup.py pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	# the machine's pip 23.2 crashes resolving this set (InconsistentCandidate)
+	$(BIN)/pip install -q --upgrade pip
+	# exactly the CPU build first, so nothing resolves to a CUDA torch
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/mlops-assets run
+
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+ui: $(STAMP)
+	$(BIN)/mlops-assets ui
+
+# regenerate the bundled sample (its defaults are the documented ones)
+sample: $(STAMP)
+	$(BIN)/mlops-assets sample data/sample
+
+bench: $(STAMP)
+	$(BIN)/python bench/conditioning.py
+
+clean:
+	rm -rf .mlops

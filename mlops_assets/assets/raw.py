@@ -1,0 +1,36 @@
+"""Raw sources: observed, not produced. Their data version is a hash of their files'
+contents, so a new or changed file marks everything downstream as stale in the UI."""
+
+
+import dagster as dg
+
+from mlops_assets import landing as contract
+from mlops_assets.resources import LandingResource
+
+
+def _raw_source(table: contract.Table) -> dg.SourceAsset:
+    layout = table.pattern + ("*.csv|*.parquet" if table.is_folder else ".csv|.parquet")
+
+    @dg.observable_source_asset(
+        name=f"raw_{table.name}",
+        group_name="raw",
+        description=f"Landing files `{layout}` (DATA_CONTRACT.md). Data version: sha256 of the files.",
+    )
+    def _observe(landing: LandingResource) -> dg.ObserveResult:
+        files = landing.fingerprint(table.name)
+        sizes = {rel: (landing.root / rel).stat().st_size for rel in files}
+        return dg.ObserveResult(
+            data_version=dg.DataVersion(landing.data_version(table.name)),
+            metadata={
+                "files": len(files),
+                "bytes": sum(sizes.values()),
+                "landing": dg.MetadataValue.path(str(landing.root / table.pattern)),
+                "sha256": dg.MetadataValue.json(files),
+            },
+        )
+
+    return _observe
+
+
+raw_sources = [_raw_source(t) for t in contract.TABLES.values()]
+RAW_KEYS = {t.name: dg.AssetKey(f"raw_{t.name}") for t in contract.TABLES.values()}

@@ -1,0 +1,107 @@
+"""The ``mlops-assets`` command: what a person does outside the Dagster UI."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from mlops_assets import config
+
+
+def _sample(args) -> int:
+    from mlops_assets.sample import SampleSpec, generate, parse_drift, parse_regions
+
+    spec = SampleSpec(out_dir=Path(args.out_dir), regions=parse_regions(args.regions),
+                      stores_per_region=args.stores_per_region, products=args.products, weeks=args.weeks,
+                      end_week=args.end_week, seed=args.seed, drift=parse_drift(args.drift))
+    counts = generate(spec)
+    print(f"wrote {args.out_dir}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return 0
+
+
+def _validate(args) -> int:
+    from mlops_assets.landing import check_landing
+
+    landing = Path(args.landing_dir)
+    if not landing.is_dir():
+        print(f"{landing}: not a folder", file=sys.stderr)
+        return 2
+    results = check_landing(landing)
+    count = 0
+    for result in results.values():
+        for problem in result.problems:
+            print(problem)
+            count += 1
+    rows = sum(r.rows_read for r in results.values())
+    bad = sum(len(r.quarantine) for r in results.values())
+    verdict = "valid" if count == 0 else f"{count} problems, {bad} rows rejected"
+    print(f"{landing}: {rows} rows in {sum(len(r.files) for r in results.values())} files: {verdict}",
+          file=sys.stderr)
+    return 0 if count == 0 else 1
+
+
+def _run(args) -> int:
+    from mlops_assets.runner import RunFailed, format_summary, run_pipeline
+
+    regions = [r.strip() for r in args.regions.split(",")] if args.regions else None
+    try:
+        summary = run_pipeline(Path(args.landing) if args.landing else None, regions)
+    except RunFailed as exc:
+        print(f"mlops-assets run: {exc}", file=sys.stderr)
+        return 1
+    print(format_summary(summary))
+    return 0
+
+
+def _ui(args) -> int:
+    from mlops_assets.runner import prepare_environment
+
+    prepare_environment(Path(args.landing) if args.landing else None)
+    cmd = ["dagster", "dev", "-w", str(config.REPO_ROOT / "workspace.yaml"), "-h", args.host, "-p", str(args.port)]
+    print(f"DAGSTER_HOME={os.environ['DAGSTER_HOME']} {' '.join(cmd)}", file=sys.stderr)
+    os.execvp(cmd[0], cmd)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlops-assets", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("sample", help="generate a landing folder with realistic weekly demand")
+    p.add_argument("out_dir")
+    p.add_argument("--regions", default="north,south,west", help="names a,b,c or a count (default: %(default)s)")
+    p.add_argument("--stores-per-region", type=int, default=8)
+    p.add_argument("--products", type=int, default=24)
+    p.add_argument("--weeks", type=int, default=104)
+    p.add_argument("--end-week", default="2026-11-09", help="last observed week, a Monday (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--drift", action="append", default=[], metavar="REGION:WEEK",
+                   help="shift REGION's demand and weather from WEEK on; repeatable")
+    p.set_defaults(func=_sample)
+
+    p = sub.add_parser("validate", help="check a landing folder against the data contract")
+    p.add_argument("landing_dir")
+    p.set_defaults(func=_validate)
+
+    p = sub.add_parser("run", help="materialize the graph for all regions in-process")
+    p.add_argument("--landing", help=f"landing folder (default: $MLOPS_LANDING_DIR or {config.SAMPLE_LANDING_DIR})")
+    p.add_argument("--regions", help="only these regions, comma-separated")
+    p.set_defaults(func=_run)
+
+    p = sub.add_parser("ui", help="start the Dagster UI (dagster dev) on this project's instance")
+    p.add_argument("--landing")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=3000)
+    p.set_defaults(func=_ui)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,19 @@
+"""Jobs: what the schedules, sensors and the CLI run."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+OBSERVE_LANDING = "observe_landing"
+TABLES = "tables"
+WEEKLY = "weekly"
+
+observe_landing_job = dg.define_asset_job(
+    OBSERVE_LANDING, selection=dg.AssetSelection.groups("raw"),
+    description="Hash the landing files: new data versions mark downstream assets stale.")
+tables_job = dg.define_asset_job(
+    TABLES, selection=dg.AssetSelection.groups("tables"),
+    description="Validate every landing table against the contract; quarantine bad rows.")
+weekly_job = dg.define_asset_job(
+    WEEKLY, selection=dg.AssetSelection.groups("conditioned"),
+    description="Condition region x week tables. Launch a range of weeks of one region as one run.")

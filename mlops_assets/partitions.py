@@ -1,0 +1,34 @@
+"""Partitions: regions are discovered from the data, weeks start on Monday."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+REGION = "region"
+WEEK = "week"
+
+# Named, so sensors and the CLI can add regions found in stores.csv.
+region_partitions = dg.DynamicPartitionsDefinition(name=REGION)
+
+
+def week_partitions(first_week: str) -> dg.WeeklyPartitionsDefinition:
+    # day_offset=1: Dagster's weeks start on Sunday otherwise. end_offset=1 keeps the
+    # week in progress available, so next week's forecast has a partition to land in.
+    return dg.WeeklyPartitionsDefinition(start_date=first_week, day_offset=1, end_offset=1)
+
+
+def region_week_partitions(first_week: str) -> dg.MultiPartitionsDefinition:
+    return dg.MultiPartitionsDefinition({REGION: region_partitions, WEEK: week_partitions(first_week)})
+
+
+def split_key(key) -> tuple[str, str]:
+    """(region, week) of a region x week partition key, given as a string or MultiPartitionKey."""
+    if isinstance(key, dg.MultiPartitionKey):
+        dims = key.keys_by_dimension
+        return dims[REGION], dims[WEEK]
+    region, week = str(key).split("|")
+    return region, week
+
+
+def region_week_key(region: str, week: str) -> dg.MultiPartitionKey:
+    return dg.MultiPartitionKey({REGION: region, WEEK: week})

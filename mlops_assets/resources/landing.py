@@ -1,0 +1,49 @@
+"""The landing folder as a resource: its files, their hashes, and their checked contents."""
+
+
+import functools
+import hashlib
+import json
+from pathlib import Path
+
+import dagster as dg
+
+from mlops_assets import landing as contract
+
+
+def _stamp(landing: Path, table: contract.Table) -> tuple:
+    """Cheap identity of a table's files (name, size, mtime) for the in-process cache."""
+    return tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in contract.table_files(landing, table))
+
+
+@functools.lru_cache(maxsize=4)
+def _checked(landing: str, stamps: tuple) -> dict[str, contract.TableResult]:
+    return contract.check_landing(Path(landing))
+
+
+class LandingResource(dg.ConfigurableResource):
+    """Raw source files laid out as in DATA_CONTRACT.md."""
+
+    path: str
+
+    @property
+    def root(self) -> Path:
+        return Path(self.path)
+
+    def fingerprint(self, table: str) -> dict[str, str]:
+        return contract.fingerprint(self.root, contract.TABLES[table])
+
+    def data_version(self, table: str) -> str:
+        files = self.fingerprint(table)
+        return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
+
+    def checked(self) -> dict[str, contract.TableResult]:
+        """Every table checked against the contract; cached while no file changes, so the
+        steps of one in-process run share one read of the landing folder."""
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"landing folder {self.root} does not exist (set MLOPS_LANDING_DIR)")
+        stamps = tuple(_stamp(self.root, t) for t in contract.TABLES.values())
+        return _checked(str(self.root), stamps)
+
+    def table(self, name: str) -> contract.TableResult:
+        return self.checked()[name]

@@ -1,0 +1,290 @@
+"""Generate a landing folder that follows the data contract, with demand worth forecasting.
+
+Weekly demand per store x product is a negative-binomial count around a mean built
+from effects a model can learn (store format and size, shopper demographics,
+product level and trend, yearly seasonality by category, event lifts by
+category, weather sensitivity by category) and noise it cannot. Slow movers are
+intermittent. Shipments are that demand plus returns; returns are recorded
+separately. ``drift`` shifts one region's demand behaviour and its weather from a
+given week on, for testing drift monitoring.
+
+The bundled ``data/sample`` is ``mlops-assets sample data/sample`` with the
+defaults below.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REGION_NAMES = (
+    "north", "south", "west", "east", "central", "coastal", "mountain", "lakes",
+    "plains", "valley", "desert", "bay", "delta", "highlands", "harbor", "prairie",
+)
+
+# category: (temperature coefficient per degree C, rain coefficient per 10 mm,
+#            seasonal amplitude, seasonal peak week, income elasticity, returns rate)
+CATEGORIES = {
+    "ice_cream": (0.045, -0.06, 0.30, 28, 0.30, 0.00),
+    "soup": (-0.035, 0.08, 0.25, 2, -0.10, 0.00),
+    "beverages": (0.025, -0.03, 0.15, 27, 0.10, 0.01),
+    "bakery": (0.000, -0.02, 0.10, 51, 0.05, 0.06),
+    "dairy": (0.005, 0.00, 0.05, 20, 0.00, 0.03),
+    "produce": (0.010, -0.04, 0.20, 32, 0.25, 0.05),
+    "snacks": (0.005, 0.05, 0.10, 5, -0.05, 0.01),
+    "frozen_meals": (-0.015, 0.06, 0.15, 6, -0.20, 0.00),
+}
+
+# event: (calendar rule, {category: lift})  where lift multiplies the week's mean demand
+NATIONAL_EVENTS = {
+    "thanksgiving": {"bakery": 0.9, "produce": 0.6, "beverages": 0.3, "dairy": 0.4, "soup": 0.2},
+    "christmas": {"bakery": 0.7, "beverages": 0.5, "snacks": 0.4, "dairy": 0.3, "ice_cream": 0.2},
+    "super_bowl": {"snacks": 1.2, "beverages": 0.8, "frozen_meals": 0.3},
+    "independence_day": {"beverages": 0.7, "ice_cream": 0.6, "snacks": 0.5, "produce": 0.3},
+}
+HOME_GAME = {"snacks": 0.35, "beverages": 0.3, "frozen_meals": 0.1}
+PROMOTION = {c: 0.35 for c in CATEGORIES}
+
+DEFAULT_END_WEEK = "2026-11-09"
+
+
+@dataclass
+class SampleSpec:
+    out_dir: Path
+    regions: tuple[str, ...] = ("north", "south", "west")
+    stores_per_region: int = 8
+    products: int = 24
+    weeks: int = 104
+    end_week: str = DEFAULT_END_WEEK  # last observed week (a Monday)
+    seed: int = 7
+    drift: dict[str, str] = field(default_factory=dict)  # region -> first drifted week
+    forecast_days: int = 14
+
+
+def parse_regions(value: str) -> tuple[str, ...]:
+    """``"3"`` gives the first three region names; ``"a,b"`` names them."""
+    value = value.strip()
+    if value.isdigit():
+        n = int(value)
+        names = list(REGION_NAMES[:n]) + [f"region_{i:02d}" for i in range(len(REGION_NAMES), n)]
+        return tuple(names)
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def parse_drift(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        region, _, week = item.partition(":")
+        day = dt.date.fromisoformat(week)
+        if day.weekday() != 0:
+            raise ValueError(f"--drift {item}: the week must be a Monday")
+        out[region] = week
+    return out
+
+
+def _thanksgiving(year: int) -> dt.date:
+    first = dt.date(year, 11, 1)
+    first_thu = first + dt.timedelta(days=(3 - first.weekday()) % 7)
+    return first_thu + dt.timedelta(weeks=3)
+
+
+def _super_bowl(year: int) -> dt.date:
+    first = dt.date(year, 2, 1)
+    first_sun = first + dt.timedelta(days=(6 - first.weekday()) % 7)
+    return first_sun + dt.timedelta(weeks=1)
+
+
+def _national_dates(year: int) -> dict[str, dt.date]:
+    return {
+        "thanksgiving": _thanksgiving(year),
+        "christmas": dt.date(year, 12, 25),
+        "super_bowl": _super_bowl(year),
+        "independence_day": dt.date(year, 7, 4),
+    }
+
+
+def generate(spec: SampleSpec) -> dict[str, int]:
+    """Write the landing folder; returns row counts per table."""
+    rng = np.random.default_rng(spec.seed)
+    out = Path(spec.out_dir)
+    for sub in ("shipments", "returns", "weather"):
+        if (out / sub).exists():
+            shutil.rmtree(out / sub)
+        (out / sub).mkdir(parents=True)
+
+    end = dt.date.fromisoformat(spec.end_week)
+    if end.weekday() != 0:
+        raise ValueError(f"end week {end} is not a Monday")
+    weeks = pd.date_range(end=pd.Timestamp(end), periods=spec.weeks, freq="7D")
+    n_weeks = len(weeks)
+    unknown = set(spec.drift) - set(spec.regions)
+    if unknown:
+        raise ValueError(f"--drift names unknown regions: {', '.join(sorted(unknown))}")
+
+    # --- masters ---------------------------------------------------------------------
+    cats = list(CATEGORIES)
+    n_prod = spec.products
+    prod_cat = np.array([cats[i % len(cats)] for i in range(n_prod)])
+    slow = rng.random(n_prod) < 0.5
+    base = np.where(slow, rng.lognormal(np.log(7), 0.3, n_prod), rng.lognormal(np.log(45), 0.4, n_prod))
+    growth = rng.normal(0.0, 0.18, n_prod)  # log-growth per year
+    launch = np.where(rng.random(n_prod) < 0.1, rng.integers(20, max(21, n_weeks // 2), n_prod), 0)
+    product_ids = [f"p{i + 1:03d}" for i in range(n_prod)]
+    velocity = np.where(slow, "slow", "fast").astype(object)
+    velocity[rng.random(n_prod) < 0.25] = ""  # the contract lets velocity be derived
+    products = pd.DataFrame({"product_id": product_ids, "category": prod_cat, "velocity": velocity})
+
+    store_rows, demo_rows = [], []
+    for r, region in enumerate(spec.regions):
+        for i in range(spec.stores_per_region):
+            fmt = "large" if (i % 5) in (0, 2) else "small"
+            store_rows.append({"store_id": f"{region}_s{i + 1:02d}", "region": region, "format": fmt,
+                               "zip_code": f"{10000 + 600 * r + 7 * i:05d}"})
+            demo_rows.append({"store_id": f"{region}_s{i + 1:02d}",
+                              "population": int(rng.lognormal(np.log(40000), 0.5)),
+                              "median_income": int(rng.lognormal(np.log(62000), 0.3)),
+                              "share_families": round(float(rng.uniform(0.15, 0.55)), 3)})
+    stores = pd.DataFrame(store_rows)
+    demographics = pd.DataFrame(demo_rows)
+
+    # --- weather: daily per zip, observed through the last week, then forecasts -------
+    last_observed = end + dt.timedelta(days=6)
+    days = pd.date_range(weeks[0], pd.Timestamp(last_observed), freq="D")
+    doy = days.dayofyear.to_numpy()
+    weather_frames, weekly_temp, weekly_rain = [], {}, {}
+    climate = {region: (rng.uniform(6, 20), rng.uniform(8, 14)) for region in spec.regions}
+    for store in stores.itertuples():
+        mean_t, amp = climate[store.region]
+        noise = np.zeros(len(days))
+        shocks = rng.normal(0, 2.2, len(days))
+        for t in range(1, len(days)):
+            noise[t] = 0.7 * noise[t - 1] + shocks[t]
+        tmax = mean_t + 5 + amp * np.cos(2 * np.pi * (doy - 200) / 365.25) + noise
+        if store.region in spec.drift:
+            tmax = tmax + np.where(days >= pd.Timestamp(spec.drift[store.region]), 6.0, 0.0)
+        tmin = tmax - rng.uniform(5, 11, len(days))
+        rain = np.where(rng.random(len(days)) < 0.33, rng.gamma(1.5, 5.0, len(days)), 0.0)
+        frame = pd.DataFrame({"date": days, "zip_code": store.zip_code, "temp_max_c": tmax.round(1),
+                              "temp_min_c": tmin.round(1), "precip_mm": rain.round(1), "is_forecast": False})
+        weather_frames.append(frame)
+        wk = (days - pd.Timestamp(weeks[0])).days // 7
+        weekly_temp[store.store_id] = pd.Series(tmax).groupby(wk).mean().to_numpy()[:n_weeks]
+        weekly_rain[store.store_id] = pd.Series(rain).groupby(wk).sum().to_numpy()[:n_weeks]
+        # forecasts: the last observed week was forecast too (superseded), and the next two weeks
+        f_days = pd.date_range(pd.Timestamp(last_observed) - pd.Timedelta(days=6),
+                               pd.Timestamp(last_observed) + pd.Timedelta(days=spec.forecast_days), freq="D")
+        f_doy = f_days.dayofyear.to_numpy()
+        f_tmax = mean_t + 5 + amp * np.cos(2 * np.pi * (f_doy - 200) / 365.25) + rng.normal(0, 2.0, len(f_days))
+        weather_frames.append(pd.DataFrame({
+            "date": f_days, "zip_code": store.zip_code, "temp_max_c": f_tmax.round(1),
+            "temp_min_c": (f_tmax - 8).round(1), "precip_mm": np.where(rng.random(len(f_days)) < 0.3, 3.0, 0.0),
+            "is_forecast": True}))
+    weather = pd.concat(weather_frames, ignore_index=True)
+
+    # --- events ------------------------------------------------------------------------
+    event_rows = []
+    for year in sorted({d.year for d in weeks} | {(weeks[-1] + pd.Timedelta(days=21)).year}):
+        for name, day in _national_dates(year).items():
+            event_rows.append({"date": day, "region": "*", "event": name})
+    for region in spec.regions:
+        game_days = rng.choice(len(days), size=max(1, len(days) // 30), replace=False)
+        for d in game_days:
+            event_rows.append({"date": days[d].date(), "region": region, "event": f"{region}_home_game"})
+        promo_weeks = rng.choice(n_weeks, size=max(1, n_weeks // 13), replace=False)
+        for w in promo_weeks:
+            event_rows.append({"date": (weeks[w] + pd.Timedelta(days=2)).date(), "region": region,
+                               "event": "promotion"})
+    events = pd.DataFrame(event_rows).sort_values(["date", "region", "event"]).drop_duplicates()
+    events = events[(pd.to_datetime(events["date"]) >= weeks[0])
+                    & (pd.to_datetime(events["date"]) <= pd.Timestamp(last_observed) + pd.Timedelta(days=21))]
+
+    # --- demand ------------------------------------------------------------------------
+    woy = weeks.isocalendar().week.to_numpy().astype(float)
+    years = (np.arange(n_weeks) - n_weeks) / 52.0
+    cat_idx = {c: i for i, c in enumerate(cats)}
+    coef = np.array([CATEGORIES[c] for c in cats])  # (n_cat, 6)
+    pc = np.array([cat_idx[c] for c in prod_cat])
+    season = np.exp(coef[pc, 2][:, None] * np.cos(2 * np.pi * (woy[None, :] - coef[pc, 3][:, None]) / 52.18))
+    trend = np.exp(growth[:, None] * years[None, :])
+    alive = np.arange(n_weeks)[None, :] >= launch[:, None]
+    week_of = {d: i for i, d in enumerate(weeks)}
+
+    def week_index(day) -> int | None:
+        monday = pd.Timestamp(day) - pd.Timedelta(days=pd.Timestamp(day).weekday())
+        return week_of.get(monday)
+
+    ship_rows, return_rows = [], []
+    demo = demographics.set_index("store_id")
+    for r_idx, region in enumerate(spec.regions):
+        lift = np.zeros((len(cats), n_weeks))
+        for ev in events.itertuples():
+            if ev.region not in ("*", region):
+                continue
+            w = week_index(ev.date)
+            if w is None:
+                continue
+            table = NATIONAL_EVENTS.get(ev.event) or (PROMOTION if ev.event == "promotion" else HOME_GAME)
+            for c, v in table.items():
+                lift[cat_idx[c], w] += v
+        drift_from = week_of.get(pd.Timestamp(spec.drift[region])) if region in spec.drift else None
+        for store in stores[stores.region == region].itertuples():
+            d = demo.loc[store.store_id]
+            size = (2.6 if store.format == "large" else 1.0) * rng.lognormal(0, 0.15)
+            size *= (d.population / 40000) ** 0.25
+            income = np.log(d.median_income / 62000)
+            temp = weekly_temp[store.store_id] - climate[region][0]
+            rain = weekly_rain[store.store_id] / 10.0
+            stocked = rng.random(n_prod) < (0.95 if store.format == "large" else 0.75)
+            mu = (base[:, None] * size * np.exp(coef[pc, 4] * income)[:, None] * season * trend
+                  * np.exp(coef[pc, 0][:, None] * temp[None, :] + coef[pc, 1][:, None] * rain[None, :])
+                  * (1 + lift[pc, :]))
+            if drift_from is not None:
+                shift = np.where(np.isin(prod_cat, cats[: len(cats) // 2]), 1.6, 0.65)
+                mu[:, drift_from:] *= shift[:, None]
+            mu *= alive & stocked[:, None]
+            # Count draws use a varying amount of randomness, so each store gets its own
+            # streams, drawn week by week (transposed): weeks before a drift are identical
+            # with and without it.
+            streams = [np.random.default_rng([spec.seed, r_idx, store.Index, k]) for k in range(4)]
+            lam = mu * streams[0].gamma(20.0, 1 / 20.0, mu.T.shape).T
+            demand = streams[1].poisson(lam.T).T
+            demand[slow[:, None].repeat(n_weeks, 1) & (streams[2].random(mu.T.shape).T < 0.12)] = 0
+            ret_rate = np.broadcast_to(coef[pc, 5][:, None], demand.shape)
+            returned = streams[3].binomial((demand + 2).T, ret_rate.T).T
+            returned = np.where(demand > 0, returned, 0)
+            shipped = demand + returned
+            p_idx, w_idx = np.nonzero(shipped)
+            ship_rows.append(pd.DataFrame({"week_start": weeks[w_idx], "store_id": store.store_id,
+                                           "product_id": np.array(product_ids)[p_idx],
+                                           "units_shipped": shipped[p_idx, w_idx]}))
+            rp, rw = np.nonzero(returned)
+            return_rows.append(pd.DataFrame({"week_start": weeks[rw], "store_id": store.store_id,
+                                             "product_id": np.array(product_ids)[rp],
+                                             "units_returned": returned[rp, rw]}))
+    shipments = pd.concat(ship_rows, ignore_index=True)
+    returns = pd.concat(return_rows, ignore_index=True)
+
+    # --- write -------------------------------------------------------------------------
+    stores.to_csv(out / "stores.csv", index=False)
+    products.to_csv(out / "products.csv", index=False)
+    demographics.to_csv(out / "demographics.csv", index=False)
+    events.to_csv(out / "events.csv", index=False, date_format="%Y-%m-%d")
+    for week, part in shipments.groupby("week_start"):
+        part.sort_values(["store_id", "product_id"]).to_csv(
+            out / "shipments" / f"{week:%Y-%m-%d}.csv", index=False, date_format="%Y-%m-%d")
+    for year, part in returns.groupby(returns.week_start.dt.year):
+        part.sort_values(["week_start", "store_id", "product_id"]).to_csv(
+            out / "returns" / f"{year}.csv", index=False, date_format="%Y-%m-%d")
+    observed = weather[~weather.is_forecast]
+    for year, part in observed.groupby(observed.date.dt.year):
+        part.to_csv(out / "weather" / f"observed_{year}.csv", index=False, date_format="%Y-%m-%d")
+    weather[weather.is_forecast].to_csv(out / "weather" / f"forecast_{last_observed:%Y-%m-%d}.csv",
+                                        index=False, date_format="%Y-%m-%d")
+    return {"stores": len(stores), "products": len(products), "demographics": len(demographics),
+            "events": len(events), "shipments": len(shipments), "returns": len(returns),
+            "weather": len(weather)}

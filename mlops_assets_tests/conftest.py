@@ -1,0 +1,46 @@
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mlops_assets.sample import SampleSpec, generate
+
+SMALL = dict(regions=("north", "south"), stores_per_region=4, products=10, weeks=30, end_week="2026-11-09", seed=3)
+
+
+@pytest.fixture(scope="session")
+def small_landing_template(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("landing_template")
+    generate(SampleSpec(out_dir=out, **SMALL))
+    return out
+
+
+@pytest.fixture
+def small_landing(small_landing_template, tmp_path) -> Path:
+    """A fresh, writable copy of a small valid landing folder."""
+    out = tmp_path / "landing"
+    shutil.copytree(small_landing_template, out)
+    return out
+
+
+def isolated_env(mp: pytest.MonkeyPatch, root: Path, landing: Path) -> None:
+    """Point every setting at ``root`` so a test never touches the developer's .mlops/."""
+    mp.setenv("MLOPS_HOME", str(root / "home"))
+    mp.setenv("DAGSTER_HOME", str(root / "home" / "dagster"))
+    mp.setenv("MLOPS_LANDING_DIR", str(landing))
+    mp.delenv("MLOPS_STORAGE_ROOT", raising=False)
+    mp.delenv("MLOPS_FIRST_WEEK", raising=False)
+    mp.delenv("MLOPS_ENV", raising=False)
+
+
+@pytest.fixture
+def env(tmp_path, small_landing, monkeypatch) -> Path:
+    isolated_env(monkeypatch, tmp_path, small_landing)
+    return small_landing
+
+
+def edit_csv(path: Path, line: int, text: str) -> None:
+    """Replace line ``line`` (1 = header) of a CSV file."""
+    lines = path.read_text().splitlines()
+    lines[line - 1] = text
+    path.write_text("\n".join(lines) + "\n")

@@ -1,0 +1,50 @@
+"""Conditioned weekly tables: the contract's semantics for demand, weather and events."""
+
+import pandas as pd
+
+from mlops_assets import conditioning, schemas
+
+STORES = pd.DataFrame({"store_id": ["a1", "a2", "b1"], "region": ["a", "a", "b"],
+                       "format": ["large", "small", "large"], "zip_code": ["10000", "10001", "20000"]})
+W1, W2, W3 = "2026-01-05", "2026-01-12", "2026-01-19"
+
+
+def _weekly(rows, units):
+    frame = pd.DataFrame(rows, columns=["week_start", "store_id", "product_id", units])
+    frame["week_start"] = pd.to_datetime(frame["week_start"])
+    return frame
+
+
+def test_net_demand_zero_after_first_delivery_and_absent_before():
+    shipments = _weekly([(W1, "a1", "p1", 10), (W2, "a2", "p1", 4), (W3, "a1", "p1", 3), (W1, "b1", "p1", 9)],
+                        "units_shipped")
+    returns = _weekly([(W3, "a1", "p1", 5)], "units_returned")
+    out = conditioning.net_demand(STORES, shipments, returns, "a", [W1, W2, W3])
+    schemas.net_demand_schema().validate(out)
+    got = {(r.store_id, r.week_start.strftime("%Y-%m-%d")): r.net_demand for r in out.itertuples()}
+    assert got == {("a1", W1): 10, ("a1", W2): 0, ("a1", W3): 0,  # 3 shipped - 5 returned clips at 0
+                   ("a2", W2): 4, ("a2", W3): 0}                   # a2 unknown before its first delivery
+    assert set(out.region) == {"a"}
+
+
+def test_weekly_weather_prefers_observations_over_forecasts():
+    days = pd.date_range(W1, periods=7, freq="D")
+    observed = pd.DataFrame({"date": days[:5], "zip_code": "10000", "temp_max_c": 10.0, "temp_min_c": 0.0,
+                             "precip_mm": 1.0, "is_forecast": False})
+    forecast = pd.DataFrame({"date": days[3:], "zip_code": "10000", "temp_max_c": 30.0, "temp_min_c": 20.0,
+                             "precip_mm": 0.0, "is_forecast": True})
+    out = conditioning.weekly_weather(STORES, pd.concat([observed, forecast]), "a", [W1])
+    schemas.weekly_weather_schema().validate(out)
+    row = out.iloc[0]
+    assert (row.days_observed, row.days_forecast) == (5, 2)
+    assert row.temp_max_c == (5 * 10 + 2 * 30) / 7
+    assert row.precip_mm == 5.0
+
+
+def test_weekly_events_include_national_and_own_region_only():
+    events = pd.DataFrame({"date": pd.to_datetime(["2026-01-06", "2026-01-07", "2026-01-08", "2026-01-13"]),
+                           "region": ["*", "a", "b", "a"], "event": ["holiday", "home_game", "home_game", "home_game"]})
+    out = conditioning.weekly_events(events, "a", [W1, W2])
+    schemas.weekly_events_schema().validate(out)
+    assert [(r.week_start.strftime("%Y-%m-%d"), r.event, r.days) for r in out.itertuples()] == [
+        (W1, "holiday", 1), (W1, "home_game", 1), (W2, "home_game", 1)]

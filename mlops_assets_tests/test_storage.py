@@ -1,0 +1,64 @@
+"""The Parquet IO manager: one file per region x week, written and read as ranges, never pickled."""
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from mlops_assets.partitions import region_week_partitions, split_key
+from mlops_assets.resources import ParquetIOManager, StorageResource
+
+PARTS = region_week_partitions("2026-01-05")
+WEEKS = ["2026-01-05", "2026-01-12", "2026-01-19"]
+
+
+@dg.asset(partitions_def=PARTS, backfill_policy=dg.BackfillPolicy.single_run(), io_manager_key="io")
+def counts(context: dg.AssetExecutionContext) -> pd.DataFrame:
+    keys = [split_key(k) for k in context.partition_keys]
+    rows = [(r, w, i) for i, (r, w) in enumerate(keys) if w != "2026-01-12"]  # one week has no rows
+    return pd.DataFrame(rows, columns=["region", "week_start", "value"]).astype({"week_start": "datetime64[ns]"})
+
+
+@dg.asset(partitions_def=PARTS, backfill_policy=dg.BackfillPolicy.single_run(), io_manager_key="io")
+def doubled(counts: pd.DataFrame) -> pd.DataFrame:
+    return counts.assign(value=counts["value"] * 2)
+
+
+def _materialize(tmp_path, selection, start, end):
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("region", ["north"])
+    io = ParquetIOManager(storage=StorageResource(root=str(tmp_path)))
+    return dg.materialize([counts, doubled], selection=selection, instance=instance, resources={"io": io},
+                          tags={"dagster/asset_partition_range_start": start,
+                                "dagster/asset_partition_range_end": end})
+
+
+def test_range_run_writes_each_partition_and_downstream_reads_them(tmp_path):
+    result = _materialize(tmp_path, [counts, doubled], f"north|{WEEKS[0]}", f"north|{WEEKS[-1]}")
+    assert result.success
+    files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.parquet"))
+    assert files == [f"{a}/north/{w}.parquet" for a in ("counts", "doubled") for w in WEEKS]
+    assert len(pd.read_parquet(tmp_path / "counts/north/2026-01-12.parquet")) == 0  # written, empty
+    doubled_back = pd.concat(pd.read_parquet(tmp_path / f"doubled/north/{w}.parquet") for w in WEEKS)
+    assert doubled_back["value"].tolist() == [0, 4]
+    assert not list(tmp_path.rglob("*.tmp"))
+    assert not list(tmp_path.rglob("*.pkl")) and not [p for p in tmp_path.rglob("*") if p.suffix == ""
+                                                       and p.is_file()]
+
+
+def test_reading_a_partition_that_was_never_materialized_names_it(tmp_path):
+    with pytest.raises(dg.DagsterError) as err:
+        _materialize(tmp_path, [doubled], f"north|{WEEKS[0]}", f"north|{WEEKS[0]}")
+    assert "counts partition north|2026-01-05 has not been materialized yet" in str(err.value.__cause__)
+
+
+def test_output_rows_outside_the_run_are_refused(tmp_path):
+    io = ParquetIOManager(storage=StorageResource(root=str(tmp_path)))
+
+    @dg.asset(partitions_def=PARTS, io_manager_key="io", name="leaky")
+    def leaky() -> pd.DataFrame:
+        return pd.DataFrame({"region": ["south"], "week_start": pd.to_datetime([WEEKS[0]]), "value": [1]})
+
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("region", ["north", "south"])
+    with pytest.raises(ValueError, match="rows for partitions outside this run"):
+        dg.materialize([leaky], instance=instance, resources={"io": io}, partition_key=f"north|{WEEKS[0]}")

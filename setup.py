@@ -1,0 +1,30 @@
+from setuptools import find_packages, setup
+
+# Pinned to a set that resolves together (checked 2026-11-22). torch is exactly the
+# CPU build 2.13.0: a looser pin lets a resolver pull a multi-GB CUDA build.
+# pandas<3: dagster-pandera and dagster-mlflow 0.29.27 require it.
+INSTALL_REQUIRES = [
+    "dagster==1.13.27",
+    "dagster-webserver==1.13.27",
+    "dagster-mlflow==0.29.27",
+    "dagster-azure==0.29.27",
+    "dagster-pandera==0.29.27",
+    "mlflow==3.17.2",
+    "pandas==2.3.3",
+    "pyarrow>=15",
+    "pandera==0.35.0",
+    "scikit-learn==1.9.1",
+    "scipy>=1.13",
+    "torch==2.13.0",
+]
+
+setup(
+    name="mlops_assets",
+    version="0.1.0",
+    description="Weekly retail demand forecasting as one Dagster asset graph",
+    packages=find_packages(exclude=["mlops_assets_tests"]),
+    python_requires=">=3.11",
+    install_requires=INSTALL_REQUIRES,
+    extras_require={"test": ["pytest>=8"]},
+    entry_points={"console_scripts": ["mlops-assets=mlops_assets.cli:main"]},
+)
