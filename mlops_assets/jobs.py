@@ -9,7 +9,7 @@ TABLES = "tables"
 WEEKLY = "weekly"
 
 observe_landing_job = dg.define_asset_job(
-    OBSERVE_LANDING, selection=dg.AssetSelection.groups("raw"),
+    OBSERVE_LANDING, selection=dg.AssetSelection.groups("raw", include_sources=True),
     description="Hash the landing files: new data versions mark downstream assets stale.")
 tables_job = dg.define_asset_job(
     TABLES, selection=dg.AssetSelection.groups("tables"),

@@ -53,13 +53,20 @@ class RunSummary:
     run_ids: list[str] = field(default_factory=list)
 
 
+def user_error(error) -> str:
+    """The innermost message of a Dagster error chain: the user's own exception, not the wrapper."""
+    while error.cause is not None:
+        error = error.cause
+    return error.message.strip()
+
+
 def _execute(defs: dg.Definitions, job: str, instance: dg.DagsterInstance, summary: RunSummary, **kwargs):
     result = defs.resolve_job_def(job).execute_in_process(
         instance=instance, run_config=QUIET, raise_on_error=False, **kwargs)
     summary.run_ids.append(result.run_id)
     if not result.success:
         failures = [e for e in result.all_events if e.is_step_failure]
-        detail = "\n".join(f"  step {e.step_key}: {e.event_specific_data.error.message.strip()}" for e in failures)
+        detail = "\n".join(f"  step {e.step_key}: {user_error(e.event_specific_data.error)}" for e in failures)
         raise RunFailed(f"run {result.run_id} of job {job} failed:\n{detail or '  (see the Dagster UI)'}")
     return result
 

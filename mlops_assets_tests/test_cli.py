@@ -1,0 +1,70 @@
+"""The mlops-assets command and the Dagster CLI on this project, as a person runs them."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mlops_assets.cli import main
+from mlops_assets.config import SAMPLE_LANDING_DIR
+from mlops_assets_tests.conftest import edit_csv
+
+
+def test_validate_accepts_the_bundled_sample(capsys):
+    assert main(["validate", str(SAMPLE_LANDING_DIR)]) == 0
+    out, err = capsys.readouterr()
+    assert out == "" and "valid" in err
+
+
+def test_validate_rejects_a_broken_folder_with_one_line_per_problem(small_landing, capsys):
+    ship = sorted((small_landing / "shipments").glob("*.csv"))[0]
+    row = ship.read_text().splitlines()[1].split(",")
+    edit_csv(ship, 2, ",".join([*row[:3], "-1"]))
+    edit_csv(ship, 3, ",".join([row[0], "ghost_s01", row[2], "2"]))
+    assert main(["validate", str(small_landing)]) == 1
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [f"shipments/{ship.name}:2: units_shipped: must be >= 0 (-1)",
+                                f"shipments/{ship.name}:3: store_id: must exist in stores (ghost_s01)"]
+    assert "2 problems, 2 rows rejected" in err
+
+
+def test_sample_command_writes_a_valid_landing_folder(tmp_path, capsys):
+    out = tmp_path / "landing"
+    assert main(["sample", str(out), "--regions", "2", "--stores-per-region", "2", "--products", "4",
+                 "--weeks", "12", "--drift", "south:2026-10-05"]) == 0
+    assert (out / "stores.csv").read_text().count("\n") == 5  # header + 2 regions x 2 stores
+    assert main(["validate", str(out)]) == 0
+
+
+def test_run_prints_a_summary_per_region_and_table(env, capsys):
+    assert main(["run", "--landing", str(env), "--regions", "south"]) == 0
+    out = capsys.readouterr().out
+    assert "region" in out and "south" in out and "north" not in out.split("table")[0]
+    assert "shipments" in out and "0 rows quarantined" in out
+
+
+def test_run_names_an_unknown_region(env, capsys):
+    assert main(["run", "--landing", str(env), "--regions", "atlantis"]) == 1
+    assert "unknown region(s) atlantis; stores.csv has north, south" in capsys.readouterr().err
+
+
+def _dagster(args, env_vars, cwd):
+    exe = Path(sys.executable).with_name("dagster")
+    return subprocess.run([str(exe), *args], env=env_vars, cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_dagster_cli_validates_definitions_and_materializes_one_partition(env, tmp_path):
+    assert main(["run", "--landing", str(env), "--regions", "north"]) == 0
+    env_vars = {**os.environ}
+    validated = _dagster(["definitions", "validate", "-m", "mlops_assets.definitions"], env_vars, tmp_path)
+    assert validated.returncode == 0, validated.stderr[-2000:]
+    # a fresh partition of one region x week, launched from the Dagster CLI
+    storage = Path(env_vars["MLOPS_HOME"]) / "storage" / "weekly_events" / "north" / "2026-11-09.parquet"
+    storage.unlink()
+    done = _dagster(["asset", "materialize", "-m", "mlops_assets.definitions", "--select", "weekly_events",
+                     "--partition", "north|2026-11-09"], env_vars, tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert storage.exists()

@@ -1,0 +1,167 @@
+"""The asset graph end to end on a small landing folder, in a throwaway Dagster home."""
+
+import shutil
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from mlops_assets.config import Settings
+from mlops_assets.definitions import build_definitions
+from mlops_assets.landing import check_landing
+from mlops_assets.resources import LandingResource
+from mlops_assets.runner import RunFailed, run_pipeline, user_error
+from mlops_assets_tests.conftest import SMALL, edit_csv, isolated_env
+
+
+@pytest.fixture(scope="module")
+def pipeline(small_landing_template, tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipeline")
+    landing = root / "landing"
+    shutil.copytree(small_landing_template, landing)
+    with pytest.MonkeyPatch.context() as mp:
+        isolated_env(mp, root, landing)
+        summary = run_pipeline(landing)
+        yield summary, Settings.from_env(), dg.DagsterInstance.get()
+
+
+def _keys(instance, asset):
+    return instance.get_materialized_partitions(dg.AssetKey(asset))
+
+
+def test_every_region_and_week_is_materialized(pipeline):
+    summary, settings, instance = pipeline
+    weeks = pd.date_range(end="2026-11-09", periods=SMALL["weeks"], freq="7D").strftime("%Y-%m-%d").tolist()
+    assert (summary.first_week, summary.last_week) == (weeks[0], weeks[-1])
+    assert set(summary.regions) == {"north", "south"}
+    assert settings.first_week == weeks[0]  # taken from the data, recorded for `dagster dev`
+    expected = {f"{r}|{w}" for r in ("north", "south") for w in weeks}
+    assert _keys(instance, "net_demand") == expected
+    # next week's forecast weather and events are conditioned too, for scoring; its demand is not
+    assert _keys(instance, "weekly_weather") == expected | {"north|2026-11-16", "south|2026-11-16"}
+    for w in weeks:
+        assert (settings.storage_root / "net_demand" / "north" / f"{w}.parquet").exists()
+
+
+def test_conditioned_demand_accounts_for_every_valid_shipment(pipeline):
+    summary, settings, _ = pipeline
+    landing = check_landing(settings.landing_dir)
+    stores = landing["stores"].valid
+    files = sorted((settings.storage_root / "net_demand" / "south").glob("*.parquet"))
+    demand = pd.concat(pd.read_parquet(f) for f in files)
+    south = landing["shipments"].valid.merge(stores[stores.region == "south"], on="store_id")
+    assert demand["units_shipped"].sum() == south["units_shipped"].sum()
+    assert (demand["net_demand"] >= 0).all() and set(demand["region"]) == {"south"}
+
+
+def test_checks_and_data_versions_are_recorded(pipeline):
+    _, settings, instance = pipeline
+    for asset, check in [("shipments", "contract"), ("net_demand", "schema")]:
+        evaluation = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+            [dg.AssetCheckKey(dg.AssetKey(asset), check)])[dg.AssetCheckKey(dg.AssetKey(asset), check)]
+        assert evaluation.status.value == "SUCCEEDED"
+        assert evaluation.event.dagster_event.event_specific_data.passed
+    record = instance.get_latest_data_version_record(dg.AssetKey("raw_shipments"))
+    version = record.asset_observation.data_version
+    assert version == LandingResource(path=str(settings.landing_dir)).data_version("shipments")
+
+
+def test_bad_rows_are_quarantined_and_the_rest_flows_on(env):
+    ship = sorted((env / "shipments").glob("*.csv"))[-1]
+    row = ship.read_text().splitlines()[1].split(",")
+    edit_csv(ship, 2, ",".join([*row[:3], "-4"]))
+    summary = run_pipeline(env, ["north"])
+    assert summary.tables["shipments"]["quarantined"] == 1
+    settings = Settings.from_env()
+    [quarantine] = list((settings.storage_root / "quarantine" / "shipments").glob("*.parquet"))
+    bad = pd.read_parquet(quarantine)
+    assert bad[["_file", "_row", "units_shipped", "_problems"]].values.tolist() == [
+        [f"shipments/{ship.name}", 2, "-4", "units_shipped: must be >= 0"]]
+    instance = dg.DagsterInstance.get()
+    mat = instance.get_latest_materialization_event(dg.AssetKey("shipments")).asset_materialization
+    assert mat.metadata["rows_quarantined"].value == 1
+    key = dg.AssetCheckKey(dg.AssetKey("shipments"), "contract")
+    check = instance.event_log_storage.get_latest_asset_check_execution_by_key([key])[key]
+    assert not check.event.dagster_event.event_specific_data.passed  # a WARN the Checks tab shows
+
+
+def _landing(env):
+    return {"landing": LandingResource(path=str(env))}
+
+
+def _tables_run(defs):
+    return defs.resolve_job_def("tables").execute_in_process(instance=dg.DagsterInstance.get(), raise_on_error=False)
+
+
+def test_an_unusable_master_fails_its_step_and_the_last_good_version_stays(env):
+    run_pipeline(env, ["north"])
+    settings = Settings.from_env()
+    before = {name: pd.read_parquet(settings.storage_root / f"{name}.parquet") for name in ("stores", "shipments")}
+    edit_csv(env / "stores.csv", 1, "store_id,region,format")  # the zip_code column is gone
+    defs = build_definitions(settings)
+    result = _tables_run(defs)
+    assert not result.success
+    messages = {e.step_key: user_error(e.event_specific_data.error) for e in result.all_events if e.is_step_failure}
+    assert "stores.csv:1: zip_code: required column missing" in messages["stores"]
+    assert "shipments" not in messages  # skipped: its upstream failed
+    # run on its own, a dependant refuses to rebuild against an unusable store list
+    # rather than quarantining every row as an unknown store
+    alone = defs.resolve_job_def("tables").execute_in_process(
+        instance=dg.DagsterInstance.get(), raise_on_error=False, asset_selection=[dg.AssetKey("shipments")])
+    [failure] = [e for e in alone.all_events if e.is_step_failure]
+    assert "not rebuilt because stores is unusable" in user_error(failure.event_specific_data.error)
+    for name, frame in before.items():
+        pd.testing.assert_frame_equal(pd.read_parquet(settings.storage_root / f"{name}.parquet"), frame)
+    # and `mlops-assets run` says why before starting anything
+    with pytest.raises(RunFailed, match="stores.csv:1: zip_code: required column missing"):
+        run_pipeline(env, ["north"])
+
+
+def test_demand_of_an_undelivered_week_is_refused_not_zero(env):
+    run_pipeline(env, ["north"])
+    defs = build_definitions(Settings.from_env())
+    result = defs.resolve_job_def("weekly").execute_in_process(
+        instance=dg.DagsterInstance.get(), partition_key="north|2026-11-16", raise_on_error=False,
+        asset_selection=[dg.AssetKey("net_demand")])
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    assert "no shipments delivered yet for week(s) 2026-11-16" in user_error(failure.event_specific_data.error)
+
+
+def test_region_sensor_adds_regions_found_in_stores(env):
+    defs = build_definitions(Settings.from_env())
+    sensor = defs.resolve_sensor_def("region_discovery")
+    with dg.instance_for_test() as instance:
+        ctx = dg.build_sensor_context(instance=instance, definitions=defs, resources=_landing(env))
+        result = sensor(ctx)
+        [request] = result.dynamic_partitions_requests
+        assert list(request.partition_keys) == ["north", "south"]
+        instance.add_dynamic_partitions("region", ["north", "south"])
+        assert isinstance(sensor(dg.build_sensor_context(instance=instance, definitions=defs, resources=_landing(env))), dg.SkipReason)
+
+
+def test_landing_sensor_requests_validation_once_per_content_version(env):
+    defs = build_definitions(Settings.from_env())
+    sensor = defs.resolve_sensor_def("landing_files")
+    with dg.instance_for_test() as instance:
+        first = sensor(dg.build_sensor_context(instance=instance, definitions=defs, resources=_landing(env)))
+        assert [r.job_name for r in first.run_requests] == ["observe_landing", "tables"]
+        unchanged = sensor(dg.build_sensor_context(instance=instance, definitions=defs, cursor=first.cursor, resources=_landing(env)))
+        assert isinstance(unchanged, dg.SkipReason)
+        (env / "events.csv").write_text((env / "events.csv").read_text() + "2026-11-12,north,promotion\n")
+        changed = sensor(dg.build_sensor_context(instance=instance, definitions=defs, cursor=first.cursor, resources=_landing(env)))
+        assert changed.cursor != first.cursor
+        assert changed.run_requests[0].run_key != first.run_requests[0].run_key
+
+
+def test_weekly_schedule_requests_last_week_for_every_region(env):
+    import datetime as dt
+
+    defs = build_definitions(Settings.from_env())
+    schedule = defs.resolve_schedule_def("weekly_refresh")
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("region", ["north", "south"])
+        ctx = dg.build_schedule_context(instance=instance,
+                                        scheduled_execution_time=dt.datetime(2026, 11, 16, 6, tzinfo=dt.timezone.utc))
+        requests = list(schedule(ctx))
+    assert [r.partition_key for r in requests] == ["north|2026-11-09", "south|2026-11-09"]
