@@ -24,12 +24,12 @@ def doubled(counts: pd.DataFrame) -> pd.DataFrame:
 
 
 def _materialize(tmp_path, selection, start, end):
-    instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions("region", ["north"])
     io = ParquetIOManager(storage=StorageResource(root=str(tmp_path)))
-    return dg.materialize([counts, doubled], selection=selection, instance=instance, resources={"io": io},
-                          tags={"dagster/asset_partition_range_start": start,
-                                "dagster/asset_partition_range_end": end})
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("region", ["north"])
+        return dg.materialize([counts, doubled], selection=selection, instance=instance, resources={"io": io},
+                              tags={"dagster/asset_partition_range_start": start,
+                                    "dagster/asset_partition_range_end": end})
 
 
 def test_range_run_writes_each_partition_and_downstream_reads_them(tmp_path):
@@ -57,7 +57,6 @@ def test_output_rows_outside_the_run_are_refused(tmp_path):
     def leaky() -> pd.DataFrame:
         return pd.DataFrame({"region": ["south"], "week_start": pd.to_datetime([WEEKS[0]]), "value": [1]})
 
-    instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions("region", ["north", "south"])
-    with pytest.raises(ValueError, match="rows for partitions outside this run"):
+    with dg.instance_for_test() as instance, pytest.raises(ValueError, match="rows for partitions outside this run"):
+        instance.add_dynamic_partitions("region", ["north", "south"])
         dg.materialize([leaky], instance=instance, resources={"io": io}, partition_key=f"north|{WEEKS[0]}")
