@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -43,15 +44,19 @@ def _validate(args) -> int:
 
 
 def _run(args) -> int:
-    from mlops_assets.runner import RunFailed, format_summary, run_pipeline
+    from mlops_assets.runner import RunFailed, format_summary, report_json, run_pipeline
 
     regions = [r.strip() for r in args.regions.split(",")] if args.regions else None
     try:
-        summary = run_pipeline(Path(args.landing) if args.landing else None, regions)
+        summary = run_pipeline(Path(args.landing) if args.landing else None, regions,
+                               holdout_weeks=args.holdout_weeks)
     except RunFailed as exc:
         print(f"mlops-assets run: {exc}", file=sys.stderr)
         return 1
     print(format_summary(summary))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report_json(summary), indent=2) + "\n")
+        print(f"metrics written to {args.json}")
     return 0
 
 
@@ -88,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="materialize the graph for all regions in-process")
     p.add_argument("--landing", help=f"landing folder (default: $MLOPS_LANDING_DIR or {config.SAMPLE_LANDING_DIR})")
     p.add_argument("--regions", help="only these regions, comma-separated")
+    p.add_argument("--holdout-weeks", type=int, default=13, help="weeks held out for evaluation (default 13)")
+    p.add_argument("--json", help="write the per-region, per-segment metrics to this file")
     p.set_defaults(func=_run)
 
     p = sub.add_parser("ui", help="start the Dagster UI (dagster dev) on this project's instance")

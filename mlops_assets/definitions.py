@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import dagster as dg
 
+from mlops_assets.assets.features import features
+from mlops_assets.assets.models import region_model
 from mlops_assets.assets.raw import raw_sources
+from mlops_assets.assets.scores import build_scores
 from mlops_assets.assets.tables import table_assets
 from mlops_assets.assets.weekly import WEEKLY_FACTORIES
 from mlops_assets.config import Settings
-from mlops_assets.jobs import observe_landing_job, tables_job, weekly_job
+from mlops_assets.jobs import observe_landing_job, scoring_job, tables_job, training_job, weekly_job
 from mlops_assets.partitions import region_week_partitions
-from mlops_assets.resources import LandingResource, ParquetIOManager, StorageResource
+from mlops_assets.resources import LandingResource, ModelIOManager, ParquetIOManager, StorageResource
 from mlops_assets.schedules import build_schedules
 from mlops_assets.sensors import build_landing_sensor, region_discovery_sensor
 
@@ -20,8 +23,9 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     storage = StorageResource(root=str(settings.storage_root))
     automation_on = settings.env == "prod"
     return dg.Definitions(
-        assets=[*raw_sources, *table_assets, *(factory(region_week) for factory in WEEKLY_FACTORIES)],
-        jobs=[observe_landing_job, tables_job, weekly_job],
+        assets=[*raw_sources, *table_assets, *(factory(region_week) for factory in [*WEEKLY_FACTORIES, features]),
+                region_model, build_scores(region_week)],
+        jobs=[observe_landing_job, tables_job, weekly_job, training_job, scoring_job],
         schedules=build_schedules(
             dg.DefaultScheduleStatus.RUNNING if automation_on else dg.DefaultScheduleStatus.STOPPED),
         sensors=[region_discovery_sensor, build_landing_sensor(
@@ -30,6 +34,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             "landing": LandingResource(path=str(settings.landing_dir)),
             "storage": storage,
             "parquet_io_manager": ParquetIOManager(storage=storage),
+            "model_io_manager": ModelIOManager(storage=storage),
         },
         # one process per run: the multiprocess executor would start a Python (and torch)
         # per step, which thrashes a small machine

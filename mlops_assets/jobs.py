@@ -7,6 +7,8 @@ import dagster as dg
 OBSERVE_LANDING = "observe_landing"
 TABLES = "tables"
 WEEKLY = "weekly"
+TRAINING = "training"
+SCORING = "scoring"
 
 observe_landing_job = dg.define_asset_job(
     OBSERVE_LANDING, selection=dg.AssetSelection.groups("raw", include_sources=True),
@@ -15,5 +17,12 @@ tables_job = dg.define_asset_job(
     TABLES, selection=dg.AssetSelection.groups("tables"),
     description="Validate every landing table against the contract; quarantine bad rows.")
 weekly_job = dg.define_asset_job(
-    WEEKLY, selection=dg.AssetSelection.groups("conditioned"),
-    description="Condition region x week tables. Launch a range of weeks of one region as one run.")
+    WEEKLY, selection=dg.AssetSelection.groups("conditioned", "features"),
+    description="Condition region x week tables and build features. Launch a range of weeks of one region "
+                "as one run.")
+training_job = dg.define_asset_job(
+    TRAINING, selection=dg.AssetSelection.assets("region_model"),
+    description="Train and evaluate a region's model (one run per region).")
+scoring_job = dg.define_asset_job(
+    SCORING, selection=dg.AssetSelection.assets("scores"),
+    description="Forecast a week for a region with its current model.")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,9 +18,11 @@ import dagster as dg
 import pandas as pd
 
 from mlops_assets import config
-from mlops_assets.jobs import OBSERVE_LANDING, TABLES, WEEKLY
+from mlops_assets.jobs import OBSERVE_LANDING, SCORING, TABLES, TRAINING, WEEKLY
 from mlops_assets.landing import check_landing
+from mlops_assets.assets.models import evaluation_json
 from mlops_assets.partitions import region_partitions
+from mlops_assets.resources.storage import load_model
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
@@ -49,8 +52,10 @@ class RunSummary:
     first_week: str
     last_week: str
     regions: dict[str, dict] = field(default_factory=dict)
+    models: dict[str, dict] = field(default_factory=dict)  # region -> the --json report
     tables: dict[str, dict] = field(default_factory=dict)
     run_ids: list[str] = field(default_factory=list)
+    timings: list[tuple[str, float]] = field(default_factory=list)  # (run label, seconds)
 
 
 def user_error(error) -> str:
@@ -60,9 +65,12 @@ def user_error(error) -> str:
     return error.message.strip()
 
 
-def _execute(defs: dg.Definitions, job: str, instance: dg.DagsterInstance, summary: RunSummary, **kwargs):
-    result = defs.resolve_job_def(job).execute_in_process(
-        instance=instance, run_config=QUIET, raise_on_error=False, **kwargs)
+def _execute(defs: dg.Definitions, job: str, instance: dg.DagsterInstance, summary: RunSummary,
+             label: str | None = None, **kwargs):
+    started = time.perf_counter()
+    kwargs.setdefault("run_config", QUIET)
+    result = defs.resolve_job_def(job).execute_in_process(instance=instance, raise_on_error=False, **kwargs)
+    summary.timings.append((label or job, time.perf_counter() - started))
     summary.run_ids.append(result.run_id)
     if not result.success:
         failures = [e for e in result.all_events if e.is_step_failure]
@@ -71,7 +79,8 @@ def _execute(defs: dg.Definitions, job: str, instance: dg.DagsterInstance, summa
     return result
 
 
-def run_pipeline(landing: Path | None = None, regions: list[str] | None = None) -> RunSummary:
+def run_pipeline(landing: Path | None = None, regions: list[str] | None = None,
+                 holdout_weeks: int = 13, train: bool = True) -> RunSummary:
     settings = prepare_environment(landing)
     checked = check_landing(settings.landing_dir)
     stores, shipments = checked["stores"].valid, checked["shipments"].valid
@@ -114,11 +123,23 @@ def run_pipeline(landing: Path | None = None, regions: list[str] | None = None) 
         "week").get_partition_keys()
     next_week = (last + dt.timedelta(weeks=1)).isoformat()
     for region in selected:
-        _execute(defs, WEEKLY, instance, summary,
+        _execute(defs, WEEKLY, instance, summary, label=f"weekly {region}",
                  tags={RANGE_START: f"{region}|{first.isoformat()}", RANGE_END: f"{region}|{last.isoformat()}"})
-        if next_week in week_keys:  # the coming week's weather forecast and events, for scoring
-            _execute(defs, WEEKLY, instance, summary, partition_key=f"{region}|{next_week}",
-                     asset_selection=[dg.AssetKey("weekly_weather"), dg.AssetKey("weekly_events")])
+        has_next = next_week in week_keys
+        if has_next:  # the coming week's weather forecast, events and features, for scoring
+            _execute(defs, WEEKLY, instance, summary, label=f"weekly {region} next week",
+                     partition_key=f"{region}|{next_week}",
+                     asset_selection=[dg.AssetKey(k) for k in ("weekly_weather", "weekly_events", "features")])
+        if train:
+            _execute(defs, TRAINING, instance, summary, label=f"training {region}", partition_key=region,
+                     run_config={**QUIET, "ops": {"region_model": {"config": {"holdout_weeks": holdout_weeks}}}})
+            model = load_model(settings.storage_root / "region_model" / region)
+            summary.models[region] = {"model_version": model.version, "as_of_week": model.as_of_week,
+                                      "evaluation": model.evaluation, "segments": evaluation_json(model)}
+            score_week = next_week if has_next else last.isoformat()
+            _execute(defs, SCORING, instance, summary, label=f"scoring {region} {score_week}",
+                     partition_key=f"{region}|{score_week}")
+            summary.models[region]["scored_week"] = score_week
         region_stores = stores[stores["region"] == region]
         region_shipments = shipments[shipments["store_id"].isin(region_stores["store_id"])]
         summary.regions[region] = {
@@ -130,6 +151,43 @@ def run_pipeline(landing: Path | None = None, regions: list[str] | None = None) 
     return summary
 
 
+def report_json(summary: RunSummary) -> dict:
+    """The ``--json`` report: per region, per segment, every member's metrics or the skip reason."""
+    out = {"regions": {}}
+    for region, model in summary.models.items():
+        region_eval = model["evaluation"].get("region", {})
+        out["regions"][region] = {
+            "model_version": model["model_version"],
+            "as_of_week": model["as_of_week"],
+            "holdout_first_week": model["evaluation"]["holdout"]["first_week"],
+            "scored_week": model.get("scored_week"),
+            "segments": model["segments"],
+            "region": {m: {k: region_eval[m][k] for k in ("mape", "rmse0", "rmse", "bias")}
+                       for m in ("ensemble", "lasso", "nn", "baseline") if m in region_eval}
+            | ({"mape_reduction_vs_baseline": region_eval["mape_reduction_vs_baseline"]} if region_eval else {}),
+        }
+    return out
+
+
+def _models_table(summary: RunSummary) -> str:
+    rows = []
+    for region, model in summary.models.items():
+        for segment, report in model["segments"].items():
+            if "skipped" in report:
+                rows.append({"region": region, "segment": segment, "ensemble": "skipped: " + report["skipped"]})
+                continue
+            rows.append({"region": region, "segment": segment,
+                         **{m: round(report[m]["mape"], 3) for m in ("ensemble", "lasso", "nn", "baseline")},
+                         "reduction": f"{report['mape_reduction_vs_baseline']:.0%}"})
+        region_eval = model["evaluation"].get("region")
+        if region_eval:
+            rows.append({"region": region, "segment": "(all)",
+                         **{m: round(region_eval[m]["mape"], 3) for m in ("ensemble", "lasso", "nn", "baseline")},
+                         "reduction": f"{region_eval['mape_reduction_vs_baseline']:.0%}"})
+    table = pd.DataFrame(rows).fillna("")
+    return "holdout MAPE (actual > 0), one week ahead:\n" + table.to_string(index=False)
+
+
 def format_summary(summary: RunSummary) -> str:
     lines = [f"landing {summary.landing}: weeks {summary.first_week} .. {summary.last_week}", ""]
     regions = pd.DataFrame.from_dict(summary.regions, orient="index")
@@ -139,10 +197,13 @@ def format_summary(summary: RunSummary) -> str:
     tables = pd.DataFrame.from_dict(summary.tables, orient="index")
     tables.index.name = "table"
     lines.append(tables.to_string())
+    if summary.models:
+        lines.append("")
+        lines.append(_models_table(summary))
     quarantined = sum(t["quarantined"] for t in summary.tables.values())
     lines.append("")
     lines.append(f"{quarantined} rows quarantined" + (" (see mlops-assets validate, and <storage>/quarantine/)"
                                                       if quarantined else ""))
-    lines.append(f"{len(summary.run_ids)} Dagster runs in {os.environ.get('DAGSTER_HOME')}: "
+    lines.append(f"{len(summary.run_ids)} Dagster runs, {sum(t for _, t in summary.timings):.1f} s, in {os.environ.get('DAGSTER_HOME')}: "
                  "`mlops-assets ui` shows them")
     return "\n".join(lines)

@@ -30,14 +30,14 @@ REGION_NAMES = (
 # category: (temperature coefficient per degree C, rain coefficient per 10 mm,
 #            seasonal amplitude, seasonal peak week, income elasticity, returns rate)
 CATEGORIES = {
-    "ice_cream": (0.045, -0.06, 0.30, 28, 0.30, 0.00),
-    "soup": (-0.035, 0.08, 0.25, 2, -0.10, 0.00),
-    "beverages": (0.025, -0.03, 0.15, 27, 0.10, 0.01),
-    "bakery": (0.000, -0.02, 0.10, 51, 0.05, 0.06),
-    "dairy": (0.005, 0.00, 0.05, 20, 0.00, 0.03),
-    "produce": (0.010, -0.04, 0.20, 32, 0.25, 0.05),
-    "snacks": (0.005, 0.05, 0.10, 5, -0.05, 0.01),
-    "frozen_meals": (-0.015, 0.06, 0.15, 6, -0.20, 0.00),
+    "ice_cream": (0.045, -0.06, 0.50, 28, 0.30, 0.00),
+    "soup": (-0.035, 0.08, 0.40, 2, -0.10, 0.00),
+    "beverages": (0.025, -0.03, 0.30, 27, 0.10, 0.01),
+    "bakery": (0.000, -0.02, 0.20, 51, 0.05, 0.06),
+    "dairy": (0.005, 0.00, 0.15, 20, 0.00, 0.03),
+    "produce": (0.010, -0.04, 0.35, 32, 0.25, 0.05),
+    "snacks": (0.005, 0.05, 0.20, 5, -0.05, 0.01),
+    "frozen_meals": (-0.015, 0.06, 0.30, 6, -0.20, 0.00),
 }
 
 # event: (calendar rule, {category: lift})  where lift multiplies the week's mean demand
@@ -48,9 +48,16 @@ NATIONAL_EVENTS = {
     "independence_day": {"beverages": 0.7, "ice_cream": 0.6, "snacks": 0.5, "produce": 0.3},
 }
 HOME_GAME = {"snacks": 0.35, "beverages": 0.3, "frozen_meals": 0.1}
-PROMOTION = {c: 0.35 for c in CATEGORIES}
+PROMOTION = {c: 0.6 for c in CATEGORIES}
 
 DEFAULT_END_WEEK = "2026-11-09"
+
+# Demand level and noise. Weekly demand is Poisson around a mean times a gamma shock
+# (coefficient of variation 1/sqrt(NOISE_SHAPE)): noise no model can learn.
+FAST_LEVEL, SLOW_LEVEL = 60.0, 20.0   # median weekly units per store (before format and size)
+GROWTH_SD = 0.3                       # spread of product trends, log-growth per year
+NOISE_SHAPE = 80.0
+SLOW_ZERO_SHARE = 0.06                # slow movers: share of weeks with no order at all
 
 
 @dataclass
@@ -131,8 +138,8 @@ def generate(spec: SampleSpec) -> dict[str, int]:
     n_prod = spec.products
     prod_cat = np.array([cats[i % len(cats)] for i in range(n_prod)])
     slow = rng.random(n_prod) < 0.5
-    base = np.where(slow, rng.lognormal(np.log(7), 0.3, n_prod), rng.lognormal(np.log(45), 0.4, n_prod))
-    growth = rng.normal(0.0, 0.18, n_prod)  # log-growth per year
+    base = np.where(slow, rng.lognormal(np.log(SLOW_LEVEL), 0.3, n_prod), rng.lognormal(np.log(FAST_LEVEL), 0.4, n_prod))
+    growth = rng.normal(0.0, GROWTH_SD, n_prod)  # log-growth per year
     launch = np.where(rng.random(n_prod) < 0.1, rng.integers(20, max(21, n_weeks // 2), n_prod), 0)
     product_ids = [f"p{i + 1:03d}" for i in range(n_prod)]
     velocity = np.where(slow, "slow", "fast").astype(object)
@@ -195,7 +202,7 @@ def generate(spec: SampleSpec) -> dict[str, int]:
         game_days = rng.choice(len(days), size=max(1, len(days) // 30), replace=False)
         for d in game_days:
             event_rows.append({"date": days[d].date(), "region": region, "event": f"{region}_home_game"})
-        promo_weeks = rng.choice(n_weeks, size=max(1, n_weeks // 13), replace=False)
+        promo_weeks = rng.choice(n_weeks, size=max(1, n_weeks // 8), replace=False)
         for w in promo_weeks:
             event_rows.append({"date": (weeks[w] + pd.Timedelta(days=2)).date(), "region": region,
                                "event": "promotion"})
@@ -251,9 +258,9 @@ def generate(spec: SampleSpec) -> dict[str, int]:
             # streams, drawn week by week (transposed): weeks before a drift are identical
             # with and without it.
             streams = [np.random.default_rng([spec.seed, r_idx, store.Index, k]) for k in range(4)]
-            lam = mu * streams[0].gamma(20.0, 1 / 20.0, mu.T.shape).T
+            lam = mu * streams[0].gamma(NOISE_SHAPE, 1 / NOISE_SHAPE, mu.T.shape).T
             demand = streams[1].poisson(lam.T).T
-            demand[slow[:, None].repeat(n_weeks, 1) & (streams[2].random(mu.T.shape).T < 0.12)] = 0
+            demand[slow[:, None].repeat(n_weeks, 1) & (streams[2].random(mu.T.shape).T < SLOW_ZERO_SHARE)] = 0
             ret_rate = np.broadcast_to(coef[pc, 5][:, None], demand.shape)
             returned = streams[3].binomial((demand + 2).T, ret_rate.T).T
             returned = np.where(demand > 0, returned, 0)

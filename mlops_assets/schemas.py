@@ -215,3 +215,32 @@ def weekly_events_schema() -> pa.DataFrameSchema:
         unique=["week_start", "event"],
         strict=True,
     )
+
+
+def features_schema() -> pa.DataFrameSchema:
+    """Model inputs: ids and segment present, history non-negative, the target only where observed."""
+    history = {c: pa.Column(float, _nonneg()) for c in
+               ("lag_1", "lag_2", "lag_3", "lag_4", "lag_52", "mean_4", "mean_13", "mean_52", "nonzero_mean_13")}
+    return pa.DataFrameSchema(
+        {
+            "region": _region,
+            "week_start": _week,
+            "store_id": pa.Column(str),
+            "product_id": pa.Column(str),
+            "category": pa.Column(str),
+            "format": pa.Column(str, _one_of(FORMATS)),
+            "velocity": pa.Column(str, _one_of(VELOCITIES)),
+            "segment": pa.Column(str, _one_of(SEGMENTS)),
+            "target": pa.Column(float, _nonneg(), nullable=True),
+            **history,
+            "zero_share_13": pa.Column(float, pa.Check.in_range(0, 1)),
+            "weeks_listed": pa.Column(float, pa.Check.in_range(0, 52)),
+            "week_of_year": pa.Column("int64", pa.Check.in_range(1, 53)),
+            "temp_max_c": pa.Column(float, nullable=True),
+            "precip_mm": pa.Column(float, nullable=True),
+            "events": pa.Column(str),
+        },
+        name="features",
+        unique=["week_start", "store_id", "product_id"],
+        strict=False,  # demographics bring their own demo_* columns
+    )

@@ -39,16 +39,16 @@ def _schema_check(asset: str, schema: pa.DataFrameSchema, frame: pd.DataFrame) -
         )
 
 
-def _weekly_asset(name: str, schema: pa.DataFrameSchema, ins: dict[str, dg.AssetIn],
-                  build: Callable[..., pd.DataFrame], description: str,
-                  guard: Callable[..., None] | None = None):
+def weekly_asset(name: str, schema: pa.DataFrameSchema, ins: dict[str, dg.AssetIn],
+                 build: Callable[..., pd.DataFrame], description: str,
+                 guard: Callable[..., None] | None = None, group: str = "conditioned"):
     def factory(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDefinition:
         @dg.asset(
             name=name,
             partitions_def=partitions_def,
             backfill_policy=dg.BackfillPolicy.single_run(),
             ins=ins,
-            group_name="conditioned",
+            group_name=group,
             io_manager_key="parquet_io_manager",
             check_specs=[dg.AssetCheckSpec("schema", asset=name, blocking=True,
                                            description=f"Conditioned `{name}` passes its pandera schema.")],
@@ -87,7 +87,7 @@ def _only_delivered_weeks(regions: dict[str, list[str]], shipments: pd.DataFrame
                             "materialize those weeks once their shipments land")
 
 
-net_demand = _weekly_asset(
+net_demand = weekly_asset(
     "net_demand", schemas.net_demand_schema(),
     {"stores": dg.AssetIn(), "shipments": dg.AssetIn(), "returns": dg.AssetIn()},
     lambda stores, shipments, returns, region, weeks: conditioning.net_demand(stores, shipments, returns,
@@ -95,13 +95,13 @@ net_demand = _weekly_asset(
     "Weekly net demand (units shipped - returned, clipped at 0) per store x product: the target.",
     guard=_only_delivered_weeks,
 )
-weekly_weather = _weekly_asset(
+weekly_weather = weekly_asset(
     "weekly_weather", schemas.weekly_weather_schema(),
     {"stores": dg.AssetIn(), "weather": dg.AssetIn()},
     lambda stores, weather, region, weeks: conditioning.weekly_weather(stores, weather, region, weeks),
     "Weekly weather per zip code of the region: observed days, else the latest forecast.",
 )
-weekly_events = _weekly_asset(
+weekly_events = weekly_asset(
     "weekly_events", schemas.weekly_events_schema(),
     {"events": dg.AssetIn()},
     lambda events, region, weeks: conditioning.weekly_events(events, region, weeks),

@@ -9,6 +9,7 @@ output is split into its partitions.
 """
 
 
+import json
 import os
 import uuid
 from pathlib import Path
@@ -16,7 +17,10 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from mlops_assets.ml.ensemble import ForecastModel
 from mlops_assets.partitions import split_key
+
+ALLOW_MISSING = "allow_missing_partitions"
 
 
 class StorageResource(dg.ConfigurableResource):
@@ -96,11 +100,57 @@ class ParquetIOManager(dg.ConfigurableIOManager):
                 raise FileNotFoundError(f"{key.to_user_string()} has not been materialized yet "
                                         f"(no {self.storage.path / relative})")
             return self.storage.read_parquet(relative)
+        # An input may declare that absent partitions are expected (history before the first
+        # week, a week not observed yet); otherwise a missing partition is an error.
+        allow_missing = bool((context.definition_metadata or {}).get(ALLOW_MISSING))
         frames = []
         for partition_key in context.asset_partition_keys:
             relative = partition_file(key, partition_key)
             if not self.storage.exists(relative):
+                if allow_missing:
+                    continue
                 raise FileNotFoundError(f"{key.to_user_string()} partition {partition_key} has not been "
                                         f"materialized yet; materialize it first (e.g. mlops-assets run)")
             frames.append(self.storage.read_parquet(relative))
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+class ModelIOManager(dg.ConfigurableIOManager):
+    """Region models as folders of JSON, NPZ and torch state dicts (never pickled).
+
+    Every materialization writes a new, immutable folder ``region_model/<region>/<run_id>/``
+    and then moves the pointer ``region_model/<region>/current.json`` to it, so earlier
+    versions stay readable and a half-written model is never the current one.
+    """
+
+    storage: StorageResource
+
+    def _region(self, context) -> str:
+        return context.partition_key if context.has_partition_key else "all"
+
+    def handle_output(self, context: dg.OutputContext, obj: ForecastModel) -> None:
+        region = self._region(context)
+        base = self.storage.path / _asset_dir(context.asset_key) / region
+        folder = base / context.run_id
+        obj.save(folder)
+        pointer = {"version": context.run_id, "as_of_week": obj.as_of_week}
+        tmp = base / f".current.{uuid.uuid4().hex}.tmp"
+        tmp.write_text(json.dumps(pointer) + "\n")
+        os.replace(tmp, base / "current.json")
+        obj.version = context.run_id
+        context.add_output_metadata({"path": dg.MetadataValue.path(str(folder)), "model_version": context.run_id})
+
+    def load_input(self, context: dg.InputContext) -> ForecastModel:
+        region = context.asset_partition_key if context.has_asset_partitions else "all"
+        base = self.storage.path / _asset_dir(context.asset_key) / region
+        if not (base / "current.json").exists():
+            raise FileNotFoundError(f"no {context.asset_key.to_user_string()} for region {region} yet; "
+                                    "train one first (mlops-assets run)")
+        return load_model(base)
+
+
+def load_model(region_folder: Path) -> ForecastModel:
+    pointer = json.loads((Path(region_folder) / "current.json").read_text())
+    model = ForecastModel.load(Path(region_folder) / pointer["version"])
+    model.version = pointer["version"]
+    return model

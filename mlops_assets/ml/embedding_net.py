@@ -1,0 +1,103 @@
+"""A small network with categorical embeddings (store, product, category, week of year), torch on CPU."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+EMBED = {"store": 8, "product": 8, "category": 4, "week": 4}
+
+
+class EmbeddingNet(nn.Module):
+    def __init__(self, n_store: int, n_product: int, n_category: int, n_numeric: int, hidden: int = 64):
+        super().__init__()
+        self.store = nn.Embedding(n_store, EMBED["store"])
+        self.product = nn.Embedding(n_product, EMBED["product"])
+        self.category = nn.Embedding(n_category, EMBED["category"])
+        self.week = nn.Embedding(54, EMBED["week"])
+        width = n_numeric + sum(EMBED.values())
+        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Linear(hidden, hidden // 2), nn.ReLU(),
+                                 nn.Linear(hidden // 2, 1))
+
+    def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
+        parts = [numeric, self.store(categorical[:, 0]), self.product(categorical[:, 1]),
+                 self.category(categorical[:, 2]), self.week(categorical[:, 3])]
+        return self.mlp(torch.cat(parts, dim=1)).squeeze(1)
+
+
+def shape_of(net: EmbeddingNet) -> dict:
+    return {"n_store": net.store.num_embeddings, "n_product": net.product.num_embeddings,
+            "n_category": net.category.num_embeddings, "n_numeric": net.mlp[0].in_features - sum(EMBED.values()),
+            "hidden": net.mlp[0].out_features}
+
+
+def _tensors(numeric, categorical, y=None):
+    out = [torch.from_numpy(np.ascontiguousarray(numeric, dtype=np.float32)),
+           torch.from_numpy(np.ascontiguousarray(categorical, dtype=np.int64))]
+    if y is not None:
+        out.append(torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32)))
+    return out
+
+
+def train(numeric, categorical, y, sizes: dict, seed: int, epochs: int, val=None, patience: int = 8,
+          lr: float = 1e-3, batch_size: int = 128) -> tuple[EmbeddingNet, dict]:
+    """Train on log demand. With ``val`` = (numeric, categorical, y), stop early on its loss and keep
+    the best epoch; without it, train exactly ``epochs`` epochs. Seeded and deterministic."""
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    net = EmbeddingNet(**sizes)
+    opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=1e-5)
+    x_num, x_cat, target = _tensors(numeric, categorical, y)
+    val_t = _tensors(*val) if val is not None else None
+    loss_fn = nn.MSELoss()
+
+    def val_loss() -> float:
+        net.eval()
+        with torch.no_grad():
+            return float(loss_fn(net(val_t[0], val_t[1]), val_t[2]))
+
+    history = {"start_val_loss": val_loss() if val_t else float("nan"), "val_loss": [], "best_epoch": epochs}
+    best_state, best, stale = None, float("inf"), 0
+    for epoch in range(1, epochs + 1):
+        net.train()
+        order = torch.randperm(len(target), generator=generator)
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            opt.zero_grad()
+            loss = loss_fn(net(x_num[idx], x_cat[idx]), target[idx])
+            loss.backward()
+            opt.step()
+        if val_t is None:
+            continue
+        current = val_loss()
+        history["val_loss"].append(current)
+        if current < best - 1e-5:
+            best, stale, history["best_epoch"] = current, 0, epoch
+            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        else:
+            stale += 1
+            if stale >= patience:
+                break
+    if best_state is not None:
+        net.load_state_dict(best_state)
+        history["best_val_loss"] = best
+    net.eval()
+    return net, history
+
+
+def predict_log(net: EmbeddingNet, numeric, categorical) -> np.ndarray:
+    x_num, x_cat = _tensors(numeric, categorical)
+    with torch.no_grad():
+        return net(x_num, x_cat).numpy().astype(np.float64)
+
+
+def save(net: EmbeddingNet, path) -> None:
+    torch.save(net.state_dict(), path)
+
+
+def load(path, sizes: dict) -> EmbeddingNet:
+    net = EmbeddingNet(**sizes)
+    net.load_state_dict(torch.load(path, weights_only=True))
+    net.eval()
+    return net
