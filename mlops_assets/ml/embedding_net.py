@@ -26,12 +26,6 @@ class EmbeddingNet(nn.Module):
         return self.mlp(torch.cat(parts, dim=1)).squeeze(1)
 
 
-def shape_of(net: EmbeddingNet) -> dict:
-    return {"n_store": net.store.num_embeddings, "n_product": net.product.num_embeddings,
-            "n_category": net.category.num_embeddings, "n_numeric": net.mlp[0].in_features - sum(EMBED.values()),
-            "hidden": net.mlp[0].out_features}
-
-
 def _tensors(numeric, categorical, y=None):
     out = [torch.from_numpy(np.ascontiguousarray(numeric, dtype=np.float32)),
            torch.from_numpy(np.ascontiguousarray(categorical, dtype=np.int64))]

@@ -77,7 +77,7 @@ def build_features(
         observed = [w for w in listed.index if w <= week] if len(demand) else []
         if not observed:
             continue  # nothing delivered yet for this region: no rows to forecast
-        rows = pd.MultiIndex.from_frame(listed[max(observed)].to_frame(index=False))
+        rows = listed[max(observed)]
         idx = panel.index.get_indexer(rows)
         frame = rows.to_frame(index=False)
         frame.insert(0, "week_start", week)

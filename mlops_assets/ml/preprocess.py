@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from mlops_assets.ml import lasso
+
 DEMAND_HISTORY = ["lag_1", "lag_2", "lag_3", "lag_4", "lag_52", "mean_4", "mean_13", "mean_52", "nonzero_mean_13"]
 OTHER_NUMERIC = ["zero_share_13", "weeks_listed", "temp_max_c", "temp_min_c", "precip_mm", "weather_forecast_share"]
 UNKNOWN = "<unknown>"  # index 0 of every vocabulary: ids first seen after training
@@ -65,10 +67,8 @@ class Preprocessor:
                 if n in ("woy_sin", "woy_cos", "temp_max_c", "precip_mm") or n.startswith("event:")]
         return numeric[:, keep]
 
-    def lasso_design(self, frame: pd.DataFrame, numeric: np.ndarray | None = None) -> np.ndarray:
-        from mlops_assets.ml import lasso
-
-        numeric = self.numeric_matrix(frame) if numeric is None else numeric
+    def lasso_design(self, frame: pd.DataFrame) -> np.ndarray:
+        numeric = self.numeric_matrix(frame)
         return lasso.design(numeric, self.category_onehot(frame), self.interaction_columns(numeric))
 
     def categorical_matrix(self, frame: pd.DataFrame) -> np.ndarray:
