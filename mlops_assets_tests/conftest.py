@@ -6,12 +6,22 @@ import pytest
 from mlops_assets.sample import SampleSpec, generate
 
 SMALL = dict(regions=("north", "south"), stores_per_region=4, products=10, weeks=30, end_week="2026-11-09", seed=3)
+# the smallest set on which every segment trains (about 500-1100 rows each): seconds per region
+TRAINABLE = dict(regions=("north", "south"), stores_per_region=6, products=12, weeks=60, end_week="2026-11-09",
+                 seed=5)
 
 
 @pytest.fixture(scope="session")
 def small_landing_template(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("landing_template")
     generate(SampleSpec(out_dir=out, **SMALL))
+    return out
+
+
+@pytest.fixture(scope="session")
+def trainable_landing_template(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("trainable_template")
+    generate(SampleSpec(out_dir=out, **TRAINABLE))
     return out
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from mlops_assets.ml import embedding_net, lasso, metrics
+from mlops_assets.ml.features import KEY
 from mlops_assets.ml.preprocess import Preprocessor
 
 SEGMENTS = ("large/fast", "large/slow", "small/fast", "small/slow")
@@ -217,6 +218,15 @@ def train_region(features: pd.DataFrame, region: str, config: TrainConfig | None
     holdout forecasts (one row per store x product x holdout week, each member's forecast).
     """
     config = config or TrainConfig()
+    # one canonical row order: the inputs may arrive in any partition order, and the network's
+    # minibatches (hence its weights) depend on row order
+    missing = {"region", "segment", "target", *KEY} - set(features.columns)
+    if missing:
+        raise ValueError(f"{region}: features lack columns {sorted(missing)}")
+    if features.duplicated(KEY).any():
+        dup = features.loc[features.duplicated(KEY, keep=False), KEY].head(3).to_dict("records")
+        raise ValueError(f"{region}: features have duplicate store x product x week rows, e.g. {dup}")
+    features = features.sort_values(KEY, kind="stable").reset_index(drop=True)
     observed = features[features["target"].notna()].copy()
     if as_of_week is not None:
         observed = observed[observed["week_start"] <= pd.Timestamp(as_of_week)]

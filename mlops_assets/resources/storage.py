@@ -104,7 +104,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         # week, a week not observed yet); otherwise a missing partition is an error.
         allow_missing = bool((context.definition_metadata or {}).get(ALLOW_MISSING))
         frames = []
-        for partition_key in context.asset_partition_keys:
+        for partition_key in sorted(context.asset_partition_keys):  # one order, whatever the mapping's
             relative = partition_file(key, partition_key)
             if not self.storage.exists(relative):
                 if allow_missing:

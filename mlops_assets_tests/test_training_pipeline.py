@@ -1,0 +1,91 @@
+"""Training and scoring through the Dagster graph, on a landing folder where every segment trains."""
+
+import json
+import shutil
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlops_assets.config import Settings
+from mlops_assets.ml.ensemble import SEGMENTS, TrainConfig, train_region
+from mlops_assets.offline import region_features
+from mlops_assets.runner import report_json, run_pipeline
+from mlops_assets.resources.storage import load_model
+from mlops_assets_tests.conftest import isolated_env
+
+
+@pytest.fixture(scope="module")
+def trained(trainable_landing_template, tmp_path_factory):
+    root = tmp_path_factory.mktemp("trained")
+    landing = root / "landing"
+    shutil.copytree(trainable_landing_template, landing)
+    with pytest.MonkeyPatch.context() as mp:
+        isolated_env(mp, root, landing)
+        summary = run_pipeline(landing)
+        yield summary, Settings.from_env(), dg.DagsterInstance.get()
+
+
+def _stored(settings, asset, region):
+    files = sorted((settings.storage_root / asset / region).glob("*.parquet"))
+    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+
+
+def test_the_graph_builds_the_same_features_as_the_functions(trained):
+    _, settings, _ = trained
+    direct = region_features(settings.landing_dir, "north", extra_weeks=1)
+    pd.testing.assert_frame_equal(_stored(settings, "features", "north"), direct)
+
+
+def test_the_graph_trains_the_same_model_as_the_functions(trained):
+    """Partition order, Parquet round trips and IO managers change nothing: same metrics, bit for bit."""
+    summary, settings, _ = trained
+    direct, _ = train_region(region_features(settings.landing_dir, "south", extra_weeks=1), "south",
+                             TrainConfig())
+    assert json.dumps(summary.models["south"]["evaluation"], sort_keys=True) == \
+        json.dumps(direct.evaluation, sort_keys=True)
+
+
+def test_run_reports_every_segment_of_every_region(trained):
+    summary, _, _ = trained
+    report = report_json(summary)
+    assert set(report["regions"]) == {"north", "south"}
+    for region in report["regions"].values():
+        assert set(region["segments"]) == set(SEGMENTS)
+        for segment in region["segments"].values():
+            assert set(segment) == {"ensemble", "lasso", "nn", "baseline", "mape_reduction_vs_baseline"}
+            assert set(segment["ensemble"]) == {"mape", "rmse0", "rmse", "bias"}
+            assert 0 < segment["ensemble"]["mape"] < 1
+    json.dumps(report, allow_nan=True)
+
+
+def test_model_materialization_carries_plottable_metrics(trained):
+    _, settings, instance = trained
+    event = instance.get_latest_materialization_event(dg.AssetKey("region_model"))
+    meta = event.asset_materialization.metadata
+    assert event.asset_materialization.partition in {"north", "south"}
+    assert isinstance(meta["region ensemble mape"], dg.FloatMetadataValue)
+    for segment in SEGMENTS:
+        for member in ("ensemble", "lasso", "nn", "baseline"):
+            assert isinstance(meta[f"{segment} {member} mape"], dg.FloatMetadataValue)
+    assert "| large/fast | ensemble |" in meta["metrics by segment"].value
+    assert set(meta["hyperparameters"].value["segments"]) == set(SEGMENTS)
+    key = dg.AssetCheckKey(dg.AssetKey("region_model"), "segments_accounted_for")
+    check = instance.event_log_storage.get_latest_asset_check_execution_by_key([key])[key]
+    assert check.event.dagster_event.event_specific_data.passed
+
+
+def test_next_week_is_scored_by_the_current_model(trained):
+    summary, settings, instance = trained
+    week = summary.models["north"]["scored_week"]
+    assert week == "2026-11-16"  # the week after the last delivery
+    scores = pd.read_parquet(settings.storage_root / "scores" / "north" / f"{week}.parquet")
+    features = pd.read_parquet(settings.storage_root / "features" / "north" / f"{week}.parquet")
+    model = load_model(settings.storage_root / "region_model" / "north")
+    assert len(scores) == len(features) > 0
+    assert set(scores["model_version"]) == {model.version} == {summary.models["north"]["model_version"]}
+    assert (scores["model"] == "ensemble").all()
+    assert np.isfinite(scores["forecast"]).all() and (scores["forecast"] >= 0).all()
+    mat = instance.get_latest_materialization_event(dg.AssetKey("scores")).asset_materialization
+    assert mat.metadata["rows"].value == len(scores) or mat.partition.startswith("south")
