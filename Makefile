@@ -32,6 +32,8 @@ sample: $(STAMP)
 	$(BIN)/mlops-assets sample data/sample
 
 bench: $(STAMP)
+	$(BIN)/python bench/run_stages.py
+	$(BIN)/python bench/run_stages.py --regions 14
 	$(BIN)/python bench/conditioning.py
 
 clean:

@@ -56,7 +56,7 @@ def main() -> int:
     print(f"{'validate (contract, all tables)':32s} {took:8.1f} {rows / took:10.0f} {peak_mib():13.0f}")
 
     t = time.perf_counter()
-    summary = run_pipeline(spec.out_dir)
+    summary = run_pipeline(spec.out_dir, train=False)  # conditioning only; bench/run_stages.py trains
     total = time.perf_counter() - t
     for label, seconds in summary.timings:
         print(f"{'run: ' + label:32s} {seconds:8.1f} {'':>10s} {peak_mib():13.0f}")
