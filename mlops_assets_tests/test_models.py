@@ -145,7 +145,7 @@ def test_a_stored_model_reloads_without_pickle_and_forecasts_identically(feature
     model, _ = trained
     model.save(tmp_path / "model")
     files = sorted(p.name for p in (tmp_path / "model").iterdir())
-    assert {p.rsplit(".", 1)[1] for p in files} == {"json", "npz", "pt"}
+    assert {p.rsplit(".", 1)[1] for p in files} == {"json", "npz"}
     for path in (tmp_path / "model").iterdir():  # no pickled objects: NPZ without object arrays
         if path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as npz:

@@ -87,11 +87,14 @@ def predict_log(net: EmbeddingNet, numeric, categorical) -> np.ndarray:
 
 
 def save(net: EmbeddingNet, path) -> None:
-    torch.save(net.state_dict(), path)
+    """The state dict as plain arrays in an NPZ: no pickle anywhere, not even inside a torch zip."""
+    np.savez(path, **{k: v.detach().cpu().numpy() for k, v in net.state_dict().items()})
 
 
 def load(path, sizes: dict) -> EmbeddingNet:
     net = EmbeddingNet(**sizes)
-    net.load_state_dict(torch.load(path, weights_only=True))
+    with np.load(path, allow_pickle=False) as npz:
+        state = {k: torch.from_numpy(npz[k]) for k in npz.files}
+    net.load_state_dict(state, strict=True)
     net.eval()
     return net

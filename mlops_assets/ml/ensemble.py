@@ -32,7 +32,7 @@ from mlops_assets.ml.preprocess import Preprocessor
 
 SEGMENTS = ("large/fast", "large/slow", "small/fast", "small/slow")
 WEIGHTS = np.round(np.linspace(0, 1, 21), 2)
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: network weights as NPZ (1: torch.save)
 
 
 @dataclass
@@ -160,10 +160,10 @@ class ForecastModel:
         for name, seg in self.segments.items():
             stem = name.replace("/", "_")
             np.savez(folder / f"{stem}_lasso.npz", **seg.lasso)
-            embedding_net.save(seg.net, folder / f"{stem}_nn.pt")
+            embedding_net.save(seg.net, folder / f"{stem}_nn.npz")
             manifest["segments"][name] = {"preprocessor": seg.pre.to_json(), "net_sizes": seg.net_sizes,
                                           "weight_lasso": seg.weight, "hyperparameters": seg.hyperparameters,
-                                          "files": [f"{stem}_lasso.npz", f"{stem}_nn.pt"]}
+                                          "files": [f"{stem}_lasso.npz", f"{stem}_nn.npz"]}
         (folder / "model.json").write_text(json.dumps(manifest, indent=2, default=_json_default) + "\n")
 
     @classmethod
@@ -177,7 +177,7 @@ class ForecastModel:
             stem = name.replace("/", "_")
             with np.load(folder / f"{stem}_lasso.npz", allow_pickle=False) as npz:
                 params = {k: npz[k] for k in npz.files}
-            net = embedding_net.load(folder / f"{stem}_nn.pt", spec["net_sizes"])
+            net = embedding_net.load(folder / f"{stem}_nn.npz", spec["net_sizes"])
             segments[name] = SegmentModel(Preprocessor.from_json(spec["preprocessor"]), params, net,
                                           spec["net_sizes"], spec["weight_lasso"], spec["hyperparameters"])
         return cls(manifest["region"], manifest["as_of_week"], segments, manifest["skipped"],
