@@ -89,6 +89,12 @@ def _landing(env):
     return {"landing": LandingResource(path=str(env))}
 
 
+def _sensor_context(instance, defs, env, cursor=None):
+    """Entered with ``with``: a context left open keeps its instance as Dagster's current one
+    after the instance is gone, and a later run in this process fails on the dead reference."""
+    return dg.build_sensor_context(instance=instance, definitions=defs, resources=_landing(env), cursor=cursor)
+
+
 def _tables_run(defs):
     return defs.resolve_job_def("tables").execute_in_process(instance=dg.DagsterInstance.get(), raise_on_error=False)
 
@@ -132,24 +138,27 @@ def test_region_sensor_adds_regions_found_in_stores(env):
     defs = build_definitions(Settings.from_env())
     sensor = defs.resolve_sensor_def("region_discovery")
     with dg.instance_for_test() as instance:
-        ctx = dg.build_sensor_context(instance=instance, definitions=defs, resources=_landing(env))
-        result = sensor(ctx)
+        with _sensor_context(instance, defs, env) as ctx:
+            result = sensor(ctx)
         [request] = result.dynamic_partitions_requests
         assert list(request.partition_keys) == ["north", "south"]
         instance.add_dynamic_partitions("region", ["north", "south"])
-        assert isinstance(sensor(dg.build_sensor_context(instance=instance, definitions=defs, resources=_landing(env))), dg.SkipReason)
+        with _sensor_context(instance, defs, env) as ctx:
+            assert isinstance(sensor(ctx), dg.SkipReason)
 
 
 def test_landing_sensor_requests_validation_once_per_content_version(env):
     defs = build_definitions(Settings.from_env())
     sensor = defs.resolve_sensor_def("landing_files")
     with dg.instance_for_test() as instance:
-        first = sensor(dg.build_sensor_context(instance=instance, definitions=defs, resources=_landing(env)))
+        with _sensor_context(instance, defs, env) as ctx:
+            first = sensor(ctx)
         assert [r.job_name for r in first.run_requests] == ["observe_landing", "tables"]
-        unchanged = sensor(dg.build_sensor_context(instance=instance, definitions=defs, cursor=first.cursor, resources=_landing(env)))
-        assert isinstance(unchanged, dg.SkipReason)
+        with _sensor_context(instance, defs, env, first.cursor) as ctx:
+            assert isinstance(sensor(ctx), dg.SkipReason)
         (env / "events.csv").write_text((env / "events.csv").read_text() + "2026-11-12,north,promotion\n")
-        changed = sensor(dg.build_sensor_context(instance=instance, definitions=defs, cursor=first.cursor, resources=_landing(env)))
+        with _sensor_context(instance, defs, env, first.cursor) as ctx:
+            changed = sensor(ctx)
         assert changed.cursor != first.cursor
         assert changed.run_requests[0].run_key != first.run_requests[0].run_key
 
@@ -161,7 +170,7 @@ def test_weekly_schedule_requests_last_week_for_every_region(env):
     schedule = defs.resolve_schedule_def("weekly_refresh")
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("region", ["north", "south"])
-        ctx = dg.build_schedule_context(instance=instance,
-                                        scheduled_execution_time=dt.datetime(2026, 11, 16, 6, tzinfo=dt.timezone.utc))
-        requests = list(schedule(ctx))
+        with dg.build_schedule_context(
+                instance=instance, scheduled_execution_time=dt.datetime(2026, 11, 16, 6, tzinfo=dt.timezone.utc)) as ctx:
+            requests = list(schedule(ctx))
     assert [r.partition_key for r in requests] == ["north|2026-11-09", "south|2026-11-09"]
