@@ -70,6 +70,82 @@ def _ui(args) -> int:
     return 0
 
 
+def _settings():
+    from mlops_assets.runner import prepare_environment
+
+    return prepare_environment()
+
+
+def _status(args) -> int:
+    from mlops_assets.releases import format_status, status
+
+    settings = _settings()
+    rows = status(settings)
+    print(json.dumps(rows, indent=2) if args.json else format_status(rows, settings))
+    return 0
+
+
+def _promote(args) -> int:
+    from mlops_assets.releases import registry_for, who
+    from mlops_assets.tracking import RegistryError
+
+    if args.force and not args.reason:
+        print("mlops-assets promote: --force needs --reason", file=sys.stderr)
+        return 2
+    try:
+        release = registry_for(_settings()).promote(args.region, args.version, by=who(),
+                                                    reason=args.reason or "promoted by hand", force=args.force)
+    except RegistryError as exc:
+        print(f"mlops-assets promote: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.region}: champion is now version {release.version} (was {release.tags['previous_champion'] or 'none'})")
+    return 0
+
+
+def _rollback(args) -> int:
+    from mlops_assets.releases import registry_for, who
+    from mlops_assets.tracking import RegistryError
+
+    try:
+        release = registry_for(_settings()).rollback(args.region, by=who(), reason=args.reason)
+    except RegistryError as exc:
+        print(f"mlops-assets rollback: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.region}: champion rolled back to version {release.version} "
+          f"(from {release.tags['restored_from']}): {args.reason}")
+    return 0
+
+
+def _lineage(args) -> int:
+    from mlops_assets.releases import format_trace, rebuild_training_frame, trace, trace_json
+    from mlops_assets.tracking import RegistryError
+
+    settings = _settings()
+    try:
+        chain = trace(settings, args.region, args.week)
+    except (RegistryError, ValueError) as exc:
+        print(f"mlops-assets lineage: {exc}", file=sys.stderr)
+        return 1
+    print(trace_json(chain) if args.json else format_trace(chain))
+    if args.rebuild:
+        frame = rebuild_training_frame(settings, chain)
+        frame.to_parquet(args.rebuild, index=False)
+        print(f"training frame ({len(frame)} rows, digest {chain['training_data']['digest']}) written to {args.rebuild}",
+              file=sys.stderr)
+    return 0
+
+
+def _mlflow_ui(args) -> int:
+    settings = _settings()
+    cmd = ["mlflow", "ui", "--backend-store-uri", settings.mlflow_tracking_uri, "--host", args.host,
+           "--port", str(args.port), "--workers", "1"]
+    if settings.mlflow_artifact_root:
+        cmd += ["--default-artifact-root", Path(settings.mlflow_artifact_root).as_uri()]
+    print(" ".join(cmd), file=sys.stderr)
+    os.execvp(cmd[0], cmd)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlops-assets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -102,6 +178,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=3000)
     p.set_defaults(func=_ui)
+
+    p = sub.add_parser("status", help="every region's champion, its age, the last gate verdict, staleness")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_status)
+
+    p = sub.add_parser("promote", help="make a registered version the region's champion (by hand)")
+    p.add_argument("region")
+    p.add_argument("version")
+    p.add_argument("--reason", default="", help="why (recorded on the version)")
+    p.add_argument("--force", action="store_true", help="promote a version that failed its gates (needs --reason)")
+    p.set_defaults(func=_promote)
+
+    p = sub.add_parser("rollback", help="give the champion back to the version it replaced")
+    p.add_argument("region")
+    p.add_argument("--reason", required=True, help="why (recorded on both versions)")
+    p.set_defaults(func=_rollback)
+
+    p = sub.add_parser("lineage", help="trace a week's forecasts to the model, run and training data")
+    p.add_argument("region")
+    p.add_argument("week", help="the scored week (a Monday), e.g. 2026-11-16")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--rebuild", metavar="FILE", help="write the exact training frame (digest checked) to FILE")
+    p.set_defaults(func=_lineage)
+
+    p = sub.add_parser("mlflow-ui", help="the MLflow UI on the local tracking store")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5000)
+    p.set_defaults(func=_mlflow_ui)
     return parser
 
 

@@ -12,6 +12,10 @@ MLOPS_LANDING_DIR      landing folder (see DATA_CONTRACT.md)       the bundled `
 MLOPS_STORAGE_ROOT     where asset values (Parquet) are written    ``$MLOPS_HOME/storage``
 MLOPS_FIRST_WEEK       first week partition (a Monday)             recorded by ``mlops-assets run``, else 2001-01-01
 DAGSTER_HOME           Dagster instance folder                     ``$MLOPS_HOME/dagster``
+MLFLOW_TRACKING_URI    MLflow tracking and registry store          ``sqlite:///$DAGSTER_HOME/mlflow/mlflow.db``
+MLOPS_PROMOTION_MODE   ``enforce``, ``dry_run`` or ``manual``      ``enforce`` (dev and prod)
+MLOPS_CHAMPION_TOL     how much worse than the champion (relative) ``0.02``
+MLOPS_STALE_DAYS       a model older than this when it scores      ``60``
 =====================  ==========================================  ===========================
 """
 
@@ -28,6 +32,10 @@ REPO_ROOT = PACKAGE_ROOT.parent
 SAMPLE_LANDING_DIR = REPO_ROOT / "data" / "sample"
 DEFAULT_FIRST_WEEK = "2001-01-01"
 ENVIRONMENTS = ("dev", "prod")
+PROMOTION_MODES = ("enforce", "dry_run", "manual")
+# a candidate that passes every gate serves at once in both environments; set
+# MLOPS_PROMOTION_MODE=manual where a person must sign off each release
+PROMOTION_MODE = {"dev": "enforce", "prod": "enforce"}
 
 
 def _home() -> Path:
@@ -52,6 +60,11 @@ class Settings:
     storage_root: Path
     dagster_home: Path
     first_week: str
+    mlflow_tracking_uri: str = ""
+    mlflow_artifact_root: str = ""
+    promotion_mode: str = "enforce"
+    champion_tolerance: float = 0.02
+    stale_after_days: int = 60
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -61,7 +74,12 @@ class Settings:
         home = _home()
         landing = Path(os.environ.get("MLOPS_LANDING_DIR", SAMPLE_LANDING_DIR)).expanduser()
         storage = Path(os.environ.get("MLOPS_STORAGE_ROOT", home / "storage")).expanduser()
-        dagster_home = Path(os.environ.get("DAGSTER_HOME", home / "dagster")).expanduser()
+        dagster_home = Path(os.environ.get("DAGSTER_HOME", home / "dagster")).expanduser().resolve()
+        mode = os.environ.get("MLOPS_PROMOTION_MODE", PROMOTION_MODE[env])
+        if mode not in PROMOTION_MODES:
+            raise ValueError(f"MLOPS_PROMOTION_MODE={mode!r}: must be one of {', '.join(PROMOTION_MODES)}")
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{dagster_home / 'mlflow' / 'mlflow.db'}"
+        artifacts = "" if os.environ.get("MLFLOW_TRACKING_URI") else str(dagster_home / "mlflow" / "artifacts")
         return cls(
             env=env,
             home=home,
@@ -69,6 +87,11 @@ class Settings:
             storage_root=storage.resolve(),
             dagster_home=dagster_home.resolve(),
             first_week=resolve_first_week(home),
+            mlflow_tracking_uri=uri,
+            mlflow_artifact_root=artifacts,
+            promotion_mode=mode,
+            champion_tolerance=float(os.environ.get("MLOPS_CHAMPION_TOL", "0.02")),
+            stale_after_days=int(os.environ.get("MLOPS_STALE_DAYS", "60")),
         )
 
 

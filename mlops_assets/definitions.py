@@ -14,6 +14,7 @@ from mlops_assets.config import Settings
 from mlops_assets.jobs import observe_landing_job, scoring_job, tables_job, training_job, weekly_job
 from mlops_assets.partitions import region_week_partitions
 from mlops_assets.resources import LandingResource, ModelIOManager, ParquetIOManager, StorageResource
+from mlops_assets.resources.mlflow import MlflowRegistryResource
 from mlops_assets.schedules import build_schedules
 from mlops_assets.sensors import build_landing_sensor, region_discovery_sensor
 
@@ -35,6 +36,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             "storage": storage,
             "parquet_io_manager": ParquetIOManager(storage=storage),
             "model_io_manager": ModelIOManager(storage=storage),
+            "mlflow": MlflowRegistryResource.from_settings(settings),
         },
         # one process per run: the multiprocess executor would start a Python (and torch)
         # per step, which thrashes a small machine

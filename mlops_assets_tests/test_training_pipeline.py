@@ -12,7 +12,6 @@ from mlops_assets.config import Settings
 from mlops_assets.ml.ensemble import SEGMENTS, TrainConfig, train_region
 from mlops_assets.offline import region_features
 from mlops_assets.runner import report_json, run_pipeline
-from mlops_assets.resources.storage import load_model
 from mlops_assets_tests.conftest import isolated_env
 
 
@@ -71,20 +70,24 @@ def test_model_materialization_carries_plottable_metrics(trained):
             assert isinstance(meta[f"{segment} {member} mape"], dg.FloatMetadataValue)
     assert "| large/fast | ensemble |" in meta["metrics by segment"].value
     assert set(meta["hyperparameters"].value["segments"]) == set(SEGMENTS)
-    key = dg.AssetCheckKey(dg.AssetKey("region_model"), "segments_accounted_for")
-    check = instance.event_log_storage.get_latest_asset_check_execution_by_key([key])[key]
-    assert check.event.dagster_event.event_specific_data.passed
+    assert meta["gate_verdict"].value == "passed" and meta["promoted"].value is True
+    for gate in ("data_validation", "training_validation", "scoring_validation", "performance"):
+        key = dg.AssetCheckKey(dg.AssetKey("region_model"), gate)
+        check = instance.event_log_storage.get_latest_asset_check_execution_by_key([key])[key]
+        assert check.event.dagster_event.event_specific_data.passed, gate
 
 
-def test_next_week_is_scored_by_the_current_model(trained):
+def test_next_week_is_scored_by_the_champion(trained):
     summary, settings, instance = trained
     week = summary.models["north"]["scored_week"]
     assert week == "2026-11-16"  # the week after the last delivery
     scores = pd.read_parquet(settings.storage_root / "scores" / "north" / f"{week}.parquet")
     features = pd.read_parquet(settings.storage_root / "features" / "north" / f"{week}.parquet")
-    model = load_model(settings.storage_root / "region_model" / "north")
     assert len(scores) == len(features) > 0
-    assert set(scores["model_version"]) == {model.version} == {summary.models["north"]["model_version"]}
+    assert summary.models["north"]["champion_version"] == "1"
+    assert set(scores["model_version"]) == {"demand-forecast-north/1"} == {summary.models["north"]["model_version"]}
+    assert set(scores["mlflow_run_id"]) == {summary.models["north"]["mlflow_run_id"]}
+    assert set(scores["model_age_days"]) == {7}  # trained up to 2026-11-09
     assert (scores["model"] == "ensemble").all()
     assert np.isfinite(scores["forecast"]).all() and (scores["forecast"] >= 0).all()
     mat = instance.get_latest_materialization_event(dg.AssetKey("scores")).asset_materialization

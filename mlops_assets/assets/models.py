@@ -1,16 +1,30 @@
 """``region_model`` [region]: four segment ensembles and the baseline, evaluated on a holdout."""
 
+import functools
+import hashlib
 import json
+import subprocess
+import tempfile
+from pathlib import Path
 
 import dagster as dg
 import numpy as np
 import pandas as pd
+from dagster._core.events import DagsterEventType
 
+from mlops_assets import gates
+from mlops_assets.config import PACKAGE_ROOT, REPO_ROOT
+from mlops_assets.landing import TABLES
+from mlops_assets.lineage import write_snapshot
 from mlops_assets.ml.ensemble import SEGMENTS, ForecastModel, TrainConfig, train_region
+from mlops_assets.ml.features import KEY
 from mlops_assets.partitions import REGION, region_partitions
+from mlops_assets.resources.landing import LandingResource
+from mlops_assets.resources.mlflow import MlflowRegistryResource
 from mlops_assets.resources.storage import ALLOW_MISSING, StorageResource
+from mlops_assets.tracking import registered_name
 
-MAPE_TARGET = 0.45
+MAPE_TARGET = gates.GateConfig().mape_target
 MEMBERS = ("ensemble", "lasso", "nn", "baseline")
 
 
@@ -65,6 +79,103 @@ def model_metadata(model: ForecastModel) -> dict:
     return meta
 
 
+GATE_DESCRIPTIONS = {
+    "data": "Training features pass their schema; every trained segment had enough rows; no training row "
+            "lacks its target.",
+    "training": "Every segment trained or skipped with a reason; all weights finite; each network's "
+                "validation loss improved on its start.",
+    "scoring": "The registered model, loaded back from the MLflow registry, reproduces the in-memory "
+               "forecasts of the holdout rows exactly.",
+    "performance": f"Per segment ensemble MAPE <= {MAPE_TARGET} and below the baseline's; region MAPE not worse "
+                   "than the champion's on the same holdout by more than the tolerance.",
+}
+
+
+def _code_version() -> str:
+    """Changes when the modelling code changes, so the UI shows region models as out of date."""
+    digest = hashlib.sha256()
+    for path in sorted((PACKAGE_ROOT / "ml").glob("*.py")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+ML_CODE_VERSION = _code_version()
+
+
+@functools.lru_cache(maxsize=1)
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
+                             timeout=5)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def training_params(model: ForecastModel) -> dict:
+    params = {f"config.{k}": v for k, v in model.config.to_json().items()}
+    params["as_of_week"] = model.as_of_week
+    params["holdout_first_week"] = model.evaluation["holdout"]["first_week"]
+    for name, report in model.evaluation["segments"].items():
+        key = name.replace("/", "_")
+        if "skipped" in report:
+            params[f"{key}.skipped"] = report["skipped"]
+            continue
+        params[f"{key}.rows_train"] = report["rows"]["train"]
+        params[f"{key}.rows_holdout"] = report["rows"]["holdout"]
+        for hp, value in report["hyperparameters"].items():
+            params[f"{key}.{hp}"] = value
+    return params
+
+
+def training_metrics(model: ForecastModel) -> dict:
+    out = {}
+    ev = model.evaluation
+    for name, report in ev["segments"].items():
+        if "skipped" in report:
+            continue
+        key = name.replace("/", "_")
+        for member in MEMBERS:
+            for metric in ("mape", "rmse0", "rmse", "bias"):
+                out[f"{key}.{member}.{metric}"] = report[member][metric]
+        out[f"{key}.mape_reduction_vs_baseline"] = report["mape_reduction_vs_baseline"]
+    if "region" in ev:
+        for member in MEMBERS:
+            for metric in ("mape", "rmse0", "rmse", "bias"):
+                out[f"region.{member}.{metric}"] = ev["region"][member][metric]
+        out["region.mape_reduction_vs_baseline"] = ev["region"]["mape_reduction_vs_baseline"]
+    return out
+
+
+def lineage_document(instance: dg.DagsterInstance, landing: LandingResource, region: str, weeks: list[str],
+                     snapshot: str, digest: str, rows: int) -> dict:
+    """What the training frame came from: feature partitions (with data versions), conditioned
+    tables (with the raw data versions they were built from) and the landing files' hashes."""
+    key = dg.AssetKey("features")
+    wanted = {f"{region}|{w}" for w in weeks}
+    ids = instance.event_log_storage.get_latest_storage_id_by_partition(key, DagsterEventType.ASSET_MATERIALIZATION)
+    ids = [i for p, i in ids.items() if p in wanted]
+    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key, storage_ids=ids),
+                                              limit=max(len(ids), 1)).records if ids else []
+    partitions = {r.asset_materialization.partition: {
+        "run_id": r.run_id, "storage_id": r.storage_id,
+        "data_version": r.asset_materialization.tags.get("dagster/data_version")} for r in records}
+    tables, raw = {}, {}
+    for table in TABLES:
+        event = instance.get_latest_materialization_event(dg.AssetKey(table))
+        tags = event.asset_materialization.tags if event else {}
+        built_from = tags.get(f"dagster/input_data_version/raw_{table}")
+        tables[table] = {"run_id": event.run_id if event else None, "data_version": tags.get("dagster/data_version"),
+                         "raw_data_version": built_from}
+        raw[table] = {"data_version": landing.data_version(table), "files": landing.fingerprint(table),
+                      "same_as_table_input": built_from == landing.data_version(table)}
+    return {"region": region,
+            "training_data": {"path": snapshot, "digest": digest, "rows": rows, "first_week": min(weeks),
+                              "last_week": max(weeks)},
+            "feature_partitions": dict(sorted(partitions.items())),
+            "tables": tables, "raw_files": raw}
+
+
 @dg.asset(
     partitions_def=region_partitions,
     ins={"features": dg.AssetIn(
@@ -72,32 +183,84 @@ def model_metadata(model: ForecastModel) -> dict:
         metadata={ALLOW_MISSING: True})},
     group_name="models",
     io_manager_key="model_io_manager",
-    check_specs=[
-        dg.AssetCheckSpec("segments_accounted_for", asset="region_model",
-                          description="Every segment is trained, or skipped with its reason."),
-        dg.AssetCheckSpec("mape_target", asset="region_model",
-                          description=f"Every trained segment's ensemble MAPE <= {MAPE_TARGET} on the holdout."),
-    ],
+    code_version=ML_CODE_VERSION,
+    check_specs=[dg.AssetCheckSpec(f"{gate}_validation" if gate != "performance" else "performance",
+                                   asset="region_model", blocking=True, description=text)
+                 for gate, text in GATE_DESCRIPTIONS.items()],
     description="Per segment (format x velocity) a LASSO + embedding-network ensemble, evaluated one week "
                 "ahead on the last holdout weeks against the trailing 52-week-mean baseline, then refit on "
-                "every week up to the as-of week.",
-    kinds={"scikitlearn", "pytorch"},
+                "every week up to the as-of week. Each materialization is one MLflow run and one registered "
+                "version of demand-forecast-<region>; it becomes the champion only through its gates.",
+    kinds={"scikitlearn", "pytorch", "mlflow"},
 )
 def region_model(context: dg.AssetExecutionContext, config: TrainingConfig, features: pd.DataFrame,
-                 storage: StorageResource):
+                 storage: StorageResource, mlflow: MlflowRegistryResource, landing: LandingResource):
     region = context.partition_key
     train_config = TrainConfig(holdout_weeks=config.holdout_weeks, seed=config.seed)
     model, holdout = train_region(features, region, train_config, as_of_week=config.as_of_week)
     storage.write_parquet(f"holdout_forecasts/{region}/{context.run.run_id}.parquet", holdout)
-    yield dg.Output(model, metadata=model_metadata(model))
-    accounted = set(model.segments) | set(model.skipped)
-    yield dg.AssetCheckResult(check_name="segments_accounted_for", passed=accounted == set(SEGMENTS),
-                              metadata={"trained": ", ".join(model.segments) or "none",
-                                        "skipped": dg.MetadataValue.json(model.skipped)})
-    over = {n: r["ensemble"]["mape"] for n, r in model.evaluation["segments"].items()
-            if "skipped" not in r and not r["ensemble"]["mape"] <= MAPE_TARGET}
-    yield dg.AssetCheckResult(check_name="mape_target", passed=not over, severity=dg.AssetCheckSeverity.WARN,
-                              metadata={"target": MAPE_TARGET, "over_target": dg.MetadataValue.json(over)})
+
+    # exactly the rows the deployed model was fit on (and evaluated with), kept immutably
+    observed = features[features["target"].notna() & (features["week_start"] <= pd.Timestamp(model.as_of_week))]
+    observed = observed.sort_values(KEY, kind="stable").reset_index(drop=True)
+    snapshot, digest = write_snapshot(storage, region, observed)
+    weeks = sorted(observed["week_start"].dt.strftime("%Y-%m-%d").unique())
+    lineage = lineage_document(context.instance, landing, region, weeks, snapshot, digest, len(observed))
+    holdout_rows = observed[observed["week_start"] >= pd.Timestamp(model.evaluation["holdout"]["first_week"])]
+
+    registry = mlflow.registry
+    tags = {"dagster_run_id": context.run.run_id, "dagster_asset_key": "region_model", "dagster_partition": region,
+            "code_version": ML_CODE_VERSION, "git_commit": git_commit(), "region": region,
+            "as_of_week": model.as_of_week, "training_data_digest": digest}
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save(Path(tmp) / "model")
+        release = registry.log_training(
+            region, Path(tmp) / "model", holdout_rows.head(5).reset_index(drop=True), training_params(model),
+            training_metrics(model), tags,
+            {"frame": observed, "digest": digest, "source": str(storage.path / snapshot),
+             "name": f"features-{region}"},
+            {"lineage.json": lineage, "evaluation.json": json.loads(json.dumps(model.evaluation, default=float))})
+    model.version = f"{registered_name(region)}/{release.version}"
+
+    # the gates: what the registry serves must be what was validated
+    reloaded = registry.load_forecast_model(release)
+    champion = registry.champion(region)
+    champion_model = registry.load_forecast_model(champion) if champion else None
+    comparison = gates.champion_comparison(model, holdout, champion_model, holdout_rows)
+    results = {
+        "data": gates.data_gate(observed, model),
+        "training": gates.training_gate(model),
+        "scoring": gates.scoring_gate(model.predict(holdout_rows), reloaded.predict(holdout_rows)),
+        "performance": gates.performance_gate(model, comparison, mlflow.gate_config),
+    }
+    verdict = gates.verdict(results, mlflow.mode)
+    registry.record_verdict(release, verdict)
+    promoted = mlflow.mode == "enforce" and verdict["passed"]
+    if promoted:
+        registry.promote(region, release.version, by="gate",
+                         reason=f"passed all gates in Dagster run {context.run.run_id}")
+    serving = registry.champion(region)
+
+    yield dg.Output(model, metadata={
+        **model_metadata(model),
+        "mlflow_run_id": release.run_id,
+        "registered_model": registered_name(region),
+        "registered_version": int(release.version),
+        "gate_verdict": "passed" if verdict["passed"] else "failed",
+        "promotion_mode": mlflow.mode,
+        "promoted": promoted,
+        "champion_version": serving.version if serving else "none",
+        "training_data_digest": digest,
+        "training_data": dg.MetadataValue.path(str(storage.path / snapshot)),
+    })
+    for gate, result in results.items():
+        name = f"{gate}_validation" if gate != "performance" else "performance"
+        details = {k: v for k, v in result.items() if k not in ("passed", "reason")}
+        yield dg.AssetCheckResult(check_name=name, passed=result["passed"], severity=dg.AssetCheckSeverity.ERROR,
+                                  description=result["reason"],
+                                  metadata={"reason": result["reason"],
+                                            "details": dg.MetadataValue.json(json.loads(json.dumps(details, default=str))),
+                                            "registered_version": int(release.version)})
 
 
 def evaluation_json(model: ForecastModel) -> dict:

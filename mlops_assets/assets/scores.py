@@ -1,10 +1,16 @@
-"""``scores`` [region x week]: the forecast for every store x product, traceable to its model."""
+"""``scores`` [region x week]: the forecast for every store x product, by the region's champion."""
 
 import dagster as dg
 import pandas as pd
 
-from mlops_assets.ml.ensemble import ForecastModel
 from mlops_assets.partitions import REGION, split_key
+from mlops_assets.resources.mlflow import MlflowRegistryResource
+from mlops_assets.tracking import CHAMPION, registered_name
+
+
+def model_age_days(week_start: pd.Series, as_of_week: str) -> pd.Series:
+    """Days between the last week a model was trained on and the week it forecasts."""
+    return (pd.to_datetime(week_start) - pd.Timestamp(as_of_week)).dt.days
 
 
 def build_scores(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDefinition:
@@ -12,30 +18,54 @@ def build_scores(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDefin
         name="scores",
         partitions_def=partitions_def,
         backfill_policy=dg.BackfillPolicy.single_run(),
-        ins={"region_model": dg.AssetIn(
-                 partition_mapping=dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name=REGION)),
-             "features": dg.AssetIn()},
+        # lineage only: what scores is the registry's champion, not the latest training
+        deps=[dg.AssetDep("region_model", partition_mapping=dg.MultiToSingleDimensionPartitionMapping(
+            partition_dimension_name=REGION))],
+        ins={"features": dg.AssetIn()},
         group_name="models",
         io_manager_key="parquet_io_manager",
-        description="Batch forecasts per store x product for the week, with the model version that made "
-                    "them. Scoring the next unobserved week is the normal weekly use.",
-        kinds={"pandas", "parquet"},
+        check_specs=[dg.AssetCheckSpec("model_not_stale", asset="scores",
+                                       description="The champion that made the forecasts was trained on data at "
+                                                   "most N days (default 60) before the week it forecasts.")],
+        description="Batch forecasts per store x product for the week by the region's champion "
+                    "(models:/demand-forecast-<region>@champion), with the model version, its MLflow run and "
+                    "its age. Scoring the next unobserved week is the normal weekly use.",
+        kinds={"pandas", "parquet", "mlflow"},
     )
-    def scores(context: dg.AssetExecutionContext, region_model: ForecastModel, features: pd.DataFrame):
+    def scores(context: dg.AssetExecutionContext, features: pd.DataFrame, mlflow: MlflowRegistryResource):
         regions = {split_key(k)[0] for k in context.partition_keys}
         if len(regions) != 1:
             raise ValueError(f"scores: one region per run (got {sorted(regions)}); launch one run per region")
-        out = region_model.predict(features)
+        [region] = regions
+        registry = mlflow.registry
+        champion = registry.champion(region)
+        if champion is None:
+            raise ValueError(f"{registered_name(region)} has no {CHAMPION}: train the region (mlops-assets run) "
+                             f"and pass its gates, or promote a version (mlops-assets promote {region} VERSION)")
+        model = registry.load_forecast_model(champion)
+        out = model.predict(features)
+        out["mlflow_run_id"] = champion.run_id
+        out["model_age_days"] = model_age_days(out["week_start"], model.as_of_week).astype("int64")
         forecast = out["forecast"]
+        oldest = int(out["model_age_days"].max()) if len(out) else 0
         yield dg.Output(out, metadata={
             "rows": len(out),
-            "model_version": region_model.version,
-            "model_as_of_week": region_model.as_of_week,
+            "model_version": model.version,
+            "mlflow_run_id": champion.run_id,
+            "model_as_of_week": model.as_of_week,
+            "model_age_days": oldest,
             "forecast_total": float(forecast.sum()),
             "forecast_mean": float(forecast.mean()) if len(out) else 0.0,
             "forecast_p50": float(forecast.median()) if len(out) else 0.0,
             "forecast_p90": float(forecast.quantile(0.9)) if len(out) else 0.0,
             "rows_by_baseline": int((out["model"] == "baseline").sum()),
         })
+        yield dg.AssetCheckResult(
+            check_name="model_not_stale", passed=oldest <= mlflow.stale_after_days,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=(f"model {model.version} trained on data up to {model.as_of_week}, {oldest} days before "
+                         f"the latest week it scores (limit {mlflow.stale_after_days})"),
+            metadata={"model_age_days": oldest, "limit_days": mlflow.stale_after_days,
+                      "model_version": model.version})
 
     return scores

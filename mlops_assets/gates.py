@@ -1,0 +1,166 @@
+"""Validation gates a candidate region model must pass before it may serve.
+
+Pure functions over frames and models (no Dagster, no MLflow): each returns
+``{"passed": bool, "reason": str, ...details}``. The ``region_model`` asset runs them,
+shows each as a blocking asset check, records them on the registered version, and
+moves the champion only when all pass (in ``enforce`` mode).
+
+- data: the training features pass their schema, every trained segment had enough
+  rows, and nothing is missing where the schema allows no gap (the target of a training row);
+- training: every segment trained or skipped with a reason, all weights finite, and each
+  network's validation loss improved on its starting loss;
+- scoring: the model loaded back from the registry reproduces the in-memory forecasts exactly;
+- performance: per trained segment, ensemble MAPE <= target and below the baseline's; and
+  the region's MAPE not worse than the champion's on the same holdout by more than the
+  tolerance (relative).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+import torch
+
+from mlops_assets import schemas
+from mlops_assets.config import PROMOTION_MODES
+from mlops_assets.ml import metrics
+from mlops_assets.ml.ensemble import SEGMENTS, ForecastModel
+
+GATES = ("data", "training", "scoring", "performance")
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    mape_target: float = 0.45
+    champion_tolerance: float = 0.02  # relative: 0.02 = the candidate may be 2% worse than the champion
+
+
+def _result(problems: list[str], **details) -> dict:
+    return {"passed": not problems, "reason": "; ".join(problems) if problems else "ok", **details}
+
+
+def data_gate(training_rows: pd.DataFrame, model: ForecastModel) -> dict:
+    problems = []
+    try:
+        schemas.features_schema().validate(training_rows, lazy=True)
+        failures = 0
+    except pa.errors.SchemaErrors as exc:
+        failures = len(exc.failure_cases)
+        first = exc.failure_cases.iloc[0]
+        problems.append(f"{failures} schema failures, e.g. column {first['column']}: {first['check']}")
+    missing_target = int(training_rows["target"].isna().sum())
+    if missing_target:
+        problems.append(f"{missing_target} training rows without a target")
+    rows = {}
+    for name in SEGMENTS:
+        report = model.evaluation["segments"].get(name, {})
+        if "rows" in report:
+            rows[name] = report["rows"]["train"]
+            if report["rows"]["train"] < model.config.min_train_rows:
+                problems.append(f"{name}: {report['rows']['train']} training rows < {model.config.min_train_rows}")
+    return _result(problems, schema_failures=failures, rows_per_segment=rows, training_rows=len(training_rows))
+
+
+def training_gate(model: ForecastModel) -> dict:
+    problems = []
+    missing = [s for s in SEGMENTS if s not in model.segments and s not in model.skipped]
+    if missing:
+        problems.append(f"segments neither trained nor skipped: {', '.join(missing)}")
+    unexplained = [s for s, reason in model.skipped.items() if not reason]
+    if unexplained:
+        problems.append(f"skipped without a reason: {', '.join(unexplained)}")
+    if not model.segments:
+        problems.append("no segment trained")
+    losses = {}
+    for name, seg in model.segments.items():
+        arrays = [np.asarray(v) for v in seg.lasso.values()]
+        arrays += [t.detach().numpy() for t in seg.net.state_dict().values() if torch.is_floating_point(t)]
+        if not all(np.isfinite(a).all() for a in arrays):
+            problems.append(f"{name}: non-finite weights")
+        start = seg.hyperparameters.get("nn_start_val_loss", float("nan"))
+        best = seg.hyperparameters.get("nn_best_val_loss", float("nan"))
+        losses[name] = {"start": start, "best": best}
+        if not (np.isfinite(best) and best < start):
+            problems.append(f"{name}: network validation loss did not improve ({start:.4g} -> {best:.4g})")
+    return _result(problems, trained=sorted(model.segments), skipped=model.skipped, validation_loss=losses)
+
+
+def scoring_gate(in_memory: pd.DataFrame, reloaded: pd.DataFrame) -> dict:
+    """The reloaded model's forecasts must equal the in-memory ones exactly (same rows, same floats)."""
+    problems = []
+    if len(in_memory) != len(reloaded):
+        problems.append(f"{len(reloaded)} forecasts after reload, {len(in_memory)} before")
+        differing = None
+    else:
+        a, b = in_memory["forecast"].to_numpy(), reloaded["forecast"].to_numpy()
+        differing = int((~((a == b) | (np.isnan(a) & np.isnan(b)))).sum())
+        if differing:
+            problems.append(f"{differing} of {len(a)} forecasts differ after reloading from the registry "
+                            f"(max difference {np.nanmax(np.abs(a - b)):.3g})")
+    return _result(problems, rows=len(in_memory), differing=differing)
+
+
+def champion_comparison(model: ForecastModel, holdout: pd.DataFrame, champion: ForecastModel | None,
+                        champion_holdout_features: pd.DataFrame | None) -> dict | None:
+    """The candidate and the champion on the same holdout weeks, each out of sample.
+
+    The champion was refit on every week up to its own as-of week, so on those weeks it has
+    seen the answers. Compared are the candidate's holdout weeks after the champion's as-of
+    week (the champion forecasts them with its registered model); when the champion was
+    trained on the same weeks (same as-of week and holdout), its recorded holdout metrics
+    are exactly comparable. Returns None without a champion.
+    """
+    if champion is None:
+        return None
+    ev, champ_ev = model.evaluation, champion.evaluation
+    if (champion.as_of_week == model.as_of_week and champ_ev.get("holdout") == ev.get("holdout")
+            and "region" in champ_ev and "region" in ev):
+        return {"basis": "same holdout, recorded metrics", "weeks": ev["holdout"]["weeks"],
+                "candidate_mape": ev["region"]["ensemble"]["mape"],
+                "champion_mape": champ_ev["region"]["ensemble"]["mape"], "champion_version": champion.version}
+    after = pd.Timestamp(champion.as_of_week)
+    rows = holdout[holdout["week_start"] > after]
+    if rows.empty or champion_holdout_features is None:
+        return {"basis": "none", "champion_version": champion.version,
+                "note": f"the champion was trained on weeks up to {champion.as_of_week}, which covers this "
+                        f"candidate's whole holdout; no out-of-sample weeks to compare on"}
+    keyed = ["week_start", "store_id", "product_id"]
+    feats = champion_holdout_features.merge(rows[keyed], on=keyed)
+    champ = champion.predict(feats)[[*keyed, "forecast"]].merge(rows[[*keyed, "target", "ensemble"]], on=keyed)
+    return {"basis": f"holdout weeks after {champion.as_of_week}", "weeks": int(champ["week_start"].nunique()),
+            "candidate_mape": metrics.mape(champ["target"], champ["ensemble"]),
+            "champion_mape": metrics.mape(champ["target"], champ["forecast"]), "champion_version": champion.version}
+
+
+def performance_gate(model: ForecastModel, comparison: dict | None, config: GateConfig) -> dict:
+    problems, per_segment = [], {}
+    for name, report in model.evaluation["segments"].items():
+        if "skipped" in report:
+            continue
+        ens, base = report["ensemble"]["mape"], report["baseline"]["mape"]
+        per_segment[name] = {"ensemble_mape": ens, "baseline_mape": base}
+        if not ens <= config.mape_target:
+            problems.append(f"{name}: ensemble MAPE {ens:.3f} > target {config.mape_target}")
+        if not ens < base:
+            problems.append(f"{name}: ensemble MAPE {ens:.3f} not below the baseline's {base:.3f}")
+    if not per_segment:
+        problems.append("no trained segment to judge")
+    details = {"segments": per_segment, "tolerance": config.champion_tolerance, "champion": comparison}
+    if comparison and comparison.get("basis") == "none":
+        problems.append(f"not comparable with champion {comparison['champion_version']}: {comparison['note']}")
+    elif comparison:
+        cand, champ = comparison["candidate_mape"], comparison["champion_mape"]
+        limit = champ * (1 + config.champion_tolerance)
+        if not cand <= limit:
+            problems.append(f"region MAPE {cand:.3f} is worse than champion {comparison['champion_version']}'s "
+                            f"{champ:.3f} by more than {config.champion_tolerance:.0%} ({comparison['basis']})")
+    return _result(problems, **details)
+
+
+def verdict(gates: dict[str, dict], mode: str) -> dict:
+    if mode not in PROMOTION_MODES:
+        raise ValueError(f"promotion mode {mode!r}: must be one of {', '.join(PROMOTION_MODES)}")
+    return {"passed": all(g["passed"] for g in gates.values()), "mode": mode, "gates": gates}

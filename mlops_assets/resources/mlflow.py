@@ -1,0 +1,51 @@
+"""MLflow as a Dagster resource: the tracking store, the model registry, the promotion policy.
+
+dagster-mlflow 0.29's ``mlflow_tracking`` is a legacy resource that opens one MLflow run
+per Dagster *run* (named after the job) and closes it from a job hook that does not fire
+under ``materialize()``. Here one Dagster run trains many things over time and each
+``region_model`` partition must be exactly one MLflow run, ended when the step ends, with a
+registered version and gate verdicts. So this resource wraps ``MlflowClient`` directly
+(see ``mlops_assets.tracking``) and is configured from the environment like the rest.
+"""
+
+from functools import lru_cache
+
+import dagster as dg
+
+from mlops_assets.config import Settings
+from mlops_assets.gates import GateConfig
+from mlops_assets.tracking import Registry
+
+
+@lru_cache(maxsize=None)
+def _registry(tracking_uri: str, artifact_root: str, experiment: str) -> Registry:
+    # one Registry per store and process: its file lock is re-entrant only within itself
+    return Registry(tracking_uri, artifact_root or None, experiment)
+
+
+class MlflowRegistryResource(dg.ConfigurableResource):
+    """The MLflow store (``MLFLOW_TRACKING_URI``, default SQLite under the Dagster home) and
+    how candidates are promoted: ``mode`` is enforce (promote on a passed gate), dry_run (record
+    the verdict only) or manual (``mlops-assets promote``)."""
+
+    tracking_uri: str
+    artifact_root: str = ""
+    experiment: str = "demand-forecast"
+    mode: str = "enforce"
+    mape_target: float = 0.45
+    champion_tolerance: float = 0.02
+    stale_after_days: int = 60
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "MlflowRegistryResource":
+        return cls(tracking_uri=settings.mlflow_tracking_uri, artifact_root=settings.mlflow_artifact_root,
+                   experiment=f"demand-forecast-{settings.env}", mode=settings.promotion_mode,
+                   champion_tolerance=settings.champion_tolerance, stale_after_days=settings.stale_after_days)
+
+    @property
+    def registry(self) -> Registry:
+        return _registry(self.tracking_uri, self.artifact_root, self.experiment)
+
+    @property
+    def gate_config(self) -> GateConfig:
+        return GateConfig(mape_target=self.mape_target, champion_tolerance=self.champion_tolerance)

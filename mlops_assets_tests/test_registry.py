@@ -1,0 +1,205 @@
+"""Releases through MLflow: gates, champion, promote, rollback, staleness, lineage, no pickle.
+
+One throwaway Dagster home and MLflow store for the module; the tests run in file order
+and each says which state it starts from (a release history is a sequence of events).
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlops_assets import cli
+from mlops_assets.config import Settings
+from mlops_assets.definitions import build_definitions
+from mlops_assets.lineage import frame_digest
+from mlops_assets.ml.ensemble import ForecastModel
+from mlops_assets.releases import registry_for, status, trace
+from mlops_assets.runner import run_pipeline
+from mlops_assets_tests.conftest import isolated_env
+
+NEXT_WEEK = "2026-11-16"  # the trainable sample's last delivery is 2026-11-09
+
+
+@pytest.fixture(scope="module")
+def home(trainable_landing_template, tmp_path_factory):
+    root = tmp_path_factory.mktemp("registry")
+    landing = root / "landing"
+    shutil.copytree(trainable_landing_template, landing)
+    with pytest.MonkeyPatch.context() as mp:
+        isolated_env(mp, root, landing)
+        run_pipeline(landing, train=False)  # features for both regions, and next week's
+        yield Settings.from_env()
+
+
+def _train(settings, region, as_of_week=None):
+    config = {"ops": {"region_model": {"config": {"as_of_week": as_of_week}}}} if as_of_week else {}
+    return build_definitions(settings).resolve_job_def("training").execute_in_process(
+        instance=dg.DagsterInstance.get(), partition_key=region, run_config=config, raise_on_error=False)
+
+
+def _score(settings, region, week=NEXT_WEEK):
+    result = build_definitions(settings).resolve_job_def("scoring").execute_in_process(
+        instance=dg.DagsterInstance.get(), partition_key=f"{region}|{week}")
+    return pd.read_parquet(settings.storage_root / "scores" / region / f"{week}.parquet"), result
+
+
+def _checks(result) -> dict[str, bool]:
+    return {e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
+            for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+
+
+def _cli(capsys, *argv) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_first_model_becomes_champion_and_goes_stale(home, capsys):
+    result = _train(home, "north", as_of_week="2026-09-07")
+    assert result.success and all(_checks(result).values())
+    registry = registry_for(home)
+    champion = registry.champion("north")
+    assert champion.version == "1" and champion.tags["promoted_by"] == "gate"
+    assert champion.tags["previous_champion"] == "" and champion.as_of_week == "2026-09-07"
+
+    scores, scored = _score(home, "north")
+    assert set(scores["model_version"]) == {"demand-forecast-north/1"}
+    assert set(scores["model_age_days"]) == {70}  # 2026-09-07 -> 2026-11-16
+    assert _checks(scored) == {"model_not_stale": False}  # a warning: the forecasts are still written
+
+    [north] = [row for row in status(home) if row["region"] == "north"]
+    assert (north["champion"], north["age_days"], north["stale"]) == ("1", 70, True)
+    code, out, _ = _cli(capsys, "status")
+    assert code == 0 and "north" in out and "True" in out
+
+
+def test_a_better_candidate_replaces_the_champion(home, capsys):
+    result = _train(home, "north")
+    assert result.success, _checks(result)
+    champion = registry_for(home).champion("north")
+    assert (champion.version, champion.tags["previous_champion"]) == ("2", "1")
+    details = json.loads(champion.tags["gate_details"])
+    assert details["gates"]["performance"]["champion"]["basis"] == "holdout weeks after 2026-09-07"
+    [north] = [row for row in status(home) if row["region"] == "north"]
+    assert (north["champion"], north["age_days"], north["stale"], north["latest_verdict"]) == ("2", 7, False, "passed")
+
+
+def test_the_registered_model_forecasts_exactly_like_the_stored_one(home):
+    registry = registry_for(home)
+    champion = registry.champion("north")
+    from_registry = registry.load_forecast_model(champion)
+    stored = ForecastModel.load(home.storage_root / "region_model" / "north" / champion.tags["dagster_run_id"])
+    features = pd.read_parquet(home.storage_root / "features" / "north" / f"{NEXT_WEEK}.parquet")
+    pd.testing.assert_frame_equal(from_registry.predict(features).drop(columns="model_version"),
+                                  stored.predict(features).drop(columns="model_version"))
+
+
+def _shuffle_targets(settings, region):
+    """Corrupt the stored training features: every target moved to a random other row."""
+    rng = np.random.default_rng(0)
+    for path in sorted((settings.storage_root / "features" / region).glob("*.parquet")):
+        frame = pd.read_parquet(path)
+        observed = frame["target"].notna()
+        if observed.any():
+            frame.loc[observed, "target"] = rng.permutation(frame.loc[observed, "target"].to_numpy()) * \
+                rng.uniform(0.2, 5, observed.sum()).round()
+            frame.to_parquet(path, index=False)
+
+
+def test_a_bad_candidate_fails_its_gates_and_the_champion_stays(home, capsys):
+    _shuffle_targets(home, "north")
+    result = _train(home, "north")
+    assert not result.success  # the blocking gate failed the run
+    checks = _checks(result)
+    assert checks["performance"] is False and checks["scoring_validation"] is True
+    registry = registry_for(home)
+    assert registry.champion("north").version == "2"
+    assert registry.release("north", "3").verdict == "failed"
+    scores, _ = _score(home, "north")
+    assert set(scores["model_version"]) == {"demand-forecast-north/2"}
+
+    code, _, err = _cli(capsys, "promote", "north", "3")
+    assert code == 1 and "gate verdict is 'failed'" in err
+    code, _, err = _cli(capsys, "promote", "north", "3", "--force")
+    assert code == 2 and "--force needs --reason" in err
+    assert registry.champion("north").version == "2"
+
+
+def test_forced_promotion_then_rollback_restores_the_previous_champion(home, capsys):
+    code, out, _ = _cli(capsys, "promote", "north", "3", "--force", "--reason", "emergency test")
+    assert code == 0 and "champion is now version 3 (was 2)" in out
+    registry = registry_for(home)
+    forced = registry.champion("north")
+    assert (forced.version, forced.tags["forced"], forced.tags["promotion_reason"]) == ("3", "true", "emergency test")
+
+    code, out, _ = _cli(capsys, "rollback", "north", "--reason", "forecasts off by 3x")
+    assert code == 0 and "rolled back to version 2" in out
+    assert registry.champion("north").version == "2"
+    assert registry.release("north", "3").tags["rollback_reason"] == "forecasts off by 3x"
+    assert [e["action"] for e in registry.champion_log("north")] == ["promote", "promote", "promote", "rollback"]
+    scores, _ = _score(home, "north")
+    assert set(scores["model_version"]) == {"demand-forecast-north/2"}
+
+
+def test_lineage_rebuilds_the_training_frame_after_features_are_rematerialized(home, capsys):
+    # re-materialize north's features (this also undoes the corrupted targets)
+    weeks = sorted(p.stem for p in (home.storage_root / "features" / "north").glob("*.parquet"))
+    build_definitions(home).resolve_job_def("weekly").execute_in_process(
+        instance=dg.DagsterInstance.get(), asset_selection=[dg.AssetKey("features")],
+        tags={"dagster/asset_partition_range_start": f"north|{weeks[0]}",
+              "dagster/asset_partition_range_end": f"north|{weeks[-1]}"})
+    chain = trace(home, "north", NEXT_WEEK)
+    assert chain["model"]["version"] == "2"
+    training = chain["training_data"]
+    [dataset] = training["datasets"]
+    assert dataset["digest"] == training["digest"] and dataset["context"] == "training"
+    code, out, err = _cli(capsys, "lineage", "north", NEXT_WEEK, "--rebuild", str(home.home / "frame.parquet"))
+    assert code == 0 and f"digest {training['digest']}" in out and "raw shipments/" in out
+    rebuilt = pd.read_parquet(home.home / "frame.parquet")
+    assert frame_digest(rebuilt) == training["digest"]
+    # the frame version 2 trained on is not what version 3 (shuffled targets) trained on
+    assert registry_for(home).release("north", "3").tags["training_data_digest"] != training["digest"]
+    assert len(chain["feature_partitions"]) == rebuilt["week_start"].nunique()
+
+
+def test_nothing_in_the_artifact_store_or_asset_storage_is_a_pickle(home):
+    roots = [home.dagster_home / "mlflow" / "artifacts", home.storage_root]
+    scanned = 0
+    for root in roots:
+        for path in root.rglob("*"):
+            if not path.is_file():
+                continue
+            scanned += 1
+            assert path.suffix not in {".pkl", ".pickle", ".joblib", ".pt", ".pth"}, path
+            head = path.read_bytes()[:2]
+            assert not (head[:1] == b"\x80" and head[1:2] in {b"\x02", b"\x03", b"\x04", b"\x05"}), path
+            if zipfile.is_zipfile(path):  # NPZ: arrays only, loadable without pickle
+                with zipfile.ZipFile(path) as z:
+                    assert all(n.endswith(".npy") for n in z.namelist()), path
+                with np.load(path, allow_pickle=False) as npz:
+                    [npz[k] for k in npz.files]
+    assert scanned > 50
+
+
+def test_two_regions_trained_in_parallel_both_register(home):
+    code = ("import sys, dagster as dg; from mlops_assets.config import Settings; "
+            "from mlops_assets.definitions import build_definitions; "
+            "r = build_definitions(Settings.from_env()).resolve_job_def('training').execute_in_process("
+            "instance=dg.DagsterInstance.get(), partition_key=sys.argv[1], raise_on_error=False); "
+            "sys.exit(0 if r.success else 1)")
+    procs = [subprocess.Popen([sys.executable, "-c", code, region], env=os.environ.copy(),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for region in ("north", "south")]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-3000:] for o in outputs)
+    registry = registry_for(home)
+    assert registry.champion("south").version == "1"
+    assert [r.version for r in registry.versions("north")] == ["1", "2", "3", "4"]
