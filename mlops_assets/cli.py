@@ -60,11 +60,17 @@ def _run(args) -> int:
     return 0
 
 
+def _tool(name: str) -> str:
+    """A console script of this environment (beside the running Python), else from PATH."""
+    local = Path(sys.executable).parent / name
+    return str(local) if local.exists() else name
+
+
 def _ui(args) -> int:
     from mlops_assets.runner import prepare_environment
 
     prepare_environment(Path(args.landing) if args.landing else None)
-    cmd = ["dagster", "dev", "-w", str(config.REPO_ROOT / "workspace.yaml"), "-h", args.host, "-p", str(args.port)]
+    cmd = [_tool("dagster"), "dev", "-w", str(config.REPO_ROOT / "workspace.yaml"), "-h", args.host, "-p", str(args.port)]
     print(f"DAGSTER_HOME={os.environ['DAGSTER_HOME']} {' '.join(cmd)}", file=sys.stderr)
     os.execvp(cmd[0], cmd)
     return 0
@@ -137,7 +143,7 @@ def _lineage(args) -> int:
 
 def _mlflow_ui(args) -> int:
     settings = _settings()
-    cmd = ["mlflow", "ui", "--backend-store-uri", settings.mlflow_tracking_uri, "--host", args.host,
+    cmd = [_tool("mlflow"), "ui", "--backend-store-uri", settings.mlflow_tracking_uri, "--host", args.host,
            "--port", str(args.port), "--workers", "1"]
     if settings.mlflow_artifact_root:
         cmd += ["--default-artifact-root", Path(settings.mlflow_artifact_root).as_uri()]

@@ -127,9 +127,9 @@ def format_trace(chain: dict) -> str:
     ]
     for d in t["datasets"]:
         lines.append(f"    MLflow dataset {d['name']} ({d['context']}) digest {d['digest']} from {d['source']}")
-    versions = {p["data_version"] for p in parts.values()}
+    runs = {p["run_id"] for p in parts.values()}
     lines.append(f"  feature partitions  {len(parts)} ({next(iter(parts), '-')} .. {next(reversed(parts), '-')}), "
-                 f"{len(versions)} Dagster data versions recorded")
+                 f"written by {len(runs)} Dagster run(s); file sha256 and data version of each in --json")
     for table, info in chain["tables"].items():
         raw = chain["raw_files"][table]
         lines.append(f"  table {table}: Dagster run {info['run_id']}, built from raw data version "

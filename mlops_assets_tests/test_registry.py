@@ -189,17 +189,21 @@ def test_nothing_in_the_artifact_store_or_asset_storage_is_a_pickle(home):
     assert scanned > 50
 
 
-def test_two_regions_trained_in_parallel_both_register(home):
+def test_two_regions_trained_in_parallel_both_register_and_dry_run_promotes_nothing(home):
     code = ("import sys, dagster as dg; from mlops_assets.config import Settings; "
             "from mlops_assets.definitions import build_definitions; "
             "r = build_definitions(Settings.from_env()).resolve_job_def('training').execute_in_process("
             "instance=dg.DagsterInstance.get(), partition_key=sys.argv[1], raise_on_error=False); "
             "sys.exit(0 if r.success else 1)")
-    procs = [subprocess.Popen([sys.executable, "-c", code, region], env=os.environ.copy(),
+    env = {**os.environ, "MLOPS_PROMOTION_MODE": "dry_run"}  # verdicts recorded, champions untouched
+    procs = [subprocess.Popen([sys.executable, "-c", code, region], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for region in ("north", "south")]
     outputs = [p.communicate(timeout=300)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-3000:] for o in outputs)
     registry = registry_for(home)
-    assert registry.champion("south").version == "1"
     assert [r.version for r in registry.versions("north")] == ["1", "2", "3", "4"]
+    assert [r.version for r in registry.versions("south")] == ["1"]
+    assert registry.release("south", "1").verdict == "passed" and registry.champion("south") is None
+    assert registry.release("north", "4").tags["gate_mode"] == "dry_run"
+    assert registry.champion("north").version == "2"

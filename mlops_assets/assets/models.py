@@ -14,14 +14,14 @@ from dagster._core.events import DagsterEventType
 
 from mlops_assets import gates
 from mlops_assets.config import PACKAGE_ROOT, REPO_ROOT
-from mlops_assets.landing import TABLES
+from mlops_assets.landing import TABLES, file_digest
 from mlops_assets.lineage import write_snapshot
 from mlops_assets.ml.ensemble import SEGMENTS, ForecastModel, TrainConfig, train_region
 from mlops_assets.ml.features import KEY
 from mlops_assets.partitions import REGION, region_partitions
 from mlops_assets.resources.landing import LandingResource
 from mlops_assets.resources.mlflow import MlflowRegistryResource
-from mlops_assets.resources.storage import ALLOW_MISSING, StorageResource
+from mlops_assets.resources.storage import ALLOW_MISSING, StorageResource, partition_file
 from mlops_assets.tracking import registered_name
 
 MAPE_TARGET = gates.GateConfig().mape_target
@@ -147,7 +147,8 @@ def training_metrics(model: ForecastModel) -> dict:
     return out
 
 
-def lineage_document(instance: dg.DagsterInstance, landing: LandingResource, region: str, weeks: list[str],
+def lineage_document(instance: dg.DagsterInstance, landing: LandingResource, storage: StorageResource,
+                     region: str, weeks: list[str],
                      snapshot: str, digest: str, rows: int) -> dict:
     """What the training frame came from: feature partitions (with data versions), conditioned
     tables (with the raw data versions they were built from) and the landing files' hashes."""
@@ -157,9 +158,13 @@ def lineage_document(instance: dg.DagsterInstance, landing: LandingResource, reg
     ids = [i for p, i in ids.items() if p in wanted]
     records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key, storage_ids=ids),
                                               limit=max(len(ids), 1)).records if ids else []
+    # the run that wrote each partition and its Dagster data version (one per run for a range run),
+    # and the sha256 of the partition's file: the content itself
     partitions = {r.asset_materialization.partition: {
         "run_id": r.run_id, "storage_id": r.storage_id,
-        "data_version": r.asset_materialization.tags.get("dagster/data_version")} for r in records}
+        "data_version": r.asset_materialization.tags.get("dagster/data_version"),
+        "file_sha256": file_digest(storage.path / partition_file(key, r.asset_materialization.partition))}
+        for r in records}
     tables, raw = {}, {}
     for table in TABLES:
         event = instance.get_latest_materialization_event(dg.AssetKey(table))
@@ -205,7 +210,7 @@ def region_model(context: dg.AssetExecutionContext, config: TrainingConfig, feat
     observed = observed.sort_values(KEY, kind="stable").reset_index(drop=True)
     snapshot, digest = write_snapshot(storage, region, observed)
     weeks = sorted(observed["week_start"].dt.strftime("%Y-%m-%d").unique())
-    lineage = lineage_document(context.instance, landing, region, weeks, snapshot, digest, len(observed))
+    lineage = lineage_document(context.instance, landing, storage, region, weeks, snapshot, digest, len(observed))
     holdout_rows = observed[observed["week_start"] >= pd.Timestamp(model.evaluation["holdout"]["first_week"])]
 
     registry = mlflow.registry
