@@ -20,6 +20,7 @@ import fcntl
 import json
 import os
 import threading
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -156,8 +157,12 @@ class Registry:
         from mlops_assets.ml.ensemble import ForecastModel
 
         predicted = ForecastModel.load(model_folder).predict(example)
-        signature = infer_signature(example, predicted)
-        with self._session() as client:
+        with warnings.catch_warnings(), self._session() as client:
+            # MLflow hints that integer columns cannot hold missing values (ours, week of year, never
+            # do) and that a local path could be two kinds of dataset source (it is a local file)
+            warnings.filterwarnings("ignore", message=r".*Inferred schema contains integer column")
+            warnings.filterwarnings("ignore", message=r".*dataset source can be interpreted in multiple ways")
+            signature = infer_signature(example, predicted)
             run = client.create_run(self.experiment_id(client), run_name=f"{region} {tags.get('as_of_week', '')}".strip(),
                                     tags={k: str(v) for k, v in tags.items()})
             run_id = run.info.run_id

@@ -1,4 +1,5 @@
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -54,3 +55,15 @@ def edit_csv(path: Path, line: int, text: str) -> None:
     lines = path.read_text().splitlines()
     lines[line - 1] = text
     path.write_text("\n".join(lines) + "\n")
+
+
+@contextmanager
+def isolated_home(template: Path, tmp_path_factory, name: str):
+    """A copy of ``template`` as the landing folder and a fresh home around it, for a module's
+    fixture: every setting points into it until the module is done. Yields the landing folder."""
+    root = tmp_path_factory.mktemp(name)
+    landing = root / "landing"
+    shutil.copytree(template, landing)
+    with pytest.MonkeyPatch.context() as mp:
+        isolated_env(mp, root, landing)
+        yield landing

@@ -1,7 +1,5 @@
 """The asset graph end to end on a small landing folder, in a throwaway Dagster home."""
 
-import shutil
-
 import dagster as dg
 import pandas as pd
 import pytest
@@ -11,16 +9,12 @@ from mlops_assets.definitions import build_definitions
 from mlops_assets.landing import check_landing
 from mlops_assets.resources import LandingResource
 from mlops_assets.runner import RunFailed, run_pipeline, user_error
-from mlops_assets_tests.conftest import SMALL, edit_csv, isolated_env
+from mlops_assets_tests.conftest import SMALL, edit_csv, isolated_home
 
 
 @pytest.fixture(scope="module")
 def pipeline(small_landing_template, tmp_path_factory):
-    root = tmp_path_factory.mktemp("pipeline")
-    landing = root / "landing"
-    shutil.copytree(small_landing_template, landing)
-    with pytest.MonkeyPatch.context() as mp:
-        isolated_env(mp, root, landing)
+    with isolated_home(small_landing_template, tmp_path_factory, "pipeline") as landing:
         summary = run_pipeline(landing)
         yield summary, Settings.from_env(), dg.DagsterInstance.get()
 

@@ -6,7 +6,6 @@ and each says which state it starts from (a release history is a sequence of eve
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -23,18 +22,14 @@ from mlops_assets.lineage import frame_digest
 from mlops_assets.ml.ensemble import ForecastModel
 from mlops_assets.releases import registry_for, status, trace
 from mlops_assets.runner import run_pipeline
-from mlops_assets_tests.conftest import isolated_env
+from mlops_assets_tests.conftest import isolated_home
 
 NEXT_WEEK = "2026-11-16"  # the trainable sample's last delivery is 2026-11-09
 
 
 @pytest.fixture(scope="module")
 def home(trainable_landing_template, tmp_path_factory):
-    root = tmp_path_factory.mktemp("registry")
-    landing = root / "landing"
-    shutil.copytree(trainable_landing_template, landing)
-    with pytest.MonkeyPatch.context() as mp:
-        isolated_env(mp, root, landing)
+    with isolated_home(trainable_landing_template, tmp_path_factory, "registry") as landing:
         run_pipeline(landing, train=False)  # features for both regions, and next week's
         yield Settings.from_env()
 

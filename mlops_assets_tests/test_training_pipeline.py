@@ -1,7 +1,6 @@
 """Training and scoring through the Dagster graph, on a landing folder where every segment trains."""
 
 import json
-import shutil
 
 import dagster as dg
 import numpy as np
@@ -12,16 +11,12 @@ from mlops_assets.config import Settings
 from mlops_assets.ml.ensemble import SEGMENTS, TrainConfig, train_region
 from mlops_assets.offline import region_features
 from mlops_assets.runner import report_json, run_pipeline
-from mlops_assets_tests.conftest import isolated_env
+from mlops_assets_tests.conftest import isolated_home
 
 
 @pytest.fixture(scope="module")
 def trained(trainable_landing_template, tmp_path_factory):
-    root = tmp_path_factory.mktemp("trained")
-    landing = root / "landing"
-    shutil.copytree(trainable_landing_template, landing)
-    with pytest.MonkeyPatch.context() as mp:
-        isolated_env(mp, root, landing)
+    with isolated_home(trainable_landing_template, tmp_path_factory, "trained") as landing:
         summary = run_pipeline(landing)
         yield summary, Settings.from_env(), dg.DagsterInstance.get()
 
