@@ -112,13 +112,14 @@ def rebuild_training_frame(settings: Settings, chain: dict) -> pd.DataFrame:
 def format_trace(chain: dict) -> str:
     f, m, r, t = chain["forecast"], chain["model"], chain["run"], chain["training_data"]
     parts = chain["feature_partitions"]
+    mape = f"{r['region_ensemble_mape']:.3f}" if r["region_ensemble_mape"] is not None else "-"
     lines = [
         f"forecast   {f['region']} week {f['week']}: {f['rows']} store x product rows, total {f['total']:.0f} units, "
         f"model age {f['model_age_days']} days",
         f"  model    {m['name']} version {m['version']} (gates {m['verdict']}; trained up to {m['as_of_week']}; "
         f"promoted {m['promoted_at'] or '-'}: {m['promotion_reason'] or '-'})",
         f"  run      MLflow run {r['run_id']} (experiment {r['experiment_id']}), Dagster run {r['dagster_run_id']}, "
-        f"git {r['git_commit']}, code version {r['code_version']}, region ensemble MAPE {r['region_ensemble_mape']}",
+        f"git {r['git_commit']}, code version {r['code_version']}, region ensemble MAPE {mape}",
         "  hyperparameters " + ", ".join(f"{k}={v}" for k, v in chain["hyperparameters"].items()
                                          if k.startswith("config.") or k.endswith(("lasso_alpha", "nn_epochs",
                                                                                    "ensemble_weight_lasso"))),
