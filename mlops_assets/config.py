@@ -36,6 +36,8 @@ PROMOTION_MODES = ("enforce", "dry_run", "manual")
 # a candidate that passes every gate serves at once in both environments; set
 # MLOPS_PROMOTION_MODE=manual where a person must sign off each release
 PROMOTION_MODE = {"dev": "enforce", "prod": "enforce"}
+DEFAULT_CHAMPION_TOL = 0.02  # a candidate may be 2% (relative) worse than the champion
+DEFAULT_STALE_DAYS = 60      # a model trained longer than this before the week it scores is stale
 
 
 def _home() -> Path:
@@ -63,8 +65,8 @@ class Settings:
     mlflow_tracking_uri: str = ""
     mlflow_artifact_root: str = ""
     promotion_mode: str = "enforce"
-    champion_tolerance: float = 0.02
-    stale_after_days: int = 60
+    champion_tolerance: float = DEFAULT_CHAMPION_TOL
+    stale_after_days: int = DEFAULT_STALE_DAYS
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -85,13 +87,13 @@ class Settings:
             home=home,
             landing_dir=landing.resolve(),
             storage_root=storage.resolve(),
-            dagster_home=dagster_home.resolve(),
+            dagster_home=dagster_home,
             first_week=resolve_first_week(home),
             mlflow_tracking_uri=uri,
             mlflow_artifact_root=artifacts,
             promotion_mode=mode,
-            champion_tolerance=float(os.environ.get("MLOPS_CHAMPION_TOL", "0.02")),
-            stale_after_days=int(os.environ.get("MLOPS_STALE_DAYS", "60")),
+            champion_tolerance=float(os.environ.get("MLOPS_CHAMPION_TOL", DEFAULT_CHAMPION_TOL)),
+            stale_after_days=int(os.environ.get("MLOPS_STALE_DAYS", DEFAULT_STALE_DAYS)),
         )
 
 

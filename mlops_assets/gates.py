@@ -25,7 +25,7 @@ import pandera.pandas as pa
 import torch
 
 from mlops_assets import schemas
-from mlops_assets.config import PROMOTION_MODES
+from mlops_assets.config import DEFAULT_CHAMPION_TOL, PROMOTION_MODES
 from mlops_assets.ml import metrics
 from mlops_assets.ml.ensemble import SEGMENTS, ForecastModel
 
@@ -35,7 +35,7 @@ GATES = ("data", "training", "scoring", "performance")
 @dataclass(frozen=True)
 class GateConfig:
     mape_target: float = 0.45
-    champion_tolerance: float = 0.02  # relative: 0.02 = the candidate may be 2% worse than the champion
+    champion_tolerance: float = DEFAULT_CHAMPION_TOL  # relative: 0.02 = the candidate may be 2% worse
 
 
 def _result(problems: list[str], **details) -> dict:

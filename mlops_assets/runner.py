@@ -23,7 +23,8 @@ import pandas as pd
 from mlops_assets import config
 from mlops_assets.jobs import OBSERVE_LANDING, SCORING, TABLES, TRAINING, WEEKLY
 from mlops_assets.landing import check_landing
-from mlops_assets.assets.models import evaluation_json
+from mlops_assets.assets.models import MEMBERS, evaluation_json
+from mlops_assets.ml.metrics import METRICS
 from mlops_assets.partitions import region_partitions
 from mlops_assets.resources.storage import load_model
 
@@ -191,8 +192,7 @@ def report_json(summary: RunSummary) -> dict:
             "holdout_first_week": model["evaluation"]["holdout"]["first_week"],
             "scored_week": model.get("scored_week"),
             "segments": model["segments"],
-            "region": {m: {k: region_eval[m][k] for k in ("mape", "rmse0", "rmse", "bias")}
-                       for m in ("ensemble", "lasso", "nn", "baseline") if m in region_eval}
+            "region": {m: {k: region_eval[m][k] for k in METRICS} for m in MEMBERS if m in region_eval}
             | ({"mape_reduction_vs_baseline": region_eval["mape_reduction_vs_baseline"]} if region_eval else {}),
         }
     return out
@@ -206,12 +206,12 @@ def _models_table(summary: RunSummary) -> str:
                 rows.append({"region": region, "segment": segment, "ensemble": "skipped: " + report["skipped"]})
                 continue
             rows.append({"region": region, "segment": segment,
-                         **{m: round(report[m]["mape"], 3) for m in ("ensemble", "lasso", "nn", "baseline")},
+                         **{m: round(report[m]["mape"], 3) for m in MEMBERS},
                          "reduction": f"{report['mape_reduction_vs_baseline']:.0%}"})
         region_eval = model["evaluation"].get("region")
         if region_eval:
             rows.append({"region": region, "segment": "(all)",
-                         **{m: round(region_eval[m]["mape"], 3) for m in ("ensemble", "lasso", "nn", "baseline")},
+                         **{m: round(region_eval[m]["mape"], 3) for m in MEMBERS},
                          "reduction": f"{region_eval['mape_reduction_vs_baseline']:.0%}"})
     table = pd.DataFrame(rows).fillna("")
     return "holdout MAPE (actual > 0), one week ahead:\n" + table.to_string(index=False)

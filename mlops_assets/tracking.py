@@ -33,6 +33,7 @@ PREFIX = "demand-forecast-"
 CHAMPION = "champion"
 GATE_VERDICT = "gate_verdict"
 LOG_TAG = "champion_log"
+TAG_LIMIT = 4900  # characters: under the 5000 that MLflow stores take for a tag value
 PYFUNC_CODE = Path(__file__).resolve().parent / "ml" / "pyfunc_model.py"
 # explicit requirements: inferred ones pin torch without its +cpu label (a later install would
 # fetch a CUDA build) and add whatever test packages happen to be installed
@@ -253,12 +254,12 @@ class Registry:
             for gate, result in verdict["gates"].items():
                 client.set_model_version_tag(name, release.version, f"gate.{gate}",
                                              "passed" if result["passed"] else "failed")
-            client.set_model_version_tag(name, release.version, GATE_VERDICT,
-                                         "passed" if verdict["passed"] else "failed")
+            overall = "passed" if verdict["passed"] else "failed"
+            client.set_model_version_tag(name, release.version, GATE_VERDICT, overall)
             client.set_model_version_tag(name, release.version, "gate_details",
-                                         json.dumps(verdict, default=str)[:4900])
+                                         json.dumps(verdict, default=str)[:TAG_LIMIT])
             client.set_model_version_tag(name, release.version, "gate_mode", verdict.get("mode", ""))
-        release.tags[GATE_VERDICT] = "passed" if verdict["passed"] else "failed"
+        release.tags[GATE_VERDICT] = overall
 
     def promote(self, region: str, version: str, by: str, reason: str, force: bool = False) -> Release:
         """Make ``version`` the champion. A version that did not pass its gates is refused
@@ -312,7 +313,7 @@ class Registry:
         log = json.loads(client.get_registered_model(name).tags.get(LOG_TAG, "[]"))
         log = (log + [entry])[-keep:]
         text = json.dumps(log)
-        while len(text) > 4900 and len(log) > 1:
+        while len(text) > TAG_LIMIT and len(log) > 1:
             log = log[1:]
             text = json.dumps(log)
         client.set_registered_model_tag(name, LOG_TAG, text)

@@ -5,6 +5,7 @@ import hashlib
 import json
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -18,6 +19,7 @@ from mlops_assets.landing import TABLES, file_digest
 from mlops_assets.lineage import write_snapshot
 from mlops_assets.ml.ensemble import SEGMENTS, ForecastModel, TrainConfig, train_region
 from mlops_assets.ml.features import KEY
+from mlops_assets.ml.metrics import METRICS
 from mlops_assets.partitions import REGION, region_partitions
 from mlops_assets.resources.landing import LandingResource
 from mlops_assets.resources.mlflow import MlflowRegistryResource
@@ -36,6 +38,18 @@ class TrainingConfig(dg.Config):
 
 def _num(value) -> float | None:
     return float(value) if value is not None and np.isfinite(value) else None
+
+
+def metric_items(evaluation: dict) -> Iterator[tuple[str, str | None, str, float]]:
+    """Every metric of an evaluation as (scope, member, metric, value): the region first, then each
+    trained segment; the MAPE reduction against the baseline comes with member None."""
+    scopes = [("region", evaluation["region"])] if "region" in evaluation else []
+    scopes += [(name, report) for name, report in evaluation["segments"].items() if "skipped" not in report]
+    for scope, report in scopes:
+        for member in MEMBERS:
+            for metric in METRICS:
+                yield scope, member, metric, report[member][metric]
+        yield scope, None, "mape_reduction_vs_baseline", report["mape_reduction_vs_baseline"]
 
 
 def segment_table(evaluation: dict) -> str:
@@ -57,18 +71,13 @@ def model_metadata(model: ForecastModel) -> dict:
     ev = model.evaluation
     meta: dict = {"as_of_week": model.as_of_week, "holdout_first_week": ev["holdout"]["first_week"],
                   "segments_trained": len(model.segments), "segments_skipped": len(model.skipped)}
-    if "region" in ev:
-        for member in MEMBERS:
-            meta[f"region {member} mape"] = _num(ev["region"][member]["mape"])
-        meta["region mape reduction vs baseline"] = _num(ev["region"]["mape_reduction_vs_baseline"])
+    for scope, member, metric, value in metric_items(ev):
+        if scope == "region" and member and metric != "mape":
+            continue  # the region's MAPEs only; the segments carry every metric
+        meta[f"{scope} {member} {metric}" if member else f"{scope} mape reduction vs baseline"] = _num(value)
     for name, report in ev["segments"].items():
-        if "skipped" in report:
-            continue
-        for member in MEMBERS:
-            for metric in ("mape", "rmse0", "rmse", "bias"):
-                meta[f"{name} {member} {metric}"] = _num(report[member][metric])
-        meta[f"{name} mape reduction vs baseline"] = _num(report["mape_reduction_vs_baseline"])
-        meta[f"{name} ensemble weight lasso"] = report["hyperparameters"]["ensemble_weight_lasso"]
+        if "skipped" not in report:
+            meta[f"{name} ensemble weight lasso"] = report["hyperparameters"]["ensemble_weight_lasso"]
     meta = {k: v for k, v in meta.items() if v is not None}
     meta["metrics by segment"] = dg.MetadataValue.md(segment_table(ev))
     meta["hyperparameters"] = dg.MetadataValue.json(
@@ -79,6 +88,9 @@ def model_metadata(model: ForecastModel) -> dict:
     return meta
 
 
+# gate -> the asset check that shows it
+GATE_CHECKS = {"data": "data_validation", "training": "training_validation", "scoring": "scoring_validation",
+               "performance": "performance"}
 GATE_DESCRIPTIONS = {
     "data": "Training features pass their schema; every trained segment had enough rows; no training row "
             "lacks its target.",
@@ -129,22 +141,9 @@ def training_params(model: ForecastModel) -> dict:
 
 
 def training_metrics(model: ForecastModel) -> dict:
-    out = {}
-    ev = model.evaluation
-    for name, report in ev["segments"].items():
-        if "skipped" in report:
-            continue
-        key = name.replace("/", "_")
-        for member in MEMBERS:
-            for metric in ("mape", "rmse0", "rmse", "bias"):
-                out[f"{key}.{member}.{metric}"] = report[member][metric]
-        out[f"{key}.mape_reduction_vs_baseline"] = report["mape_reduction_vs_baseline"]
-    if "region" in ev:
-        for member in MEMBERS:
-            for metric in ("mape", "rmse0", "rmse", "bias"):
-                out[f"region.{member}.{metric}"] = ev["region"][member][metric]
-        out["region.mape_reduction_vs_baseline"] = ev["region"]["mape_reduction_vs_baseline"]
-    return out
+    """MLflow metric names: ``large_fast.ensemble.mape``, ``region.mape_reduction_vs_baseline``."""
+    return {".".join(p for p in (scope.replace("/", "_"), member, metric) if p): value
+            for scope, member, metric, value in metric_items(model.evaluation)}
 
 
 def lineage_document(instance: dg.DagsterInstance, landing: LandingResource, storage: StorageResource,
@@ -189,8 +188,7 @@ def lineage_document(instance: dg.DagsterInstance, landing: LandingResource, sto
     group_name="models",
     io_manager_key="model_io_manager",
     code_version=ML_CODE_VERSION,
-    check_specs=[dg.AssetCheckSpec(f"{gate}_validation" if gate != "performance" else "performance",
-                                   asset="region_model", blocking=True, description=text)
+    check_specs=[dg.AssetCheckSpec(GATE_CHECKS[gate], asset="region_model", blocking=True, description=text)
                  for gate, text in GATE_DESCRIPTIONS.items()],
     description="Per segment (format x velocity) a LASSO + embedding-network ensemble, evaluated one week "
                 "ahead on the last holdout weeks against the trailing 52-week-mean baseline, then refit on "
@@ -244,7 +242,7 @@ def region_model(context: dg.AssetExecutionContext, config: TrainingConfig, feat
     if promoted:
         registry.promote(region, release.version, by="gate",
                          reason=f"passed all gates in Dagster run {context.run.run_id}")
-    serving = registry.champion(region)
+    serving = release if promoted else champion
 
     yield dg.Output(model, metadata={
         **model_metadata(model),
@@ -259,9 +257,8 @@ def region_model(context: dg.AssetExecutionContext, config: TrainingConfig, feat
         "training_data": dg.MetadataValue.path(str(storage.path / snapshot)),
     })
     for gate, result in results.items():
-        name = f"{gate}_validation" if gate != "performance" else "performance"
         details = {k: v for k, v in result.items() if k not in ("passed", "reason")}
-        yield dg.AssetCheckResult(check_name=name, passed=result["passed"], severity=dg.AssetCheckSeverity.ERROR,
+        yield dg.AssetCheckResult(check_name=GATE_CHECKS[gate], passed=result["passed"], severity=dg.AssetCheckSeverity.ERROR,
                                   description=result["reason"],
                                   metadata={"reason": result["reason"],
                                             "details": dg.MetadataValue.json(json.loads(json.dumps(details, default=str))),
@@ -276,6 +273,6 @@ def evaluation_json(model: ForecastModel) -> dict:
         if "skipped" in report:
             out[name] = {"skipped": report["skipped"]}
             continue
-        out[name] = {m: {k: report[m][k] for k in ("mape", "rmse0", "rmse", "bias")} for m in MEMBERS}
+        out[name] = {m: {k: report[m][k] for k in METRICS} for m in MEMBERS}
         out[name]["mape_reduction_vs_baseline"] = report["mape_reduction_vs_baseline"]
     return json.loads(json.dumps(out, default=float))

@@ -150,7 +150,7 @@ class ForecastModel:
         out["model_as_of_week"] = pd.Timestamp(self.as_of_week)
         return out
 
-    # -- storage: JSON, NPZ and torch state dicts; nothing is pickled -----------------
+    # -- storage: JSON and NPZ (network weights as arrays); nothing is pickled ---------
     def save(self, folder: Path) -> None:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+METRICS = ("mape", "rmse0", "rmse", "bias")  # what ``summary`` reports besides the row count
+
 
 def mape(actual, forecast) -> float:
     """Mean absolute percentage error over weeks with actual > 0 (a zero week has no percentage)."""

@@ -1,5 +1,5 @@
 """The region model as an MLflow pyfunc, logged *from code*: MLflow stores this file and the
-model's JSON/NPZ/torch-state-dict artifacts, and nothing is pickled.
+model's JSON and NPZ artifacts, and nothing is pickled.
 
 ``mlflow.pyfunc.load_model(uri).predict(features)`` takes a ``features`` frame (one row per
 store x product x week, as the ``features`` asset holds them) and returns the forecast per

@@ -12,7 +12,7 @@ from functools import lru_cache
 
 import dagster as dg
 
-from mlops_assets.config import Settings
+from mlops_assets.config import DEFAULT_CHAMPION_TOL, DEFAULT_STALE_DAYS, Settings
 from mlops_assets.gates import GateConfig
 from mlops_assets.tracking import Registry
 
@@ -32,9 +32,9 @@ class MlflowRegistryResource(dg.ConfigurableResource):
     artifact_root: str = ""
     experiment: str = "demand-forecast"
     mode: str = "enforce"
-    mape_target: float = 0.45
-    champion_tolerance: float = 0.02
-    stale_after_days: int = 60
+    mape_target: float = GateConfig.mape_target
+    champion_tolerance: float = DEFAULT_CHAMPION_TOL
+    stale_after_days: int = DEFAULT_STALE_DAYS
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "MlflowRegistryResource":

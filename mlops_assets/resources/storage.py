@@ -116,7 +116,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
 
 
 class ModelIOManager(dg.ConfigurableIOManager):
-    """Region models as folders of JSON, NPZ and torch state dicts (never pickled).
+    """Region models as folders of JSON and NPZ files (never pickled).
 
     Every materialization writes a new, immutable folder ``region_model/<region>/<run_id>/``
     and then moves the pointer ``region_model/<region>/current.json`` to it, so earlier
