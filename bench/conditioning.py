@@ -35,7 +35,7 @@ def main() -> int:
     os.environ.update(MLOPS_HOME=str(work / "home"), DAGSTER_HOME=str(work / "home" / "dagster"))
     os.environ.pop("MLOPS_FIRST_WEEK", None)
 
-    from mlops_assets.landing import check_landing
+    from mlops_assets.contract.validation import check_landing
     from mlops_assets.runner import run_pipeline
     from mlops_assets.sample import SampleSpec, generate, parse_regions
 

@@ -67,7 +67,7 @@ def main() -> int:
     for name in ("MLOPS_FIRST_WEEK", "MLOPS_STORAGE_ROOT", "MLOPS_ENV"):
         os.environ.pop(name, None)
 
-    from mlops_assets.landing import check_landing
+    from mlops_assets.contract.validation import check_landing
     from mlops_assets.runner import run_pipeline
     from mlops_assets.sample import SampleSpec, generate, parse_regions
 

@@ -24,7 +24,7 @@ def _sample(args) -> int:
 
 
 def _validate(args) -> int:
-    from mlops_assets.landing import check_landing
+    from mlops_assets.contract.validation import check_landing
 
     landing = Path(args.landing_dir)
     if not landing.is_dir():
@@ -84,7 +84,7 @@ def _settings():
 
 
 def _status(args) -> int:
-    from mlops_assets.releases import format_status, status
+    from mlops_assets.registry.releases import format_status, status
 
     settings = _settings()
     rows = status(settings)
@@ -93,8 +93,8 @@ def _status(args) -> int:
 
 
 def _promote(args) -> int:
-    from mlops_assets.releases import registry_for, who
-    from mlops_assets.tracking import RegistryError
+    from mlops_assets.registry.releases import registry_for, who
+    from mlops_assets.registry.tracking import RegistryError
 
     if args.force and not args.reason:
         print("mlops-assets promote: --force needs --reason", file=sys.stderr)
@@ -110,8 +110,8 @@ def _promote(args) -> int:
 
 
 def _rollback(args) -> int:
-    from mlops_assets.releases import registry_for, who
-    from mlops_assets.tracking import RegistryError
+    from mlops_assets.registry.releases import registry_for, who
+    from mlops_assets.registry.tracking import RegistryError
 
     try:
         release = registry_for(_settings()).rollback(args.region, by=who(), reason=args.reason)
@@ -124,8 +124,8 @@ def _rollback(args) -> int:
 
 
 def _lineage(args) -> int:
-    from mlops_assets.releases import format_trace, rebuild_training_frame, trace, trace_json
-    from mlops_assets.tracking import RegistryError
+    from mlops_assets.registry.releases import format_trace, rebuild_training_frame, trace, trace_json
+    from mlops_assets.registry.tracking import RegistryError
 
     settings = _settings()
     try:

@@ -8,7 +8,7 @@ variable               meaning                                     default
 =====================  ==========================================  ===========================
 MLOPS_ENV              ``dev`` or ``prod``                         ``dev``
 MLOPS_HOME             folder for all local state                  ``$DAGSTER_HOME/..`` or ``./.mlops``
-MLOPS_LANDING_DIR      landing folder (see DATA_CONTRACT.md)       the bundled ``data/sample``
+MLOPS_LANDING_DIR      landing folder (docs/DATA_CONTRACT.md)      the bundled ``data/sample``
 MLOPS_STORAGE_ROOT     where asset values (Parquet) are written    ``$MLOPS_HOME/storage``
 MLOPS_FIRST_WEEK       first week partition (a Monday)             recorded by ``mlops-assets run``, else 2001-01-01
 DAGSTER_HOME           Dagster instance folder                     ``$MLOPS_HOME/dagster``

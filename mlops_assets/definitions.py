@@ -9,14 +9,14 @@ from mlops_assets.assets.models import region_model
 from mlops_assets.assets.raw import raw_sources
 from mlops_assets.assets.scores import build_scores
 from mlops_assets.assets.tables import table_assets
-from mlops_assets.assets.weekly import WEEKLY_FACTORIES
+from mlops_assets.assets.conditioned import WEEKLY_FACTORIES
 from mlops_assets.config import Settings
-from mlops_assets.jobs import observe_landing_job, scoring_job, tables_job, training_job, weekly_job
+from mlops_assets.automation.jobs import observe_landing_job, scoring_job, tables_job, training_job, weekly_job
 from mlops_assets.partitions import region_week_partitions
 from mlops_assets.resources import LandingResource, ModelIOManager, ParquetIOManager, StorageResource
-from mlops_assets.resources.mlflow import MlflowRegistryResource
-from mlops_assets.schedules import build_schedules
-from mlops_assets.sensors import build_landing_sensor, region_discovery_sensor
+from mlops_assets.resources.mlflow_registry import MlflowRegistryResource
+from mlops_assets.automation.schedules import build_schedules
+from mlops_assets.automation.sensors import build_landing_sensor, region_discovery_sensor
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:

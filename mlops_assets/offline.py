@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlops_assets import conditioning
-from mlops_assets.landing import check_landing
-from mlops_assets.ml.features import build_features
+from mlops_assets.contract import conditioning
+from mlops_assets.contract.validation import check_landing
+from mlops_assets.ml.featurize import build_features
 
 
 def region_inputs(landing: Path, region: str, extra_weeks: int = 0) -> dict:

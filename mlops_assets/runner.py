@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.events import DagsterEventType
 import pandas as pd
 
 from mlops_assets import config
-from mlops_assets.jobs import OBSERVE_LANDING, SCORING, TABLES, TRAINING, WEEKLY
-from mlops_assets.landing import check_landing
+from mlops_assets.automation.jobs import OBSERVE_LANDING, SCORING, TABLES, TRAINING, WEEKLY
+from mlops_assets.contract.validation import check_landing
 from mlops_assets.assets.models import MEMBERS, evaluation_json
 from mlops_assets.ml.metrics import METRICS
 from mlops_assets.partitions import region_partitions
@@ -157,7 +156,7 @@ def run_pipeline(landing: Path | None = None, regions: list[str] | None = None,
                 "gate_verdict": meta["gate_verdict"].value, "promoted": meta["promoted"].value,
                 "champion_version": meta["champion_version"].value,
                 "failed_gates": {e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.description
-                                 for e in result.all_events if e.event_type == DagsterEventType.ASSET_CHECK_EVALUATION
+                                 for e in result.all_events if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
                                  and not e.asset_check_evaluation_data.passed},
                 "evaluation": model.evaluation, "segments": evaluation_json(model)}
             score_week = next_week if has_next else last.isoformat()

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from mlops_assets import conditioning, schemas
+from mlops_assets.contract import conditioning, schemas
 
 STORES = pd.DataFrame({"store_id": ["a1", "a2", "b1"], "region": ["a", "a", "b"],
                        "format": ["large", "small", "large"], "zip_code": ["10000", "10001", "20000"]})

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from mlops_assets.landing import check_landing
+from mlops_assets.contract.validation import check_landing
 from mlops_assets_tests.conftest import edit_csv
 
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from mlops_assets.ml.ensemble import SEGMENTS, ForecastModel, TrainConfig, train_region
-from mlops_assets.ml.features import build_features
+from mlops_assets.ml.featurize import build_features
 from mlops_assets.offline import region_inputs
 FAST = TrainConfig(max_epochs=30)
 HISTORY = [c for c in ("lag_1", "lag_2", "lag_3", "lag_4", "lag_52", "mean_4", "mean_13", "mean_52",

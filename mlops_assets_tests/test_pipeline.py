@@ -6,7 +6,7 @@ import pytest
 
 from mlops_assets.config import Settings
 from mlops_assets.definitions import build_definitions
-from mlops_assets.landing import check_landing
+from mlops_assets.contract.validation import check_landing
 from mlops_assets.resources import LandingResource
 from mlops_assets.runner import RunFailed, run_pipeline, user_error
 from mlops_assets_tests.conftest import SMALL, edit_csv, isolated_home
@@ -51,8 +51,7 @@ def test_conditioned_demand_accounts_for_every_valid_shipment(pipeline):
 def test_checks_and_data_versions_are_recorded(pipeline):
     _, settings, instance = pipeline
     for asset, check in [("shipments", "contract"), ("net_demand", "schema")]:
-        evaluation = instance.event_log_storage.get_latest_asset_check_execution_by_key(
-            [dg.AssetCheckKey(dg.AssetKey(asset), check)])[dg.AssetCheckKey(dg.AssetKey(asset), check)]
+        evaluation = instance.get_latest_asset_check_evaluation_record(dg.AssetCheckKey(dg.AssetKey(asset), check))
         assert evaluation.status.value == "SUCCEEDED"
         assert evaluation.event.dagster_event.event_specific_data.passed
     record = instance.get_latest_data_version_record(dg.AssetKey("raw_shipments"))
@@ -75,7 +74,7 @@ def test_bad_rows_are_quarantined_and_the_rest_flows_on(env):
     mat = instance.get_latest_materialization_event(dg.AssetKey("shipments")).asset_materialization
     assert mat.metadata["rows_quarantined"].value == 1
     key = dg.AssetCheckKey(dg.AssetKey("shipments"), "contract")
-    check = instance.event_log_storage.get_latest_asset_check_execution_by_key([key])[key]
+    check = instance.get_latest_asset_check_evaluation_record(key)
     assert not check.event.dagster_event.event_specific_data.passed  # a WARN the Checks tab shows
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from mlops_assets.config import SAMPLE_LANDING_DIR
-from mlops_assets.landing import check_landing
+from mlops_assets.contract.validation import check_landing
 from mlops_assets.sample import SampleSpec, generate
 
 

@@ -68,7 +68,7 @@ def test_model_materialization_carries_plottable_metrics(trained):
     assert meta["gate_verdict"].value == "passed" and meta["promoted"].value is True
     for gate in ("data_validation", "training_validation", "scoring_validation", "performance"):
         key = dg.AssetCheckKey(dg.AssetKey("region_model"), gate)
-        check = instance.event_log_storage.get_latest_asset_check_execution_by_key([key])[key]
+        check = instance.get_latest_asset_check_evaluation_record(key)
         assert check.event.dagster_event.event_specific_data.passed, gate
 
 

@@ -11,20 +11,19 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 import pandas as pd
-from dagster._core.events import DagsterEventType
 
-from mlops_assets import gates
+from mlops_assets.registry import gates
 from mlops_assets.config import PACKAGE_ROOT, REPO_ROOT
-from mlops_assets.landing import TABLES, file_digest
-from mlops_assets.lineage import write_snapshot
+from mlops_assets.contract.validation import TABLES, file_digest
+from mlops_assets.registry.lineage import write_snapshot
 from mlops_assets.ml.ensemble import SEGMENTS, ForecastModel, TrainConfig, train_region
-from mlops_assets.ml.features import KEY
+from mlops_assets.ml.featurize import KEY
 from mlops_assets.ml.metrics import METRICS
 from mlops_assets.partitions import REGION, region_partitions
-from mlops_assets.resources.landing import LandingResource
-from mlops_assets.resources.mlflow import MlflowRegistryResource
+from mlops_assets.resources.landing_folder import LandingResource
+from mlops_assets.resources.mlflow_registry import MlflowRegistryResource
 from mlops_assets.resources.storage import ALLOW_MISSING, StorageResource, partition_file
-from mlops_assets.tracking import registered_name
+from mlops_assets.registry.tracking import registered_name
 
 MAPE_TARGET = gates.GateConfig().mape_target
 MEMBERS = ("ensemble", "lasso", "nn", "baseline")
@@ -146,17 +145,28 @@ def training_metrics(model: ForecastModel) -> dict:
             for scope, member, metric, value in metric_items(model.evaluation)}
 
 
+def latest_materializations(instance: dg.DagsterInstance, key: dg.AssetKey, partitions: list[str]) -> dict:
+    """{partition: its latest materialization record} for the given partitions (absent if never)."""
+    found: dict = {}
+    cursor = None
+    while len(found) < len(partitions):
+        result = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, asset_partitions=partitions), limit=1000, cursor=cursor)
+        for record in result.records:  # newest first
+            found.setdefault(record.asset_materialization.partition, record)
+        if not result.has_more:
+            break
+        cursor = result.cursor
+    return found
+
+
 def lineage_document(instance: dg.DagsterInstance, landing: LandingResource, storage: StorageResource,
                      region: str, weeks: list[str],
                      snapshot: str, digest: str, rows: int) -> dict:
     """What the training frame came from: feature partitions (with data versions), conditioned
     tables (with the raw data versions they were built from) and the landing files' hashes."""
     key = dg.AssetKey("features")
-    wanted = {f"{region}|{w}" for w in weeks}
-    ids = instance.event_log_storage.get_latest_storage_id_by_partition(key, DagsterEventType.ASSET_MATERIALIZATION)
-    ids = [i for p, i in ids.items() if p in wanted]
-    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key, storage_ids=ids),
-                                              limit=max(len(ids), 1)).records if ids else []
+    records = latest_materializations(instance, key, [f"{region}|{w}" for w in weeks]).values()
     # the run that wrote each partition and its Dagster data version (one per run for a range run),
     # and the sha256 of the partition's file: the content itself
     partitions = {r.asset_materialization.partition: {

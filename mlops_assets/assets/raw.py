@@ -4,7 +4,7 @@ contents, so a new or changed file marks everything downstream as stale in the U
 
 import dagster as dg
 
-from mlops_assets import landing as contract
+from mlops_assets.contract import validation as contract
 from mlops_assets.resources import LandingResource
 
 
@@ -14,7 +14,7 @@ def _raw_source(table: contract.Table) -> dg.SourceAsset:
     @dg.observable_source_asset(
         name=f"raw_{table.name}",
         group_name="raw",
-        description=f"Landing files `{layout}` (DATA_CONTRACT.md). Data version: sha256 of the files.",
+        description=f"Landing files `{layout}` (docs/DATA_CONTRACT.md). Data version: sha256 of the files.",
     )
     def _observe(landing: LandingResource) -> dg.ObserveResult:
         files = landing.fingerprint(table.name)

@@ -4,8 +4,8 @@ import dagster as dg
 import pandas as pd
 
 from mlops_assets.partitions import REGION, split_key
-from mlops_assets.resources.mlflow import MlflowRegistryResource
-from mlops_assets.tracking import CHAMPION, registered_name
+from mlops_assets.resources.mlflow_registry import MlflowRegistryResource
+from mlops_assets.registry.tracking import CHAMPION, registered_name
 
 
 def model_age_days(week_start: pd.Series, as_of_week: str) -> pd.Series:

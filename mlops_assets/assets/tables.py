@@ -10,7 +10,7 @@ missing) fails the step: the last good materialization stays in use.
 
 
 import dagster as dg
-from mlops_assets import landing as contract
+from mlops_assets.contract import validation as contract
 from mlops_assets.assets.raw import RAW_KEYS
 from mlops_assets.errors import ContractError
 from mlops_assets.resources import LandingResource, StorageResource
@@ -76,7 +76,7 @@ def _table_asset(name: str, upstream: tuple[str, ...] = ()):
         deps=[RAW_KEYS[name], *upstream],
         check_specs=[spec],
         io_manager_key="parquet_io_manager",
-        description=f"Valid rows of the landing table `{name}` (DATA_CONTRACT.md); bad rows quarantined.",
+        description=f"Valid rows of the landing table `{name}` (docs/DATA_CONTRACT.md); bad rows quarantined.",
         kinds={"pandas", "parquet"},
     )
     def _table(context: dg.AssetExecutionContext, landing: LandingResource, storage: StorageResource):

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from mlops_assets.ml import embedding_net, lasso, metrics
-from mlops_assets.ml.features import KEY
+from mlops_assets.ml.featurize import KEY
 from mlops_assets.ml.preprocess import Preprocessor
 
 SEGMENTS = ("large/fast", "large/slow", "small/fast", "small/slow")

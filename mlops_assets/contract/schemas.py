@@ -1,4 +1,4 @@
-"""Pandera schemas for every raw and conditioned table (DATA_CONTRACT.md).
+"""Pandera schemas for every raw and conditioned table (docs/DATA_CONTRACT.md).
 
 Raw schemas run on frames that :mod:`mlops_assets.landing` has parsed from text
 (a cell that could not be read is null there and is reported by the parser, so

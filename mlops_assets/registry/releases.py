@@ -14,10 +14,10 @@ from pathlib import Path
 import pandas as pd
 
 from mlops_assets.config import Settings
-from mlops_assets.lineage import read_snapshot
-from mlops_assets.resources.mlflow import MlflowRegistryResource
+from mlops_assets.registry.lineage import read_snapshot
+from mlops_assets.resources.mlflow_registry import MlflowRegistryResource
 from mlops_assets.resources.storage import StorageResource
-from mlops_assets.tracking import Registry, RegistryError, registered_name
+from mlops_assets.registry.tracking import Registry, RegistryError, registered_name
 
 
 def registry_for(settings: Settings) -> Registry:

@@ -3,8 +3,8 @@
 
 import dagster as dg
 
-from mlops_assets import landing as contract
-from mlops_assets.jobs import observe_landing_job, tables_job
+from mlops_assets.contract import validation as contract
+from mlops_assets.automation.jobs import observe_landing_job, tables_job
 from mlops_assets.partitions import region_partitions
 from mlops_assets.resources import LandingResource
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from mlops_assets import landing as contract
+from mlops_assets.contract import validation as contract
 
 
 def _stamp(landing: Path, table: contract.Table) -> tuple:
@@ -22,7 +22,7 @@ def _checked(landing: str, stamps: tuple) -> dict[str, contract.TableResult]:
 
 
 class LandingResource(dg.ConfigurableResource):
-    """Raw source files laid out as in DATA_CONTRACT.md."""
+    """Raw source files laid out as in docs/DATA_CONTRACT.md."""
 
     path: str
 

@@ -13,7 +13,7 @@ import dagster as dg
 import pandas as pd
 import pandera.pandas as pa
 
-from mlops_assets import conditioning, schemas
+from mlops_assets.contract import conditioning, schemas
 from mlops_assets.errors import ContractError
 from mlops_assets.partitions import split_key
 

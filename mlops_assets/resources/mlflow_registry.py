@@ -13,8 +13,8 @@ from functools import lru_cache
 import dagster as dg
 
 from mlops_assets.config import DEFAULT_CHAMPION_TOL, DEFAULT_STALE_DAYS, Settings
-from mlops_assets.gates import GateConfig
-from mlops_assets.tracking import Registry
+from mlops_assets.registry.gates import GateConfig
+from mlops_assets.registry.tracking import Registry
 
 
 @lru_cache(maxsize=None)

@@ -4,7 +4,7 @@ import datetime as dt
 
 import dagster as dg
 
-from mlops_assets.jobs import tables_job, weekly_job
+from mlops_assets.automation.jobs import tables_job, weekly_job
 from mlops_assets.partitions import region_partitions, region_week_key
 
 

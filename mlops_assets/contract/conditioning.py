@@ -18,7 +18,7 @@ def net_demand(stores: pd.DataFrame, shipments: pd.DataFrame, returns: pd.DataFr
     """Weekly net demand (shipped - returned, clipped at 0) per store x product of a region.
 
     A store x product is listed from its first delivery on; a later week without a
-    shipment row is a demand of 0 (DATA_CONTRACT.md), not missing data.
+    shipment row is a demand of 0 (docs/DATA_CONTRACT.md), not missing data.
     """
     weeks = _weeks(weeks)
     region_stores = set(stores.loc[stores["region"] == region, "store_id"])

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from mlops_assets import schemas
+from mlops_assets.contract import schemas
 
 DATA_SUFFIXES = (".csv", ".parquet")
 FILE_COLUMN, ROW_COLUMN = "_file", "_row"

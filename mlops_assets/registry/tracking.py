@@ -34,7 +34,7 @@ CHAMPION = "champion"
 GATE_VERDICT = "gate_verdict"
 LOG_TAG = "champion_log"
 TAG_LIMIT = 4900  # characters: under the 5000 that MLflow stores take for a tag value
-PYFUNC_CODE = Path(__file__).resolve().parent / "ml" / "pyfunc_model.py"
+PYFUNC_CODE = Path(__file__).resolve().parent.parent / "ml" / "pyfunc_model.py"
 # explicit requirements: inferred ones pin torch without its +cpu label (a later install would
 # fetch a CUDA build) and add whatever test packages happen to be installed
 PIP_REQUIREMENTS = [

@@ -24,7 +24,7 @@ import pandas as pd
 import pandera.pandas as pa
 import torch
 
-from mlops_assets import schemas
+from mlops_assets.contract import schemas
 from mlops_assets.config import DEFAULT_CHAMPION_TOL, PROMOTION_MODES
 from mlops_assets.ml import metrics
 from mlops_assets.ml.ensemble import SEGMENTS, ForecastModel

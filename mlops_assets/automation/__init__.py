@@ -1,0 +1,1 @@
+"""Jobs, schedules and sensors: what runs the graph without a person."""

@@ -1,0 +1,1 @@
+"""The data contract: pandera schemas, reading and checking a landing folder, conditioning."""

@@ -1,0 +1,1 @@
+"""MLflow: tracking, registered versions and the champion alias, gates, releases, lineage."""
