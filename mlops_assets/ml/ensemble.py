@@ -29,10 +29,12 @@ import pandas as pd
 from mlops_assets.ml import embedding_net, lasso, metrics
 from mlops_assets.ml.featurize import KEY
 from mlops_assets.ml.preprocess import Preprocessor
+from mlops_assets.monitoring.profiles import build_profile, reference_rows
 
 SEGMENTS = ("large/fast", "large/slow", "small/fast", "small/slow")
 WEIGHTS = np.round(np.linspace(0, 1, 21), 2)
 FORMAT_VERSION = 2  # 2: network weights as NPZ (1: torch.save)
+PROFILES = ("reference", "holdout_reference")  # JSON files beside model.json
 
 
 @dataclass
@@ -135,6 +137,10 @@ class ForecastModel:
     config: TrainConfig
     evaluation: dict = field(default_factory=dict)
     version: str = ""  # set by the storage that holds it (the training run's id)
+    # what the training data and the forecasts looked like (monitoring.profiles): ``reference`` for
+    # this model, ``holdout_reference`` for the model fit before the holdout weeks (the replay's)
+    reference: dict = field(default_factory=dict)
+    holdout_reference: dict = field(default_factory=dict)
 
     def predict(self, features: pd.DataFrame) -> pd.DataFrame:
         """Forecast every row; rows of a skipped or unknown segment get the baseline and say so."""
@@ -165,6 +171,8 @@ class ForecastModel:
                                           "weight_lasso": seg.weight, "hyperparameters": seg.hyperparameters,
                                           "files": [f"{stem}_lasso.npz", f"{stem}_nn.npz"]}
         (folder / "model.json").write_text(json.dumps(manifest, indent=2, default=_json_default) + "\n")
+        for name in PROFILES:
+            (folder / f"{name}.json").write_text(json.dumps(getattr(self, name), default=_json_default) + "\n")
 
     @classmethod
     def load(cls, folder: Path) -> "ForecastModel":
@@ -180,8 +188,10 @@ class ForecastModel:
             net = embedding_net.load(folder / f"{stem}_nn.npz", spec["net_sizes"])
             segments[name] = SegmentModel(Preprocessor.from_json(spec["preprocessor"]), params, net,
                                           spec["net_sizes"], spec["weight_lasso"], spec["hyperparameters"])
+        profiles = {name: json.loads((folder / f"{name}.json").read_text()) if (folder / f"{name}.json").exists()
+                    else {} for name in PROFILES}
         return cls(manifest["region"], manifest["as_of_week"], segments, manifest["skipped"],
-                   TrainConfig(**manifest["config"]), manifest["evaluation"])
+                   TrainConfig(**manifest["config"]), manifest["evaluation"], **profiles)
 
 
 def _json_default(value):
@@ -240,6 +250,7 @@ def train_region(features: pd.DataFrame, region: str, config: TrainConfig | None
     train_all, holdout_all = usable[usable["week_start"] < holdout_start], usable[usable["week_start"] >= holdout_start]
 
     segments, skipped, evaluation, holdout_frames = {}, {}, {"segments": {}}, []
+    evaluated_segments = {}
     for name in SEGMENTS:
         train = train_all[train_all["segment"] == name]
         holdout = holdout_all[holdout_all["segment"] == name]
@@ -252,6 +263,7 @@ def train_region(features: pd.DataFrame, region: str, config: TrainConfig | None
         hyper = _choose(fit_rows, config)
         evaluated = _fit_segment(fit_rows, hyper["lasso_alpha"], hyper["nn_epochs"], hyper["ensemble_weight_lasso"],
                                  config.seed, hyper)
+        evaluated_segments[name] = evaluated
         members = evaluated.members(holdout)
         actual = holdout["target"].to_numpy(dtype=float)
         base = baseline_forecast(holdout)
@@ -279,4 +291,15 @@ def train_region(features: pd.DataFrame, region: str, config: TrainConfig | None
         evaluation["baseline_by_format"] = by_format
     evaluation["holdout"] = {"first_week": holdout_start.strftime("%Y-%m-%d"), "weeks": config.holdout_weeks}
     model = ForecastModel(region, as_of.strftime("%Y-%m-%d"), segments, skipped, config, evaluation)
+    model.reference = _profile(model, usable, model.as_of_week)
+    before = ForecastModel(region, (holdout_start - pd.Timedelta(weeks=1)).strftime("%Y-%m-%d"), evaluated_segments,
+                           skipped, config, evaluation)
+    model.holdout_reference = _profile(before, train_all, before.as_of_week)
     return model, holdout_forecasts
+
+
+def _profile(model: ForecastModel, observed: pd.DataFrame, as_of_week: str) -> dict:
+    """The reference a model is monitored against: its last year of training rows and its
+    forecasts for them."""
+    rows = reference_rows(observed, as_of_week)
+    return build_profile(rows, model.predict(rows)["forecast"].to_numpy()) if len(rows) else {}

@@ -1,0 +1,80 @@
+"""Replay the holdout weeks as they would have happened live, week by week. Pure.
+
+Each holdout week is forecast one week ahead by the model fit before the holdout (its forecasts
+are the training run's holdout forecasts), monitored against that model's reference profile,
+evaluated once its actuals are in, and the retrain rules are applied to what was known by then:
+which regions would have been retrained, in which week, and why. One request per cause, as the
+sensor makes one per cause and champion.
+"""
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from mlops_assets.monitoring import alerts as alerting
+from mlops_assets.monitoring import rules
+from mlops_assets.monitoring.accuracy import realized_accuracy
+from mlops_assets.monitoring.drift import DriftThresholds, week_drift
+
+KEY = ["week_start", "store_id", "product_id"]
+
+
+def _clean(value):
+    """JSON without NaN tokens: a value that does not exist is None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (np.floating, np.integer)):
+        return _clean(value.item())
+    return value
+
+
+def validation_mapes(evaluation: dict, holdout: pd.DataFrame) -> dict[str, float]:
+    """What the pre-holdout model expected of itself: each segment's MAPE on its validation weeks,
+    and for the region their mean weighted by the segment's holdout rows."""
+    out, weights = {}, {}
+    for name, report in evaluation.get("segments", {}).items():
+        if "skipped" not in report:
+            out[name] = report["hyperparameters"]["validation_mape"]
+            weights[name] = int((holdout["segment"] == name).sum())
+    total = sum(weights.values())
+    if total:
+        out["region"] = sum(out[n] * w for n, w in weights.items()) / total
+    return out
+
+
+def replay_region(region: str, features: pd.DataFrame, holdout: pd.DataFrame, reference: dict, evaluation: dict,
+                  as_of_week: str, thresholds: DriftThresholds, rules_: rules.RetrainRules) -> dict:
+    """``features``: the region's features of the holdout weeks (with targets); ``holdout``: the
+    training run's holdout forecasts; ``reference``: the pre-holdout model's profile."""
+    expected = validation_mapes(evaluation, holdout)
+    out = {"drift": {}, "accuracy": {}, "alerts": [], "retrain_requests": []}
+    drift_history, accuracy_history, requested = [], [], set()
+    if holdout.empty or not reference:
+        return out  # every segment was skipped: the baseline served, nothing to replay
+    for week, forecasts in holdout.groupby("week_start", sort=True):
+        label = pd.Timestamp(week).strftime("%Y-%m-%d")
+        rows = features[features["week_start"] == week].merge(forecasts[[*KEY, "ensemble", "baseline"]], on=KEY)
+        result = week_drift(reference, rows, rows["ensemble"].to_numpy(), thresholds)
+        verdict = {"drifted": result["drifted"], "share": _clean(result["share"]), "features": result["features"],
+                   "prediction_drift": result["prediction_drift"]}
+        out["drift"][label] = verdict
+        drift_history.append({"week": label, **verdict})
+        scored = rows.rename(columns={"target": "actual", "ensemble": "forecast"})
+        accuracy = realized_accuracy(scored, expected)
+        region_row = accuracy[accuracy["scope"] == "region"].iloc[0]
+        out["accuracy"][label] = {k: _clean(float(region_row[k])) for k in ("mape", "baseline_mape", "degradation")}
+        accuracy_history.append({"week": label, "mape": float(region_row["mape"]),
+                                 "holdout_mape": float(region_row["holdout_mape"])})
+        for found in (alerting.drift_alerts(region, label, result, thresholds)
+                      + alerting.accuracy_alerts(region, label, accuracy, rules_)):
+            out["alerts"].append({k: _clean(found[k]) for k in ("region", "week", "kind", "severity", "value",
+                                                                 "threshold", "message")})
+        causes = [rules.drift_cause(drift_history), rules.accuracy_cause(accuracy_history, rules_),
+                  rules.stale_cause(as_of_week, label, rules_)]
+        for cause in filter(None, causes):
+            if cause["cause"] not in requested:
+                requested.add(cause["cause"])
+                out["retrain_requests"].append({"region": region, "week": label, "reason": cause["cause"],
+                                                "detail": cause["detail"]})
+    return out

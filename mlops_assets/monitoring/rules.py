@@ -1,0 +1,107 @@
+"""When a region must be retrained, and why: pure decisions the sensors and the replay share.
+
+Causes, each a value of the run tag ``mlops/trigger``:
+
+- ``drift``: the latest week's dataset drift verdict, or prediction drift two weeks running;
+- ``accuracy``: realized MAPE above the target, or above ``degradation`` x the holdout MAPE, in
+  at least ``min_bad_weeks`` of the last ``window`` evaluated weeks, the latest among them;
+- ``stale``: the champion would be older than ``stale_days`` at the next week it scores;
+- ``code_version``: the modelling code differs from the code that trained the champion;
+- ``no_champion``: the region has no champion (its first training failed a gate).
+
+``new_data``, ``schedule`` and ``manual`` tag runs that no rule started.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+
+TRIGGER_TAG = "mlops/trigger"
+REASONS_TAG = "mlops/reasons"
+TRIGGERS = ("new_data", "drift", "accuracy", "stale", "code_version", "no_champion", "schedule", "manual")
+# when several causes hold at once, the run is tagged with the first of them
+PRIORITY = ("no_champion", "code_version", "accuracy", "drift", "stale")
+
+
+@dataclass(frozen=True)
+class RetrainRules:
+    mape_target: float = 0.45
+    degradation: float = 1.5
+    window: int = 5
+    min_bad_weeks: int = 2
+    stale_days: int = 60
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def _finite(x) -> bool:
+    return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def bad_week(mape: float | None, holdout_mape: float | None, rules: RetrainRules) -> bool:
+    if not _finite(mape):
+        return False
+    return mape > rules.mape_target or (_finite(holdout_mape) and mape > rules.degradation * holdout_mape)
+
+
+def accuracy_cause(history: list[dict], rules: RetrainRules) -> dict | None:
+    """``history``: evaluated weeks, each {week, mape, holdout_mape}. The evidence, or None."""
+    recent = sorted(history, key=lambda h: h["week"])[-rules.window:]
+    if not recent:
+        return None
+    bad = [h["week"] for h in recent if bad_week(h.get("mape"), h.get("holdout_mape"), rules)]
+    if len(bad) >= rules.min_bad_weeks and bad[-1] == recent[-1]["week"]:
+        return {"cause": "accuracy", "week": recent[-1]["week"], "value": recent[-1]["mape"],
+                "detail": f"realized MAPE above {rules.mape_target} or {rules.degradation}x the holdout MAPE in "
+                          f"{len(bad)} of the last {len(recent)} weeks ({', '.join(bad)})"}
+    return None
+
+
+def drift_cause(history: list[dict]) -> dict | None:
+    """``history``: the region's monitored weeks, each {week, drifted, share, features,
+    prediction_drift}. Drift is the latest week's dataset verdict, or prediction drift in each of
+    the latest two weeks: one promotion week moves every forecast, and that is not drift."""
+    recent = sorted(history, key=lambda h: h["week"])[-2:]
+    if not recent:
+        return None
+    latest = recent[-1]
+    persistent = len(recent) == 2 and all(h.get("prediction_drift") for h in recent)
+    if not (latest.get("drifted") or persistent):
+        return None
+    what = []
+    if latest.get("drifted"):
+        what.append(f"{len(latest['features'])} features drifted ({', '.join(latest['features'])})")
+    if persistent:
+        what.append("the forecasts drifted two weeks running")
+    return {"cause": "drift", "week": latest["week"], "value": latest.get("share"), "detail": "; ".join(what)}
+
+
+def model_age_days(as_of_week: str, week: str) -> int:
+    return int((pd.Timestamp(week) - pd.Timestamp(as_of_week)).days)
+
+
+def stale_cause(as_of_week: str | None, next_week: str, rules: RetrainRules) -> dict | None:
+    if not as_of_week:
+        return None
+    age = model_age_days(as_of_week, next_week)
+    if age > rules.stale_days:
+        return {"cause": "stale", "week": next_week, "value": age,
+                "detail": f"trained on data up to {as_of_week}: {age} days old at {next_week} "
+                          f"(limit {rules.stale_days})"}
+    return None
+
+
+def code_cause(champion_code: str | None, current_code: str, week: str) -> dict | None:
+    if champion_code and champion_code != current_code:
+        return {"cause": "code_version", "week": week, "value": None,
+                "detail": f"the champion was trained by model code {champion_code}; the code is now {current_code}"}
+    return None
+
+
+def primary(causes: list[dict]) -> str:
+    names = [c["cause"] for c in causes]
+    return next(p for p in PRIORITY if p in names)
