@@ -56,7 +56,7 @@ def _run(args) -> int:
         return 1
     print(format_summary(summary))
     if args.json:
-        Path(args.json).write_text(json.dumps(report_json(summary), indent=2) + "\n")
+        Path(args.json).write_text(json.dumps(report_json(summary), indent=2, allow_nan=False) + "\n")
         print(f"metrics written to {args.json}")
     return 0
 
@@ -84,11 +84,12 @@ def _settings():
 
 
 def _status(args) -> int:
-    from mlops_assets.registry.releases import format_status, status
+    from mlops_assets.registry.releases import format_status, open_alerts, status
 
     settings = _settings()
-    rows = status(settings)
-    print(json.dumps(rows, indent=2) if args.json else format_status(rows, settings))
+    rows, alerts = status(settings), open_alerts(settings)
+    print(json.dumps({"regions": rows, "alerts": alerts}, indent=2) if args.json
+          else format_status(rows, settings, alerts))
     return 0
 
 

@@ -16,6 +16,12 @@ MLFLOW_TRACKING_URI    MLflow tracking and registry store          ``sqlite:///$
 MLOPS_PROMOTION_MODE   ``enforce``, ``dry_run`` or ``manual``      ``enforce`` (dev and prod)
 MLOPS_CHAMPION_TOL     how much worse than the champion (relative) ``0.02``
 MLOPS_STALE_DAYS       a model older than this when it scores      ``60``
+MLOPS_AUTOMATION       schedules and sensors on (``on``/``off``)   ``on`` in prod, ``off`` in dev
+MLOPS_SENSOR_INTERVAL  seconds between sensor ticks                ``60``
+MLOPS_ALERT_WEBHOOK    URL that alerts are POSTed to (JSON)        none
+MLOPS_DRIFT_*          drift thresholds (``WASSERSTEIN``, ``PSI_WARN``, ``PSI_ALERT``, ``JS``, ``P_VALUE``,
+                       ``SHARE``, ``CALIBRATION``): see monitoring/drift.py
+MLOPS_DEGRADATION      realized / holdout MAPE that counts as a bad week  ``1.5``
 =====================  ==========================================  ===========================
 """
 
@@ -24,8 +30,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+
+from mlops_assets.monitoring.drift import DriftThresholds
+from mlops_assets.monitoring.rules import RetrainRules
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_ROOT.parent
@@ -38,6 +47,9 @@ PROMOTION_MODES = ("enforce", "dry_run", "manual")
 PROMOTION_MODE = {"dev": "enforce", "prod": "enforce"}
 DEFAULT_CHAMPION_TOL = 0.02  # a candidate may be 2% (relative) worse than the champion
 DEFAULT_STALE_DAYS = 60      # a model trained longer than this before the week it scores is stale
+# drift thresholds per environment; each can be overridden by MLOPS_DRIFT_<NAME>
+DRIFT = {"dev": DriftThresholds(), "prod": DriftThresholds()}
+AUTOMATION = {"dev": False, "prod": True}
 
 
 def _home() -> Path:
@@ -67,6 +79,10 @@ class Settings:
     promotion_mode: str = "enforce"
     champion_tolerance: float = DEFAULT_CHAMPION_TOL
     stale_after_days: int = DEFAULT_STALE_DAYS
+    automation: bool = False
+    sensor_interval: int = 60
+    drift: DriftThresholds = field(default_factory=DriftThresholds)
+    retrain: RetrainRules = field(default_factory=RetrainRules)
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -94,7 +110,31 @@ class Settings:
             promotion_mode=mode,
             champion_tolerance=float(os.environ.get("MLOPS_CHAMPION_TOL", DEFAULT_CHAMPION_TOL)),
             stale_after_days=int(os.environ.get("MLOPS_STALE_DAYS", DEFAULT_STALE_DAYS)),
+            automation=_flag("MLOPS_AUTOMATION", AUTOMATION[env]),
+            sensor_interval=int(os.environ.get("MLOPS_SENSOR_INTERVAL", 60)),
+            drift=drift_thresholds(env),
+            retrain=RetrainRules(degradation=float(os.environ.get("MLOPS_DEGRADATION", RetrainRules.degradation)),
+                                 stale_days=int(os.environ.get("MLOPS_STALE_DAYS", DEFAULT_STALE_DAYS))),
         )
+
+
+def drift_thresholds(env: str) -> DriftThresholds:
+    """The environment's drift thresholds, each overridable by ``MLOPS_DRIFT_<NAME>``."""
+    base, overrides = DRIFT[env], {}
+    for f in fields(DriftThresholds):
+        value = os.environ.get(f"MLOPS_DRIFT_{f.name.upper()}")
+        if value is not None:
+            overrides[f.name] = type(getattr(base, f.name))(value)
+    return replace(base, **overrides)
+
+
+def _flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    if value.lower() not in ("on", "off", "true", "false", "1", "0"):
+        raise ValueError(f"{name}={value!r}: must be on or off")
+    return value.lower() in ("on", "true", "1")
 
 
 def resolve_first_week(home: Path) -> str:

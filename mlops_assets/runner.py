@@ -20,12 +20,15 @@ import dagster as dg
 import pandas as pd
 
 from mlops_assets import config
-from mlops_assets.automation.jobs import OBSERVE_LANDING, SCORING, TABLES, TRAINING, WEEKLY
+from mlops_assets.automation.jobs import ALERTING, OBSERVE_LANDING, SCORING, TABLES, TRAINING, WEEKLY
 from mlops_assets.contract.validation import check_landing
 from mlops_assets.assets.models import MEMBERS, evaluation_json
 from mlops_assets.ml.metrics import METRICS
+from mlops_assets.monitoring.replay import replay_region
 from mlops_assets.partitions import region_partitions
 from mlops_assets.resources.storage import load_model
+
+CONDITIONED = [dg.AssetKey(k) for k in ("net_demand", "weekly_weather", "weekly_events", "features")]
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
@@ -59,6 +62,7 @@ class RunSummary:
     tables: dict[str, dict] = field(default_factory=dict)
     run_ids: list[str] = field(default_factory=list)
     timings: list[tuple[str, float]] = field(default_factory=list)  # (run label, seconds)
+    replay: dict[str, dict] = field(default_factory=dict)  # region -> monitoring.replay.replay_region's result
 
 
 def user_error(error) -> str:
@@ -137,16 +141,18 @@ def run_pipeline(landing: Path | None = None, regions: list[str] | None = None,
         "week").get_partition_keys()
     next_week = (last + dt.timedelta(weeks=1)).isoformat()
     for region in selected:
+        # drift and realized accuracy of past weeks are the replay's, against the model fit before them
         _execute(defs, WEEKLY, instance, summary, on_stage=on_stage, label=f"weekly {region}",
-                 tags={RANGE_START: f"{region}|{first.isoformat()}", RANGE_END: f"{region}|{last.isoformat()}"})
+                 asset_selection=CONDITIONED, tags={RANGE_START: f"{region}|{first.isoformat()}",
+                                                    RANGE_END: f"{region}|{last.isoformat()}", **MANUAL})
         has_next = next_week in week_keys
         if has_next:  # the coming week's weather forecast, events and features, for scoring
             _execute(defs, WEEKLY, instance, summary, on_stage=on_stage, label=f"weekly {region} next week",
-                     partition_key=f"{region}|{next_week}",
+                     partition_key=f"{region}|{next_week}", tags=MANUAL,
                      asset_selection=[dg.AssetKey(k) for k in ("weekly_weather", "weekly_events", "features")])
         if train:
             result = _execute(defs, TRAINING, instance, summary, on_stage=on_stage, label=f"training {region}",
-                              partition_key=region, tolerate_gates=True,
+                              partition_key=region, tolerate_gates=True, tags=MANUAL,
                               run_config={**QUIET, "ops": {"region_model": {"config": {"holdout_weeks": holdout_weeks}}}})
             model = load_model(settings.storage_root / "region_model" / region)
             meta = result.asset_materializations_for_node("region_model")[-1].metadata
@@ -159,11 +165,17 @@ def run_pipeline(landing: Path | None = None, regions: list[str] | None = None,
                                  for e in result.all_events if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
                                  and not e.asset_check_evaluation_data.passed},
                 "evaluation": model.evaluation, "segments": evaluation_json(model)}
+            summary.replay[region] = replay_region(
+                region, _stored(settings.storage_root, "features", region, model.evaluation["holdout"]["first_week"]),
+                pd.read_parquet(settings.storage_root / "holdout_forecasts" / region / f"{result.run_id}.parquet"),
+                model.holdout_reference, model.evaluation, _week_before(model.evaluation["holdout"]["first_week"]),
+                settings.drift, settings.retrain)
+            # without a champion the baseline serves (marked, with an alert): a region is never unforecast
             score_week = next_week if has_next else last.isoformat()
-            if meta["champion_version"].value != "none":
-                _execute(defs, SCORING, instance, summary, on_stage=on_stage, label=f"scoring {region} {score_week}",
-                         partition_key=f"{region}|{score_week}")
-                summary.models[region]["scored_week"] = score_week
+            _execute(defs, SCORING, instance, summary, on_stage=on_stage, label=f"scoring {region} {score_week}",
+                     partition_key=f"{region}|{score_week}", tags=MANUAL,
+                     asset_selection=[dg.AssetKey("scores"), dg.AssetKey("drift_metrics")])
+            summary.models[region]["scored_week"] = score_week
         region_stores = stores[stores["region"] == region]
         region_shipments = shipments[shipments["store_id"].isin(region_stores["store_id"])]
         summary.regions[region] = {
@@ -172,7 +184,32 @@ def run_pipeline(landing: Path | None = None, regions: list[str] | None = None,
             "weeks": int(region_shipments["week_start"].nunique()),
             "shipment_rows": len(region_shipments),
         }
+    if train:
+        _execute(defs, ALERTING, instance, summary, on_stage=on_stage, label="alerts", tags=MANUAL)
     return summary
+
+
+MANUAL = {"mlops/trigger": "manual"}
+
+
+def _stored(root: Path, asset: str, region: str, first_week: str) -> pd.DataFrame:
+    files = sorted(p for p in (root / asset / region).glob("*.parquet") if p.stem >= first_week)
+    return pd.concat([pd.read_parquet(p) for p in files], ignore_index=True)
+
+
+def _week_before(week: str) -> str:
+    return (dt.date.fromisoformat(week) - dt.timedelta(weeks=1)).isoformat()
+
+
+def _no_nan(value):
+    """The report as strict JSON: a number that does not exist (NaN) is null."""
+    if isinstance(value, dict):
+        return {k: _no_nan(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_no_nan(v) for v in value]
+    if isinstance(value, float) and value != value:
+        return None
+    return value
 
 
 def report_json(summary: RunSummary) -> dict:
@@ -194,7 +231,32 @@ def report_json(summary: RunSummary) -> dict:
             "region": {m: {k: region_eval[m][k] for k in METRICS} for m in MEMBERS if m in region_eval}
             | ({"mape_reduction_vs_baseline": region_eval["mape_reduction_vs_baseline"]} if region_eval else {}),
         }
-    return out
+    out["drift"] = {r: rep["drift"] for r, rep in summary.replay.items()}
+    out["accuracy"] = {r: rep["accuracy"] for r, rep in summary.replay.items()}
+    out["alerts"] = [a for rep in summary.replay.values() for a in rep["alerts"]]
+    out["retrain_requests"] = [q for rep in summary.replay.values() for q in rep["retrain_requests"]]
+    return _no_nan(out)
+
+
+def replay_table(summary: RunSummary) -> str:
+    """Per region and holdout week: drift verdict, realized MAPE against the baseline, and the
+    retrain requests the sensors would have made."""
+    lines = ["replay of the holdout weeks (each forecast by the model fit before them, monitored, then evaluated):"]
+    for region, rep in summary.replay.items():
+        rows = [{"region": region, "week": week, "drifted": d["drifted"],
+                 "drift share": "-" if d["share"] is None else f"{d['share']:.2f}",
+                 "prediction drift": d["prediction_drift"],
+                 "MAPE": _fmt(rep["accuracy"][week]["mape"]), "baseline": _fmt(rep["accuracy"][week]["baseline_mape"]),
+                 "degradation": _fmt(rep["accuracy"][week]["degradation"], 2)} for week, d in rep["drift"].items()]
+        lines.append(pd.DataFrame(rows).to_string(index=False))
+        requests = rep["retrain_requests"]
+        lines.append(f"  {region}: " + ("; ".join(f"would retrain in week {q['week']} ({q['reason']}: {q['detail']})"
+                                              for q in requests) if requests else "no retraining needed"))
+    return "\n".join(lines)
+
+
+def _fmt(value, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def _models_table(summary: RunSummary) -> str:
@@ -229,6 +291,9 @@ def format_summary(summary: RunSummary) -> str:
         lines.append("")
         lines.append(_models_table(summary))
         lines.append("")
+    if summary.replay:
+        lines.append(replay_table(summary))
+        lines.append("")
     for region, model in summary.models.items():
         verdict = model["gate_verdict"]
         line = (f"{region}: trained {model['model_version']} (MLflow run {model['mlflow_run_id']}), gates {verdict}"
@@ -236,10 +301,11 @@ def format_summary(summary: RunSummary) -> str:
         lines.append(line)
         for gate, reason in model["failed_gates"].items():
             lines.append(f"  failed {gate}: {reason}")
-        if model.get("scored_week"):
+        if model["champion_version"] != "none":
             lines.append(f"  scored week {model['scored_week']} with the champion")
         else:
-            lines.append("  not scored: no champion (see mlops-assets status)")
+            lines.append(f"  scored week {model['scored_week']} with the historical-average baseline: no champion "
+                         "(alert raised; see mlops-assets status)")
     quarantined = sum(t["quarantined"] for t in summary.tables.values())
     lines.append("")
     lines.append(f"{quarantined} rows quarantined" + (" (see mlops-assets validate, and <storage>/quarantine/)"

@@ -12,6 +12,18 @@ TRAINABLE = dict(regions=("north", "south"), stores_per_region=6, products=12, w
                  seed=5)
 
 
+# two years, so a model's reference spans every season, and enough rows a week (about 110 per
+# region) for a week's demand to be told from the reference's own week-to-week variation
+LOOP = dict(regions=("north", "south"), stores_per_region=8, products=16, weeks=106, end_week="2026-11-09", seed=5)
+
+
+@pytest.fixture(scope="session")
+def loop_landing_template(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("loop_template")
+    generate(SampleSpec(out_dir=out, **LOOP))
+    return out
+
+
 @pytest.fixture(scope="session")
 def small_landing_template(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("landing_template")

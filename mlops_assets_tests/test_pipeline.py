@@ -1,5 +1,9 @@
 """The asset graph end to end on a small landing folder, in a throwaway Dagster home."""
 
+import http.server
+import json
+import threading
+
 import dagster as dg
 import pandas as pd
 import pytest
@@ -127,7 +131,7 @@ def test_demand_of_an_undelivered_week_is_refused_not_zero(env):
     assert "no shipments delivered yet for week(s) 2026-11-16" in user_error(failure.event_specific_data.error)
 
 
-def test_region_sensor_adds_regions_found_in_stores(env):
+def test_region_sensor_adds_regions_found_in_stores_and_reads_it_only_when_it_changes(env, monkeypatch):
     defs = build_definitions(Settings.from_env())
     sensor = defs.resolve_sensor_def("region_discovery")
     with dg.instance_for_test() as instance:
@@ -136,34 +140,91 @@ def test_region_sensor_adds_regions_found_in_stores(env):
         [request] = result.dynamic_partitions_requests
         assert list(request.partition_keys) == ["north", "south"]
         instance.add_dynamic_partitions("region", ["north", "south"])
-        with _sensor_context(instance, defs, env) as ctx:
+        from mlops_assets.contract import validation
+
+        monkeypatch.setattr(validation, "check_table", lambda *a, **k: pytest.fail("stores.csv read again"))
+        with _sensor_context(instance, defs, env, result.cursor) as ctx:
             assert isinstance(sensor(ctx), dg.SkipReason)
 
 
-def test_landing_sensor_requests_validation_once_per_content_version(env):
+def test_landing_sensor_requests_validation_once_per_change(env):
     defs = build_definitions(Settings.from_env())
     sensor = defs.resolve_sensor_def("landing_files")
     with dg.instance_for_test() as instance:
         with _sensor_context(instance, defs, env) as ctx:
-            first = sensor(ctx)
+            first = sensor(ctx)  # a new instance has validated nothing: every table is new
         assert [r.job_name for r in first.run_requests] == ["observe_landing", "tables"]
+        assert json.loads(first.run_requests[1].tags["mlops/affected"]) == "all"
         with _sensor_context(instance, defs, env, first.cursor) as ctx:
-            assert isinstance(sensor(ctx), dg.SkipReason)
+            again = sensor(ctx)
+        assert not again.run_requests and again.cursor == first.cursor
         (env / "events.csv").write_text((env / "events.csv").read_text() + "2026-11-12,north,promotion\n")
         with _sensor_context(instance, defs, env, first.cursor) as ctx:
             changed = sensor(ctx)
         assert changed.cursor != first.cursor
         assert changed.run_requests[0].run_key != first.run_requests[0].run_key
+        assert changed.run_requests[1].tags["mlops/changed_files"] == "events.csv"
 
 
-def test_weekly_schedule_requests_last_week_for_every_region(env):
+def test_weekly_schedules_score_and_retrain_every_region(env, monkeypatch):
     import datetime as dt
 
     defs = build_definitions(Settings.from_env())
-    schedule = defs.resolve_schedule_def("weekly_refresh")
+    monday = dt.datetime(2026, 11, 16, 6, tzinfo=dt.timezone.utc)
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("region", ["north", "south"])
-        with dg.build_schedule_context(
-                instance=instance, scheduled_execution_time=dt.datetime(2026, 11, 16, 6, tzinfo=dt.timezone.utc)) as ctx:
-            requests = list(schedule(ctx))
-    assert [r.partition_key for r in requests] == ["north|2026-11-09", "south|2026-11-09"]
+        with dg.build_schedule_context(instance=instance, scheduled_execution_time=monday) as ctx:
+            scoring = list(defs.resolve_schedule_def("weekly_scoring")(ctx))
+        with dg.build_schedule_context(instance=instance, scheduled_execution_time=monday) as ctx:
+            training = list(defs.resolve_schedule_def("weekly_retraining")(ctx))
+    assert [r.partition_key for r in scoring] == ["north|2026-11-16", "south|2026-11-16"]
+    assert [r.partition_key for r in training] == ["north", "south"]
+    assert {r.tags["mlops/trigger"] for r in [*scoring, *training]} == {"schedule"}
+    # off in dev, on in prod
+    assert defs.resolve_schedule_def("weekly_scoring").default_status == dg.DefaultScheduleStatus.STOPPED
+    assert defs.resolve_sensor_def("retrain_on_model_health").default_status == dg.DefaultSensorStatus.STOPPED
+    monkeypatch.setenv("MLOPS_ENV", "prod")
+    prod = build_definitions(Settings.from_env())
+    assert prod.resolve_schedule_def("weekly_retraining").default_status == dg.DefaultScheduleStatus.RUNNING
+    assert prod.resolve_sensor_def("retrain_on_model_health").default_status == dg.DefaultSensorStatus.RUNNING
+
+
+class _Receiver(http.server.BaseHTTPRequestHandler):
+    received: list = []
+
+    def do_POST(self):  # noqa: N802 - the http.server API
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        _Receiver.received.append(json.loads(body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_region_without_champion_is_forecast_by_the_baseline_with_an_alert(env, monkeypatch):
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("MLOPS_ALERT_WEBHOOK", f"http://127.0.0.1:{server.server_port}/hook")
+        run_pipeline(env, ["north"], train=False)  # conditioned and featurized, never trained
+        settings = Settings.from_env()
+        result = build_definitions(settings).resolve_job_def("scoring").execute_in_process(
+            instance=dg.DagsterInstance.get(), partition_key="north|2026-11-16",
+            asset_selection=[dg.AssetKey("scores")])
+        assert result.success  # a missing champion is an alert, not a failed forecast
+    finally:
+        server.shutdown()
+    scores = pd.read_parquet(settings.storage_root / "scores" / "north" / "2026-11-16.parquet")
+    features = pd.read_parquet(settings.storage_root / "features" / "north" / "2026-11-16.parquet")
+    assert len(scores) == len(features) > 0
+    assert set(scores["model"]) == {"baseline"} and set(scores["model_version"]) == {"baseline"}
+    assert scores["forecast"].tolist() == features["mean_52"].tolist()
+    [check] = [e.asset_check_evaluation_data for e in result.all_events
+               if e.event_type_value == "ASSET_CHECK_EVALUATION"
+               and e.asset_check_evaluation_data.check_name == "champion_serves"]
+    assert not check.passed and "has no champion" in check.description
+    [posted] = _Receiver.received
+    [alert] = posted["alerts"]
+    assert (alert["region"], alert["kind"], alert["severity"]) == ("north", "no_champion", "ERROR")
+    assert alert["run_id"] == result.run_id

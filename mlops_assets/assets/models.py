@@ -1,7 +1,6 @@
 """``region_model`` [region]: four segment ensembles and the baseline, evaluated on a holdout."""
 
 import functools
-import hashlib
 import json
 import subprocess
 import tempfile
@@ -13,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 from mlops_assets.registry import gates
-from mlops_assets.config import PACKAGE_ROOT, REPO_ROOT
+from mlops_assets.config import REPO_ROOT
+from mlops_assets.ml import code_version
 from mlops_assets.contract.validation import TABLES, file_digest
 from mlops_assets.registry.lineage import write_snapshot
 from mlops_assets.ml.ensemble import SEGMENTS, ForecastModel, TrainConfig, train_region
@@ -102,15 +102,7 @@ GATE_DESCRIPTIONS = {
 }
 
 
-def _code_version() -> str:
-    """Changes when the modelling code changes, so the UI shows region models as out of date."""
-    digest = hashlib.sha256()
-    for path in sorted((PACKAGE_ROOT / "ml").glob("*.py")):
-        digest.update(path.name.encode() + path.read_bytes())
-    return digest.hexdigest()[:12]
-
-
-ML_CODE_VERSION = _code_version()
+ML_CODE_VERSION = code_version()
 
 
 @functools.lru_cache(maxsize=1)

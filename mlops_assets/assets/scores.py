@@ -3,9 +3,26 @@
 import dagster as dg
 import pandas as pd
 
+from mlops_assets.ml.ensemble import baseline_forecast
+from mlops_assets.monitoring import alerts as alerting
 from mlops_assets.partitions import REGION, split_key
-from mlops_assets.resources.mlflow_registry import MlflowRegistryResource
 from mlops_assets.registry.tracking import CHAMPION, registered_name
+from mlops_assets.resources.alerting import MonitoringResource
+from mlops_assets.resources.mlflow_registry import MlflowRegistryResource
+
+BASELINE_VERSION = "baseline"  # the model_version of rows forecast without a champion
+
+
+def baseline_scores(features: pd.DataFrame) -> pd.DataFrame:
+    """Every row forecast by the historical average, in the columns a champion's scores have."""
+    out = features[["region", "week_start", "store_id", "product_id", "segment"]].copy()
+    out["forecast"] = baseline_forecast(features)
+    out["model"] = "baseline"
+    out["model_version"] = BASELINE_VERSION
+    out["model_as_of_week"] = pd.NaT
+    out["mlflow_run_id"] = ""
+    out["model_age_days"] = 0
+    return out.astype({"model_as_of_week": "datetime64[ns]", "model_age_days": "int64"})
 
 
 def model_age_days(week_start: pd.Series, as_of_week: str) -> pd.Series:
@@ -26,23 +43,48 @@ def build_scores(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDefin
         io_manager_key="parquet_io_manager",
         check_specs=[dg.AssetCheckSpec("model_not_stale", asset="scores",
                                        description="The champion that made the forecasts was trained on data at "
-                                                   "most N days (default 60) before the week it forecasts.")],
+                                                   "most N days (default 60) before the week it forecasts."),
+                     dg.AssetCheckSpec("champion_serves", asset="scores",
+                                       description="The region's champion made the forecasts; ERROR when the "
+                                                   "historical-average baseline had to serve instead.")],
         description="Batch forecasts per store x product for the week by the region's champion "
                     "(models:/demand-forecast-<region>@champion), with the model version, its MLflow run and "
                     "its age. Scoring the next unobserved week is the normal weekly use.",
         kinds={"pandas", "parquet", "mlflow"},
     )
-    def scores(context: dg.AssetExecutionContext, features: pd.DataFrame, mlflow: MlflowRegistryResource):
+    def scores(context: dg.AssetExecutionContext, features: pd.DataFrame, mlflow: MlflowRegistryResource,
+               monitoring: MonitoringResource):
         regions = {split_key(k)[0] for k in context.partition_keys}
         if len(regions) != 1:
             raise ValueError(f"scores: one region per run (got {sorted(regions)}); launch one run per region")
         [region] = regions
         registry = mlflow.registry
         champion = registry.champion(region)
+        model, problem = None, None
         if champion is None:
-            raise ValueError(f"{registered_name(region)} has no {CHAMPION}: train the region (mlops-assets run) "
-                             f"and pass its gates, or promote a version (mlops-assets promote {region} VERSION)")
-        model = registry.load_forecast_model(champion)
+            problem = (f"{registered_name(region)} has no {CHAMPION} (train the region and pass its gates, or "
+                       f"mlops-assets promote {region} VERSION)")
+        else:
+            try:
+                model = registry.load_forecast_model(champion)
+            except Exception as exc:  # noqa: BLE001 - any load failure must not leave the region without forecasts
+                problem = f"{champion.uri} could not be loaded: {type(exc).__name__}: {exc}"
+        if model is None:
+            # a region never goes without forecasts: the historical average serves, marked, and an alert goes out
+            out = baseline_scores(features)
+            week = ", ".join(sorted({split_key(k)[1] for k in context.partition_keys}))
+            found = [alerting.alert(region, week, "no_champion", alerting.ERROR, None, None,
+                                    f"{problem}; the historical average serves", context.run.run_id)]
+            context.log.error(f"scores {region}: {problem}; forecasting with the historical-average baseline")
+            monitoring.notify(context.log, found)
+            yield dg.Output(out, metadata={"rows": len(out), "model_version": BASELINE_VERSION,
+                                           "rows_by_baseline": len(out), "forecast_total": float(out["forecast"].sum()),
+                                           "fallback_reason": problem})
+            yield dg.AssetCheckResult(check_name="model_not_stale", passed=True, severity=dg.AssetCheckSeverity.WARN,
+                                      description="no model to age: the baseline served")
+            yield dg.AssetCheckResult(check_name="champion_serves", passed=False,
+                                      severity=dg.AssetCheckSeverity.ERROR, description=problem)
+            return
         out = model.predict(features)
         out["mlflow_run_id"] = champion.run_id
         out["model_age_days"] = model_age_days(out["week_start"], model.as_of_week).astype("int64")
@@ -67,5 +109,7 @@ def build_scores(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDefin
                          f"the latest week it scores (limit {mlflow.stale_after_days})"),
             metadata={"model_age_days": oldest, "limit_days": mlflow.stale_after_days,
                       "model_version": model.version})
+        yield dg.AssetCheckResult(check_name="champion_serves", passed=True, severity=dg.AssetCheckSeverity.ERROR,
+                                  description=f"{model.version} served")
 
     return scores

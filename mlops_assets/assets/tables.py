@@ -53,6 +53,9 @@ def _publish(context: dg.AssetExecutionContext, storage: StorageResource, result
     }
     if quarantine_path is not None:
         metadata["quarantine"] = dg.MetadataValue.path(str(quarantine_path))
+    if "week_start" in result.valid and len(result.valid):  # the sensors read the latest delivered week here
+        metadata["first_week"] = result.valid["week_start"].min().strftime("%Y-%m-%d")
+        metadata["last_week"] = result.valid["week_start"].max().strftime("%Y-%m-%d")
     yield dg.Output(result.valid, metadata=metadata)
     yield dg.AssetCheckResult(
         check_name="contract",

@@ -9,6 +9,7 @@ TABLES = "tables"
 WEEKLY = "weekly"
 TRAINING = "training"
 SCORING = "scoring"
+ALERTING = "alerting"
 
 observe_landing_job = dg.define_asset_job(
     OBSERVE_LANDING, selection=dg.AssetSelection.groups("raw", include_sources=True),
@@ -17,12 +18,21 @@ tables_job = dg.define_asset_job(
     TABLES, selection=dg.AssetSelection.groups("tables"),
     description="Validate every landing table against the contract; quarantine bad rows.")
 weekly_job = dg.define_asset_job(
-    WEEKLY, selection=dg.AssetSelection.groups("conditioned", "features"),
-    description="Condition region x week tables and build features. Launch a range of weeks of one region "
+    WEEKLY, selection=dg.AssetSelection.groups("conditioned", "features")
+    | dg.AssetSelection.assets("drift_metrics", "forecast_accuracy"),
+    description="Condition region x week tables, build features, and monitor the weeks: drift and, where a "
+                "week was scored and its actuals are in, realized accuracy. Launch a range of weeks of one region "
                 "as one run.")
 training_job = dg.define_asset_job(
     TRAINING, selection=dg.AssetSelection.assets("region_model"),
-    description="Train and evaluate a region's model (one run per region).")
+    description="Train and evaluate a region's model (one run per region); it serves only through its gates.")
 scoring_job = dg.define_asset_job(
-    SCORING, selection=dg.AssetSelection.assets("scores"),
-    description="Forecast a week for a region with its current model.")
+    SCORING, selection=dg.AssetSelection.assets("weekly_weather", "weekly_events", "features", "scores",
+                                                "drift_metrics"),
+    description="Forecast the coming week of a region with its champion (or the baseline, with an alert), from "
+                "the latest weather forecast and events, and measure its drift.")
+alerting_job = dg.define_asset_job(
+    ALERTING, selection=dg.AssetSelection.assets("alerts"),
+    description="Collect the open alerts of every region.")
+
+ALL_JOBS = [observe_landing_job, tables_job, weekly_job, training_job, scoring_job, alerting_job]

@@ -1,37 +1,43 @@
-"""Weekly schedules: re-validate the landing tables, then condition last week for every region."""
+"""Weekly schedules: forecast the new week for every region, and retrain every region.
+
+Both run in ``prod`` and are off in ``dev`` (``MLOPS_AUTOMATION`` overrides). Their runs are
+tagged ``mlops/trigger=schedule``; a retraining that passes its gates re-forecasts the region
+(``scoring_after_promotion``).
+"""
 
 import datetime as dt
 
 import dagster as dg
 
-from mlops_assets.automation.jobs import tables_job, weekly_job
+from mlops_assets.automation.jobs import scoring_job, training_job
+from mlops_assets.monitoring.rules import TRIGGER_TAG
 from mlops_assets.partitions import region_partitions, region_week_key
 
+REGION_TAG = "mlops/region"
 
-def last_complete_week(now: dt.datetime) -> str:
-    monday = now.date() - dt.timedelta(days=now.weekday())
-    return (monday - dt.timedelta(weeks=1)).isoformat()
+
+def week_of(moment: dt.datetime) -> str:
+    """The Monday of the week ``moment`` falls in: the week a Monday-morning forecast is for."""
+    return (moment.date() - dt.timedelta(days=moment.weekday())).isoformat()
 
 
 def build_schedules(default_status: dg.DefaultScheduleStatus) -> list[dg.ScheduleDefinition]:
-    tables_refresh = dg.ScheduleDefinition(
-        name="tables_refresh",
-        cron_schedule="30 5 * * 1",  # Mondays 05:30 UTC, after the weekend's deliveries
-        job=tables_job,
-        default_status=default_status,
-        description="Re-validate every landing table before the weekly conditioning runs.",
-    )
-
-    @dg.schedule(
-        name="weekly_refresh",
-        cron_schedule="0 6 * * 1",
-        job=weekly_job,
-        default_status=default_status,
-        description="Condition last week for each region (one run per region).",
-    )
-    def weekly_refresh(context: dg.ScheduleEvaluationContext):
-        week = last_complete_week(context.scheduled_execution_time)
+    @dg.schedule(name="weekly_scoring", cron_schedule="0 6 * * 1", job=scoring_job, default_status=default_status,
+                 description="Mondays 06:00 UTC: forecast the week that starts for every region (one run each).")
+    def weekly_scoring(context: dg.ScheduleEvaluationContext):
+        week = week_of(context.scheduled_execution_time)
         for region in context.instance.get_dynamic_partitions(region_partitions.name):
-            yield dg.RunRequest(run_key=f"weekly-{region}-{week}", partition_key=region_week_key(region, week))
+            yield dg.RunRequest(run_key=f"scoring-{region}-{week}", partition_key=region_week_key(region, week),
+                                tags={TRIGGER_TAG: "schedule", REGION_TAG: region})
 
-    return [tables_refresh, weekly_refresh]
+    @dg.schedule(name="weekly_retraining", cron_schedule="0 2 * * 1", job=training_job,
+                 default_status=default_status,
+                 description="Mondays 02:00 UTC: retrain every region on all delivered weeks; a candidate serves "
+                             "only through its gates.")
+    def weekly_retraining(context: dg.ScheduleEvaluationContext):
+        week = week_of(context.scheduled_execution_time)
+        for region in context.instance.get_dynamic_partitions(region_partitions.name):
+            yield dg.RunRequest(run_key=f"training-{region}-{week}", partition_key=region,
+                                tags={TRIGGER_TAG: "schedule", REGION_TAG: region})
+
+    return [weekly_scoring, weekly_retraining]

@@ -1,52 +1,347 @@
-"""Sensors: regions appear when stores.csv names them; new landing files trigger validation."""
+"""Sensors: the loop that keeps every region forecast, monitored and retrained without a person.
 
+- ``region_discovery``: a region named in stores.csv becomes a partition (reads stores only when
+  that file changed);
+- ``landing_files``: new or changed landing files (found by listing, size and mtime; only changed
+  files are hashed) -> validation of the tables, tagged with the region x weeks they touch;
+- ``conditioning_after_validation``: a successful validation -> conditioning, features, drift and
+  realized accuracy of exactly those weeks, one run per region;
+- ``scoring_after_conditioning``: then the coming week is forecast and its drift measured;
+- ``retrain_on_model_health``: drift, degraded accuracy, staleness or new model code -> a
+  training run per region, tagged with its cause;
+- ``scoring_after_promotion``: a newly promoted champion re-forecasts the coming week;
+- ``alert_on_run_failure``: a failed run becomes an alert (a row of ``alerts``, and the webhook);
+- ``alerts_after_monitoring``: the ``alerts`` table is refreshed after each monitoring run.
+
+Every run carries ``mlops/trigger``. Ticks stay cheap at seed scale: no table is read whole.
+"""
+
+
+import datetime as dt
+import json
+from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 
+from mlops_assets.automation.jobs import (alerting_job, observe_landing_job, scoring_job, tables_job, training_job,
+                                          weekly_job)
+from mlops_assets.config import Settings
 from mlops_assets.contract import validation as contract
-from mlops_assets.automation.jobs import observe_landing_job, tables_job
+from mlops_assets.ml import code_version
+from mlops_assets.monitoring import alerts as alerting
+from mlops_assets.monitoring import rules
+from mlops_assets.monitoring.drift import summarize
 from mlops_assets.partitions import region_partitions
-from mlops_assets.resources import LandingResource
+from mlops_assets.resources.alerting import MonitoringResource
+from mlops_assets.resources.landing_folder import LandingResource
+from mlops_assets.resources.mlflow_registry import MlflowRegistryResource
+from mlops_assets.resources.storage import StorageResource
+
+TRIGGER, REASONS = rules.TRIGGER_TAG, rules.REASONS_TAG
+AFFECTED = "mlops/affected"  # JSON {region: [first week, last week]} or "all"
+REGION = "mlops/region"
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+ALL = "all"
 
 
-def discover_regions(landing: LandingResource) -> list[str]:
-    """Regions named by the valid rows of stores.csv, in order of first appearance."""
-    stores = landing.table("stores").valid
-    return list(dict.fromkeys(stores["region"].tolist()))
+# --- what changed in the landing folder --------------------------------------------------------
+
+
+def file_stamps(landing: Path) -> dict[str, list[int]]:
+    """{relative path: [size, mtime_ns]} of every landing file: one listing, no reads."""
+    out = {}
+    for table in contract.TABLES.values():
+        for path in contract.table_files(landing, table):
+            st = path.stat()
+            out[path.relative_to(landing).as_posix()] = [st.st_size, st.st_mtime_ns]
+    return out
+
+
+def detect_changes(landing: Path, known: dict[str, list]) -> tuple[dict[str, list], list[str], list[str]]:
+    """(state, changed, removed): a file whose size or mtime moved is hashed, and counts as changed
+    only if its content differs from what was known; ``state`` maps path -> [size, mtime, sha256]."""
+    state, changed = {}, []
+    for rel, (size, mtime) in file_stamps(landing).items():
+        before = known.get(rel)
+        if before and before[0] == size and before[1] == mtime:
+            state[rel] = before
+            continue
+        digest = contract.file_digest(landing / rel)
+        state[rel] = [size, mtime, digest]
+        if not before or before[2] != digest:
+            changed.append(rel)
+    return state, sorted(changed), sorted(set(known) - set(state))
+
+
+def _read(path: Path, columns: list[str]) -> pd.DataFrame:
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path, columns=columns).astype(str)
+    return pd.read_csv(path, usecols=columns, dtype=str, keep_default_na=False)
+
+
+def _monday(dates: pd.Series) -> pd.Series:
+    days = pd.to_datetime(dates, format="%Y-%m-%d", errors="coerce").dropna()
+    return (days - pd.to_timedelta(days.dt.weekday, unit="D")).dt.strftime("%Y-%m-%d")
+
+
+def affected_partitions(landing: Path, changed: list[str], removed: list[str]) -> dict | str:
+    """The region x weeks the changed files touch, {region: [first, last]}, from the changed files'
+    key columns alone; "all" when a master or the events changed, a file went away, or a file
+    cannot be read (validation will say why)."""
+    if removed or any("/" not in rel for rel in changed):
+        return ALL
+    stores = _read(contract.table_files(landing, contract.TABLES["stores"])[0], ["store_id", "region", "zip_code"])
+    region_of_store = dict(zip(stores["store_id"], stores["region"]))
+    regions_of_zip = stores.groupby("zip_code")["region"].apply(set).to_dict()
+    weeks: dict[str, set] = {}
+    for rel in changed:
+        folder = rel.split("/", 1)[0]
+        try:
+            if folder in ("shipments", "returns"):
+                frame = _read(landing / rel, ["week_start", "store_id"])
+                pairs = zip(frame["store_id"].map(region_of_store), frame["week_start"])
+            else:  # weather
+                frame = _read(landing / rel, ["date", "zip_code"])
+                frame["week"] = _monday(frame["date"]).reindex(frame.index)
+                pairs = ((r, w) for z, w in zip(frame["zip_code"], frame["week"]) for r in regions_of_zip.get(z, ()))
+        except (ValueError, KeyError, OSError):
+            return ALL
+        for region, week in pairs:
+            if isinstance(region, str) and isinstance(week, str) and week:
+                weeks.setdefault(region, set()).add(week)
+    return {r: [min(w), max(w)] for r, w in sorted(weeks.items())}
+
+
+# --- reading the instance and the storage cheaply ------------------------------------------------
+
+
+def last_delivered_week(instance: dg.DagsterInstance) -> str | None:
+    """The latest week with shipments, from the ``shipments`` table's metadata (no table read)."""
+    event = instance.get_latest_materialization_event(dg.AssetKey("shipments"))
+    meta = event.asset_materialization.metadata if event else {}
+    return meta["last_week"].value if "last_week" in meta else None
+
+
+def next_week(week: str) -> str:
+    return (dt.date.fromisoformat(week) + dt.timedelta(weeks=1)).isoformat()
+
+
+def stored_weeks(storage: StorageResource, asset: str, region: str, last: int | None = None) -> list[str]:
+    folder = storage.path / asset / region
+    weeks = sorted(p.stem for p in folder.glob("*.parquet")) if folder.is_dir() else []
+    return weeks[-last:] if last else weeks
+
+
+def region_evidence(storage: StorageResource, region: str, version: str, share: float) -> tuple[list, list]:
+    """(drift history, accuracy history) of a region's recent weeks monitored against ``version``."""
+    drift, accuracy = [], []
+    for week in stored_weeks(storage, "drift_metrics", region, last=2):
+        table = storage.read_parquet(f"drift_metrics/{region}/{week}.parquet")
+        table = table[table["model_version"] == version] if "model_version" in table else table.iloc[0:0]
+        if len(table):
+            drift.append({"week": week, **summarize(table, share)})
+    for week in stored_weeks(storage, "forecast_accuracy", region, last=5):
+        table = storage.read_parquet(f"forecast_accuracy/{region}/{week}.parquet")
+        row = table[(table.get("scope") == "region") & (table.get("model_version") == version)] if len(table) else table
+        if len(row):
+            accuracy.append({"week": week, "mape": float(row["mape"].iloc[0]),
+                             "holdout_mape": float(row["holdout_mape"].iloc[0])})
+    return drift, accuracy
+
+
+def retrain_causes(storage: StorageResource, champion, region: str, rules_: rules.RetrainRules, share: float,
+                   current_code: str) -> list[dict]:
+    """Why ``region`` should be retrained now, from its stored monitoring and its champion's tags."""
+    if champion is None:
+        return []
+    version = f"demand-forecast-{region}/{champion.version}"
+    drift, accuracy = region_evidence(storage, region, version, share)
+    weeks = stored_weeks(storage, "features", region, last=1)
+    upcoming = weeks[-1] if weeks else dt.date.today().isoformat()
+    found = [rules.drift_cause(drift), rules.accuracy_cause(accuracy, rules_),
+             rules.stale_cause(champion.as_of_week, upcoming, rules_),
+             rules.code_cause(champion.tags.get("code_version"), current_code, upcoming)]
+    return [c for c in found if c]
+
+
+# --- the sensors -----------------------------------------------------------------------------
 
 
 @dg.sensor(
     name="region_discovery",
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Adds a region partition for every region found in stores.csv: onboarding is adding data.",
+    description="Adds a region partition for every region found in stores.csv: onboarding is adding data. "
+                "Reads stores.csv only when it changed.",
 )
 def region_discovery_sensor(context: dg.SensorEvaluationContext, landing: LandingResource):
+    files = contract.table_files(landing.root, contract.TABLES["stores"])
+    stamp = json.dumps([[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files])
     known = set(context.instance.get_dynamic_partitions(region_partitions.name))
-    new = [r for r in discover_regions(landing) if r not in known]
+    if stamp == context.cursor:
+        return dg.SkipReason(f"stores.csv unchanged ({len(known)} regions known)")
+    stores = contract.check_table(landing.root, contract.TABLES["stores"], lambda extra: _stores_schema()).valid
+    new = [r for r in dict.fromkeys(stores["region"].tolist()) if r not in known]
     if not new:
-        return dg.SkipReason(f"no new regions ({len(known)} known)")
+        return dg.SensorResult(skip_reason=f"no new regions ({len(known)} known)", cursor=stamp)
     context.log.info(f"new regions: {', '.join(new)}")
-    return dg.SensorResult(dynamic_partitions_requests=[region_partitions.build_add_request(new)])
+    return dg.SensorResult(dynamic_partitions_requests=[region_partitions.build_add_request(new)], cursor=stamp)
 
 
-def build_landing_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDefinition:
-    @dg.sensor(
-        name="landing_files",
-        jobs=[observe_landing_job, tables_job],
-        minimum_interval_seconds=120,
-        default_status=default_status,
-        description="When landing files change, record their new hashes and re-validate the tables.",
-    )
-    def landing_files_sensor(context: dg.SensorEvaluationContext, landing: LandingResource):
-        version = "-".join(landing.data_version(t) for t in contract.TABLES)
-        if version == context.cursor:
-            return dg.SkipReason("landing files unchanged")
-        # the run key carries the content version: Dagster de-duplicates run keys forever
+def _stores_schema():
+    from mlops_assets.contract import schemas
+
+    return schemas.stores_schema()
+
+
+def build_sensors(settings: Settings) -> list:
+    status = dg.DefaultSensorStatus.RUNNING if settings.automation else dg.DefaultSensorStatus.STOPPED
+    every = settings.sensor_interval
+
+    @dg.sensor(name="landing_files", jobs=[observe_landing_job, tables_job], minimum_interval_seconds=every,
+               default_status=status,
+               description="When landing files are added, changed or removed: record their hashes and validate the "
+                           "tables, tagged with the region x weeks the files touch.")
+    def landing_files(context: dg.SensorEvaluationContext, landing: LandingResource):
+        state = json.loads(context.cursor) if context.cursor else {"seq": 0, "files": {}}
+        files, changed, removed = detect_changes(landing.root, state["files"])
+        if not state["files"]:
+            # first tick: what `mlops-assets run` (or an earlier deployment) already validated is not new
+            changed = _unvalidated(context.instance, landing, changed)
+        if not changed and not removed:
+            return dg.SensorResult(skip_reason="landing files unchanged",
+                                   cursor=json.dumps({"seq": state["seq"], "files": files}))
+        # the sequence number, not the content hash, makes the run key: a folder that returns to
+        # an earlier content is validated again
+        seq = state["seq"] + 1
+        scope = affected_partitions(landing.root, changed, removed)
+        tags = {TRIGGER: "new_data", AFFECTED: json.dumps(scope),
+                "mlops/changed_files": ", ".join([*changed, *removed])[:500]}
+        context.log.info(f"{len(changed)} changed and {len(removed)} removed landing files; affected: {scope}")
         return dg.SensorResult(
-            run_requests=[dg.RunRequest(run_key=f"observe-{version}", job_name=observe_landing_job.name),
-                          dg.RunRequest(run_key=f"tables-{version}", job_name=tables_job.name)],
-            cursor=version,
-        )
+            run_requests=[dg.RunRequest(run_key=f"observe-{seq}", job_name=observe_landing_job.name, tags=tags),
+                          dg.RunRequest(run_key=f"tables-{seq}", job_name=tables_job.name, tags=tags)],
+            cursor=json.dumps({"seq": seq, "files": files}))
 
-    return landing_files_sensor
+    @dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, name="conditioning_after_validation",
+                          monitored_jobs=[tables_job], request_jobs=[weekly_job, scoring_job],
+                          minimum_interval_seconds=every, default_status=status,
+                          description="After new data is validated: condition, build features and monitor exactly "
+                                      "the affected region x weeks (one run per region).")
+    def conditioning_after_validation(context: dg.RunStatusSensorContext):
+        run = context.dagster_run
+        if run.tags.get(TRIGGER) != "new_data":
+            return dg.SkipReason(f"run {run.run_id} was not started by new data")
+        last = last_delivered_week(context.instance)
+        if last is None:
+            return dg.SkipReason("no shipments delivered yet")
+        scope = json.loads(run.tags.get(AFFECTED, json.dumps(ALL)))
+        regions = context.instance.get_dynamic_partitions(region_partitions.name)
+        if scope == ALL:
+            scope = {r: [settings.first_week, next_week(last)] for r in regions}
+        requests = []
+        for region, (first, end) in sorted(scope.items()):
+            if region not in regions:
+                continue
+            tags = {TRIGGER: "new_data", REGION: region}
+            if first <= last:
+                first = max(first, settings.first_week)
+                requests.append(dg.RunRequest(run_key=f"{run.run_id}-{region}", job_name=weekly_job.name,
+                                              tags={**tags, RANGE_START: f"{region}|{first}",
+                                                    RANGE_END: f"{region}|{min(end, last)}"}))
+            else:  # only the coming week changed (a new weather forecast, say): forecast it again
+                requests.append(dg.RunRequest(run_key=f"{run.run_id}-{region}-score", job_name=scoring_job.name,
+                                              partition_key=f"{region}|{next_week(last)}", tags=tags))
+        return requests or dg.SkipReason("the changed files touch no known region")
+
+    @dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, name="scoring_after_conditioning",
+                          monitored_jobs=[weekly_job], request_job=scoring_job, minimum_interval_seconds=every,
+                          default_status=status,
+                          description="After a region's new weeks are conditioned: forecast its coming week.")
+    def scoring_after_conditioning(context: dg.RunStatusSensorContext):
+        run = context.dagster_run
+        region, last = run.tags.get(REGION), last_delivered_week(context.instance)
+        if not region or last is None:
+            return dg.SkipReason(f"run {run.run_id} names no region (not started by a sensor)")
+        return dg.RunRequest(run_key=f"{run.run_id}-score", partition_key=f"{region}|{next_week(last)}",
+                             tags={TRIGGER: run.tags.get(TRIGGER, "new_data"), REGION: region})
+
+    @dg.sensor(name="retrain_on_model_health", job=training_job, minimum_interval_seconds=every,
+               default_status=status,
+               description="Retrains a region whose champion drifted, lost accuracy, went stale or was trained by "
+                           "other model code; one request per region and cause for each champion.")
+    def retrain_on_model_health(context: dg.SensorEvaluationContext, storage: StorageResource,
+                                mlflow: MlflowRegistryResource, monitoring: MonitoringResource):
+        requested = json.loads(context.cursor) if context.cursor else {}
+        registry, current_code = mlflow.registry, code_version()
+        requests = []
+        for region in context.instance.get_dynamic_partitions(region_partitions.name):
+            champion = registry.champion(region)
+            causes = retrain_causes(storage, champion, region, monitoring.retrain_rules, monitoring.thresholds.share,
+                                    current_code)
+            done = requested.get(region, {})
+            new = [c for c in causes if done.get(c["cause"]) != champion.version]
+            if not new:
+                continue
+            names = "+".join(c["cause"] for c in new)
+            requests.append(dg.RunRequest(
+                run_key=f"retrain-{region}-v{champion.version}-{names}", partition_key=region,
+                tags={TRIGGER: rules.primary(new), REASONS: "; ".join(f"{c['cause']}: {c['detail']}" for c in new)[:1000],
+                      REGION: region}))
+            requested[region] = {**done, **{c["cause"]: champion.version for c in new}}
+            context.log.info(f"retrain {region}: " + "; ".join(f"{c['cause']} ({c['detail']})" for c in new))
+        return dg.SensorResult(run_requests=requests, cursor=json.dumps(requested, sort_keys=True),
+                               skip_reason=None if requests else "every champion is healthy (or already retraining)")
+
+    @dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, name="scoring_after_promotion",
+                          monitored_jobs=[training_job], request_job=scoring_job, minimum_interval_seconds=every,
+                          default_status=status,
+                          description="When a training run promoted a new champion, forecast the coming week with it.")
+    def scoring_after_promotion(context: dg.RunStatusSensorContext, mlflow: MlflowRegistryResource):
+        run = context.dagster_run
+        region, last = run.tags.get("dagster/partition"), last_delivered_week(context.instance)
+        champion = mlflow.registry.champion(region) if region else None
+        if champion is None or champion.tags.get("dagster_run_id") != run.run_id or last is None:
+            return dg.SkipReason(f"run {run.run_id} promoted no champion")
+        return dg.RunRequest(run_key=f"{run.run_id}-score", partition_key=f"{region}|{next_week(last)}",
+                             tags={TRIGGER: run.tags.get(TRIGGER, "manual"), REGION: region})
+
+    @dg.run_failure_sensor(name="alert_on_run_failure", minimum_interval_seconds=every, default_status=status,
+                           description="A failed run becomes an alert: a row of `alerts` and a webhook call.")
+    def alert_on_run_failure(context: dg.RunFailureSensorContext, storage: StorageResource,
+                             monitoring: MonitoringResource):
+        run = context.dagster_run
+        partition = run.tags.get("dagster/partition") or run.tags.get(RANGE_START, "")
+        region = partition.split("|")[0] if partition else run.tags.get(REGION, "*")
+        found = alerting.alert(region, partition.split("|")[1] if "|" in partition else "", "run_failure",
+                               alerting.ERROR, None, None,
+                               f"run of job {run.job_name} failed: {context.failure_event.message}", run.run_id)
+        path = storage.path / "alerts" / "failures" / f"{run.run_id}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(found) + "\n")
+        monitoring.notify(context.log, [found])
+
+    @dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, name="alerts_after_monitoring",
+                          monitored_jobs=[weekly_job, scoring_job], request_job=alerting_job,
+                          minimum_interval_seconds=every, default_status=status,
+                          description="Refresh the alerts table after new drift, accuracy or scores.")
+    def alerts_after_monitoring(context: dg.RunStatusSensorContext):
+        run = context.dagster_run
+        return dg.RunRequest(run_key=f"{run.run_id}-alerts", tags={TRIGGER: run.tags.get(TRIGGER, "manual")})
+
+    return [region_discovery_sensor, landing_files, conditioning_after_validation, scoring_after_conditioning,
+            retrain_on_model_health, scoring_after_promotion, alert_on_run_failure, alerts_after_monitoring]
+
+
+def _unvalidated(instance: dg.DagsterInstance, landing: LandingResource, changed: list[str]) -> list[str]:
+    """Of the files seen on a first tick, those of tables whose content differs from the data
+    version last observed in this instance (all of them in a new instance)."""
+    stale = []
+    for name in contract.TABLES:
+        record = instance.get_latest_data_version_record(dg.AssetKey(f"raw_{name}"))
+        observed = record.asset_observation.data_version if record and record.asset_observation else None
+        if observed != landing.data_version(name):
+            stale.append(contract.TABLES[name])
+    prefixes = tuple(t.pattern for t in stale)
+    return [rel for rel in changed if rel.startswith(prefixes)]

@@ -57,12 +57,27 @@ def status(settings: Settings) -> list[dict]:
     return rows
 
 
-def format_status(rows: list[dict], settings: Settings) -> str:
+def open_alerts(settings: Settings) -> list[dict]:
+    """The alerts of the last ``alerts`` materialization (each region's latest monitored weeks)."""
+    path = settings.storage_root / "alerts.parquet"
+    if not path.exists():
+        return []
+    table = pd.read_parquet(path)
+    return json.loads(table.drop(columns=["run_id"], errors="ignore").to_json(orient="records"))
+
+
+def format_status(rows: list[dict], settings: Settings, alerts: list[dict] | None = None) -> str:
     if not rows:
         return f"no registered models in {settings.mlflow_tracking_uri}; train with mlops-assets run"
     table = pd.DataFrame(rows).fillna("-")
-    return (table.to_string(index=False) + f"\n\nage: days from the champion's last training week to the next week "
+    text = (table.to_string(index=False) + f"\n\nage: days from the champion's last training week to the next week "
             f"to score; stale after {settings.stale_after_days} days. Store: {settings.mlflow_tracking_uri}")
+    alerts = alerts or []
+    text += f"\n\n{len(alerts)} open alerts" + (":" if alerts else " (from the alerts asset)")
+    if alerts:
+        shown = pd.DataFrame(alerts)[["region", "week", "kind", "severity", "value", "threshold", "message", "link"]]
+        text += "\n" + shown.fillna("-").to_string(index=False, max_colwidth=70)
+    return text
 
 
 def trace(settings: Settings, region: str, week: str) -> dict:

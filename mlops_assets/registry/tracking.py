@@ -93,6 +93,7 @@ class Registry:
         self._depth = 0
         self._thread_lock = threading.RLock()
         self._lock_file = None
+        self._models: dict = {}
 
     # -- locking -------------------------------------------------------------
     def _sqlite_path(self) -> Path | None:
@@ -226,10 +227,24 @@ class Registry:
             return mlflow.pyfunc.load_model(release.uri)
 
     def load_forecast_model(self, release: Release):
-        """The ``ForecastModel`` inside a release, with its registry version as its version."""
-        model = self.load(release).unwrap_python_model().model
-        model.version = f"{registered_name(release.region)}/{release.version}"
-        return model
+        """The ``ForecastModel`` inside a release, with its registry version as its version.
+        Kept per version for the life of the process: a registered version never changes."""
+        key = (release.region, release.version)
+        if key not in self._models:
+            model = self.load(release).unwrap_python_model().model
+            model.version = f"{registered_name(release.region)}/{release.version}"
+            self._models[key] = model
+        return self._models[key]
+
+    def holdout_mapes(self, release: Release) -> dict[str, float]:
+        """The version's holdout ensemble MAPE for the region and each trained segment, from its run."""
+        logged = self.run(release.run_id).data.metrics
+        out = {"region": logged.get("region.ensemble.mape")}
+        for key, value in logged.items():
+            scope, _, rest = key.partition(".")
+            if rest == "ensemble.mape" and scope != "region":
+                out[scope.replace("_", "/", 1)] = value
+        return {k: v for k, v in out.items() if v is not None}
 
     def run(self, run_id: str):
         with self._session() as client:

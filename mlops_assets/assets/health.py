@@ -1,0 +1,267 @@
+"""Model health: ``drift_metrics`` and ``forecast_accuracy`` [region x week], and ``alerts``.
+
+Each loads its inputs, calls ``mlops_assets.monitoring`` and records what it found as
+metadata, asset check results (WARN or ERROR, never blocking: a drifting week still gets its
+forecast) and rows of the ``alerts`` asset, which the sensors and ``mlops-assets status`` read.
+"""
+
+
+import json
+
+import dagster as dg
+import pandas as pd
+
+from mlops_assets.assets.conditioned import weeks_by_region
+from mlops_assets.assets.models import latest_materializations
+from mlops_assets.assets.scores import BASELINE_VERSION
+from mlops_assets.monitoring import alerts as alerting
+from mlops_assets.monitoring.accuracy import realized_accuracy, realized_rows
+from mlops_assets.monitoring.drift import drift_table, summarize, week_drift
+from mlops_assets.monitoring.rules import model_age_days
+from mlops_assets.resources.alerting import MonitoringResource
+from mlops_assets.resources.mlflow_registry import MlflowRegistryResource
+from mlops_assets.resources.storage import ALLOW_MISSING, StorageResource
+from mlops_assets.registry.tracking import Release
+
+KEY = ["week_start", "store_id", "product_id"]
+RECENT_WEEKS = 8  # weeks per region the alerts asset looks back
+
+
+def _week(frame: pd.DataFrame, region: str, week: str) -> pd.DataFrame:
+    if frame.empty:
+        return frame
+    return frame[(frame["region"] == region) & (frame["week_start"] == pd.Timestamp(week))].reset_index(drop=True)
+
+
+class _Models:
+    """The registered versions a run needs, each loaded once: the version that scored a week, or
+    the champion for a week not scored yet."""
+
+    def __init__(self, mlflow: MlflowRegistryResource):
+        self.registry = mlflow.registry
+        self._champions: dict[str, Release | None] = {}
+
+    def champion(self, region: str) -> Release | None:
+        if region not in self._champions:
+            self._champions[region] = self.registry.champion(region)
+        return self._champions[region]
+
+    def release_of(self, region: str, scores: pd.DataFrame) -> Release | None:
+        version = str(scores["model_version"].iloc[0]) if len(scores) else ""
+        if "/" in version:
+            return self.registry.release(region, version.rsplit("/", 1)[1])
+        return None if version == BASELINE_VERSION else self.champion(region)
+
+
+def _json(value) -> dg.MetadataValue:
+    return dg.MetadataValue.json(json.loads(json.dumps(value, default=str)))
+
+
+def _weekly_monitor(name: str, partitions_def, checks: list, description: str) -> dict:
+    """The asset arguments drift_metrics and forecast_accuracy share: a week's features and, where
+    the week was scored, its scores."""
+    return dict(name=name, partitions_def=partitions_def, backfill_policy=dg.BackfillPolicy.single_run(),
+                ins={"features": dg.AssetIn(), "scores": dg.AssetIn(metadata={ALLOW_MISSING: True})},
+                group_name="monitoring", io_manager_key="parquet_io_manager",
+                check_specs=[dg.AssetCheckSpec(check, asset=name, description=text) for check, text in checks],
+                description=description, kinds={"pandas", "parquet"})
+
+
+def _weeks(context: dg.AssetExecutionContext, features: pd.DataFrame, scores: pd.DataFrame):
+    """(region, week, the week's features, its scores) of every partition of the run, in order."""
+    for region, weeks in sorted(weeks_by_region(context).items()):
+        for week in sorted(weeks):
+            yield region, week, _week(features, region, week), _week(scores, region, week)
+
+
+def build_drift_metrics(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDefinition:
+    @dg.asset(**_weekly_monitor(
+        "drift_metrics", partitions_def,
+        [("feature_drift", "Fewer than half of the monitored features drifted from the serving model's training "
+                           "reference (WARN when some did, ERROR when half did)."),
+         ("prediction_drift", "The week's forecasts are distributed like the model's forecasts on its training "
+                              "reference.")],
+        "Per region and week, each monitored feature and the forecasts against the profile saved with the model "
+        "that serves the week (Wasserstein/std and PSI for numbers, Jensen-Shannon for categories; KS and "
+        "chi-square with Holm's correction for small references), thresholds calibrated on the reference's own "
+        "weeks. One row per column and week."))
+    def drift_metrics(context: dg.AssetExecutionContext, features: pd.DataFrame, scores: pd.DataFrame,
+                      mlflow: MlflowRegistryResource, monitoring: MonitoringResource):
+        thresholds = monitoring.thresholds
+        models = _Models(mlflow)
+        tables, verdicts, found = [], {}, []
+        for region, week, feats, scored in _weeks(context, features, scores):
+            release = models.release_of(region, scored)
+            if release is None or feats.empty:
+                context.log.warning(f"drift_metrics {region} {week}: no model reference to compare with "
+                                    f"({'no features' if feats.empty else 'no champion'})")
+                continue
+            model = models.registry.load_forecast_model(release)
+            if not model.reference:
+                continue  # trained before reference profiles were saved
+            forecasts = None
+            if len(scored):
+                forecasts = feats[KEY].merge(scored[[*KEY, "forecast"]], on=KEY, how="left")["forecast"]
+                forecasts = forecasts.to_numpy() if forecasts.notna().all() else None
+            result = week_drift(model.reference, feats, forecasts, thresholds)
+            table = drift_table(result, region, week)
+            table["model_version"] = model.version
+            tables.append(table)
+            verdicts[f"{region}|{week}"] = {k: result[k] for k in ("drifted", "share", "features",
+                                                                   "prediction_drift")}
+            found += alerting.drift_alerts(region, week, result, thresholds)
+        out = pd.concat(tables, ignore_index=True) if tables else drift_table(
+            {"columns": {}, "monitored": []}, "", "2000-01-03").assign(model_version=pd.Series(dtype=str))
+        for a in found:
+            a["run_id"] = context.run.run_id
+        monitoring.notify(context.log, found)
+        drifted = [k for k, v in verdicts.items() if v["drifted"]]
+        some = [k for k, v in verdicts.items() if v["features"] and not v["drifted"]]
+        predicted = [k for k, v in verdicts.items() if v["prediction_drift"]]
+        meta = {"weeks_compared": len(verdicts), "weeks_drifted": len(drifted),
+                "weeks_prediction_drift": len(predicted), "verdicts": _json(verdicts)}
+        if len(verdicts) == 1:  # one partition: its figures are plottable over time
+            [(key, v)] = verdicts.items()
+            meta.update({"drifted_share": float(v["share"] or 0.0), "dataset_drifted": v["drifted"],
+                         "drifted_features": ", ".join(v["features"]) or "none"})
+        yield dg.Output(out, metadata=meta)
+        yield dg.AssetCheckResult(
+            check_name="feature_drift", passed=not drifted and not some,
+            severity=dg.AssetCheckSeverity.ERROR if drifted else dg.AssetCheckSeverity.WARN,
+            description=(f"dataset drift in {', '.join(drifted)}" if drifted else
+                         f"some features drifted in {', '.join(some)}" if some else "no feature drifted"),
+            metadata={"partitions": ", ".join(verdicts) or "none", "weeks_drifted": len(drifted),
+                      "threshold_share": thresholds.share})
+        yield dg.AssetCheckResult(
+            check_name="prediction_drift", passed=not predicted, severity=dg.AssetCheckSeverity.WARN,
+            description=f"forecasts drifted in {', '.join(predicted)}" if predicted else "forecasts as expected",
+            metadata={"partitions": ", ".join(verdicts) or "none", "weeks_prediction_drift": len(predicted)})
+
+    return drift_metrics
+
+
+def build_forecast_accuracy(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDefinition:
+    @dg.asset(**_weekly_monitor(
+        "forecast_accuracy", partitions_def,
+        [("realized_accuracy", "Realized MAPE within the 0.45 target (ERROR otherwise) and within the configured "
+                               "factor of the model's holdout MAPE (WARN otherwise).")],
+        "Once a week's actuals land: realized MAPE (actual > 0), RMSE where actual = 0, RMSE and bias of the "
+        "forecasts that served, per segment and for the region; the historical-average baseline's on the same "
+        "rows; and the degradation ratio against the model's holdout MAPE."))
+    def forecast_accuracy(context: dg.AssetExecutionContext, features: pd.DataFrame, scores: pd.DataFrame,
+                          mlflow: MlflowRegistryResource, monitoring: MonitoringResource):
+        rules = monitoring.retrain_rules
+        models = _Models(mlflow)
+        frames, found, evaluated, skipped = [], [], {}, []
+        for region, week, feats, scored in _weeks(context, features, scores):
+            rows = realized_rows(scored, feats) if len(scored) else pd.DataFrame()
+            if rows.empty:
+                skipped.append(f"{region}|{week}")
+                continue
+            release = models.release_of(region, scored)
+            holdout = models.registry.holdout_mapes(release) if release else {}
+            accuracy = realized_accuracy(rows, holdout)
+            accuracy.insert(0, "region", region)
+            accuracy.insert(1, "week_start", pd.Timestamp(week))
+            accuracy["model_version"] = str(scored["model_version"].iloc[0])
+            frames.append(accuracy)
+            region_row = accuracy[accuracy["scope"] == "region"].iloc[0]
+            evaluated[f"{region}|{week}"] = {k: float(region_row[k]) for k in
+                                             ("mape", "baseline_mape", "degradation", "rows")}
+            found += alerting.accuracy_alerts(region, week, accuracy, rules)
+        out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+            {"region": pd.Series(dtype=str), "week_start": pd.Series(dtype="datetime64[ns]")})
+        for a in found:
+            a["run_id"] = context.run.run_id
+        monitoring.notify(context.log, found)
+        if skipped:
+            context.log.info(f"forecast_accuracy: nothing to evaluate for {len(skipped)} partition(s) (not "
+                             f"scored, or actuals not in yet): {', '.join(skipped[:5])}")
+        meta = {"weeks_evaluated": len(evaluated), "weeks_not_evaluated": len(skipped),
+                "evaluated": _json(evaluated)}
+        if len(evaluated) == 1:
+            [(key, v)] = evaluated.items()
+            meta.update({"realized_mape": v["mape"], "baseline_mape": v["baseline_mape"],
+                         "degradation": v["degradation"]})
+        yield dg.Output(out, metadata=meta)
+        errors = [a for a in found if a["severity"] == alerting.ERROR]
+        yield dg.AssetCheckResult(
+            check_name="realized_accuracy", passed=not found,
+            severity=dg.AssetCheckSeverity.ERROR if errors else dg.AssetCheckSeverity.WARN,
+            description="; ".join(f"{a['region']} {a['week']}: {a['message']}" for a in found[:5]) or
+            (f"{len(evaluated)} week(s) within target" if evaluated else "no week to evaluate"),
+            metadata={"partitions": ", ".join(evaluated) or "none", "target_mape": rules.mape_target})
+
+    return forecast_accuracy
+
+
+def _recent_files(storage: StorageResource, asset: str, weeks: int) -> list[tuple[str, str]]:
+    """(region, week) of the latest ``weeks`` stored partitions of each region: a listing, no reads."""
+    root = storage.path / asset
+    out = []
+    if root.is_dir():
+        for region_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+            out += [(region_dir.name, p.stem) for p in sorted(region_dir.glob("*.parquet"))[-weeks:]]
+    return out
+
+
+def current_alerts(storage: StorageResource, monitoring: MonitoringResource, stale_after_days: int) -> list[dict]:
+    """Every alert the stored monitoring results raise now, from the last weeks of each region."""
+    thresholds, rules = monitoring.thresholds, monitoring.retrain_rules
+    found: list[dict] = []
+    for region, week in _recent_files(storage, "drift_metrics", RECENT_WEEKS):
+        table = storage.read_parquet(f"drift_metrics/{region}/{week}.parquet")
+        if len(table):
+            verdict = summarize(table, thresholds.share)
+            result = {**verdict, "monitored": table.loc[table["role"] == "feature", "column"].tolist(),
+                      "columns": {r.column: {"wasserstein": r.wasserstein} for r in table.itertuples()
+                                  if r.role == "prediction"}}
+            found += alerting.drift_alerts(region, week, result, thresholds)
+    for region, week in _recent_files(storage, "forecast_accuracy", RECENT_WEEKS):
+        table = storage.read_parquet(f"forecast_accuracy/{region}/{week}.parquet")
+        if len(table):
+            found += alerting.accuracy_alerts(region, week, table, rules)
+    for region, week in _recent_files(storage, "scores", 1):
+        scores = storage.read_parquet(f"scores/{region}/{week}.parquet")
+        if len(scores) and (scores["model_version"] == BASELINE_VERSION).all():
+            found.append(alerting.alert(region, week, "no_champion", alerting.ERROR, None, None,
+                                        "no champion could serve: the week is forecast by the historical average"))
+        elif len(scores):
+            age = int(scores["model_age_days"].max())
+            if age > stale_after_days:
+                found.append(alerting.alert(region, week, "stale_model", alerting.WARN, age, stale_after_days,
+                                            f"the champion is {age} days old at {week}"))
+    failures = storage.path / "alerts" / "failures"
+    if failures.is_dir():
+        found += [json.loads(p.read_text()) for p in sorted(failures.glob("*.json"))[-50:]]
+    return found
+
+
+@dg.asset(
+    deps=["drift_metrics", "forecast_accuracy", "scores"],
+    group_name="monitoring",
+    description="Open alerts over every region: drift, realized accuracy, a region served by the baseline, stale "
+                "champions and failed runs; one row each with region, week, kind, severity, value, threshold and "
+                "the Dagster run that raised it. `mlops-assets status` lists them.",
+    kinds={"pandas", "parquet"},
+)
+def alerts(context: dg.AssetExecutionContext, storage: StorageResource, monitoring: MonitoringResource,
+           mlflow: MlflowRegistryResource) -> dg.MaterializeResult:
+    found = current_alerts(storage, monitoring, mlflow.stale_after_days)
+    table = alerting.frame(found)
+    # link each alert to the run that wrote the partition it came from
+    for asset in ("drift_metrics", "forecast_accuracy", "scores"):
+        rows = table["run_id"] == ""
+        keys = sorted({f"{r}|{w}" for r, w in zip(table.loc[rows, "region"], table.loc[rows, "week"])})
+        if keys:
+            runs = {k: rec.run_id for k, rec in
+                    latest_materializations(context.instance, dg.AssetKey(asset), keys).items()}
+            table.loc[rows, "run_id"] = [runs.get(f"{r}|{w}", "") for r, w in
+                                         zip(table.loc[rows, "region"], table.loc[rows, "week"])]
+    table["link"] = ["/runs/" + r if r else "" for r in table["run_id"]]
+    storage.write_parquet("alerts.parquet", table)
+    return dg.MaterializeResult(metadata={
+        "open_alerts": len(table), "errors": int((table["severity"] == alerting.ERROR).sum()),
+        "regions": ", ".join(sorted(set(table["region"]))) or "none",
+        "alerts": dg.MetadataValue.md(table.drop(columns=["run_id"]).head(30).to_markdown(index=False)
+                                      if len(table) else "none")})

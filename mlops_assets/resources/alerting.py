@@ -1,0 +1,61 @@
+"""Monitoring settings and alert delivery as a resource: thresholds, retrain rules, the webhook.
+
+The webhook URL comes from ``MLOPS_ALERT_WEBHOOK`` through ``dg.EnvVar``, so the UI shows the
+variable's name, never the URL (which often carries a token). Alerts are POSTed as JSON
+``{"alerts": [...]}``; a webhook that fails is logged, never fatal: the alert is also a row of
+the ``alerts`` asset and an asset check result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+
+import dagster as dg
+
+from mlops_assets.config import Settings
+from mlops_assets.monitoring.drift import DriftThresholds
+from mlops_assets.monitoring.rules import RetrainRules
+
+WEBHOOK_ENV = "MLOPS_ALERT_WEBHOOK"
+
+
+def post_alerts(url: str, alerts: list[dict], timeout: float = 5.0) -> str | None:
+    """POST ``alerts`` to ``url``; returns None on success, else the reason it failed."""
+    if not url or not alerts:
+        return None
+    body = json.dumps({"alerts": alerts}, default=str).encode()
+    request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - operator-configured URL
+            return None if 200 <= response.status < 300 else f"HTTP {response.status}"
+    except (urllib.error.URLError, OSError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+class MonitoringResource(dg.ConfigurableResource):
+    """Drift thresholds and retrain rules of this environment, and where alerts go."""
+
+    drift: dict
+    rules: dict
+    webhook_url: str = ""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "MonitoringResource":
+        url = dg.EnvVar(WEBHOOK_ENV) if os.environ.get(WEBHOOK_ENV) else ""
+        return cls(drift=settings.drift.to_json(), rules=settings.retrain.to_json(), webhook_url=url)
+
+    @property
+    def thresholds(self) -> DriftThresholds:
+        return DriftThresholds(**self.drift)
+
+    @property
+    def retrain_rules(self) -> RetrainRules:
+        return RetrainRules(**self.rules)
+
+    def notify(self, log, alerts: list[dict]) -> None:
+        failed = post_alerts(self.webhook_url, alerts)
+        if failed:
+            log.warning(f"alert webhook ({WEBHOOK_ENV}) failed: {failed}; {len(alerts)} alerts not delivered")
