@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 import dagster as dg
 
 REGION = "region"
@@ -32,3 +34,27 @@ def split_key(key) -> tuple[str, str]:
 
 def region_week_key(region: str, week: str) -> dg.MultiPartitionKey:
     return dg.MultiPartitionKey({REGION: region, WEEK: week})
+
+
+def weeks_by_region(context: dg.AssetExecutionContext) -> dict[str, list[str]]:
+    """{region: [week, ..]} of the partitions a run materializes."""
+    out: dict[str, list[str]] = defaultdict(list)
+    for key in context.partition_keys:
+        region, week = split_key(key)
+        out[region].append(week)
+    return dict(out)
+
+
+def latest_materializations(instance: dg.DagsterInstance, key: dg.AssetKey, partitions: list[str]) -> dict:
+    """{partition: its latest materialization record} for the given partitions (absent if never)."""
+    found: dict = {}
+    cursor = None
+    while len(found) < len(partitions):
+        result = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, asset_partitions=partitions), limit=1000, cursor=cursor)
+        for record in result.records:  # newest first
+            found.setdefault(record.asset_materialization.partition, record)
+        if not result.has_more:
+            break
+        cursor = result.cursor
+    return found

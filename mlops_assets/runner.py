@@ -8,6 +8,7 @@ the regions from stores.csv, the weeks from the shipments.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 import shutil
 import time
@@ -202,12 +203,12 @@ def _week_before(week: str) -> str:
 
 
 def _no_nan(value):
-    """The report as strict JSON: a number that does not exist (NaN) is null."""
+    """The report as strict JSON: a number that does not exist (NaN, infinity) is null."""
     if isinstance(value, dict):
         return {k: _no_nan(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_no_nan(v) for v in value]
-    if isinstance(value, float) and value != value:
+    if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
 

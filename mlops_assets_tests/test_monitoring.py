@@ -10,7 +10,7 @@ from scipy import stats as scipy_stats
 from mlops_assets.monitoring import rules
 from mlops_assets.monitoring.drift import DriftThresholds, week_drift
 from mlops_assets.monitoring.profiles import build_profile
-from mlops_assets.monitoring.statistics import (chi_square_test, holm, js_distance, ks_test, psi,
+from mlops_assets.monitoring.statistics import (chi_square_test, holm, js_distance, ks_test, psi, reference_cdf,
                                                 wasserstein_from_quantiles)
 
 
@@ -59,12 +59,19 @@ def test_holm_adjusts_in_order_and_stays_monotone():
 
 def test_ks_from_a_profile_matches_scipy():
     ref = np.linspace(0, 100, 1001)
+    quantiles = np.quantile(ref, np.linspace(0, 1, 101))
     rng = np.random.default_rng(1)
-    cur = rng.uniform(20, 120, 300)
-    d, p = ks_test(np.quantile(ref, np.linspace(0, 1, 101)), len(ref), cur)
-    expected = scipy_stats.ks_2samp(ref, cur, method="asymp")
-    assert d == pytest.approx(expected.statistic, abs=0.01)
-    assert p < 1e-6 and expected.pvalue < 1e-6
+    for cur in (rng.uniform(20, 120, 300), rng.normal(50, 20, 40)):
+        d, p = ks_test(quantiles, len(ref), cur)
+        # exactly the distance between the sample and the profile's (piecewise linear) CDF ...
+        exact = scipy_stats.kstest(cur, lambda x: reference_cdf(quantiles, np.asarray(x))).statistic
+        assert d == pytest.approx(exact, abs=1e-12)
+        # ... which is the raw two-sample statistic up to the profile's 1% resolution
+        raw = scipy_stats.ks_2samp(ref, cur, method="asymp")
+        assert d == pytest.approx(raw.statistic, abs=0.011)
+        assert p == pytest.approx(scipy_stats.kstwo.sf(d, round(len(ref) * len(cur) / (len(ref) + len(cur)))))
+    d, p = ks_test(quantiles, len(ref), rng.uniform(20, 120, 300))
+    assert p < 1e-6
     d_same, p_same = ks_test(np.quantile(ref, np.linspace(0, 1, 101)), len(ref), rng.uniform(0, 100, 300))
     assert d_same < 0.1 and p_same > 0.01
 
@@ -133,3 +140,13 @@ def test_drift_stale_and_code_causes():
     assert rules.code_cause("abc", "abc", "2026-01-05") is None
     assert rules.code_cause("abc", "def", "2026-01-05")["cause"] == "code_version"
     assert rules.primary([{"cause": "stale"}, {"cause": "drift"}]) == "drift"
+
+
+def test_a_failing_webhook_is_reported_without_its_url_and_never_raises():
+    from mlops_assets.resources.alerting import post_alerts
+
+    alert = [{"region": "north", "kind": "feature_drift"}]
+    for url in ("hooks.example.com/T0/SECRET", "http://127.0.0.1:1/hook?token=SECRET", "http://bad host/SECRET"):
+        reason = post_alerts(url, alert, timeout=2)
+        assert reason and "SECRET" not in reason and "127.0.0.1" not in reason, reason
+    assert post_alerts("", alert) is None and post_alerts("http://127.0.0.1:1/", []) is None

@@ -209,10 +209,13 @@ def test_a_region_without_champion_is_forecast_by_the_baseline_with_an_alert(env
         monkeypatch.setenv("MLOPS_ALERT_WEBHOOK", f"http://127.0.0.1:{server.server_port}/hook")
         run_pipeline(env, ["north"], train=False)  # conditioned and featurized, never trained
         settings = Settings.from_env()
-        result = build_definitions(settings).resolve_job_def("scoring").execute_in_process(
+        defs = build_definitions(settings)
+        result = defs.resolve_job_def("scoring").execute_in_process(
             instance=dg.DagsterInstance.get(), partition_key="north|2026-11-16",
             asset_selection=[dg.AssetKey("scores")])
         assert result.success  # a missing champion is an alert, not a failed forecast
+        for _ in range(2):  # the alert is posted once, when it opens
+            defs.resolve_job_def("alerting").execute_in_process(instance=dg.DagsterInstance.get())
     finally:
         server.shutdown()
     scores = pd.read_parquet(settings.storage_root / "scores" / "north" / "2026-11-16.parquet")
@@ -228,3 +231,20 @@ def test_a_region_without_champion_is_forecast_by_the_baseline_with_an_alert(env
     [alert] = posted["alerts"]
     assert (alert["region"], alert["kind"], alert["severity"]) == ("north", "no_champion", "ERROR")
     assert alert["run_id"] == result.run_id
+
+
+def test_an_appended_weather_file_touches_only_its_new_week_and_region(env):
+    from mlops_assets.automation.sensors import affected_partitions, detect_changes
+
+    weather = sorted((env / "weather").glob("observed_*.csv"))[-1]
+    state, changed, _ = detect_changes(env, {})
+    assert affected_partitions(env, changed, [], {}, state) == "all"  # masters are new too
+    first = affected_partitions(env, [f"weather/{weather.name}"], [], {}, state)
+    assert set(first) == {"north", "south"}  # a file never seen whole: every week in it
+    stores = pd.read_csv(env / "stores.csv", dtype=str)
+    north_zip = stores.loc[stores["region"] == "north", "zip_code"].iloc[0]
+    with weather.open("a") as f:  # a delivery appends two days of one north zip code to the year's file
+        f.write(f"2026-11-16,{north_zip},9.0,2.0,0.0,false\n2026-11-17,{north_zip},8.0,1.0,1.5,false\n")
+    after, changed, removed = detect_changes(env, state)
+    assert changed == [f"weather/{weather.name}"] and not removed
+    assert affected_partitions(env, changed, removed, state, after) == {"north": ["2026-11-16", "2026-11-16"]}

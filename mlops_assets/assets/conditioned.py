@@ -6,7 +6,6 @@ so rebuilding years of history is one run per region, not one per week.
 """
 
 
-from collections import defaultdict
 from collections.abc import Callable
 
 import dagster as dg
@@ -15,15 +14,7 @@ import pandera.pandas as pa
 
 from mlops_assets.contract import conditioning, schemas
 from mlops_assets.errors import ContractError
-from mlops_assets.partitions import split_key
-
-
-def weeks_by_region(context: dg.AssetExecutionContext) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = defaultdict(list)
-    for key in context.partition_keys:
-        region, week = split_key(key)
-        out[region].append(week)
-    return dict(out)
+from mlops_assets.partitions import weeks_by_region
 
 
 def _schema_check(asset: str, schema: pa.DataFrameSchema, frame: pd.DataFrame) -> dg.AssetCheckResult:

@@ -1,30 +1,33 @@
 """Model health: ``drift_metrics`` and ``forecast_accuracy`` [region x week], and ``alerts``.
 
-Each loads its inputs, calls ``mlops_assets.monitoring`` and records what it found as
-metadata, asset check results (WARN or ERROR, never blocking: a drifting week still gets its
-forecast) and rows of the ``alerts`` asset, which the sensors and ``mlops-assets status`` read.
+The two monitors load their inputs, call ``mlops_assets.monitoring`` and record what they found
+as metadata and asset check results (WARN or ERROR, never blocking: a drifting week still gets
+its forecast). ``alerts`` gathers what is open now, over every region: the latest evaluated week
+of each monitor, the latest forecast, and failed runs not yet followed by a success; it alone
+POSTs to the webhook, and only alerts that were not open before.
 """
 
 
+import datetime as dt
 import json
 
 import dagster as dg
 import pandas as pd
 
-from mlops_assets.assets.conditioned import weeks_by_region
-from mlops_assets.assets.models import latest_materializations
-from mlops_assets.assets.scores import BASELINE_VERSION
+from mlops_assets.ml.ensemble import BASELINE_VERSION
 from mlops_assets.monitoring import alerts as alerting
 from mlops_assets.monitoring.accuracy import realized_accuracy, realized_rows
-from mlops_assets.monitoring.drift import drift_table, summarize, week_drift
-from mlops_assets.monitoring.rules import model_age_days
+from mlops_assets.monitoring.drift import drift_table, result_from_table, week_drift
+from mlops_assets.partitions import latest_materializations, weeks_by_region
 from mlops_assets.resources.alerting import MonitoringResource
 from mlops_assets.resources.mlflow_registry import MlflowRegistryResource
 from mlops_assets.resources.storage import ALLOW_MISSING, StorageResource
 from mlops_assets.registry.tracking import Release
 
 KEY = ["week_start", "store_id", "product_id"]
-RECENT_WEEKS = 8  # weeks per region the alerts asset looks back
+RANGE_START = "dagster/asset_partition_range_start"
+FAILURES_KEPT = 50  # the newest failed-run alerts that are looked at
+ALERT_KEY = ["region", "week", "kind", "severity"]
 
 
 def _week(frame: pd.DataFrame, region: str, week: str) -> pd.DataFrame:
@@ -112,9 +115,6 @@ def build_drift_metrics(partitions_def: dg.MultiPartitionsDefinition) -> dg.Asse
             found += alerting.drift_alerts(region, week, result, thresholds)
         out = pd.concat(tables, ignore_index=True) if tables else drift_table(
             {"columns": {}, "monitored": []}, "", "2000-01-03").assign(model_version=pd.Series(dtype=str))
-        for a in found:
-            a["run_id"] = context.run.run_id
-        monitoring.notify(context.log, found)
         drifted = [k for k, v in verdicts.items() if v["drifted"]]
         some = [k for k, v in verdicts.items() if v["features"] and not v["drifted"]]
         predicted = [k for k, v in verdicts.items() if v["prediction_drift"]]
@@ -171,9 +171,6 @@ def build_forecast_accuracy(partitions_def: dg.MultiPartitionsDefinition) -> dg.
             found += alerting.accuracy_alerts(region, week, accuracy, rules)
         out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
             {"region": pd.Series(dtype=str), "week_start": pd.Series(dtype="datetime64[ns]")})
-        for a in found:
-            a["run_id"] = context.run.run_id
-        monitoring.notify(context.log, found)
         if skipped:
             context.log.info(f"forecast_accuracy: nothing to evaluate for {len(skipped)} partition(s) (not "
                              f"scored, or actuals not in yet): {', '.join(skipped[:5])}")
@@ -195,33 +192,57 @@ def build_forecast_accuracy(partitions_def: dg.MultiPartitionsDefinition) -> dg.
     return forecast_accuracy
 
 
-def _recent_files(storage: StorageResource, asset: str, weeks: int) -> list[tuple[str, str]]:
-    """(region, week) of the latest ``weeks`` stored partitions of each region: a listing, no reads."""
+def _latest_files(storage: StorageResource, asset: str) -> list[tuple[str, str]]:
+    """(region, week) of each region's latest stored partition: a listing, no reads. An alert is
+    open while the latest evaluation raises it; a clean later week closes it."""
     root = storage.path / asset
     out = []
     if root.is_dir():
         for region_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-            out += [(region_dir.name, p.stem) for p in sorted(region_dir.glob("*.parquet"))[-weeks:]]
+            weeks = sorted(p.stem for p in region_dir.glob("*.parquet"))
+            if weeks:
+                out.append((region_dir.name, weeks[-1]))
     return out
 
 
-def current_alerts(storage: StorageResource, monitoring: MonitoringResource, stale_after_days: int) -> list[dict]:
-    """Every alert the stored monitoring results raise now, from the last weeks of each region."""
+def _open_failures(storage: StorageResource, instance: dg.DagsterInstance) -> list[dict]:
+    """Failed-run alerts whose job and partition have not succeeded since."""
+    folder = storage.path / "alerts" / "failures"
+    files = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime)[-FAILURES_KEPT:] if folder.is_dir() else []
+    out = []
+    for path in files:
+        found = json.loads(path.read_text())
+        failed = instance.get_run_by_id(found["run_id"])
+        if failed is None:
+            continue
+        partition = {k: v for k, v in failed.tags.items() if k in ("dagster/partition", RANGE_START)}
+        later = instance.get_runs(filters=dg.RunsFilter(job_name=failed.job_name, tags=partition,
+                                                        statuses=[dg.DagsterRunStatus.SUCCESS],
+                                                        created_after=_created(instance, failed)), limit=1)
+        if not later:
+            out.append(found)
+    return out
+
+
+def _created(instance: dg.DagsterInstance, run) -> dt.datetime:
+    [record] = instance.get_run_records(filters=dg.RunsFilter(run_ids=[run.run_id]), limit=1)
+    return record.create_timestamp
+
+
+def current_alerts(storage: StorageResource, instance: dg.DagsterInstance, monitoring: MonitoringResource,
+                   stale_after_days: int) -> list[dict]:
+    """Every alert open now: from each region's latest drift, accuracy and forecast, and failed runs."""
     thresholds, rules = monitoring.thresholds, monitoring.retrain_rules
     found: list[dict] = []
-    for region, week in _recent_files(storage, "drift_metrics", RECENT_WEEKS):
+    for region, week in _latest_files(storage, "drift_metrics"):
         table = storage.read_parquet(f"drift_metrics/{region}/{week}.parquet")
         if len(table):
-            verdict = summarize(table, thresholds.share)
-            result = {**verdict, "monitored": table.loc[table["role"] == "feature", "column"].tolist(),
-                      "columns": {r.column: {"wasserstein": r.wasserstein} for r in table.itertuples()
-                                  if r.role == "prediction"}}
-            found += alerting.drift_alerts(region, week, result, thresholds)
-    for region, week in _recent_files(storage, "forecast_accuracy", RECENT_WEEKS):
+            found += alerting.drift_alerts(region, week, result_from_table(table, thresholds.share), thresholds)
+    for region, week in _latest_files(storage, "forecast_accuracy"):
         table = storage.read_parquet(f"forecast_accuracy/{region}/{week}.parquet")
         if len(table):
             found += alerting.accuracy_alerts(region, week, table, rules)
-    for region, week in _recent_files(storage, "scores", 1):
+    for region, week in _latest_files(storage, "scores"):
         scores = storage.read_parquet(f"scores/{region}/{week}.parquet")
         if len(scores) and (scores["model_version"] == BASELINE_VERSION).all():
             found.append(alerting.alert(region, week, "no_champion", alerting.ERROR, None, None,
@@ -231,10 +252,7 @@ def current_alerts(storage: StorageResource, monitoring: MonitoringResource, sta
             if age > stale_after_days:
                 found.append(alerting.alert(region, week, "stale_model", alerting.WARN, age, stale_after_days,
                                             f"the champion is {age} days old at {week}"))
-    failures = storage.path / "alerts" / "failures"
-    if failures.is_dir():
-        found += [json.loads(p.read_text()) for p in sorted(failures.glob("*.json"))[-50:]]
-    return found
+    return found + _open_failures(storage, instance)
 
 
 @dg.asset(
@@ -242,13 +260,13 @@ def current_alerts(storage: StorageResource, monitoring: MonitoringResource, sta
     group_name="monitoring",
     description="Open alerts over every region: drift, realized accuracy, a region served by the baseline, stale "
                 "champions and failed runs; one row each with region, week, kind, severity, value, threshold and "
-                "the Dagster run that raised it. `mlops-assets status` lists them.",
+                "the Dagster run that raised it. Alerts that were not open before are POSTed to "
+                "MLOPS_ALERT_WEBHOOK. `mlops-assets status` lists them.",
     kinds={"pandas", "parquet"},
 )
 def alerts(context: dg.AssetExecutionContext, storage: StorageResource, monitoring: MonitoringResource,
            mlflow: MlflowRegistryResource) -> dg.MaterializeResult:
-    found = current_alerts(storage, monitoring, mlflow.stale_after_days)
-    table = alerting.frame(found)
+    table = alerting.frame(current_alerts(storage, context.instance, monitoring, mlflow.stale_after_days))
     # link each alert to the run that wrote the partition it came from
     for asset in ("drift_metrics", "forecast_accuracy", "scores"):
         rows = table["run_id"] == ""
@@ -259,9 +277,13 @@ def alerts(context: dg.AssetExecutionContext, storage: StorageResource, monitori
             table.loc[rows, "run_id"] = [runs.get(f"{r}|{w}", "") for r, w in
                                          zip(table.loc[rows, "region"], table.loc[rows, "week"])]
     table["link"] = ["/runs/" + r if r else "" for r in table["run_id"]]
+    before = storage.read_parquet("alerts.parquet") if storage.exists("alerts.parquet") else table.iloc[0:0]
+    seen = set(map(tuple, before[ALERT_KEY].astype(str).to_numpy()))
+    new = table[[tuple(k) not in seen for k in table[ALERT_KEY].astype(str).to_numpy()]]
     storage.write_parquet("alerts.parquet", table)
+    monitoring.notify(context.log, json.loads(new.to_json(orient="records")))
     return dg.MaterializeResult(metadata={
-        "open_alerts": len(table), "errors": int((table["severity"] == alerting.ERROR).sum()),
+        "open_alerts": len(table), "new_alerts": len(new), "errors": int((table["severity"] == alerting.ERROR).sum()),
         "regions": ", ".join(sorted(set(table["region"]))) or "none",
         "alerts": dg.MetadataValue.md(table.drop(columns=["run_id"]).head(30).to_markdown(index=False)
                                       if len(table) else "none")})

@@ -19,7 +19,7 @@ from mlops_assets.registry.lineage import write_snapshot
 from mlops_assets.ml.ensemble import SEGMENTS, ForecastModel, TrainConfig, train_region
 from mlops_assets.ml.featurize import KEY
 from mlops_assets.ml.metrics import METRICS
-from mlops_assets.partitions import REGION, region_partitions
+from mlops_assets.partitions import REGION, latest_materializations, region_partitions
 from mlops_assets.resources.landing_folder import LandingResource
 from mlops_assets.resources.mlflow_registry import MlflowRegistryResource
 from mlops_assets.resources.storage import ALLOW_MISSING, StorageResource, partition_file
@@ -135,21 +135,6 @@ def training_metrics(model: ForecastModel) -> dict:
     """MLflow metric names: ``large_fast.ensemble.mape``, ``region.mape_reduction_vs_baseline``."""
     return {".".join(p for p in (scope.replace("/", "_"), member, metric) if p): value
             for scope, member, metric, value in metric_items(model.evaluation)}
-
-
-def latest_materializations(instance: dg.DagsterInstance, key: dg.AssetKey, partitions: list[str]) -> dict:
-    """{partition: its latest materialization record} for the given partitions (absent if never)."""
-    found: dict = {}
-    cursor = None
-    while len(found) < len(partitions):
-        result = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=key, asset_partitions=partitions), limit=1000, cursor=cursor)
-        for record in result.records:  # newest first
-            found.setdefault(record.asset_materialization.partition, record)
-        if not result.has_more:
-            break
-        cursor = result.cursor
-    return found
 
 
 def lineage_document(instance: dg.DagsterInstance, landing: LandingResource, storage: StorageResource,

@@ -3,14 +3,10 @@
 import dagster as dg
 import pandas as pd
 
-from mlops_assets.ml.ensemble import baseline_forecast
-from mlops_assets.monitoring import alerts as alerting
+from mlops_assets.ml.ensemble import BASELINE_VERSION, baseline_forecast
 from mlops_assets.partitions import REGION, split_key
 from mlops_assets.registry.tracking import CHAMPION, registered_name
-from mlops_assets.resources.alerting import MonitoringResource
 from mlops_assets.resources.mlflow_registry import MlflowRegistryResource
-
-BASELINE_VERSION = "baseline"  # the model_version of rows forecast without a champion
 
 
 def baseline_scores(features: pd.DataFrame) -> pd.DataFrame:
@@ -52,8 +48,7 @@ def build_scores(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDefin
                     "its age. Scoring the next unobserved week is the normal weekly use.",
         kinds={"pandas", "parquet", "mlflow"},
     )
-    def scores(context: dg.AssetExecutionContext, features: pd.DataFrame, mlflow: MlflowRegistryResource,
-               monitoring: MonitoringResource):
+    def scores(context: dg.AssetExecutionContext, features: pd.DataFrame, mlflow: MlflowRegistryResource):
         regions = {split_key(k)[0] for k in context.partition_keys}
         if len(regions) != 1:
             raise ValueError(f"scores: one region per run (got {sorted(regions)}); launch one run per region")
@@ -72,11 +67,7 @@ def build_scores(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDefin
         if model is None:
             # a region never goes without forecasts: the historical average serves, marked, and an alert goes out
             out = baseline_scores(features)
-            week = ", ".join(sorted({split_key(k)[1] for k in context.partition_keys}))
-            found = [alerting.alert(region, week, "no_champion", alerting.ERROR, None, None,
-                                    f"{problem}; the historical average serves", context.run.run_id)]
             context.log.error(f"scores {region}: {problem}; forecasting with the historical-average baseline")
-            monitoring.notify(context.log, found)
             yield dg.Output(out, metadata={"rows": len(out), "model_version": BASELINE_VERSION,
                                            "rows_by_baseline": len(out), "forecast_total": float(out["forecast"].sum()),
                                            "fallback_reason": problem})

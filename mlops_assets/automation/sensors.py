@@ -5,7 +5,8 @@
 - ``landing_files``: new or changed landing files (found by listing, size and mtime; only changed
   files are hashed) -> validation of the tables, tagged with the region x weeks they touch;
 - ``conditioning_after_validation``: a successful validation -> conditioning, features, drift and
-  realized accuracy of exactly those weeks, one run per region;
+  realized accuracy of those weeks (and the features of the 52 weeks after them, whose lags read
+  them), one run per region;
 - ``scoring_after_conditioning``: then the coming week is forecast and its drift measured;
 - ``retrain_on_model_health``: drift, degraded accuracy, staleness or new model code -> a
   training run per region, tagged with its cause;
@@ -19,6 +20,7 @@ Every run carries ``mlops/trigger``. Ticks stay cheap at seed scale: no table is
 
 import datetime as dt
 import json
+import uuid
 from pathlib import Path
 
 import dagster as dg
@@ -29,6 +31,7 @@ from mlops_assets.automation.jobs import (alerting_job, observe_landing_job, sco
 from mlops_assets.config import Settings
 from mlops_assets.contract import validation as contract
 from mlops_assets.ml import code_version
+from mlops_assets.ml.featurize import HISTORY_WEEKS
 from mlops_assets.monitoring import alerts as alerting
 from mlops_assets.monitoring import rules
 from mlops_assets.monitoring.drift import summarize
@@ -41,6 +44,7 @@ from mlops_assets.resources.storage import StorageResource
 TRIGGER, REASONS = rules.TRIGGER_TAG, rules.REASONS_TAG
 AFFECTED = "mlops/affected"  # JSON {region: [first week, last week]} or "all"
 REGION = "mlops/region"
+SCORE_WEEK = "mlops/score_week"  # the week a conditioning run prepares the forecast of
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 ALL = "all"
 
@@ -60,7 +64,8 @@ def file_stamps(landing: Path) -> dict[str, list[int]]:
 
 def detect_changes(landing: Path, known: dict[str, list]) -> tuple[dict[str, list], list[str], list[str]]:
     """(state, changed, removed): a file whose size or mtime moved is hashed, and counts as changed
-    only if its content differs from what was known; ``state`` maps path -> [size, mtime, sha256]."""
+    only if its content differs from what was known; ``state`` maps path -> [size, mtime, sha256,
+    and, once the file has changed, {region|week: digest of its rows}]."""
     state, changed = {}, []
     for rel, (size, mtime) in file_stamps(landing).items():
         before = known.get(rel)
@@ -68,48 +73,63 @@ def detect_changes(landing: Path, known: dict[str, list]) -> tuple[dict[str, lis
             state[rel] = before
             continue
         digest = contract.file_digest(landing / rel)
-        state[rel] = [size, mtime, digest]
+        state[rel] = [size, mtime, digest, *before[3:4]] if before else [size, mtime, digest]
         if not before or before[2] != digest:
             changed.append(rel)
     return state, sorted(changed), sorted(set(known) - set(state))
 
 
-def _read(path: Path, columns: list[str]) -> pd.DataFrame:
+def _read(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
     if path.suffix == ".parquet":
         return pd.read_parquet(path, columns=columns).astype(str)
     return pd.read_csv(path, usecols=columns, dtype=str, keep_default_na=False)
 
 
 def _monday(dates: pd.Series) -> pd.Series:
-    days = pd.to_datetime(dates, format="%Y-%m-%d", errors="coerce").dropna()
+    days = pd.to_datetime(dates, format="%Y-%m-%d", errors="coerce")
     return (days - pd.to_timedelta(days.dt.weekday, unit="D")).dt.strftime("%Y-%m-%d")
 
 
-def affected_partitions(landing: Path, changed: list[str], removed: list[str]) -> dict | str:
-    """The region x weeks the changed files touch, {region: [first, last]}, from the changed files'
-    key columns alone; "all" when a master or the events changed, a file went away, or a file
-    cannot be read (validation will say why)."""
+def partition_digests(frame: pd.DataFrame, folder: str, region_of_store: dict, regions_of_zip: dict) -> dict:
+    """{region|week: digest of that region's rows of that week} of one landing file: what tells
+    which partitions a changed file really changed (rows in any order)."""
+    if folder in ("shipments", "returns"):
+        keys = pd.DataFrame({"region": frame["store_id"].map(region_of_store), "week": frame["week_start"]})
+    else:  # weather: a zip code may serve stores of several regions
+        keys = pd.DataFrame({"region": frame["zip_code"].map(lambda z: sorted(regions_of_zip.get(z, ()))),
+                             "week": _monday(frame["date"])}).explode("region")
+    rows = pd.util.hash_pandas_object(frame[sorted(frame.columns)], index=False).reindex(keys.index)
+    keys = keys.assign(hash=rows.to_numpy()).dropna(subset=["region", "week"])
+    sums = keys.groupby(["region", "week"])["hash"].sum()  # order-free: wraps around uint64
+    return {f"{r}|{w}": format(int(h) & (2**64 - 1), "016x") for (r, w), h in sums.items()}
+
+
+def affected_partitions(landing: Path, changed: list[str], removed: list[str], known: dict | None = None,
+                        state: dict | None = None) -> dict | str:
+    """The region x weeks the changed files touch, {region: [first, last]}: for a file seen change
+    before, the partitions whose rows differ from last time; for a new file, all of its partitions.
+    "all" when a master or the events changed, a file went away, or a file cannot be read
+    (validation will say why). The new per-partition digests are recorded in ``state``."""
     if removed or any("/" not in rel for rel in changed):
         return ALL
+    known, state = known or {}, state if state is not None else {}
     stores = _read(contract.table_files(landing, contract.TABLES["stores"])[0], ["store_id", "region", "zip_code"])
     region_of_store = dict(zip(stores["store_id"], stores["region"]))
     regions_of_zip = stores.groupby("zip_code")["region"].apply(set).to_dict()
     weeks: dict[str, set] = {}
     for rel in changed:
-        folder = rel.split("/", 1)[0]
         try:
-            if folder in ("shipments", "returns"):
-                frame = _read(landing / rel, ["week_start", "store_id"])
-                pairs = zip(frame["store_id"].map(region_of_store), frame["week_start"])
-            else:  # weather
-                frame = _read(landing / rel, ["date", "zip_code"])
-                frame["week"] = _monday(frame["date"]).reindex(frame.index)
-                pairs = ((r, w) for z, w in zip(frame["zip_code"], frame["week"]) for r in regions_of_zip.get(z, ()))
+            digests = partition_digests(_read(landing / rel), rel.split("/", 1)[0], region_of_store, regions_of_zip)
         except (ValueError, KeyError, OSError):
             return ALL
-        for region, week in pairs:
-            if isinstance(region, str) and isinstance(week, str) and week:
-                weeks.setdefault(region, set()).add(week)
+        before = known.get(rel, [])[3] if len(known.get(rel, [])) > 3 else None
+        touched = digests if before is None else {
+            k for k in digests.keys() | before.keys() if digests.get(k) != before.get(k)}
+        if rel in state:
+            state[rel] = [*state[rel][:3], digests]
+        for key in touched:
+            region, week = key.split("|")
+            weeks.setdefault(region, set()).add(week)
     return {r: [min(w), max(w)] for r, w in sorted(weeks.items())}
 
 
@@ -121,6 +141,13 @@ def last_delivered_week(instance: dg.DagsterInstance) -> str | None:
     event = instance.get_latest_materialization_event(dg.AssetKey("shipments"))
     meta = event.asset_materialization.metadata if event else {}
     return meta["last_week"].value if "last_week" in meta else None
+
+
+def validated_regions(storage: StorageResource) -> list[str]:
+    """Regions of the last validated stores table (a small file)."""
+    if not storage.exists("stores.parquet"):
+        return []
+    return list(dict.fromkeys(storage.read_parquet("stores.parquet")["region"].tolist()))
 
 
 def next_week(week: str) -> str:
@@ -204,56 +231,69 @@ def build_sensors(settings: Settings) -> list:
                description="When landing files are added, changed or removed: record their hashes and validate the "
                            "tables, tagged with the region x weeks the files touch.")
     def landing_files(context: dg.SensorEvaluationContext, landing: LandingResource):
-        state = json.loads(context.cursor) if context.cursor else {"seq": 0, "files": {}}
+        # "id" is new whenever the cursor is (first tick, or a reset): with the sequence number it
+        # makes run keys that no earlier cursor used, since Dagster remembers run keys for good
+        state = json.loads(context.cursor) if context.cursor else {"id": uuid.uuid4().hex[:8], "seq": 0, "files": {}}
         files, changed, removed = detect_changes(landing.root, state["files"])
         if not state["files"]:
             # first tick: what `mlops-assets run` (or an earlier deployment) already validated is not new
             changed = _unvalidated(context.instance, landing, changed)
         if not changed and not removed:
             return dg.SensorResult(skip_reason="landing files unchanged",
-                                   cursor=json.dumps({"seq": state["seq"], "files": files}))
+                                   cursor=json.dumps({**state, "files": files}))
         # the sequence number, not the content hash, makes the run key: a folder that returns to
         # an earlier content is validated again
         seq = state["seq"] + 1
-        scope = affected_partitions(landing.root, changed, removed)
+        scope = affected_partitions(landing.root, changed, removed, state["files"], files)
         tags = {TRIGGER: "new_data", AFFECTED: json.dumps(scope),
                 "mlops/changed_files": ", ".join([*changed, *removed])[:500]}
         context.log.info(f"{len(changed)} changed and {len(removed)} removed landing files; affected: {scope}")
+        key = f"{state['id']}-{seq}"
         return dg.SensorResult(
-            run_requests=[dg.RunRequest(run_key=f"observe-{seq}", job_name=observe_landing_job.name, tags=tags),
-                          dg.RunRequest(run_key=f"tables-{seq}", job_name=tables_job.name, tags=tags)],
-            cursor=json.dumps({"seq": seq, "files": files}))
+            run_requests=[dg.RunRequest(run_key=f"observe-{key}", job_name=observe_landing_job.name, tags=tags),
+                          dg.RunRequest(run_key=f"tables-{key}", job_name=tables_job.name, tags=tags)],
+            cursor=json.dumps({"id": state["id"], "seq": seq, "files": files}))
 
     @dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, name="conditioning_after_validation",
                           monitored_jobs=[tables_job], request_jobs=[weekly_job, scoring_job],
                           minimum_interval_seconds=every, default_status=status,
                           description="After new data is validated: condition, build features and monitor exactly "
                                       "the affected region x weeks (one run per region).")
-    def conditioning_after_validation(context: dg.RunStatusSensorContext):
+    def conditioning_after_validation(context: dg.RunStatusSensorContext, storage: StorageResource):
         run = context.dagster_run
         if run.tags.get(TRIGGER) != "new_data":
             return dg.SkipReason(f"run {run.run_id} was not started by new data")
         last = last_delivered_week(context.instance)
         if last is None:
             return dg.SkipReason("no shipments delivered yet")
+        # the regions of the stores just validated: one that region_discovery has not added yet is
+        # added here, so its first delivery is not lost
+        known = context.instance.get_dynamic_partitions(region_partitions.name)
+        regions = list(dict.fromkeys([*known, *validated_regions(storage)]))
+        new_regions = [r for r in regions if r not in known]
         scope = json.loads(run.tags.get(AFFECTED, json.dumps(ALL)))
-        regions = context.instance.get_dynamic_partitions(region_partitions.name)
         if scope == ALL:
             scope = {r: [settings.first_week, next_week(last)] for r in regions}
+        upcoming = next_week(last)  # the week to forecast once these weeks are conditioned
         requests = []
         for region, (first, end) in sorted(scope.items()):
             if region not in regions:
                 continue
-            tags = {TRIGGER: "new_data", REGION: region}
+            tags = {TRIGGER: "new_data", REGION: region, SCORE_WEEK: upcoming}
             if first <= last:
                 first = max(first, settings.first_week)
+                # the features of the year after a changed week read it through their lags
+                end = min(last, (dt.date.fromisoformat(end) + dt.timedelta(weeks=HISTORY_WEEKS)).isoformat())
                 requests.append(dg.RunRequest(run_key=f"{run.run_id}-{region}", job_name=weekly_job.name,
                                               tags={**tags, RANGE_START: f"{region}|{first}",
-                                                    RANGE_END: f"{region}|{min(end, last)}"}))
+                                                    RANGE_END: f"{region}|{end}"}))
             else:  # only the coming week changed (a new weather forecast, say): forecast it again
                 requests.append(dg.RunRequest(run_key=f"{run.run_id}-{region}-score", job_name=scoring_job.name,
-                                              partition_key=f"{region}|{next_week(last)}", tags=tags))
-        return requests or dg.SkipReason("the changed files touch no known region")
+                                              partition_key=f"{region}|{upcoming}", tags=tags))
+        if not requests:
+            return dg.SkipReason("the changed files touch no known region")
+        return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=(
+            [region_partitions.build_add_request(new_regions)] if new_regions else []))
 
     @dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, name="scoring_after_conditioning",
                           monitored_jobs=[weekly_job], request_job=scoring_job, minimum_interval_seconds=every,
@@ -261,10 +301,10 @@ def build_sensors(settings: Settings) -> list:
                           description="After a region's new weeks are conditioned: forecast its coming week.")
     def scoring_after_conditioning(context: dg.RunStatusSensorContext):
         run = context.dagster_run
-        region, last = run.tags.get(REGION), last_delivered_week(context.instance)
-        if not region or last is None:
-            return dg.SkipReason(f"run {run.run_id} names no region (not started by a sensor)")
-        return dg.RunRequest(run_key=f"{run.run_id}-score", partition_key=f"{region}|{next_week(last)}",
+        region, week = run.tags.get(REGION), run.tags.get(SCORE_WEEK)
+        if not region or not week:
+            return dg.SkipReason(f"run {run.run_id} names no region and week to forecast (not started by a sensor)")
+        return dg.RunRequest(run_key=f"{run.run_id}-score", partition_key=f"{region}|{week}",
                              tags={TRIGGER: run.tags.get(TRIGGER, "new_data"), REGION: region})
 
     @dg.sensor(name="retrain_on_model_health", job=training_job, minimum_interval_seconds=every,
@@ -308,9 +348,10 @@ def build_sensors(settings: Settings) -> list:
                              tags={TRIGGER: run.tags.get(TRIGGER, "manual"), REGION: region})
 
     @dg.run_failure_sensor(name="alert_on_run_failure", minimum_interval_seconds=every, default_status=status,
-                           description="A failed run becomes an alert: a row of `alerts` and a webhook call.")
-    def alert_on_run_failure(context: dg.RunFailureSensorContext, storage: StorageResource,
-                             monitoring: MonitoringResource):
+                           request_job=alerting_job,
+                           description="A failed run becomes an alert: a row of `alerts` (and so a webhook call) "
+                                       "until a later run of the same job and partition succeeds.")
+    def alert_on_run_failure(context: dg.RunFailureSensorContext, storage: StorageResource):
         run = context.dagster_run
         partition = run.tags.get("dagster/partition") or run.tags.get(RANGE_START, "")
         region = partition.split("|")[0] if partition else run.tags.get(REGION, "*")
@@ -320,7 +361,9 @@ def build_sensors(settings: Settings) -> list:
         path = storage.path / "alerts" / "failures" / f"{run.run_id}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(found) + "\n")
-        monitoring.notify(context.log, [found])
+        if run.job_name == alerting_job.name:
+            return None  # the alerts job failing must not request itself forever
+        return dg.RunRequest(run_key=f"{run.run_id}-alerts", tags={TRIGGER: run.tags.get(TRIGGER, "manual")})
 
     @dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, name="alerts_after_monitoring",
                           monitored_jobs=[weekly_job, scoring_job], request_job=alerting_job,

@@ -35,6 +35,7 @@ SEGMENTS = ("large/fast", "large/slow", "small/fast", "small/slow")
 WEIGHTS = np.round(np.linspace(0, 1, 21), 2)
 FORMAT_VERSION = 2  # 2: network weights as NPZ (1: torch.save)
 PROFILES = ("reference", "holdout_reference")  # JSON files beside model.json
+BASELINE_VERSION = "baseline"  # the model_version of forecasts made without a model (no champion)
 
 
 @dataclass

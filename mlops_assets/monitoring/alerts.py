@@ -30,6 +30,10 @@ def drift_alerts(region: str, week: str, result: dict, thresholds: DriftThreshol
     elif result["features"]:
         out.append(alert(region, week, "feature_drift", WARN, result["share"], thresholds.share,
                          f"some features drifted: {', '.join(result['features'])}"))
+    warned = [n for n, c in result["columns"].items() if c.get("psi_level") == "warn" and n not in result["features"]]
+    if warned:
+        out.append(alert(region, week, "psi_warn", WARN, max(result["columns"][n]["psi"] for n in warned),
+                         thresholds.psi_warn, f"PSI between the warn and drift levels: {', '.join(warned)}"))
     if result["prediction_drift"]:
         column = next(c for n, c in result["columns"].items() if n not in result["monitored"])
         value = column.get("wasserstein", column.get("p_adjusted"))
@@ -60,14 +64,3 @@ def frame(alerts: list[dict]) -> pd.DataFrame:
     out["value"] = out["value"].astype(float)
     out["threshold"] = out["threshold"].astype(float)
     return out
-
-
-def open_alerts(history: pd.DataFrame) -> pd.DataFrame:
-    """Alerts still open: for each region and kind, those of the latest week that kind was
-    evaluated in (a later clean evaluation closes it). ``history`` holds every alert with a
-    boolean ``evaluated_clean`` marker row per region, kind and week where nothing fired."""
-    if history.empty:
-        return history
-    latest = history.groupby(["region", "kind"])["week"].transform("max")
-    current = history[history["week"] == latest]
-    return current[current["severity"].isin([WARN, ERROR])].reset_index(drop=True)

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from mlops_assets.monitoring.profiles import monitored_values
+from mlops_assets.monitoring.profiles import check_version, monitored_values
 from mlops_assets.monitoring.statistics import (bin_counts, chi_square_test, holm, js_distance, ks_test, psi,
                                                 wasserstein_from_quantiles)
 
@@ -98,6 +98,7 @@ def week_drift(profile: dict, features: pd.DataFrame, forecasts: np.ndarray | No
     """One week's drift: per monitored column its statistics and verdict, the share of drifted
     features, the dataset verdict, and prediction drift (None when no forecasts are given)."""
     thresholds = thresholds or DriftThresholds()
+    check_version(profile)
     frame = features.copy()
     prediction = profile.get("prediction")
     if forecasts is not None and prediction:
@@ -129,11 +130,12 @@ def drift_table(result: dict, region: str, week: str) -> pd.DataFrame:
                      "role": "prediction" if name not in result["monitored"] else "feature",
                      "kind": c["kind"], "test": c["test"], "rows": c["rows"],
                      "wasserstein": c.get("wasserstein"), "wasserstein_limit": c.get("wasserstein_limit"),
-                     "psi": c.get("psi"), "psi_limit": c.get("psi_limit"), "js": c.get("js"),
+                     "psi": c.get("psi"), "psi_limit": c.get("psi_limit"), "psi_level": c.get("psi_level", ""),
+                     "js": c.get("js"),
                      "statistic": c.get("statistic"), "p_value": c.get("p_value"),
                      "p_adjusted": c.get("p_adjusted"), "drifted": bool(c["drifted"])})
     columns = ["region", "week_start", "column", "role", "kind", "test", "rows", "wasserstein", "wasserstein_limit",
-               "psi", "psi_limit", "js", "statistic", "p_value", "p_adjusted", "drifted"]
+               "psi", "psi_limit", "psi_level", "js", "statistic", "p_value", "p_adjusted", "drifted"]
     frame = pd.DataFrame(rows, columns=columns)
     for c in ("wasserstein", "wasserstein_limit", "psi", "psi_limit", "js", "statistic", "p_value", "p_adjusted"):
         frame[c] = frame[c].astype(float)
@@ -142,11 +144,20 @@ def drift_table(result: dict, region: str, week: str) -> pd.DataFrame:
     return frame
 
 
-def summarize(table: pd.DataFrame, share: float) -> dict:
-    """A week's verdict from its stored per-column rows (what ``week_drift`` returned)."""
+def result_from_table(table: pd.DataFrame, share: float) -> dict:
+    """A week's result, as ``week_drift`` returned it, from its stored rows (``drift_table``)."""
     features = table[table["role"] == "feature"]
     prediction = table[table["role"] == "prediction"]
     drifted = features.loc[features["drifted"], "column"].tolist()
     fraction = len(drifted) / len(features) if len(features) else None
+    columns = {r["column"]: {k: v for k, v in r.items() if v is not None and v == v}
+               for r in table.to_dict("records")}
     return {"drifted": bool(fraction is not None and fraction >= share), "share": fraction, "features": drifted,
+            "monitored": features["column"].tolist(), "columns": columns,
             "prediction_drift": bool(prediction["drifted"].any()) if len(prediction) else None}
+
+
+def summarize(table: pd.DataFrame, share: float) -> dict:
+    """A week's verdict from its stored rows."""
+    result = result_from_table(table, share)
+    return {k: result[k] for k in ("drifted", "share", "features", "prediction_drift")}

@@ -45,9 +45,13 @@ SEASONAL = {"lag_1", "lag_2", "lag_3", "lag_4", "mean_4", "mean_13", "nonzero_me
 PREDICTION = "forecast"
 
 
-def _values(frame: pd.DataFrame, column: str) -> np.ndarray:
+def transform_of(column: str) -> str:
+    return "log1p" if column in LOG_COLUMNS else "none"
+
+
+def _values(frame: pd.DataFrame, column: str, transform: str) -> np.ndarray:
     v = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
-    return np.log1p(np.clip(v, 0, None)) if column in LOG_COLUMNS else v
+    return np.log1p(np.clip(v, 0, None)) if transform == "log1p" else v
 
 
 def _harmonics(week_of_year: np.ndarray) -> np.ndarray:
@@ -75,7 +79,8 @@ def deseasonalize(values: np.ndarray, week_of_year: np.ndarray, season: list[flo
 def monitored_values(frame: pd.DataFrame, column: str, spec: dict) -> np.ndarray:
     """A column of ``frame`` as the profile ``spec`` measured it (transformed, de-seasonalized),
     finite values only."""
-    values = deseasonalize(_values(frame, column), frame["week_of_year"].to_numpy(dtype=float), spec.get("season"))
+    raw = _values(frame, column, spec["transform"])  # as the profile measured it, whatever the code says now
+    values = deseasonalize(raw, frame["week_of_year"].to_numpy(dtype=float), spec.get("season"))
     return values[np.isfinite(values)]
 
 
@@ -124,9 +129,10 @@ def build_profile(frame: pd.DataFrame, forecast: np.ndarray | None = None,
     for column in [*numeric, *([PREDICTION] if forecast is not None else [])]:
         if column not in frame:
             continue
-        raw = _values(frame, column)
+        raw = _values(frame, column, transform_of(column))
         season = fit_season(raw, woy) if column in SEASONAL else None
-        columns[column] = numeric_profile(deseasonalize(raw, woy, season), season, weeks)
+        columns[column] = {**numeric_profile(deseasonalize(raw, woy, season), season, weeks),
+                           "transform": transform_of(column)}
     for column in categorical:
         if column in frame:
             columns[column] = categorical_profile(frame[column])
@@ -137,6 +143,12 @@ def build_profile(frame: pd.DataFrame, forecast: np.ndarray | None = None,
             "features": [c for c in [*numeric, *categorical] if c in columns],
             "prediction": PREDICTION if PREDICTION in columns else None,
             "columns": columns}
+
+
+def check_version(profile: dict) -> None:
+    if profile.get("version") != PROFILE_VERSION:
+        raise ValueError(f"reference profile version {profile.get('version')} is not {PROFILE_VERSION}: the model "
+                         "was trained by other monitoring code; retrain it (its code version differs too)")
 
 
 def reference_rows(observed: pd.DataFrame, as_of_week: str, weeks: int = 52) -> pd.DataFrame:

@@ -29,14 +29,14 @@ def _clean(value):
     return value
 
 
-def validation_mapes(evaluation: dict, holdout: pd.DataFrame) -> dict[str, float]:
+def validation_mapes(evaluation: dict) -> dict[str, float]:
     """What the pre-holdout model expected of itself: each segment's MAPE on its validation weeks,
-    and for the region their mean weighted by the segment's holdout rows."""
+    and for the region their mean weighted by the segment's training rows (nothing of the holdout)."""
     out, weights = {}, {}
     for name, report in evaluation.get("segments", {}).items():
         if "skipped" not in report:
             out[name] = report["hyperparameters"]["validation_mape"]
-            weights[name] = int((holdout["segment"] == name).sum())
+            weights[name] = int(report["rows"]["train"])
     total = sum(weights.values())
     if total:
         out["region"] = sum(out[n] * w for n, w in weights.items()) / total
@@ -47,7 +47,7 @@ def replay_region(region: str, features: pd.DataFrame, holdout: pd.DataFrame, re
                   as_of_week: str, thresholds: DriftThresholds, rules_: rules.RetrainRules) -> dict:
     """``features``: the region's features of the holdout weeks (with targets); ``holdout``: the
     training run's holdout forecasts; ``reference``: the pre-holdout model's profile."""
-    expected = validation_mapes(evaluation, holdout)
+    expected = validation_mapes(evaluation)
     out = {"drift": {}, "accuracy": {}, "alerts": [], "retrain_requests": []}
     drift_history, accuracy_history, requested = [], [], set()
     if holdout.empty or not reference:

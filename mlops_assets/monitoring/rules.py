@@ -6,8 +6,7 @@ Causes, each a value of the run tag ``mlops/trigger``:
 - ``accuracy``: realized MAPE above the target, or above ``degradation`` x the holdout MAPE, in
   at least ``min_bad_weeks`` of the last ``window`` evaluated weeks, the latest among them;
 - ``stale``: the champion would be older than ``stale_days`` at the next week it scores;
-- ``code_version``: the modelling code differs from the code that trained the champion;
-- ``no_champion``: the region has no champion (its first training failed a gate).
+- ``code_version``: the modelling code differs from the code that trained the champion.
 
 ``new_data``, ``schedule`` and ``manual`` tag runs that no rule started.
 """
@@ -21,9 +20,9 @@ import pandas as pd
 
 TRIGGER_TAG = "mlops/trigger"
 REASONS_TAG = "mlops/reasons"
-TRIGGERS = ("new_data", "drift", "accuracy", "stale", "code_version", "no_champion", "schedule", "manual")
+TRIGGERS = ("new_data", "drift", "accuracy", "stale", "code_version", "schedule", "manual")
 # when several causes hold at once, the run is tagged with the first of them
-PRIORITY = ("no_champion", "code_version", "accuracy", "drift", "stale")
+PRIORITY = ("code_version", "accuracy", "drift", "stale")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import dagster as dg
@@ -23,16 +24,21 @@ WEBHOOK_ENV = "MLOPS_ALERT_WEBHOOK"
 
 
 def post_alerts(url: str, alerts: list[dict], timeout: float = 5.0) -> str | None:
-    """POST ``alerts`` to ``url``; returns None on success, else the reason it failed."""
+    """POST ``alerts`` to ``url``; returns None on success, else why it failed. Never raises, and
+    never repeats the URL (it often carries a token): only the error's type or the HTTP status."""
     if not url or not alerts:
         return None
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        return "not an http(s) URL"
     body = json.dumps({"alerts": alerts}, default=str).encode()
-    request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
     try:
+        request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - operator-configured URL
             return None if 200 <= response.status < 300 else f"HTTP {response.status}"
-    except (urllib.error.URLError, OSError) as exc:
-        return f"{type(exc).__name__}: {exc}"
+    except urllib.error.HTTPError as exc:
+        return f"HTTP {exc.code}"
+    except Exception as exc:  # noqa: BLE001 - an alert channel must never fail the run that raised the alert
+        return type(exc).__name__
 
 
 class MonitoringResource(dg.ConfigurableResource):
