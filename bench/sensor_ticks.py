@@ -8,8 +8,9 @@ random counts: the sensors read file listings and key columns, not demand), then
 
 - landing_files, first tick: every file listed and hashed (once per deployment);
 - landing_files, a tick with nothing new: listing and stat only;
-- landing_files, a new week's file: that file hashed and its key columns read, the affected
-  region x weeks computed;
+- landing_files, a new week's file: that file hashed and read, the affected region x weeks computed;
+- landing_files, a yearly weather file that grows by a week: on its first change every week in it is
+  touched; later only the new week (per-partition digests in the cursor);
 - region_discovery: stores.csv checked against the contract (only when it changed);
 - retrain_on_model_health's evidence: per region, the latest drift and accuracy partitions read
   and the rules applied (the MLflow champion look-up is not included: one query per region).
@@ -97,8 +98,14 @@ def main() -> int:
     size = sum((landing / rel).stat().st_size for rel in file_stamps(landing))
     print(f"landing: {files} files, {size / 2**20:.0f} MiB, {rows} shipment rows")
 
-    state, changed, _ = timed("landing_files, first tick (list, hash every file)",
-                              lambda: detect_changes(landing, {}), "files", files)
+    from mlops_assets.resources.landing_folder import LandingResource
+
+    def first_tick():  # every file hashed, and each table's data version compared with the instance's
+        found = detect_changes(landing, {})
+        [LandingResource(path=str(landing)).data_version(t) for t in TABLES]
+        return found
+
+    state, changed, _ = timed("landing_files, first tick (hash every file twice)", first_tick, "files", files)
     timed("landing_files, nothing new (list and stat)", lambda: detect_changes(landing, state), "files", files)
     newest = sorted((landing / "shipments").glob("*.csv"))[-1]
     new_week = (dt.date.fromisoformat(newest.stem) + dt.timedelta(weeks=1)).isoformat()
@@ -108,8 +115,30 @@ def main() -> int:
         _, changed, removed = detect_changes(landing, state)
         return affected_partitions(landing, changed, removed)
 
-    scope = timed("landing_files, one new week (hash it, read its keys)", new_file_tick)
+    scope = timed("landing_files, one new week file (hash and read it)", new_file_tick)
     print(f"  affected: {len(scope)} regions, weeks {sorted({tuple(v) for v in scope.values()})}")
+    state, _, _ = detect_changes(landing, state)
+    weather = sorted((landing / "weather").glob("observed_*.csv"))[-1]
+    zips = pd.read_csv(landing / "stores.csv", dtype=str)["zip_code"]
+
+    def grow_weather(days):
+        rows = [f"{d},{z},15.0,5.0,0.0,false" for d in days for z in zips]
+        with weather.open("a") as f:
+            f.write("\n".join(rows) + "\n")
+
+    def weather_tick():
+        nonlocal state
+        new_state, changed, removed = detect_changes(landing, state)
+        scope = affected_partitions(landing, changed, removed, state, new_state)
+        state = new_state
+        return scope
+
+    grow_weather(pd.date_range(new_week, periods=7).strftime("%Y-%m-%d"))
+    first_growth = timed(f"landing_files, {weather.name} grows by a week (first change)", weather_tick)
+    grow_weather(pd.date_range(pd.Timestamp(new_week) + pd.Timedelta(weeks=1), periods=7).strftime("%Y-%m-%d"))
+    later = timed(f"landing_files, {weather.name} grows by a week (later)", weather_tick)
+    print(f"  weeks touched: first change {len({w for v in first_growth.values() for w in v})} bounds over "
+          f"{len(first_growth)} regions; later {sorted({tuple(v) for v in later.values()})}")
     timed("region_discovery, stores.csv changed (check it)",
           lambda: check_table(landing, TABLES["stores"], lambda extra: schemas.stores_schema()),
           "stores", args.regions * args.stores_per_region)
@@ -120,7 +149,7 @@ def main() -> int:
         version = f"demand-forecast-{region}/1"
         for week in ("2026-11-09", "2026-11-16"):
             storage.write_parquet(f"drift_metrics/{region}/{week}.parquet", pd.DataFrame(
-                {"column": ["lag_1", "temp_max_c"], "role": "feature", "drifted": [False, True],
+                {"column": ["lag_1", "temp_max_c", "mean_4"], "role": "feature", "drifted": [False, True, False],
                  "model_version": version}))
         for k in range(5):
             week = (dt.date(2026, 10, 19) + dt.timedelta(weeks=k)).isoformat()
