@@ -25,6 +25,7 @@ setup(
     packages=find_packages(exclude=["mlops_assets_tests"]),
     python_requires=">=3.11",
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": ["pytest>=8"]},
+    # lightgbm: a peer in bench/peers.py only, never a runtime dependency
+    extras_require={"test": ["pytest>=8"], "bench": ["lightgbm==4.7.0"]},
     entry_points={"console_scripts": ["mlops-assets=mlops_assets.cli:main"]},
 )

@@ -28,6 +28,13 @@ def rmse_zero(actual, forecast) -> float:
     return rmse(actual[mask], forecast[mask]) if mask.any() else float("nan")
 
 
+def wape(actual, forecast) -> float:
+    """Weighted absolute percentage error: total absolute error over total demand (zero weeks count)."""
+    actual, forecast = np.asarray(actual, float), np.asarray(forecast, float)
+    total = actual.sum()
+    return float(np.abs(forecast - actual).sum() / total) if total > 0 else float("nan")
+
+
 def bias(actual, forecast) -> float:
     """Mean forecast minus actual: > 0 over-forecasts."""
     actual, forecast = np.asarray(actual, float), np.asarray(forecast, float)

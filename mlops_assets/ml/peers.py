@@ -1,0 +1,82 @@
+"""Plain peers of the region ensemble, scored on exactly its holdout rows (``bench/peers.py``).
+
+Each peer forecasts a holdout row one week ahead from what was known before that week (the
+row's own lags), and the fitted ones are fit once, on the weeks before the holdout, across all
+series and regions:
+
+- ``historical_average``: the trailing 52-week mean (the project's baseline);
+- ``last_value``: last week's demand;
+- ``seasonal_naive``: the demand 52 weeks earlier;
+- ``lasso_lags``: one LASSO on the log lags and trailing means (alpha by time-ordered CV);
+- ``lightgbm``: gradient-boosted trees on the same inputs (needs the ``bench`` extra).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LassoCV
+from sklearn.preprocessing import StandardScaler
+
+from mlops_assets.ml import lasso, metrics
+
+LAG_INPUTS = ["lag_1", "lag_2", "lag_3", "lag_4", "lag_52", "mean_4", "mean_13", "mean_52", "nonzero_mean_13"]
+OTHER_INPUTS = ["zero_share_13"]
+NAIVE = {"historical_average": "mean_52", "last_value": "lag_1", "seasonal_naive": "lag_52"}
+
+
+def inputs(frame: pd.DataFrame) -> np.ndarray:
+    logged = np.log1p(np.clip(frame[LAG_INPUTS].to_numpy(dtype=float), 0, None))
+    return np.column_stack([logged, frame[OTHER_INPUTS].to_numpy(dtype=float)])
+
+
+def fit_lag_lasso(train: pd.DataFrame):
+    """(scaler, LassoCV) on log1p demand, alpha by expanding-window folds over the weeks."""
+    X, y = inputs(train), np.log1p(train["target"].to_numpy(dtype=float))
+    scaler = StandardScaler().fit(X)
+    folds = lasso.time_folds(train["week_start"].to_numpy())
+    model = LassoCV(alphas=lasso.ALPHAS, cv=folds, max_iter=20000).fit(scaler.transform(X), y)
+    return scaler, model
+
+
+def fit_lightgbm(train: pd.DataFrame, seed: int = 0):
+    import lightgbm  # the bench extra: pip install -e '.[bench]'
+
+    model = lightgbm.LGBMRegressor(n_estimators=400, learning_rate=0.05, num_leaves=31, min_child_samples=20,
+                                   subsample=0.8, subsample_freq=1, colsample_bytree=0.8, random_state=seed,
+                                   n_jobs=2, verbose=-1)
+    return model.fit(inputs(train), np.log1p(train["target"].to_numpy(dtype=float)))
+
+
+def peer_forecasts(train: pd.DataFrame, holdout: pd.DataFrame, with_lightgbm: bool = True) -> pd.DataFrame:
+    """One column per peer, one row per holdout row (same order)."""
+    out = pd.DataFrame({name: holdout[column].to_numpy(dtype=float) for name, column in NAIVE.items()},
+                       index=holdout.index)
+    scaler, model = fit_lag_lasso(train)
+    out["lasso_lags"] = np.clip(np.expm1(model.predict(scaler.transform(inputs(holdout)))), 0, None)
+    if with_lightgbm:
+        out["lightgbm"] = np.clip(np.expm1(fit_lightgbm(train).predict(inputs(holdout))), 0, None)
+    return out
+
+
+def scores(actual, forecast) -> dict:
+    return {"mape": metrics.mape(actual, forecast), "wape": metrics.wape(actual, forecast),
+            "rmse0": metrics.rmse_zero(actual, forecast), "rmse": metrics.rmse(actual, forecast),
+            "rows": int(len(actual))}
+
+
+def compare(frame: pd.DataFrame, methods: list[str], reference: str = "historical_average",
+            by: str | None = "region") -> pd.DataFrame:
+    """Each method's metrics on every row pooled, and per ``by`` group, with the MAPE and WAPE
+    reductions against ``reference`` on the same rows."""
+    groups = [("pooled", frame)] + (list(frame.groupby(by, sort=True)) if by else [])
+    rows = []
+    for scope, part in groups:
+        actual = part["target"].to_numpy(dtype=float)
+        base = scores(actual, part[reference])
+        for method in methods:
+            s = scores(actual, part[method])
+            rows.append({"scope": scope, "method": method, **s,
+                         "mape_reduction": metrics.reduction(s["mape"], base["mape"]),
+                         "wape_reduction": metrics.reduction(s["wape"], base["wape"])})
+    return pd.DataFrame(rows)
