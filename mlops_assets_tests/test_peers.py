@@ -50,3 +50,18 @@ def test_peers_forecast_from_each_rows_lags_and_the_fitted_one_learns_the_rule()
     frame = holdout.assign(**peers)
     table = compare(frame, ["lasso_lags", "historical_average"], by=None).set_index("method")
     assert table.loc["lasso_lags", "wape"] < 0.05 < table.loc["historical_average", "wape"]
+
+
+def test_the_peers_are_not_part_of_the_model_code_version(monkeypatch):
+    from pathlib import Path
+
+    import mlops_assets.ml as ml
+
+    before = ml.code_version()
+    peers = Path(ml.__file__).with_name("peers.py")
+    real_read = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: real_read(self) + (b"# edited" if self == peers else b""))
+    assert ml.code_version() == before
+    ensemble = Path(ml.__file__).with_name("ensemble.py")
+    monkeypatch.setattr(Path, "read_bytes", lambda self: real_read(self) + (b"# edited" if self == ensemble else b""))
+    assert ml.code_version() != before
