@@ -192,6 +192,12 @@ def retrain_causes(storage: StorageResource, champion, region: str, rules_: rule
     return [c for c in found if c]
 
 
+def score_after(run, region: str, week: str, default_trigger: str) -> dg.RunRequest:
+    """A scoring run of ``region`` for ``week`` that follows ``run``, once, with ``run``'s trigger."""
+    return dg.RunRequest(run_key=f"{run.run_id}-score", partition_key=f"{region}|{week}",
+                         tags={TRIGGER: run.tags.get(TRIGGER, default_trigger), REGION: region})
+
+
 # --- the sensors -----------------------------------------------------------------------------
 
 
@@ -304,8 +310,7 @@ def build_sensors(settings: Settings) -> list:
         region, week = run.tags.get(REGION), run.tags.get(SCORE_WEEK)
         if not region or not week:
             return dg.SkipReason(f"run {run.run_id} names no region and week to forecast (not started by a sensor)")
-        return dg.RunRequest(run_key=f"{run.run_id}-score", partition_key=f"{region}|{week}",
-                             tags={TRIGGER: run.tags.get(TRIGGER, "new_data"), REGION: region})
+        return score_after(run, region, week, default_trigger="new_data")
 
     @dg.sensor(name="retrain_on_model_health", job=training_job, minimum_interval_seconds=every,
                default_status=status,
@@ -344,8 +349,7 @@ def build_sensors(settings: Settings) -> list:
         champion = mlflow.registry.champion(region) if region else None
         if champion is None or champion.tags.get("dagster_run_id") != run.run_id or last is None:
             return dg.SkipReason(f"run {run.run_id} promoted no champion")
-        return dg.RunRequest(run_key=f"{run.run_id}-score", partition_key=f"{region}|{next_week(last)}",
-                             tags={TRIGGER: run.tags.get(TRIGGER, "manual"), REGION: region})
+        return score_after(run, region, next_week(last), default_trigger="manual")
 
     @dg.run_failure_sensor(name="alert_on_run_failure", minimum_interval_seconds=every, default_status=status,
                            request_job=alerting_job,
