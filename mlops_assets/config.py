@@ -96,6 +96,7 @@ class Settings:
         mode = os.environ.get("MLOPS_PROMOTION_MODE", PROMOTION_MODE[env])
         if mode not in PROMOTION_MODES:
             raise ValueError(f"MLOPS_PROMOTION_MODE={mode!r}: must be one of {', '.join(PROMOTION_MODES)}")
+        stale_days = int(os.environ.get("MLOPS_STALE_DAYS", DEFAULT_STALE_DAYS))  # scores' check and the retrain rule
         uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{dagster_home / 'mlflow' / 'mlflow.db'}"
         artifacts = "" if os.environ.get("MLFLOW_TRACKING_URI") else str(dagster_home / "mlflow" / "artifacts")
         return cls(
@@ -109,12 +110,12 @@ class Settings:
             mlflow_artifact_root=artifacts,
             promotion_mode=mode,
             champion_tolerance=float(os.environ.get("MLOPS_CHAMPION_TOL", DEFAULT_CHAMPION_TOL)),
-            stale_after_days=int(os.environ.get("MLOPS_STALE_DAYS", DEFAULT_STALE_DAYS)),
+            stale_after_days=stale_days,
             automation=_flag("MLOPS_AUTOMATION", AUTOMATION[env]),
             sensor_interval=int(os.environ.get("MLOPS_SENSOR_INTERVAL", 60)),
             drift=drift_thresholds(env),
             retrain=RetrainRules(degradation=float(os.environ.get("MLOPS_DEGRADATION", RetrainRules.degradation)),
-                                 stale_days=int(os.environ.get("MLOPS_STALE_DAYS", DEFAULT_STALE_DAYS))),
+                                 stale_days=stale_days),
         )
 
 

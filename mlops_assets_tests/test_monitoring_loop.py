@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from mlops_assets import cli
-from mlops_assets.automation.sensors import build_sensors, detect_changes
+from mlops_assets.automation.sensors import detect_changes
 from mlops_assets.config import REPO_ROOT, Settings
 from mlops_assets.definitions import build_definitions
 from mlops_assets.resources import LandingResource, StorageResource

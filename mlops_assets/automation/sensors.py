@@ -29,6 +29,7 @@ import pandas as pd
 from mlops_assets.automation.jobs import (alerting_job, observe_landing_job, scoring_job, tables_job, training_job,
                                           weekly_job)
 from mlops_assets.config import Settings
+from mlops_assets.contract import schemas
 from mlops_assets.contract import validation as contract
 from mlops_assets.ml import code_version
 from mlops_assets.ml.featurize import HISTORY_WEEKS
@@ -170,7 +171,7 @@ def region_evidence(storage: StorageResource, region: str, version: str, share: 
             drift.append({"week": week, **summarize(table, share)})
     for week in stored_weeks(storage, "forecast_accuracy", region, last=5):
         table = storage.read_parquet(f"forecast_accuracy/{region}/{week}.parquet")
-        row = table[(table.get("scope") == "region") & (table.get("model_version") == version)] if len(table) else table
+        row = table[(table["scope"] == "region") & (table["model_version"] == version)] if len(table) else table
         if len(row):
             accuracy.append({"week": week, "mape": float(row["mape"].iloc[0]),
                              "holdout_mape": float(row["holdout_mape"].iloc[0])})
@@ -214,18 +215,12 @@ def region_discovery_sensor(context: dg.SensorEvaluationContext, landing: Landin
     known = set(context.instance.get_dynamic_partitions(region_partitions.name))
     if stamp == context.cursor:
         return dg.SkipReason(f"stores.csv unchanged ({len(known)} regions known)")
-    stores = contract.check_table(landing.root, contract.TABLES["stores"], lambda extra: _stores_schema()).valid
+    stores = contract.check_table(landing.root, contract.TABLES["stores"], lambda extra: schemas.stores_schema()).valid
     new = [r for r in dict.fromkeys(stores["region"].tolist()) if r not in known]
     if not new:
         return dg.SensorResult(skip_reason=f"no new regions ({len(known)} known)", cursor=stamp)
     context.log.info(f"new regions: {', '.join(new)}")
     return dg.SensorResult(dynamic_partitions_requests=[region_partitions.build_add_request(new)], cursor=stamp)
-
-
-def _stores_schema():
-    from mlops_assets.contract import schemas
-
-    return schemas.stores_schema()
 
 
 def build_sensors(settings: Settings) -> list:
