@@ -88,7 +88,8 @@ TABLES: dict[str, Table] = {
         Table("returns", "returns/",
               _cols("week_start:date store_id:string product_id:string units_returned:integer"), required=False),
         Table("weather", "weather/", _cols(
-            "date:date zip_code:string temp_max_c:number temp_min_c:number precip_mm:number is_forecast:boolean")),
+            "date:date zip_code:string temp_max_c:number temp_min_c:number precip_mm:number is_forecast:boolean"),
+              required=False),  # without weather, the models do without it
     )
 }
 MASTERS = ("stores", "products", "demographics")
