@@ -39,26 +39,35 @@ def net_demand(stores: pd.DataFrame, shipments: pd.DataFrame, returns: pd.DataFr
 def weekly_weather(stores: pd.DataFrame, weather: pd.DataFrame, region: str, weeks: Sequence[str]) -> pd.DataFrame:
     """Weekly weather per zip code of the region's stores: observed days, else the forecast.
 
-    A forecast is superseded by an observation for the same date and zip code.
+    A forecast is superseded by an observation for the same date and zip code. The
+    ``forecast_*`` columns keep the week as it was forecast (each day's forecast where one
+    landed, else its observation): what a forecast made before the week could know.
     """
     weeks = _weeks(weeks)
     zips = set(stores.loc[stores["region"] == region, "zip_code"])
     w = weather[weather["zip_code"].isin(zips)].copy()
     w["week_start"] = w["date"] - pd.to_timedelta(w["date"].dt.weekday, unit="D")
     w = w[w["week_start"].isin(weeks)]
-    # one row per date and zip: the observation when there is one (False sorts first)
-    w = w.sort_values(["zip_code", "date", "is_forecast"]).drop_duplicates(["zip_code", "date"], keep="first")
-    out = (w.groupby(["week_start", "zip_code"])
-             .agg(temp_max_c=("temp_max_c", "mean"), temp_min_c=("temp_min_c", "mean"),
-                  precip_mm=("precip_mm", "sum"), days_forecast=("is_forecast", "sum"),
-                  days=("date", "size"))
-             .reset_index())
-    out["days_forecast"] = out["days_forecast"].astype("int64")
+    w = w.sort_values(["zip_code", "date", "is_forecast"])
+    aggregate = {"temp_max_c": ("temp_max_c", "mean"), "temp_min_c": ("temp_min_c", "mean"),
+                 "precip_mm": ("precip_mm", "sum"), "days_forecast": ("is_forecast", "sum"), "days": ("date", "size")}
+    # what is known now: one row per date and zip, the observation when there is one (False sorts first)
+    out = (w.drop_duplicates(["zip_code", "date"], keep="first")
+           .groupby(["week_start", "zip_code"]).agg(**aggregate).reset_index())
+    # what was known before the week: the forecast when one landed, else the observation
+    before = (w.drop_duplicates(["zip_code", "date"], keep="last")
+              .groupby(["week_start", "zip_code"]).agg(**aggregate).reset_index()
+              .rename(columns={c: f"forecast_{c}" for c in ("temp_max_c", "temp_min_c", "precip_mm")})
+              .rename(columns={"days_forecast": "days_with_forecast"}).drop(columns="days"))
+    out = out.merge(before, on=["week_start", "zip_code"], how="left")
+    for c in ("days_forecast", "days_with_forecast"):
+        out[c] = out[c].astype("int64")
     out["days_observed"] = (out.pop("days") - out["days_forecast"]).astype("int64")
     out.insert(0, "region", region)
     cols = ["region", "week_start", "zip_code", "temp_max_c", "temp_min_c", "precip_mm",
-            "days_observed", "days_forecast"]
-    return out[cols].sort_values(["week_start", "zip_code"]).reset_index(drop=True)
+            "days_observed", "days_forecast", "forecast_temp_max_c", "forecast_temp_min_c", "forecast_precip_mm",
+            "days_with_forecast"]
+    return out.reindex(columns=cols).sort_values(["week_start", "zip_code"]).reset_index(drop=True)
 
 
 def weekly_events(events: pd.DataFrame, region: str, weeks: Sequence[str]) -> pd.DataFrame:

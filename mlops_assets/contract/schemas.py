@@ -194,6 +194,10 @@ def weekly_weather_schema() -> pa.DataFrameSchema:
             "precip_mm": pa.Column(float, _nonneg()),
             "days_observed": pa.Column("int64", days),
             "days_forecast": pa.Column("int64", days),
+            "forecast_temp_max_c": pa.Column(float, pa.Check.in_range(-60, 60)),
+            "forecast_temp_min_c": pa.Column(float, pa.Check.in_range(-60, 60)),
+            "forecast_precip_mm": pa.Column(float, _nonneg()),
+            "days_with_forecast": pa.Column("int64", days),
         },
         name="weekly_weather",
         unique=["week_start", "zip_code"],
@@ -219,7 +223,8 @@ def weekly_events_schema() -> pa.DataFrameSchema:
 
 def features_schema() -> pa.DataFrameSchema:
     """Model inputs: ids and segment present, history non-negative, the target only where observed."""
-    history = {c: pa.Column(float, _nonneg()) for c in
+    # history that was never observed is missing (NaN), never 0
+    history = {c: pa.Column(float, _nonneg(), nullable=True) for c in
                ("lag_1", "lag_2", "lag_3", "lag_4", "lag_52", "mean_4", "mean_13", "mean_52", "nonzero_mean_13")}
     return pa.DataFrameSchema(
         {
@@ -233,7 +238,7 @@ def features_schema() -> pa.DataFrameSchema:
             "segment": pa.Column(str, _one_of(SEGMENTS)),
             "target": pa.Column(float, _nonneg(), nullable=True),
             **history,
-            "zero_share_13": pa.Column(float, pa.Check.in_range(0, 1)),
+            "zero_share_13": pa.Column(float, pa.Check.in_range(0, 1), nullable=True),
             "weeks_listed": pa.Column(float, pa.Check.in_range(0, 52)),
             "week_of_year": pa.Column("int64", pa.Check.in_range(1, 53)),
             "temp_max_c": pa.Column(float, nullable=True),

@@ -21,6 +21,39 @@ HISTORY_WEEKS = 52  # how far back a feature looks
 KEY = ["week_start", "store_id", "product_id"]
 WEATHER = ["temp_max_c", "temp_min_c", "precip_mm"]
 CATEGORICAL = ["store_id", "product_id", "category", "week_of_year"]
+# the week's weather as it was forecast before the week (the observation where no forecast landed)
+FORECAST_WEATHER = [f"forecast_{c}" for c in WEATHER]
+HISTORY = ["lag_1", "lag_2", "lag_3", "lag_4", "lag_52", "mean_4", "mean_13", "mean_52", "nonzero_mean_13"]
+
+
+def impute_history(frame: pd.DataFrame) -> pd.DataFrame:
+    """Demand history with unobserved values filled from the pair's own observed history: a lag
+    from the nearest trailing mean, a trailing mean from the next window, lag 52 from the 52-week
+    mean. Values stay missing only where the pair has no observed week at all (a new pair, or
+    every week absent). Adds ``history_missing``: the share of history values that were missing."""
+    out = frame.copy()
+    hist = out[HISTORY].astype(float)
+    out["history_missing"] = hist.isna().mean(axis=1)
+    recent = hist["mean_4"].fillna(hist["mean_13"]).fillna(hist["mean_52"])
+    for c in ("lag_1", "lag_2", "lag_3", "lag_4", "nonzero_mean_13"):
+        out[c] = hist[c].fillna(recent)
+    out["mean_4"] = recent
+    out["mean_13"] = hist["mean_13"].fillna(hist["mean_52"]).fillna(hist["mean_4"])
+    out["mean_52"] = hist["mean_52"].fillna(hist["mean_13"]).fillna(hist["mean_4"])
+    out["lag_52"] = hist["lag_52"].fillna(out["mean_52"])
+    return out
+
+
+def at_forecast_time(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows as they were known before their week: its weather is the forecast where one
+    landed. Scores and holdout evaluations forecast from this, never from the observed weather
+    of the week being forecast."""
+    out = frame.copy()
+    if set(FORECAST_WEATHER) <= set(out.columns):
+        for c in WEATHER:
+            out[c] = out[f"forecast_{c}"].where(out[f"forecast_{c}"].notna(), out[c])
+        out["weather_forecast_share"] = out["forecast_weather_share"].fillna(out["weather_forecast_share"])
+    return out
 
 
 def _panel(demand: pd.DataFrame) -> tuple[pd.DataFrame, pd.DatetimeIndex]:
@@ -68,7 +101,6 @@ def build_features(
     panel, panel_weeks = _panel(demand)
     values = panel.to_numpy(dtype=float)
     col = {w: i for i, w in enumerate(panel_weeks)}
-    pairs = panel.index.to_frame(index=False)
     listed = demand.groupby("week_start")[["store_id", "product_id"]].apply(
         lambda f: pd.MultiIndex.from_frame(f)) if len(demand) else {}
 
@@ -91,16 +123,19 @@ def build_features(
             cols = [col[w] for w in (week - pd.Timedelta(weeks=k) for k in range(1, window + 1)) if w in col]
             block = values[idx][:, cols] if cols else np.full((len(idx), 0), np.nan)
             listed_weeks = (~np.isnan(block)).sum(axis=1)
-            # the mean over the weeks the pair was listed; 0 before its first delivery
-            frame[f"mean_{window}"] = np.where(listed_weeks > 0, np.nansum(block, axis=1) / np.maximum(listed_weeks, 1), 0.0)
+            # the mean over the weeks the pair was listed; unknown (NaN) when none was
+            frame[f"mean_{window}"] = np.where(listed_weeks > 0, np.nansum(block, axis=1) / np.maximum(listed_weeks, 1),
+                                               np.nan)
         # intermittent demand (Croston's idea): how much sells when anything sells, and how often nothing does
         cols13 = [col[w] for w in (week - pd.Timedelta(weeks=k) for k in range(1, 14)) if w in col]
         block = values[idx][:, cols13] if cols13 else np.full((len(idx), 0), np.nan)
         selling = np.nan_to_num(block) > 0
         listed13 = (~np.isnan(block)).sum(axis=1)
-        frame["nonzero_mean_13"] = np.where(selling.sum(axis=1) > 0,
-                                            np.where(selling, block, 0).sum(axis=1) / np.maximum(selling.sum(axis=1), 1), 0.0)
-        frame["zero_share_13"] = np.where(listed13 > 0, (listed13 - selling.sum(axis=1)) / np.maximum(listed13, 1), 0.0)
+        frame["nonzero_mean_13"] = np.where(
+            selling.sum(axis=1) > 0, np.where(selling, block, 0).sum(axis=1) / np.maximum(selling.sum(axis=1), 1),
+            np.where(listed13 > 0, 0.0, np.nan))  # listed and never sold: 0; never listed: unknown
+        frame["zero_share_13"] = np.where(listed13 > 0, (listed13 - selling.sum(axis=1)) / np.maximum(listed13, 1),
+                                          np.nan)
         # weeks listed among the last 52: a fixed window, so batching runs never changes a feature
         hist_cols = [col[w] for w in (week - pd.Timedelta(weeks=k) for k in range(1, HISTORY_WEEKS + 1)) if w in col]
         frame["weeks_listed"] = (~np.isnan(values[idx][:, hist_cols])).sum(axis=1).astype(float) if hist_cols else 0.0
@@ -109,19 +144,20 @@ def build_features(
         frames.append(frame)
     if not frames:
         return pd.DataFrame(columns=[*KEY, "target"])
+    # History that was not observed (before a pair's first delivery, or a week whose net demand
+    # is absent) stays missing: it is never read as zero demand (``impute_history`` fills it).
     out = pd.concat(frames, ignore_index=True)
-    with np.errstate(all="ignore"):
-        hist = [c for c in out.columns if c.startswith(("lag_", "mean_", "nonzero_mean_"))]
-        out[hist] = out[hist].fillna(0.0)  # before the first delivery, nothing was sold
 
     out["week_of_year"] = out["week_start"].dt.isocalendar().week.astype("int64")
     out = out.merge(stores[["store_id", "region", "format", "zip_code"]], on="store_id", how="left")
     out = out.merge(products[["product_id", "category"]], on="product_id", how="left")
     demo = demographics.rename(columns={c: f"demo_{c}" for c in demographics.columns if c != "store_id"})
     out = out.merge(demo, on="store_id", how="left")
-    out = out.merge(weather[["week_start", "zip_code", *WEATHER, "days_forecast"]],
-                    on=["week_start", "zip_code"], how="left")
+    weather = weather.reindex(columns=["week_start", "zip_code", *WEATHER, *FORECAST_WEATHER, "days_forecast",
+                                       "days_with_forecast"])
+    out = out.merge(weather, on=["week_start", "zip_code"], how="left")
     out["weather_forecast_share"] = out.pop("days_forecast") / 7.0
+    out["forecast_weather_share"] = out.pop("days_with_forecast") / 7.0
     ev = (events.groupby("week_start")["event"].apply(lambda s: ";".join(sorted(set(s)))).rename("events")
           if len(events) else pd.Series(dtype=object, name="events"))
     out = out.merge(ev.reset_index(), on="week_start", how="left") if len(ev) else out.assign(events="")

@@ -8,9 +8,11 @@ import numpy as np
 import pandas as pd
 
 from mlops_assets.ml import lasso
+from mlops_assets.ml.featurize import impute_history
 
 DEMAND_HISTORY = ["lag_1", "lag_2", "lag_3", "lag_4", "lag_52", "mean_4", "mean_13", "mean_52", "nonzero_mean_13"]
-OTHER_NUMERIC = ["zero_share_13", "weeks_listed", "temp_max_c", "temp_min_c", "precip_mm", "weather_forecast_share"]
+OTHER_NUMERIC = ["zero_share_13", "weeks_listed", "temp_max_c", "temp_min_c", "precip_mm"]
+CLIP = 5.0  # standard deviations
 UNKNOWN = "<unknown>"  # index 0 of every vocabulary: ids first seen after training
 
 
@@ -31,6 +33,7 @@ class Preprocessor:
     def fit(cls, frame: pd.DataFrame) -> "Preprocessor":
         demo = sorted(c for c in frame.columns if c.startswith("demo_"))
         numeric = DEMAND_HISTORY + OTHER_NUMERIC + demo
+        frame = impute_history(frame)
         fill = {c: float(np.nan_to_num(frame[c].median())) if c in frame else 0.0 for c in numeric}
         events = sorted({e for s in events_of(frame) for e in s.split(";") if e})
         vocab = {c: [UNKNOWN, *sorted(frame[c].astype(str).unique())] for c in ("store_id", "product_id", "category")}
@@ -41,6 +44,8 @@ class Preprocessor:
         return pre
 
     def _numeric_matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        if "history_missing" not in frame:
+            frame = impute_history(frame)
         cols = []
         for c in self.numeric:
             v = frame[c].astype(float).to_numpy() if c in frame else np.full(len(frame), np.nan)
@@ -58,7 +63,11 @@ class Preprocessor:
         return [*self.numeric, "woy_sin", "woy_cos", *(f"event:{e}" for e in self.events)]
 
     def numeric_matrix(self, frame: pd.DataFrame) -> np.ndarray:
-        return ((self._numeric_matrix(frame) - np.array(self.mean)) / np.array(self.scale)).astype(np.float32)
+        """Standardized, and clipped to +-``CLIP`` standard deviations: a value far outside what
+        training saw (a column nearly constant in training, a new extreme) cannot push a
+        forecast arbitrarily far."""
+        z = (self._numeric_matrix(frame) - np.array(self.mean)) / np.array(self.scale)
+        return np.clip(z, -CLIP, CLIP).astype(np.float32)
 
     def interaction_columns(self, numeric: np.ndarray) -> np.ndarray:
         """The standardized columns that act differently per category: calendar, weather, events."""

@@ -12,15 +12,17 @@ import numpy as np
 import pandas as pd
 
 from mlops_assets.ml import metrics
+from mlops_assets.ml.ensemble import baseline_forecast
 
 KEY = ["week_start", "store_id", "product_id"]
 
 
 def realized_rows(scores: pd.DataFrame, features: pd.DataFrame) -> pd.DataFrame:
     """The scored rows whose actual demand is known: forecast, model, actual and baseline."""
-    known = features[features["target"].notna()][[*KEY, "target", "mean_52"]]
+    known = features[features["target"].notna()]
+    known = known[[*KEY, "target"]].assign(baseline=baseline_forecast(known))
     out = scores.merge(known, on=KEY, how="inner")
-    return out.rename(columns={"target": "actual", "mean_52": "baseline"})
+    return out.rename(columns={"target": "actual"})
 
 
 def _row(scope: str, part: pd.DataFrame, holdout_mape: float | None) -> dict:
