@@ -52,16 +52,18 @@ def metric_items(evaluation: dict) -> Iterator[tuple[str, str | None, str, float
 
 
 def segment_table(evaluation: dict) -> str:
-    lines = ["| segment | model | MAPE | RMSE (actual=0) | RMSE | bias | rows |", "|---|---|---|---|---|---|---|"]
+    lines = ["| segment | model | MAPE | WAPE | RMSE (actual=0) | RMSE | bias | rows |",
+             "|---|---|---|---|---|---|---|---|"]
     for name in SEGMENTS:
         report = evaluation["segments"].get(name, {})
         if "skipped" in report:
-            lines.append(f"| {name} | skipped: {report['skipped']} | | | | | |")
+            lines.append(f"| {name} | skipped: {report['skipped']} | | | | | | |")
             continue
-        for member in MEMBERS:
-            m = report[member]
-            lines.append(f"| {name} | {member} | {m['mape']:.3f} | {m['rmse0']:.2f} | {m['rmse']:.2f} | "
-                         f"{m['bias']:+.2f} | {m['rows']} |")
+        for member in (*MEMBERS, "last_value"):
+            m = report.get(member)
+            if m:
+                lines.append(f"| {name} | {member} | {m['mape']:.3f} | {m.get('wape', float('nan')):.3f} | "
+                             f"{m['rmse0']:.2f} | {m['rmse']:.2f} | {m['bias']:+.2f} | {m['rows']} |")
     return "\n".join(lines)
 
 
@@ -71,8 +73,8 @@ def model_metadata(model: ForecastModel) -> dict:
     meta: dict = {"as_of_week": model.as_of_week, "holdout_first_week": ev["holdout"]["first_week"],
                   "segments_trained": len(model.segments), "segments_skipped": len(model.skipped)}
     for scope, member, metric, value in metric_items(ev):
-        if scope == "region" and member and metric != "mape":
-            continue  # the region's MAPEs only; the segments carry every metric
+        if scope == "region" and member and metric not in ("mape", "wape"):
+            continue  # the region's MAPEs and WAPEs only; the segments carry every metric
         meta[f"{scope} {member} {metric}" if member else f"{scope} mape reduction vs baseline"] = _num(value)
     for name, report in ev["segments"].items():
         if "skipped" not in report:

@@ -1,16 +1,22 @@
 """Per-region forecasting: one LASSO + embedding-network ensemble per segment, and the baseline.
 
+Each segment has its own LASSO and its own ensemble weight; the network is the region's,
+trained on all its segments with the segment as an embedding, so a thin segment borrows
+strength from the others (and store and product ids first seen after training get a trained
+"unknown" embedding: see ``embedding_net.ID_DROPOUT``).
+
 The protocol (``train_region``):
 
 1. The last ``holdout_weeks`` observed weeks up to the as-of week are the holdout;
    everything before them is training data (after a short warm-up without lags).
-2. Inside the training weeks, the last few weeks are a validation slice: the LASSO's
-   alpha comes from time-ordered cross-validation, the network stops early on the
-   validation loss, and the ensemble weight is chosen on the validation slice.
-   The holdout is never used to choose anything.
+2. Inside the training weeks, the last few weeks are validation weeks: the LASSO's alpha
+   comes from time-ordered cross-validation, the network stops early on the validation
+   loss, and each segment's ensemble weight minimizes the mean MAPE over three consecutive
+   validation windows. The holdout is never used to choose anything.
 3. Refit on all training weeks with those choices and forecast each holdout week one
-   week ahead (features of week w only know weeks < w): metrics per segment for the
-   ensemble, each member and the baseline (trailing 52-week mean per store x product).
+   week ahead (features of week w only know weeks < w, and its weather is the forecast
+   where one landed): metrics per segment for the ensemble, each member and the baseline
+   (trailing 52-week mean per store x product).
 4. Refit on every week up to the as-of week: that is the deployed model.
 
 A segment with too little data is skipped with its reason; its rows are forecast by
@@ -27,13 +33,16 @@ import numpy as np
 import pandas as pd
 
 from mlops_assets.ml import embedding_net, lasso, metrics
-from mlops_assets.ml.featurize import KEY
+from mlops_assets.ml.featurize import KEY, at_forecast_time, impute_history
 from mlops_assets.ml.preprocess import Preprocessor
 from mlops_assets.monitoring.profiles import build_profile, reference_rows
 
 SEGMENTS = ("large/fast", "large/slow", "small/fast", "small/slow")
 WEIGHTS = np.round(np.linspace(0, 1, 21), 2)
-FORMAT_VERSION = 2  # 2: network weights as NPZ (1: torch.save)
+VALIDATION_WINDOWS = 3  # the ensemble weight is chosen on this many consecutive validation windows
+# 3: one network per region shared by its segments (2: a network per segment, weights as NPZ;
+# 1: torch.save). Format 2 still loads.
+FORMAT_VERSION = 3
 PROFILES = ("reference", "holdout_reference")  # JSON files beside model.json
 BASELINE_VERSION = "baseline"  # the model_version of forecasts made without a model (no champion)
 
@@ -52,79 +61,127 @@ class TrainConfig:
     # that drags every forecast down, and MAPE (the target metric) scores selling weeks only.
     # The cost shows in rmse0 (error on zero weeks), which is reported beside it.
     fit_selling_weeks_only: bool = True
+    # The network's loss: "mape", the metric the forecasts are judged by (on selling weeks), or
+    # "mse_log", squared error of log demand (the LASSO's)
+    nn_loss: str = "mape"
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
 
 
 def baseline_forecast(frame: pd.DataFrame) -> np.ndarray:
-    """Historical average: the trailing 52-week mean demand of the store x product."""
-    return frame["mean_52"].to_numpy(dtype=float)
+    """Historical average: the trailing 52-week mean demand of the store x product. A pair with
+    no observed week gets the mean of the same product's pairs that week (in the frame's
+    region), and 0 only when no store has any history of the product."""
+    own = frame["mean_52"].astype(float)
+    if own.notna().all():
+        return own.to_numpy()
+    product = own.groupby([frame["product_id"], frame["week_start"]]).transform("mean")
+    return own.fillna(product).fillna(0.0).to_numpy()
 
 
 @dataclass
 class SegmentModel:
+    """A segment's ensemble: its own LASSO, and the region's network (shared by the region's
+    segments, which it tells apart by a segment embedding; ``nn_pre`` prepares its inputs)."""
+
     pre: Preprocessor
     lasso: dict
     net: embedding_net.EmbeddingNet
     net_sizes: dict
     weight: float  # of the LASSO; the network gets 1 - weight
     hyperparameters: dict = field(default_factory=dict)
+    nn_pre: Preprocessor | None = None  # None: a per-segment network (model format 2) reads ``pre``
 
     def members(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
-        X = self.pre.lasso_design(frame)
-        lasso_log = lasso.predict_log(self.lasso, X)
-        nn_log = embedding_net.predict_log(self.net, X, self.pre.categorical_matrix(frame))
+        lasso_log = lasso.predict_log(self.lasso, self.pre.lasso_design(frame))
+        nn_log = embedding_net.predict_log(self.net, *_nn_inputs(self.nn_pre or self.pre, frame,
+                                                                 pooled=self.nn_pre is not None))
         out = {"lasso": np.clip(np.expm1(lasso_log), 0, None), "nn": np.clip(np.expm1(nn_log), 0, None)}
         out["ensemble"] = self.weight * out["lasso"] + (1 - self.weight) * out["nn"]
         return out
 
 
-def _net_sizes(pre: Preprocessor, X: np.ndarray) -> dict:
+def _nn_inputs(pre: Preprocessor, frame: pd.DataFrame, pooled: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """The network sees the LASSO's inputs (numeric features and their category interactions)
-    next to its embeddings of store, product, category and week of year."""
+    next to its embeddings of store, product, category, week of year and segment."""
+    cat = pre.categorical_matrix(frame)
+    if pooled:
+        index = {name: i + 1 for i, name in enumerate(SEGMENTS)}  # 0: unknown
+        cat = np.column_stack([cat, frame["segment"].map(index).fillna(0).to_numpy(dtype=np.int64)])
+    return pre.lasso_design(frame), cat
+
+
+def _net_sizes(pre: Preprocessor, X: np.ndarray) -> dict:
     return {"n_store": len(pre.vocab["store_id"]), "n_product": len(pre.vocab["product_id"]),
-            "n_category": len(pre.vocab["category"]), "n_numeric": X.shape[1]}
+            "n_category": len(pre.vocab["category"]), "n_numeric": X.shape[1], "n_segment": len(SEGMENTS) + 1}
 
 
-def _fit_segment(train: pd.DataFrame, alpha: float, epochs: int, weight: float, seed: int,
-                 hyper: dict) -> SegmentModel:
-    pre = Preprocessor.fit(train)
-    X, y = pre.lasso_design(train), np.log1p(train["target"].to_numpy(dtype=float))
-    params = lasso.fit(X, y, alpha)
-    sizes = _net_sizes(pre, X)
-    net, _ = embedding_net.train(X, pre.categorical_matrix(train), y, sizes, seed=seed, epochs=epochs)
-    return SegmentModel(pre, params, net, sizes, weight, hyper)
+def _log_target(frame: pd.DataFrame) -> np.ndarray:
+    return np.log1p(frame["target"].to_numpy(dtype=float))
 
 
-def _choose(train: pd.DataFrame, config: TrainConfig) -> dict:
-    """Hyperparameters from the training weeks alone: alpha, epochs, ensemble weight."""
-    weeks = np.sort(train["week_start"].unique())
-    n_val = max(4, int(round(len(weeks) * config.validation_share)))
-    inner, val = train[train["week_start"] < weeks[-n_val]], train[train["week_start"] >= weeks[-n_val]]
-    pre = Preprocessor.fit(inner)
-    X_in, y_in = pre.lasso_design(inner), np.log1p(inner["target"].to_numpy(dtype=float))
-    alpha = lasso.choose_alpha(X_in, y_in, inner["week_start"].to_numpy())
-    params = lasso.fit(X_in, y_in, alpha)
-    X_val, y_val = pre.lasso_design(val), np.log1p(val["target"].to_numpy(dtype=float))
-    net, history = embedding_net.train(X_in, pre.categorical_matrix(inner), y_in, _net_sizes(pre, X_in),
+def _fit_region(rows: dict[str, pd.DataFrame], choice: dict, seed: int) -> dict[str, SegmentModel]:
+    """Refit with chosen hyperparameters: the region's network on every segment's rows (exactly
+    ``nn_epochs``), then each segment's LASSO on its own rows."""
+    pooled = pd.concat(rows.values()).sort_values(KEY, kind="stable")
+    nn_pre = Preprocessor.fit(pooled)
+    X, cat = _nn_inputs(nn_pre, pooled)
+    sizes = _net_sizes(nn_pre, X)
+    net, _ = embedding_net.train(X, cat, _log_target(pooled), sizes, seed=seed, epochs=choice["nn_epochs"],
+                                 loss=choice["nn_loss"])
+    out = {}
+    for name, frame in rows.items():
+        hyper = choice["segments"][name]
+        pre = Preprocessor.fit(frame)
+        params = lasso.fit(pre.lasso_design(frame), _log_target(frame), hyper["lasso_alpha"])
+        out[name] = SegmentModel(pre, params, net, sizes, hyper["ensemble_weight_lasso"], hyper, nn_pre)
+    return out
+
+
+def _choose(rows: dict[str, pd.DataFrame], config: TrainConfig) -> dict:
+    """Hyperparameters from the training weeks alone: the network's epochs (early stopping on
+    the region's last validation weeks), each segment's LASSO alpha (time-ordered CV) and each
+    segment's ensemble weight. The weight minimizes the mean MAPE over ``VALIDATION_WINDOWS``
+    consecutive windows of the validation weeks, not one short slice, so a member that is
+    good on one window and fails on the next does not take the whole weight."""
+    pooled = pd.concat(rows.values()).sort_values(KEY, kind="stable")
+    weeks = np.sort(pooled["week_start"].unique())
+    n_val = max(2 * VALIDATION_WINDOWS, int(round(len(weeks) * config.validation_share)))
+    first_val = weeks[-n_val]
+    windows = np.array_split(weeks[-n_val:], VALIDATION_WINDOWS)
+    inner, val = pooled[pooled["week_start"] < first_val], pooled[pooled["week_start"] >= first_val]
+    nn_pre = Preprocessor.fit(inner)
+    X_in, cat_in = _nn_inputs(nn_pre, inner)
+    net, history = embedding_net.train(X_in, cat_in, _log_target(inner), _net_sizes(nn_pre, X_in),
                                        seed=config.seed, epochs=config.max_epochs, patience=config.patience,
-                                       val=(X_val, pre.categorical_matrix(val), y_val))
-    val_lasso = np.clip(np.expm1(lasso.predict_log(params, X_val)), 0, None)
-    val_nn = np.clip(np.expm1(embedding_net.predict_log(net, X_val, pre.categorical_matrix(val))), 0, None)
-    actual = val["target"].to_numpy(dtype=float)
-    scores = [metrics.mape(actual, w * val_lasso + (1 - w) * val_nn) for w in WEIGHTS]
-    weight = float(WEIGHTS[int(np.nanargmin(scores))])
-    return {
-        "lasso_alpha": alpha,
-        "nn_epochs": int(history["best_epoch"]),
-        "nn_start_val_loss": history["start_val_loss"],
-        "nn_best_val_loss": history.get("best_val_loss", float("nan")),
-        "ensemble_weight_lasso": weight,
-        "validation_weeks": int(n_val),
-        "validation_mape": float(np.nanmin(scores)),
-        "validation_first_week": pd.Timestamp(weeks[-n_val]).strftime("%Y-%m-%d"),
-    }
+                                       val=(*_nn_inputs(nn_pre, val), _log_target(val)), loss=config.nn_loss)
+    shared = {"nn_epochs": int(history["best_epoch"]), "nn_loss": config.nn_loss, "nn_start_val_loss": history["start_val_loss"],
+              "nn_best_val_loss": history.get("best_val_loss", float("nan")), "nn_pooled_rows": len(inner),
+              "validation_weeks": int(n_val), "validation_windows": VALIDATION_WINDOWS,
+              "validation_first_week": pd.Timestamp(first_val).strftime("%Y-%m-%d")}
+    segments = {}
+    for name, frame in rows.items():
+        seg_in, seg_val = frame[frame["week_start"] < first_val], frame[frame["week_start"] >= first_val]
+        pre = Preprocessor.fit(seg_in)
+        X, y = pre.lasso_design(seg_in), _log_target(seg_in)
+        alpha = lasso.choose_alpha(X, y, seg_in["week_start"].to_numpy())
+        params = lasso.fit(X, y, alpha)
+        val_lasso = np.clip(np.expm1(lasso.predict_log(params, pre.lasso_design(seg_val))), 0, None)
+        val_nn = np.clip(np.expm1(embedding_net.predict_log(net, *_nn_inputs(nn_pre, seg_val))), 0, None)
+        actual = seg_val["target"].to_numpy(dtype=float)
+        window_of = seg_val["week_start"].to_numpy()
+        masks = [np.isin(window_of, w) for w in windows]
+        grid = np.array([[metrics.mape(actual[m], (w * val_lasso + (1 - w) * val_nn)[m]) for m in masks]
+                         for w in WEIGHTS])  # weights x windows
+        mean = np.nanmean(np.where(np.isfinite(grid), grid, np.nan), axis=1) if np.isfinite(grid).any() else \
+            np.full(len(WEIGHTS), np.nan)
+        best = int(np.nanargmin(mean)) if np.isfinite(mean).any() else len(WEIGHTS) // 2
+        segments[name] = {**shared, "lasso_alpha": alpha, "ensemble_weight_lasso": float(WEIGHTS[best]),
+                          "validation_mape": float(metrics.mape(actual, WEIGHTS[best] * val_lasso
+                                                                + (1 - WEIGHTS[best]) * val_nn)),
+                          "validation_window_mapes": [float(v) for v in grid[best]]}
+    return {**shared, "segments": segments}
 
 
 @dataclass
@@ -144,7 +201,10 @@ class ForecastModel:
     holdout_reference: dict = field(default_factory=dict)
 
     def predict(self, features: pd.DataFrame) -> pd.DataFrame:
-        """Forecast every row; rows of a skipped or unknown segment get the baseline and say so."""
+        """Forecast every row from what was known before its week (``at_forecast_time``: the
+        weather forecast, not the observation); rows of a skipped or unknown segment get the
+        baseline and say so."""
+        features = at_forecast_time(features)
         out = features[["region", "week_start", "store_id", "product_id", "segment"]].copy()
         out["forecast"] = baseline_forecast(features)
         out["model"] = "baseline"
@@ -164,13 +224,18 @@ class ForecastModel:
         manifest = {"format_version": FORMAT_VERSION, "region": self.region, "as_of_week": self.as_of_week,
                     "config": self.config.to_json(), "skipped": self.skipped, "evaluation": self.evaluation,
                     "segments": {}}
+        nets = {id(seg.net): seg for seg in self.segments.values()}
+        if len(nets) > 1:
+            raise ValueError(f"{self.region}: the segments do not share one network")
+        for seg in nets.values():  # the region's network, once
+            embedding_net.save(seg.net, folder / "network.npz")
+            manifest["network"] = {"preprocessor": seg.nn_pre.to_json(), "net_sizes": seg.net_sizes,
+                                   "file": "network.npz"}
         for name, seg in self.segments.items():
             stem = name.replace("/", "_")
             np.savez(folder / f"{stem}_lasso.npz", **seg.lasso)
-            embedding_net.save(seg.net, folder / f"{stem}_nn.npz")
-            manifest["segments"][name] = {"preprocessor": seg.pre.to_json(), "net_sizes": seg.net_sizes,
-                                          "weight_lasso": seg.weight, "hyperparameters": seg.hyperparameters,
-                                          "files": [f"{stem}_lasso.npz", f"{stem}_nn.npz"]}
+            manifest["segments"][name] = {"preprocessor": seg.pre.to_json(), "weight_lasso": seg.weight,
+                                          "hyperparameters": seg.hyperparameters, "files": [f"{stem}_lasso.npz"]}
         (folder / "model.json").write_text(json.dumps(manifest, indent=2, default=_json_default) + "\n")
         for name in PROFILES:
             (folder / f"{name}.json").write_text(json.dumps(getattr(self, name), default=_json_default) + "\n")
@@ -179,16 +244,26 @@ class ForecastModel:
     def load(cls, folder: Path) -> "ForecastModel":
         folder = Path(folder)
         manifest = json.loads((folder / "model.json").read_text())
-        if manifest.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{folder}: model format {manifest.get('format_version')} is not {FORMAT_VERSION}")
+        version = manifest.get("format_version")
+        if version not in (2, FORMAT_VERSION):
+            raise ValueError(f"{folder}: model format {version} is neither 2 nor {FORMAT_VERSION}")
+        shared = manifest.get("network")
+        if shared:
+            net = embedding_net.load(folder / shared["file"], shared["net_sizes"])
+            nn_pre = Preprocessor.from_json(shared["preprocessor"])
         segments = {}
         for name, spec in manifest["segments"].items():
             stem = name.replace("/", "_")
             with np.load(folder / f"{stem}_lasso.npz", allow_pickle=False) as npz:
                 params = {k: npz[k] for k in npz.files}
-            net = embedding_net.load(folder / f"{stem}_nn.npz", spec["net_sizes"])
-            segments[name] = SegmentModel(Preprocessor.from_json(spec["preprocessor"]), params, net,
-                                          spec["net_sizes"], spec["weight_lasso"], spec["hyperparameters"])
+            if shared:
+                segments[name] = SegmentModel(Preprocessor.from_json(spec["preprocessor"]), params, net,
+                                              shared["net_sizes"], spec["weight_lasso"], spec["hyperparameters"],
+                                              nn_pre)
+            else:  # format 2: a network per segment
+                segments[name] = SegmentModel(Preprocessor.from_json(spec["preprocessor"]), params,
+                                              embedding_net.load(folder / f"{stem}_nn.npz", spec["net_sizes"]),
+                                              spec["net_sizes"], spec["weight_lasso"], spec["hyperparameters"])
         profiles = {name: json.loads((folder / f"{name}.json").read_text()) if (folder / f"{name}.json").exists()
                     else {} for name in PROFILES}
         return cls(manifest["region"], manifest["as_of_week"], segments, manifest["skipped"],
@@ -214,9 +289,16 @@ def _skip_reason(train: pd.DataFrame, holdout: pd.DataFrame, config: TrainConfig
     return None
 
 
-def _evaluate(actual: np.ndarray, members: dict[str, np.ndarray], base: np.ndarray) -> dict:
+def last_value_forecast(frame: pd.DataFrame) -> np.ndarray:
+    """The naive peer the ensemble must beat: last week's demand (the pair's most recent
+    observed history where last week is unknown; the baseline where it has none)."""
+    return impute_history(frame)["lag_1"].fillna(pd.Series(baseline_forecast(frame), index=frame.index)).to_numpy()
+
+
+def _evaluate(actual: np.ndarray, members: dict[str, np.ndarray], base: np.ndarray, last: np.ndarray) -> dict:
     out = {name: metrics.summary(actual, pred) for name, pred in members.items()}
     out["baseline"] = metrics.summary(actual, base)
+    out["last_value"] = metrics.summary(actual, last)
     out["mape_reduction_vs_baseline"] = metrics.reduction(out["ensemble"]["mape"], out["baseline"]["mape"])
     return out
 
@@ -248,44 +330,47 @@ def train_region(features: pd.DataFrame, region: str, config: TrainConfig | None
     as_of = pd.Timestamp(weeks[-1])
     holdout_start = pd.Timestamp(weeks[-config.holdout_weeks])
     usable = observed[observed["week_start"] >= pd.Timestamp(weeks[config.warmup_weeks])]
+    # Every row as it was known before its week, the weather its forecast: the holdout is forecast
+    # as it would have been, and the models learn from the inputs they will be served with.
+    usable = at_forecast_time(usable)
     train_all, holdout_all = usable[usable["week_start"] < holdout_start], usable[usable["week_start"] >= holdout_start]
 
-    segments, skipped, evaluation, holdout_frames = {}, {}, {"segments": {}}, []
-    evaluated_segments = {}
+    skipped, evaluation, holdout_frames = {}, {"segments": {}}, []
+    selling = (lambda f: f[f["target"] > 0]) if config.fit_selling_weeks_only else (lambda f: f)
+    fit_rows, deploy_rows = {}, {}
     for name in SEGMENTS:
         train = train_all[train_all["segment"] == name]
-        holdout = holdout_all[holdout_all["segment"] == name]
-        reason = _skip_reason(train, holdout, config)
+        reason = _skip_reason(train, holdout_all[holdout_all["segment"] == name], config)
         if reason:
             skipped[name] = reason
             evaluation["segments"][name] = {"skipped": reason}
             continue
-        fit_rows = train[train["target"] > 0] if config.fit_selling_weeks_only else train
-        hyper = _choose(fit_rows, config)
-        evaluated = _fit_segment(fit_rows, hyper["lasso_alpha"], hyper["nn_epochs"], hyper["ensemble_weight_lasso"],
-                                 config.seed, hyper)
-        evaluated_segments[name] = evaluated
-        members = evaluated.members(holdout)
-        actual = holdout["target"].to_numpy(dtype=float)
-        base = baseline_forecast(holdout)
-        report = _evaluate(actual, members, base)
-        report["rows"] = {"train": len(train), "holdout": len(holdout)}
-        report["hyperparameters"] = hyper
-        evaluation["segments"][name] = report
-        frame = holdout[["region", "week_start", "store_id", "product_id", "segment", "target"]].copy()
-        frame = frame.assign(**members, baseline=base)
-        holdout_frames.append(frame)
-        deployed_train = usable[usable["segment"] == name]
-        if config.fit_selling_weeks_only:
-            deployed_train = deployed_train[deployed_train["target"] > 0]
-        segments[name] = _fit_segment(deployed_train, hyper["lasso_alpha"], hyper["nn_epochs"],
-                                      hyper["ensemble_weight_lasso"], config.seed, hyper)
+        fit_rows[name] = selling(train)
+        deploy_rows[name] = selling(usable[usable["segment"] == name])
+    segments, evaluated_segments = {}, {}
+    if fit_rows:
+        choice = _choose(fit_rows, config)
+        evaluated_segments = _fit_region(fit_rows, choice, config.seed)
+        for name, evaluated in evaluated_segments.items():
+            holdout = holdout_all[holdout_all["segment"] == name]
+            members = evaluated.members(holdout)
+            actual = holdout["target"].to_numpy(dtype=float)
+            base = baseline_forecast(holdout)
+            report = _evaluate(actual, members, base, last_value_forecast(holdout))
+            report["rows"] = {"train": int((train_all["segment"] == name).sum()), "holdout": len(holdout)}
+            report["hyperparameters"] = evaluated.hyperparameters
+            evaluation["segments"][name] = report
+            frame = holdout[["region", "week_start", "store_id", "product_id", "segment", "target"]].copy()
+            holdout_frames.append(frame.assign(**members, baseline=base, last_value=last_value_forecast(holdout)))
+        segments = _fit_region(deploy_rows, choice, config.seed)
 
     holdout_forecasts = pd.concat(holdout_frames, ignore_index=True) if holdout_frames else pd.DataFrame()
     if len(holdout_forecasts):
         actual = holdout_forecasts["target"].to_numpy(dtype=float)
         evaluation["region"] = _evaluate(actual, {k: holdout_forecasts[k].to_numpy() for k in
-                                                  ("ensemble", "lasso", "nn")}, holdout_forecasts["baseline"])
+                                                  ("ensemble", "lasso", "nn")}, holdout_forecasts["baseline"],
+                                         holdout_forecasts["last_value"])
+        evaluation["region"]["mean_actual"] = float(np.mean(actual))
         by_format = {}
         for fmt, part in holdout_forecasts.groupby(holdout_forecasts["segment"].str.split("/").str[0]):
             by_format[fmt] = metrics.summary(part["target"], part["baseline"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-METRICS = ("mape", "rmse0", "rmse", "bias")  # what ``summary`` reports besides the row count
+METRICS = ("mape", "wape", "rmse0", "rmse", "bias")  # what ``summary`` reports besides the row count
 
 
 def mape(actual, forecast) -> float:
@@ -42,7 +42,7 @@ def bias(actual, forecast) -> float:
 
 
 def summary(actual, forecast) -> dict[str, float]:
-    return {"mape": mape(actual, forecast), "rmse0": rmse_zero(actual, forecast),
+    return {"mape": mape(actual, forecast), "wape": wape(actual, forecast), "rmse0": rmse_zero(actual, forecast),
             "rmse": rmse(actual, forecast), "bias": bias(actual, forecast), "rows": int(len(actual))}
 
 

@@ -19,6 +19,8 @@ from sklearn.linear_model import LassoCV
 from sklearn.preprocessing import StandardScaler
 
 from mlops_assets.ml import lasso, metrics
+from mlops_assets.ml.ensemble import baseline_forecast
+from mlops_assets.ml.featurize import impute_history
 
 LAG_INPUTS = ["lag_1", "lag_2", "lag_3", "lag_4", "lag_52", "mean_4", "mean_13", "mean_52", "nonzero_mean_13"]
 OTHER_INPUTS = ["zero_share_13"]
@@ -26,8 +28,11 @@ NAIVE = {"historical_average": "mean_52", "last_value": "lag_1", "seasonal_naive
 
 
 def inputs(frame: pd.DataFrame) -> np.ndarray:
+    """Log lags and means (unobserved history imputed from the pair's own, as the models do;
+    what stays missing, for a pair with no history, is 0) and the zero share."""
+    frame = impute_history(frame)
     logged = np.log1p(np.clip(frame[LAG_INPUTS].to_numpy(dtype=float), 0, None))
-    return np.column_stack([logged, frame[OTHER_INPUTS].to_numpy(dtype=float)])
+    return np.nan_to_num(np.column_stack([logged, frame[[*OTHER_INPUTS, "history_missing"]].to_numpy(dtype=float)]))
 
 
 def fit_lag_lasso(train: pd.DataFrame):
@@ -50,19 +55,16 @@ def fit_lightgbm(train: pd.DataFrame, seed: int = 0):
 
 def peer_forecasts(train: pd.DataFrame, holdout: pd.DataFrame, with_lightgbm: bool = True) -> pd.DataFrame:
     """One column per peer, one row per holdout row (same order)."""
-    out = pd.DataFrame({name: holdout[column].to_numpy(dtype=float) for name, column in NAIVE.items()},
-                       index=holdout.index)
+    # a naive peer whose input was not observed falls back to the baseline's value
+    imputed, base = impute_history(holdout), baseline_forecast(holdout)
+    out = pd.DataFrame({name: imputed[column].fillna(pd.Series(base, index=holdout.index)).to_numpy(dtype=float)
+                        for name, column in NAIVE.items()}, index=holdout.index)
+    out["historical_average"] = base
     scaler, model = fit_lag_lasso(train)
     out["lasso_lags"] = np.clip(np.expm1(model.predict(scaler.transform(inputs(holdout)))), 0, None)
     if with_lightgbm:
         out["lightgbm"] = np.clip(np.expm1(fit_lightgbm(train).predict(inputs(holdout))), 0, None)
     return out
-
-
-def scores(actual, forecast) -> dict:
-    return {"mape": metrics.mape(actual, forecast), "wape": metrics.wape(actual, forecast),
-            "rmse0": metrics.rmse_zero(actual, forecast), "rmse": metrics.rmse(actual, forecast),
-            "rows": int(len(actual))}
 
 
 def compare(frame: pd.DataFrame, methods: list[str], reference: str = "historical_average",
@@ -73,9 +75,9 @@ def compare(frame: pd.DataFrame, methods: list[str], reference: str = "historica
     rows = []
     for scope, part in groups:
         actual = part["target"].to_numpy(dtype=float)
-        base = scores(actual, part[reference])
+        base = metrics.summary(actual, part[reference])
         for method in methods:
-            s = scores(actual, part[method])
+            s = metrics.summary(actual, part[method])
             rows.append({"scope": scope, "method": method, **s,
                          "mape_reduction": metrics.reduction(s["mape"], base["mape"]),
                          "wape_reduction": metrics.reduction(s["wape"], base["wape"])})
