@@ -10,9 +10,11 @@ moves the champion only when all pass (in ``enforce`` mode).
 - training: every segment trained or skipped with a reason, all weights finite, and each
   network's validation loss improved on its starting loss;
 - scoring: the model loaded back from the registry reproduces the in-memory forecasts exactly;
-- performance: per trained segment, ensemble MAPE <= target and below the baseline's; and
-  the region's MAPE not worse than the champion's on the same holdout by more than the
-  tolerance (relative).
+- performance: per trained segment, ensemble MAPE <= target and below the baseline's; for the
+  region, MAPE below the last-value forecast's (a model that cannot beat "same as last week"
+  has not earned its place), RMSE on actual = 0 not far worse than the baseline's, and bias
+  not far worse than the baseline's; and the region's MAPE not worse than the champion's on
+  the same holdout by more than the tolerance (relative).
 """
 
 from __future__ import annotations
@@ -36,6 +38,11 @@ GATES = ("data", "training", "scoring", "performance")
 class GateConfig:
     mape_target: float = 0.45
     champion_tolerance: float = DEFAULT_CHAMPION_TOL  # relative: 0.02 = the candidate may be 2% worse
+    # far worse than the baseline: RMSE on actual = 0 above this multiple of the baseline's
+    rmse0_factor: float = 1.5
+    # |bias| above this multiple of the baseline's |bias| and above this share of mean demand
+    bias_factor: float = 2.0
+    bias_floor: float = 0.25
 
 
 def _result(problems: list[str], **details) -> dict:
@@ -148,7 +155,10 @@ def performance_gate(model: ForecastModel, comparison: dict | None, config: Gate
             problems.append(f"{name}: ensemble MAPE {ens:.3f} not below the baseline's {base:.3f}")
     if not per_segment:
         problems.append("no trained segment to judge")
-    details = {"segments": per_segment, "tolerance": config.champion_tolerance, "champion": comparison}
+    region = model.evaluation.get("region")
+    peers = _against_peers(region, config, problems) if region else {}
+    details = {"segments": per_segment, "region": peers, "tolerance": config.champion_tolerance,
+               "champion": comparison}
     if comparison and comparison.get("basis") == "none":
         problems.append(f"not comparable with champion {comparison['champion_version']}: {comparison['note']}")
     elif comparison:
@@ -158,6 +168,25 @@ def performance_gate(model: ForecastModel, comparison: dict | None, config: Gate
             problems.append(f"region MAPE {cand:.3f} is worse than champion {comparison['champion_version']}'s "
                             f"{champ:.3f} by more than {config.champion_tolerance:.0%} ({comparison['basis']})")
     return _result(problems, **details)
+
+
+def _against_peers(region: dict, config: GateConfig, problems: list[str]) -> dict:
+    """The region's holdout against the naive forecasts: MAPE below last value's; RMSE on
+    actual = 0 and bias not far worse than the historical average's."""
+    ens, base, last = region["ensemble"], region["baseline"], region.get("last_value")
+    if last is not None and not ens["mape"] < last["mape"]:
+        problems.append(f"region: ensemble MAPE {ens['mape']:.3f} not below last value's {last['mape']:.3f}")
+    if np.isfinite(ens["rmse0"]) and np.isfinite(base["rmse0"]) and ens["rmse0"] > config.rmse0_factor * base["rmse0"]:
+        problems.append(f"region: RMSE at actual = 0 {ens['rmse0']:.2f} > {config.rmse0_factor} x the baseline's "
+                        f"{base['rmse0']:.2f}")
+    mean_demand = region.get("mean_actual", float("nan"))
+    limit = max(config.bias_factor * abs(base["bias"]),
+                config.bias_floor * mean_demand if np.isfinite(mean_demand) else 0.0)
+    if abs(ens["bias"]) > limit:
+        problems.append(f"region: bias {ens['bias']:+.2f} beyond {limit:.2f} (the baseline's {base['bias']:+.2f})")
+    return {"ensemble_mape": ens["mape"], "last_value_mape": last["mape"] if last else None,
+            "rmse0": ens["rmse0"], "baseline_rmse0": base["rmse0"], "bias": ens["bias"],
+            "baseline_bias": base["bias"], "bias_limit": limit}
 
 
 def verdict(gates: dict[str, dict], mode: str) -> dict:
