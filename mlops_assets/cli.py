@@ -17,7 +17,8 @@ def _sample(args) -> int:
 
     spec = SampleSpec(out_dir=Path(args.out_dir), regions=parse_regions(args.regions),
                       stores_per_region=args.stores_per_region, products=args.products, weeks=args.weeks,
-                      end_week=args.end_week, seed=args.seed, drift=parse_drift(args.drift))
+                      end_week=args.end_week, seed=args.seed, drift=parse_drift(args.drift),
+                      realism=not args.no_realism)
     counts = generate(spec)
     print(f"wrote {args.out_dir}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return 0
@@ -168,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--drift", action="append", default=[], metavar="REGION:WEEK",
                    help="shift REGION's demand and weather from WEEK on; repeatable")
+    p.add_argument("--no-realism", action="store_true",
+                   help="only the learnable effects: no level shifts, late openings, long tail, unannounced "
+                        "promotions, outliers, heterogeneous noise or non-linear effects")
     p.set_defaults(func=_sample)
 
     p = sub.add_parser("validate", help="check a landing folder against the data contract")

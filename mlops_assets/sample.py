@@ -1,15 +1,26 @@
 """Generate a landing folder that follows the data contract, with demand worth forecasting.
 
-Weekly demand per store x product is a negative-binomial count around a mean built
-from effects a model can learn (store format and size, shopper demographics,
-product level and trend, yearly seasonality by category, event lifts by
-category, weather sensitivity by category) and noise it cannot. Slow movers are
-intermittent. Shipments are that demand plus returns; returns are recorded
-separately. ``drift`` shifts one region's demand behaviour and its weather from a
-given week on, for testing drift monitoring.
+Weekly demand per store x product is a count around a mean built from effects a model can
+learn (store format and size, shopper demographics, product level and trend, yearly
+seasonality by category, event lifts by category, weather sensitivity by category) and what
+real retail demand has besides, which no model here was designed around:
 
-The bundled ``data/sample`` is ``mlops-assets sample data/sample`` with the
-defaults below.
+- level shifts: stores that close for weeks, remodels that lift a store, competitors that
+  open and take a share, for good;
+- stores that open and products that launch mid-history, and a long tail of intermittent
+  low-volume products;
+- promotions nobody announced (a product's lift in one store, then a post-promotion dip) and
+  outliers (bulk orders);
+- heterogeneous series: each pair's own noise level and seasonal amplitude;
+- effects that are not a log-linear model's terms: a heat threshold for cold drinks and ice
+  cream, stock-up the week before a holiday.
+
+Shipments are that demand plus returns; returns are recorded separately. Weather is observed
+daily, and each week was forecast the day before it began (the forecast archive), with errors
+that grow with the lead time. ``drift`` shifts one region's demand behaviour and its weather
+from a given week on, for testing drift monitoring.
+
+The bundled ``data/sample`` is ``mlops-assets sample data/sample`` with the defaults below.
 """
 
 from __future__ import annotations
@@ -58,6 +69,11 @@ FAST_LEVEL, SLOW_LEVEL = 60.0, 20.0   # median weekly units per store (before fo
 GROWTH_SD = 0.3                       # spread of product trends, log-growth per year
 NOISE_SHAPE = 80.0
 SLOW_ZERO_SHARE = 0.06                # slow movers: share of weeks with no order at all
+TAIL_SHARE, TAIL_LEVEL = 0.15, (0.4, 3.0)  # long-tail products: share, weekly units per store
+STORE_EVENTS = {"closure": 0.12, "remodel": 0.12, "competitor": 0.12, "late_opening": 0.08}  # share of stores
+PROMO_RATE, OUTLIER_RATE = 0.02, 0.002   # per pair and week: unannounced promotion, bulk order
+HEAT_THRESHOLD_C, HEAT_LIFT = 24.0, {"ice_cream": 0.35, "beverages": 0.2}
+STOCK_UP = {"thanksgiving": 0.25, "christmas": 0.2}  # lift of the week before, all categories
 
 
 @dataclass
@@ -71,6 +87,10 @@ class SampleSpec:
     seed: int = 7
     drift: dict[str, str] = field(default_factory=dict)  # region -> first drifted week
     forecast_days: int = 14
+    # what real demand has besides the learnable effects (level shifts, late openings, long-tail
+    # products, unannounced promotions, outliers, heterogeneous noise, non-linear effects); off,
+    # every region behaves the same all along unless ``drift`` changes it (for tests of monitoring)
+    realism: bool = True
 
 
 def parse_regions(value: str) -> tuple[str, ...]:
@@ -115,6 +135,43 @@ def _national_dates(year: int) -> dict[str, dt.date]:
     }
 
 
+def _noise_shapes(seed: int, region_index: int, store_index: int, n_prod: int) -> np.ndarray:
+    """Heterogeneous series: each pair's own noise level (gamma shape; smaller is noisier)."""
+    rng = np.random.default_rng([seed, region_index, store_index, 11])
+    return np.clip(NOISE_SHAPE * rng.lognormal(0.0, 1.0, n_prod), 3.0, 500.0)
+
+
+def _realism(mu: np.ndarray, rng: np.random.Generator, season: np.ndarray, temp: np.ndarray,
+             categories: np.ndarray, stock_up: np.ndarray, first: bool) -> np.ndarray:
+    """A store's mean demand (products x weeks) with what real stores have and the models were not
+    designed around: its own history (a late opening, a closure of weeks, a remodel, a competitor),
+    each pair's own seasonal amplitude, a heat threshold, stock-up before holidays, promotions
+    nobody announced with their post-promotion dip, and bulk orders. ``rng`` is the store's own
+    stream: a drift of its region changes none of these draws."""
+    n_prod, n_weeks = mu.shape
+    level = np.ones(n_weeks)
+    happens = {name: rng.random() < share for name, share in STORE_EVENTS.items()}
+    opened = int(rng.integers(13, max(14, n_weeks // 2))) if happens["late_opening"] and not first else 0
+    level[:opened] = 0.0
+    for name, (low, high) in (("remodel", (1.15, 1.4)), ("competitor", (0.6, 0.85))):
+        at, factor = int(rng.integers(opened + 4, max(opened + 5, n_weeks - 4))), rng.uniform(low, high)
+        if happens[name]:
+            level[at:] *= factor
+    start, length = int(rng.integers(opened + 4, max(opened + 5, n_weeks - 3))), int(rng.integers(2, 6))
+    if happens["closure"]:
+        level[start:start + length] = 0.0
+    amplitude = rng.lognormal(0.0, 0.4, n_prod)[:, None]
+    heat = np.array([HEAT_LIFT.get(c, 0.0) for c in categories])[:, None] * (temp[None, :n_weeks] > HEAT_THRESHOLD_C)
+    promo = rng.random((n_prod, n_weeks)) < PROMO_RATE
+    lift = rng.uniform(1.5, 3.0, (n_prod, n_weeks))
+    dip = np.zeros_like(promo)
+    dip[:, 1:] = promo[:, :-1] & ~promo[:, 1:]
+    bulk = rng.random((n_prod, n_weeks)) < OUTLIER_RATE
+    size = rng.uniform(3.0, 8.0, (n_prod, n_weeks))
+    return (mu * level[None, :] * season ** (amplitude - 1.0) * (1.0 + heat) * (1.0 + stock_up[None, :])
+            * np.where(promo, lift, 1.0) * np.where(dip, 0.7, 1.0) * np.where(bulk, size, 1.0))
+
+
 def generate(spec: SampleSpec) -> dict[str, int]:
     """Write the landing folder; returns row counts per table."""
     rng = np.random.default_rng(spec.seed)
@@ -139,6 +196,10 @@ def generate(spec: SampleSpec) -> dict[str, int]:
     prod_cat = np.array([cats[i % len(cats)] for i in range(n_prod)])
     slow = rng.random(n_prod) < 0.5
     base = np.where(slow, rng.lognormal(np.log(SLOW_LEVEL), 0.3, n_prod), rng.lognormal(np.log(FAST_LEVEL), 0.4, n_prod))
+    if spec.realism:  # without it, the draws (hence the data) are those of the learnable effects alone
+        tail = rng.random(n_prod) < TAIL_SHARE  # intermittent low-volume products
+        slow = slow | tail
+        base = np.where(tail, rng.uniform(*TAIL_LEVEL, n_prod), base)
     growth = rng.normal(0.0, GROWTH_SD, n_prod)  # log-growth per year
     launch = np.where(rng.random(n_prod) < 0.1, rng.integers(20, max(21, n_weeks // 2), n_prod), 0)
     product_ids = [f"p{i + 1:03d}" for i in range(n_prod)]
@@ -179,6 +240,18 @@ def generate(spec: SampleSpec) -> dict[str, int]:
         frame = pd.DataFrame({"date": days, "zip_code": store.zip_code, "temp_max_c": tmax.round(1),
                               "temp_min_c": tmin.round(1), "precip_mm": rain.round(1), "is_forecast": False})
         weather_frames.append(frame)
+        # the archive: each week before the last was forecast the day before it began, with
+        # errors that grow with the lead (1-7 days); its own stream, so drift leaves it alone
+        archive = np.random.default_rng([spec.seed, 99, store.Index])
+        early = days < pd.Timestamp(last_observed) - pd.Timedelta(days=6)
+        lead = (days.weekday.to_numpy() + 1)[early]
+        f_err = archive.normal(0, 1.0, early.sum()) * (1.0 + 0.35 * lead)
+        rain_miss = archive.random(early.sum()) < 0.25
+        weather_frames.append(pd.DataFrame({
+            "date": days[early], "zip_code": store.zip_code, "temp_max_c": (tmax[early] + f_err).round(1),
+            "temp_min_c": (tmin[early] + f_err).round(1),
+            "precip_mm": np.where(rain_miss, np.where(rain[early] > 0, 0.0, 4.0), rain[early]).round(1),
+            "is_forecast": True}))
         wk = (days - pd.Timestamp(weeks[0])).days // 7
         weekly_temp[store.store_id] = pd.Series(tmax).groupby(wk).mean().to_numpy()[:n_weeks]
         weekly_rain[store.store_id] = pd.Series(rain).groupby(wk).sum().to_numpy()[:n_weeks]
@@ -238,6 +311,11 @@ def generate(spec: SampleSpec) -> dict[str, int]:
             table = NATIONAL_EVENTS.get(ev.event) or (PROMOTION if ev.event == "promotion" else HOME_GAME)
             for c, v in table.items():
                 lift[cat_idx[c], w] += v
+        stock_up = np.zeros(n_weeks)
+        for ev in events[events["event"].isin(list(STOCK_UP))].itertuples():
+            w = week_index(ev.date)
+            if w is not None and w > 0:
+                stock_up[w - 1] += STOCK_UP[ev.event]
         drift_from = week_of.get(pd.Timestamp(spec.drift[region])) if region in spec.drift else None
         for store in stores[stores.region == region].itertuples():
             d = demo.loc[store.store_id]
@@ -253,12 +331,17 @@ def generate(spec: SampleSpec) -> dict[str, int]:
             if drift_from is not None:
                 shift = np.where(np.isin(prod_cat, cats[: len(cats) // 2]), 1.6, 0.65)
                 mu[:, drift_from:] *= shift[:, None]
+            if spec.realism:
+                mu = _realism(mu, np.random.default_rng([spec.seed, r_idx, store.Index, 10]), season,
+                              weekly_temp[store.store_id], prod_cat, stock_up, first=store.store_id.endswith("_s01"))
             mu *= alive & stocked[:, None]
             # Count draws use a varying amount of randomness, so each store gets its own
             # streams, drawn week by week (transposed): weeks before a drift are identical
             # with and without it.
             streams = [np.random.default_rng([spec.seed, r_idx, store.Index, k]) for k in range(4)]
-            lam = mu * streams[0].gamma(NOISE_SHAPE, 1 / NOISE_SHAPE, mu.T.shape).T
+            shapes = _noise_shapes(spec.seed, r_idx, store.Index, n_prod) if spec.realism else NOISE_SHAPE
+            shape = np.broadcast_to(shapes, mu.T.shape)
+            lam = mu * streams[0].gamma(shape, 1 / shape).T
             demand = streams[1].poisson(lam.T).T
             demand[slow[:, None].repeat(n_weeks, 1) & (streams[2].random(mu.T.shape).T < SLOW_ZERO_SHARE)] = 0
             ret_rate = np.broadcast_to(coef[pc, 5][:, None], demand.shape)
@@ -290,8 +373,12 @@ def generate(spec: SampleSpec) -> dict[str, int]:
     observed = weather[~weather.is_forecast]
     for year, part in observed.groupby(observed.date.dt.year):
         part.to_csv(out / "weather" / f"observed_{year}.csv", index=False, date_format="%Y-%m-%d")
-    weather[weather.is_forecast].to_csv(out / "weather" / f"forecast_{last_observed:%Y-%m-%d}.csv",
-                                        index=False, date_format="%Y-%m-%d")
+    forecasts = weather[weather.is_forecast]
+    current = forecasts.date >= pd.Timestamp(last_observed) - pd.Timedelta(days=6)
+    forecasts[current].to_csv(out / "weather" / f"forecast_{last_observed:%Y-%m-%d}.csv",
+                              index=False, date_format="%Y-%m-%d")
+    for year, part in forecasts[~current].groupby(forecasts[~current].date.dt.year):
+        part.to_csv(out / "weather" / f"forecast_archive_{year}.csv", index=False, date_format="%Y-%m-%d")
     return {"stores": len(stores), "products": len(products), "demographics": len(demographics),
             "events": len(events), "shipments": len(shipments), "returns": len(returns),
             "weather": len(weather)}
