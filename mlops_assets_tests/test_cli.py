@@ -1,12 +1,9 @@
 """The mlops-assets command and the Dagster CLI on this project, as a person runs them."""
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
-
-import pytest
 
 from mlops_assets.cli import main
 from mlops_assets.config import SAMPLE_LANDING_DIR

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from mlops_assets.ml.ensemble import SEGMENTS, ForecastModel, TrainConfig, train_region
-from mlops_assets.ml.featurize import build_features
+from mlops_assets.ml.featurize import FORECAST_WEATHER, at_forecast_time, build_features, impute_history
 from mlops_assets.offline import region_inputs
 FAST = TrainConfig(max_epochs=30)
 HISTORY = [c for c in ("lag_1", "lag_2", "lag_3", "lag_4", "lag_52", "mean_4", "mean_13", "mean_52",
@@ -56,11 +56,18 @@ def test_features_only_know_the_past(inputs, features):
     assert not later["lag_1"].equals(later_changed["lag_1"])
 
 
-def test_unobserved_week_has_features_but_no_target(features):
+def test_unobserved_week_has_features_but_no_target(inputs, features):
     last = features["week_start"].max()
     upcoming = features[features["week_start"] == last]
     assert len(upcoming) and upcoming["target"].isna().all()
-    assert upcoming[HISTORY[:-1]].notna().all().all()
+    recent = ["lag_1", "lag_2", "lag_3", "lag_4", "mean_4", "mean_13", "mean_52", "nonzero_mean_13", "zero_share_13"]
+    assert upcoming[recent].notna().all().all()
+    # lag 52 is unknown (not 0) exactly where the pair was not listed, or the week not loaded, a year ago
+    demand = inputs["demand"]
+    year_ago = demand[demand["week_start"] == last - pd.Timedelta(weeks=52)]
+    listed = upcoming.set_index(["store_id", "product_id"]).index.isin(
+        year_ago.set_index(["store_id", "product_id"]).index)
+    np.testing.assert_array_equal(upcoming["lag_52"].isna().to_numpy(), ~listed)
 
 
 def test_velocity_from_the_products_file_wins_and_is_recorded(inputs):
@@ -153,3 +160,74 @@ def test_a_stored_model_reloads_without_pickle_and_forecasts_identically(feature
     loaded = ForecastModel.load(tmp_path / "model")
     pd.testing.assert_frame_equal(loaded.predict(features), model.predict(features))
     assert _same(loaded.evaluation, model.evaluation)
+
+
+def test_a_week_is_forecast_with_its_weather_forecast_not_its_observation(inputs, features, trained):
+    """The sample's archive holds each past week's forecast: holdout and scores use it."""
+    weather = inputs["weather"]
+    past = weather[weather["days_observed"] == 7]
+    assert (past["days_with_forecast"] == 7).all()  # every observed week was forecast before it began
+    assert (past["forecast_temp_max_c"] != past["temp_max_c"]).mean() > 0.9
+    model, holdout = trained
+    rows = features[features["week_start"] >= pd.Timestamp(model.evaluation["holdout"]["first_week"])]
+    rows = rows[rows["target"].notna()]
+    as_forecast = at_forecast_time(rows)
+    np.testing.assert_array_equal(as_forecast["temp_max_c"], rows["forecast_temp_max_c"])
+    # what the model forecasts for a week is what it forecasts from the weather forecast ...
+    served = model.predict(rows)["forecast"].to_numpy()
+    np.testing.assert_array_equal(served, model.predict(as_forecast.drop(columns=FORECAST_WEATHER))["forecast"])
+    # ... and not what it would have forecast from the observed weather
+    observed = rows.drop(columns=FORECAST_WEATHER)
+    assert not np.array_equal(served, model.predict(observed)["forecast"].to_numpy())
+
+
+def test_an_absent_week_of_demand_is_missing_history_not_zero_demand(inputs, features):
+    weeks = sorted(inputs["demand"]["week_start"].unique())
+    gap = weeks[30]
+    frame = build_features(**{**inputs, "demand": inputs["demand"][inputs["demand"]["week_start"] != gap]})
+    after = frame[frame["week_start"] == gap + pd.Timedelta(weeks=1)].set_index(["store_id", "product_id"])
+    full = features[features["week_start"] == gap + pd.Timedelta(weeks=1)].set_index(["store_id", "product_id"])
+    assert after["lag_1"].isna().all() and (full["lag_1"] > 0).any()
+    # the trailing means average the weeks that are known; none reads the gap as a week of 0
+    known = [w for w in weeks[27:30]]
+    block = inputs["demand"][inputs["demand"]["week_start"].isin(known)]
+    expected = block.groupby(["store_id", "product_id"])["net_demand"].mean()
+    expected = expected[expected.index.isin(after.index)]
+    pd.testing.assert_series_equal(after["mean_4"].loc[expected.index], expected, check_names=False)
+    filled = impute_history(after.reset_index())
+    assert filled["lag_1"].notna().all() and (filled["history_missing"] > 0).all()
+    np.testing.assert_allclose(filled["lag_1"], after["mean_4"].to_numpy())
+
+
+def test_a_store_first_seen_after_training_gets_a_trained_unknown_embedding(features, trained):
+    model, _ = trained
+    upcoming = features[features["target"].isna()]
+    store = upcoming["store_id"].iloc[0]
+    known = upcoming[upcoming["store_id"] == store]
+    unseen = known.assign(store_id="a_store_opened_after_training")
+    a, b = model.predict(known)["forecast"].to_numpy(), model.predict(unseen)["forecast"].to_numpy()
+    assert np.isfinite(b).all() and not np.array_equal(a, b)
+    # the unknown store is forecast like a typical store of its segment, not like noise
+    assert 0.33 < np.median(b / np.maximum(a, 1e-9)) < 3
+
+
+def test_the_performance_gate_knows_the_naive_peers(trained):
+    from mlops_assets.registry.gates import GateConfig, performance_gate
+
+    model, _ = trained
+    ok = performance_gate(model, None, GateConfig(mape_target=10))
+    assert ok["region"]["last_value_mape"] == model.evaluation["region"]["last_value"]["mape"]
+
+    def judged(**region_changes):
+        ev = json.loads(json.dumps(model.evaluation))
+        for member, changes in region_changes.items():
+            ev["region"][member].update(changes)
+        clone = ForecastModel(model.region, model.as_of_week, model.segments, model.skipped, model.config, ev)
+        return performance_gate(clone, None, GateConfig(mape_target=10))
+
+    ens = model.evaluation["region"]["ensemble"]
+    assert "not below last value's" in judged(last_value={"mape": ens["mape"] * 0.99})["reason"]
+    base = model.evaluation["region"]["baseline"]
+    assert "RMSE at actual = 0" in judged(ensemble={"rmse0": 2 * base["rmse0"]})["reason"]
+    far = 3 * abs(base["bias"]) + model.evaluation["region"]["mean_actual"]
+    assert "bias" in judged(ensemble={"bias": -far})["reason"]
