@@ -84,7 +84,10 @@ def test_a_better_candidate_replaces_the_champion(home, capsys):
     champion = registry_for(home).champion("north")
     assert (champion.version, champion.tags["previous_champion"]) == ("2", "1")
     details = json.loads(champion.tags["gate_details"])
-    assert details["gates"]["performance"]["champion"]["basis"] == "holdout weeks after 2026-09-07"
+    compared = details["gates"]["performance"]["champion"]
+    assert compared["basis"] == "each one's holdout"
+    assert compared["champion_holdout"]["first_week"] < compared["candidate_holdout"]["first_week"]
+    assert compared["candidate_mape"] <= compared["champion_mape"] * 1.02
     [north] = [row for row in status(home) if row["region"] == "north"]
     assert (north["champion"], north["age_days"], north["stale"], north["latest_verdict"]) == ("2", 7, False, "passed")
 

@@ -218,7 +218,7 @@ def region_model(context: dg.AssetExecutionContext, config: TrainingConfig, feat
     reloaded = registry.load_forecast_model(release)
     champion = registry.champion(region)
     champion_model = registry.load_forecast_model(champion) if champion else None
-    comparison = gates.champion_comparison(model, holdout, champion_model, holdout_rows)
+    comparison = gates.champion_comparison(model, champion_model)
     results = {
         "data": gates.data_gate(observed, model),
         "training": gates.training_gate(model),
