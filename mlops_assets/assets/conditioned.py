@@ -14,6 +14,7 @@ import pandera.pandas as pa
 
 from mlops_assets.contract import conditioning, schemas
 from mlops_assets.errors import ContractError
+from mlops_assets.ml import source_version
 from mlops_assets.partitions import weeks_by_region
 
 
@@ -32,7 +33,10 @@ def _schema_check(asset: str, schema: pa.DataFrameSchema, frame: pd.DataFrame) -
 
 def weekly_asset(name: str, schema: pa.DataFrameSchema, ins: dict[str, dg.AssetIn],
                  build: Callable[..., pd.DataFrame], description: str,
-                 guard: Callable[..., None] | None = None, group: str = "conditioned"):
+                 guard: Callable[..., None] | None = None, group: str = "conditioned",
+                 code: tuple[str, ...] = ("contract/conditioning.py",)):
+    """A region x week asset built by ``build``; ``code``: the source files whose digest is its
+    code version (the UI marks partitions built by other code as out of date)."""
     def factory(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDefinition:
         @dg.asset(
             name=name,
@@ -45,6 +49,7 @@ def weekly_asset(name: str, schema: pa.DataFrameSchema, ins: dict[str, dg.AssetI
                                            description=f"Conditioned `{name}` passes its pandera schema.")],
             description=description,
             kinds={"pandas", "parquet"},
+            code_version=source_version(*code),
         )
         def _weekly(context: dg.AssetExecutionContext, **inputs: pd.DataFrame):
             regions = weeks_by_region(context)

@@ -39,4 +39,5 @@ features = weekly_asset(
     "One row per listed store x product for the week: target, lags, trailing means, calendar, events, "
     "weather, demographics, format, velocity (given or derived, with its source) and ids.",
     group="features",
+    code=("ml/featurize.py", "contract/conditioning.py"),
 )

@@ -16,3 +16,13 @@ def code_version() -> str:
     for path in files:
         digest.update(path.name.encode() + path.read_bytes())
     return digest.hexdigest()[:12]
+
+
+def source_version(*modules: str) -> str:
+    """A digest of source files (paths relative to the package): the code version of an asset
+    whose values those files compute, so its partitions show as out of date when they change."""
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for module in modules:
+        digest.update(module.encode() + (root / module).read_bytes())
+    return digest.hexdigest()[:12]
