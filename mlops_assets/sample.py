@@ -240,10 +240,10 @@ def generate(spec: SampleSpec) -> dict[str, int]:
         frame = pd.DataFrame({"date": days, "zip_code": store.zip_code, "temp_max_c": tmax.round(1),
                               "temp_min_c": tmin.round(1), "precip_mm": rain.round(1), "is_forecast": False})
         weather_frames.append(frame)
-        # the archive: each week before the last was forecast the day before it began, with
-        # errors that grow with the lead (1-7 days); its own stream, so drift leaves it alone
+        # the archive: each observed week was forecast the day before it began, with errors
+        # that grow with the lead (1-7 days); its own stream, so drift leaves it alone
         archive = np.random.default_rng([spec.seed, 99, store.Index])
-        early = days < pd.Timestamp(last_observed) - pd.Timedelta(days=6)
+        early = days <= pd.Timestamp(last_observed)
         lead = (days.weekday.to_numpy() + 1)[early]
         f_err = archive.normal(0, 1.0, early.sum()) * (1.0 + 0.35 * lead)
         rain_miss = archive.random(early.sum()) < 0.25
@@ -255,15 +255,17 @@ def generate(spec: SampleSpec) -> dict[str, int]:
         wk = (days - pd.Timestamp(weeks[0])).days // 7
         weekly_temp[store.store_id] = pd.Series(tmax).groupby(wk).mean().to_numpy()[:n_weeks]
         weekly_rain[store.store_id] = pd.Series(rain).groupby(wk).sum().to_numpy()[:n_weeks]
-        # forecasts: the last observed week was forecast too (superseded), and the next two weeks
+        # forecasts of the next two weeks (the observed weeks' are in the archive above; the last
+        # one's days are drawn and dropped, which keeps the draws of everything after the same)
         f_days = pd.date_range(pd.Timestamp(last_observed) - pd.Timedelta(days=6),
                                pd.Timestamp(last_observed) + pd.Timedelta(days=spec.forecast_days), freq="D")
         f_doy = f_days.dayofyear.to_numpy()
         f_tmax = mean_t + 5 + amp * np.cos(2 * np.pi * (f_doy - 200) / 365.25) + rng.normal(0, 2.0, len(f_days))
-        weather_frames.append(pd.DataFrame({
+        future = pd.DataFrame({
             "date": f_days, "zip_code": store.zip_code, "temp_max_c": f_tmax.round(1),
             "temp_min_c": (f_tmax - 8).round(1), "precip_mm": np.where(rng.random(len(f_days)) < 0.3, 3.0, 0.0),
-            "is_forecast": True}))
+            "is_forecast": True})
+        weather_frames.append(future[future["date"] > pd.Timestamp(last_observed)])
     weather = pd.concat(weather_frames, ignore_index=True)
 
     # --- events ------------------------------------------------------------------------

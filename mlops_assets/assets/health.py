@@ -15,6 +15,7 @@ import dagster as dg
 import pandas as pd
 
 from mlops_assets.ml.ensemble import BASELINE_VERSION
+from mlops_assets.ml.featurize import at_forecast_time
 from mlops_assets.monitoring import alerts as alerting
 from mlops_assets.monitoring.accuracy import realized_accuracy, realized_rows
 from mlops_assets.monitoring.drift import drift_table, result_from_table, week_drift
@@ -106,7 +107,8 @@ def build_drift_metrics(partitions_def: dg.MultiPartitionsDefinition) -> dg.Asse
             if len(scored):
                 forecasts = feats[KEY].merge(scored[[*KEY, "forecast"]], on=KEY, how="left")["forecast"]
                 forecasts = forecasts.to_numpy() if forecasts.notna().all() else None
-            result = week_drift(model.reference, feats, forecasts, thresholds)
+            # the week as it was forecast, like the reference (its weather the forecast, not the observation)
+            result = week_drift(model.reference, at_forecast_time(feats), forecasts, thresholds)
             table = drift_table(result, region, week)
             table["model_version"] = model.version
             tables.append(table)

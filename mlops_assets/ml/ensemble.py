@@ -40,6 +40,10 @@ from mlops_assets.monitoring.profiles import build_profile, reference_rows
 SEGMENTS = ("large/fast", "large/slow", "small/fast", "small/slow")
 WEIGHTS = np.round(np.linspace(0, 1, 21), 2)
 VALIDATION_WINDOWS = 3  # the ensemble weight is chosen on this many consecutive validation windows
+MIN_CHOICE_ROWS = 50  # a segment's rows before the validation weeks needed to choose its alpha and weight
+# 2: history missing not zero, weather as forecast, the region's network (1: before). Metrics
+# recorded under another protocol are not compared with this one's.
+EVALUATION_PROTOCOL = 2
 # 3: one network per region shared by its segments (2: a network per segment, weights as NPZ;
 # 1: torch.save). Format 2 still loads.
 FORMAT_VERSION = 3
@@ -71,8 +75,8 @@ class TrainConfig:
 
 def baseline_forecast(frame: pd.DataFrame) -> np.ndarray:
     """Historical average: the trailing 52-week mean demand of the store x product. A pair with
-    no observed week gets the mean of the same product's pairs that week (in the frame's
-    region), and 0 only when no store has any history of the product."""
+    no observed week gets the mean of the same product's pairs that week among the rows of
+    ``frame`` (pass a region's whole week), and 0 only when none has any history of it."""
     own = frame["mean_52"].astype(float)
     if own.notna().all():
         return own.to_numpy()
@@ -163,6 +167,14 @@ def _choose(rows: dict[str, pd.DataFrame], config: TrainConfig) -> dict:
     segments = {}
     for name, frame in rows.items():
         seg_in, seg_val = frame[frame["week_start"] < first_val], frame[frame["week_start"] >= first_val]
+        if len(seg_in) < MIN_CHOICE_ROWS or seg_val.empty:
+            # too few of this segment's rows before (or in) the validation weeks to choose on: the
+            # region's network alone serves it, the LASSO at a middle alpha is kept for the record
+            segments[name] = {**shared, "lasso_alpha": float(lasso.ALPHAS[len(lasso.ALPHAS) // 2]),
+                              "ensemble_weight_lasso": 0.0, "validation_mape": float("nan"),
+                              "validation_window_mapes": [],
+                              "choice": f"{len(seg_in)} rows before and {len(seg_val)} in the validation weeks"}
+            continue
         pre = Preprocessor.fit(seg_in)
         X, y = pre.lasso_design(seg_in), _log_target(seg_in)
         alpha = lasso.choose_alpha(X, y, seg_in["week_start"].to_numpy())
@@ -267,7 +279,7 @@ class ForecastModel:
         profiles = {name: json.loads((folder / f"{name}.json").read_text()) if (folder / f"{name}.json").exists()
                     else {} for name in PROFILES}
         return cls(manifest["region"], manifest["as_of_week"], segments, manifest["skipped"],
-                   TrainConfig(**manifest["config"]), manifest["evaluation"], **profiles)
+                   TrainConfig(**{"nn_loss": "mse_log", **manifest["config"]}), manifest["evaluation"], **profiles)
 
 
 def _json_default(value):
@@ -348,6 +360,10 @@ def train_region(features: pd.DataFrame, region: str, config: TrainConfig | None
         fit_rows[name] = selling(train)
         deploy_rows[name] = selling(usable[usable["segment"] == name])
     segments, evaluated_segments = {}, {}
+    # the naive forecasts over the region's whole holdout (a new pair's baseline is its product's
+    # mean over the region's stores), then split by segment
+    holdout_all = holdout_all.assign(_baseline=baseline_forecast(holdout_all),
+                                     _last_value=last_value_forecast(holdout_all))
     if fit_rows:
         choice = _choose(fit_rows, config)
         evaluated_segments = _fit_region(fit_rows, choice, config.seed)
@@ -355,13 +371,13 @@ def train_region(features: pd.DataFrame, region: str, config: TrainConfig | None
             holdout = holdout_all[holdout_all["segment"] == name]
             members = evaluated.members(holdout)
             actual = holdout["target"].to_numpy(dtype=float)
-            base = baseline_forecast(holdout)
-            report = _evaluate(actual, members, base, last_value_forecast(holdout))
+            base, last = holdout["_baseline"].to_numpy(), holdout["_last_value"].to_numpy()
+            report = _evaluate(actual, members, base, last)
             report["rows"] = {"train": int((train_all["segment"] == name).sum()), "holdout": len(holdout)}
             report["hyperparameters"] = evaluated.hyperparameters
             evaluation["segments"][name] = report
             frame = holdout[["region", "week_start", "store_id", "product_id", "segment", "target"]].copy()
-            holdout_frames.append(frame.assign(**members, baseline=base, last_value=last_value_forecast(holdout)))
+            holdout_frames.append(frame.assign(**members, baseline=base, last_value=last))
         segments = _fit_region(deploy_rows, choice, config.seed)
 
     holdout_forecasts = pd.concat(holdout_frames, ignore_index=True) if holdout_frames else pd.DataFrame()
@@ -376,6 +392,7 @@ def train_region(features: pd.DataFrame, region: str, config: TrainConfig | None
             by_format[fmt] = metrics.summary(part["target"], part["baseline"])
         evaluation["baseline_by_format"] = by_format
     evaluation["holdout"] = {"first_week": holdout_start.strftime("%Y-%m-%d"), "weeks": config.holdout_weeks}
+    evaluation["protocol"] = EVALUATION_PROTOCOL
     model = ForecastModel(region, as_of.strftime("%Y-%m-%d"), segments, skipped, config, evaluation)
     model.reference = _profile(model, usable, model.as_of_week)
     before = ForecastModel(region, (holdout_start - pd.Timedelta(weeks=1)).strftime("%Y-%m-%d"), evaluated_segments,

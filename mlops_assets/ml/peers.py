@@ -32,7 +32,7 @@ def inputs(frame: pd.DataFrame) -> np.ndarray:
     what stays missing, for a pair with no history, is 0) and the zero share."""
     frame = impute_history(frame)
     logged = np.log1p(np.clip(frame[LAG_INPUTS].to_numpy(dtype=float), 0, None))
-    return np.nan_to_num(np.column_stack([logged, frame[[*OTHER_INPUTS, "history_missing"]].to_numpy(dtype=float)]))
+    return np.nan_to_num(np.column_stack([logged, frame[OTHER_INPUTS].to_numpy(dtype=float)]))
 
 
 def fit_lag_lasso(train: pd.DataFrame):

@@ -12,6 +12,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from mlops_assets.ml.featurize import at_forecast_time
 from mlops_assets.monitoring import alerts as alerting
 from mlops_assets.monitoring import rules
 from mlops_assets.monitoring.accuracy import realized_accuracy
@@ -54,7 +55,8 @@ def replay_region(region: str, features: pd.DataFrame, holdout: pd.DataFrame, re
         return out  # every segment was skipped: the baseline served, nothing to replay
     for week, forecasts in holdout.groupby("week_start", sort=True):
         label = pd.Timestamp(week).strftime("%Y-%m-%d")
-        rows = features[features["week_start"] == week].merge(forecasts[[*KEY, "ensemble", "baseline"]], on=KEY)
+        rows = at_forecast_time(features[features["week_start"] == week]).merge(
+            forecasts[[*KEY, "ensemble", "baseline"]], on=KEY)
         result = week_drift(reference, rows, rows["ensemble"].to_numpy(), thresholds)
         verdict = {"drifted": result["drifted"], "share": _clean(result["share"]), "features": result["features"],
                    "prediction_drift": result["prediction_drift"]}
