@@ -301,10 +301,17 @@ def _skip_reason(train: pd.DataFrame, holdout: pd.DataFrame, config: TrainConfig
     return None
 
 
+def naive_forecast(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """A history column as the forecast (``lag_1``: last value, ``lag_52``: seasonal naive):
+    where it was not observed, the pair's own history fills it (``impute_history``), and the
+    baseline where the pair has none."""
+    base = pd.Series(baseline_forecast(frame), index=frame.index)
+    return impute_history(frame)[column].fillna(base).to_numpy(dtype=float)
+
+
 def last_value_forecast(frame: pd.DataFrame) -> np.ndarray:
-    """The naive peer the ensemble must beat: last week's demand (the pair's most recent
-    observed history where last week is unknown; the baseline where it has none)."""
-    return impute_history(frame)["lag_1"].fillna(pd.Series(baseline_forecast(frame), index=frame.index)).to_numpy()
+    """The naive peer the ensemble must beat: last week's demand."""
+    return naive_forecast(frame, "lag_1")
 
 
 def _evaluate(actual: np.ndarray, members: dict[str, np.ndarray], base: np.ndarray, last: np.ndarray) -> dict:
