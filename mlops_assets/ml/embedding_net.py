@@ -58,7 +58,7 @@ def relative_error(pred_log: torch.Tensor, target_log: torch.Tensor) -> torch.Te
     return (((1.0 + actual) / actual.clamp(min=1.0)) * (ratio - 1.0).abs()).mean()
 
 
-LOSSES = {"mse_log": nn.MSELoss(), "mae_log": nn.L1Loss(), "mape": relative_error}
+LOSSES = {"mse_log": nn.MSELoss(), "mape": relative_error}
 
 
 def train(numeric, categorical, y, sizes: dict, seed: int, epochs: int, val=None, patience: int = 8,

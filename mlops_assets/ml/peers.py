@@ -19,7 +19,7 @@ from sklearn.linear_model import LassoCV
 from sklearn.preprocessing import StandardScaler
 
 from mlops_assets.ml import lasso, metrics
-from mlops_assets.ml.ensemble import baseline_forecast, naive_forecast
+from mlops_assets.ml.ensemble import naive_forecast
 from mlops_assets.ml.featurize import impute_history
 
 LAG_INPUTS = ["lag_1", "lag_2", "lag_3", "lag_4", "lag_52", "mean_4", "mean_13", "mean_52", "nonzero_mean_13"]
@@ -55,9 +55,9 @@ def fit_lightgbm(train: pd.DataFrame, seed: int = 0):
 
 def peer_forecasts(train: pd.DataFrame, holdout: pd.DataFrame, with_lightgbm: bool = True) -> pd.DataFrame:
     """One column per peer, one row per holdout row (same order)."""
+    # historical_average: mean_52, the baseline's own column, falls back exactly as the baseline does
     out = pd.DataFrame({name: naive_forecast(holdout, column) for name, column in NAIVE.items()},
                        index=holdout.index)
-    out["historical_average"] = baseline_forecast(holdout)
     scaler, model = fit_lag_lasso(train)
     out["lasso_lags"] = np.clip(np.expm1(model.predict(scaler.transform(inputs(holdout)))), 0, None)
     if with_lightgbm:
