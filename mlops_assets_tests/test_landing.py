@@ -113,3 +113,41 @@ def test_stray_files_and_missing_required_files_are_reported(small_landing):
     lines = _lines(check_landing(small_landing))
     assert "shipments/notes.txt:0: -: not a CSV or Parquet file; move it out of the landing folder" in lines
     assert "events.csv:0: -: required file missing" in lines
+
+
+def test_checking_each_distinct_value_once_finds_exactly_what_checking_every_cell_finds(small_landing):
+    """The fast path (each distinct value parsed and checked once, its outcome spread to every row
+    that holds it) against the reference that parses and checks cell by cell: the same problems,
+    valid rows and quarantine, on a delivery broken in every way the contract names, with bad
+    values repeated across many rows and duplicate keys across files."""
+    ships = sorted((small_landing / "shipments").glob("*.csv"))
+    week = ships[-1].stem
+    store, product = ships[-1].read_text().splitlines()[1].split(",")[1:3]
+    text = ships[-1].read_text().splitlines()
+    # a bad value on many rows: an unknown product, padded and empty cells, nan and inf
+    for line in range(2, min(len(text), 40), 3):
+        edit_csv(ships[-1], line, f"{week}, {store} ,p999,{line}")
+    edit_csv(ships[-1], 41, f"{week},{store},{product},nan")
+    edit_csv(ships[-1], 42, f"{week},{store},{product},")
+    edit_csv(ships[-1], 43, f" {week},{store},,1e3")
+    edit_csv(ships[-1], 44, f"2026-13-09,{store},{product},-4")
+    # the same key in two files, and a row of an older week in the newest file
+    first = ships[0].read_text().splitlines()[1]
+    edit_csv(ships[-1], 45, first)
+    stores = small_landing / "stores.csv"
+    sid, region, fmt, zip_code = stores.read_text().splitlines()[2].split(",")
+    edit_csv(stores, 3, f"{sid},{region},huge,{zip_code}")  # its shipments reference a rejected row
+    weather = sorted((small_landing / "weather").glob("observed_*.csv"))[0]
+    cols = weather.read_text().splitlines()[1].split(",")
+    for line in (2, 3, 4):
+        edit_csv(weather, line, ",".join([cols[0], cols[1], "5.0", "9.0", "-1", "maybe"]))
+    demo = small_landing / "demographics.csv"
+    d = demo.read_text().splitlines()[1].split(",")
+    edit_csv(demo, 2, ",".join([d[0], "inf", *d[2:]]))
+
+    fast, slow = check_landing(small_landing), check_landing(small_landing, by_value=False)
+    assert _lines(fast) == _lines(slow)
+    assert len(_lines(fast)) > 30  # the delivery really is broken everywhere
+    for name in fast:
+        pd.testing.assert_frame_equal(fast[name].valid, slow[name].valid, check_dtype=True)
+        pd.testing.assert_frame_equal(fast[name].quarantine, slow[name].quarantine)

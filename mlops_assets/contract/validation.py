@@ -210,12 +210,67 @@ class TableResult:
         return len(self.valid) + len(self.quarantine)
 
 
-def _schema_problems(schema: pa.DataFrameSchema, typed: pd.DataFrame, raw: pd.DataFrame) -> list[Problem]:
+def _failure_cases(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> pd.DataFrame | None:
     try:
-        schema.validate(typed, lazy=True)
-        return []
+        schema.validate(frame, lazy=True)
+        return None
     except pa.errors.SchemaErrors as exc:
-        cases = exc.failure_cases
+        return exc.failure_cases
+
+
+def _schema_problems(schema: pa.DataFrameSchema, typed: pd.DataFrame, raw: pd.DataFrame) -> list[Problem]:
+    cases = _failure_cases(schema, typed)
+    return [] if cases is None else _case_problems(schema, cases, raw)
+
+
+def _by_value_problems(schema: pa.DataFrameSchema, typed: pd.DataFrame, raw: pd.DataFrame,
+                       distinct: dict[str, tuple[np.ndarray, pd.Series]]) -> list[Problem]:
+    """``_schema_problems`` with the work following the distinct values, not the rows.
+
+    A column's dtype, nullability and checks (isin, ranges, patterns, Monday) judge each
+    value alone, so they run once on the column's distinct typed values (``distinct``:
+    column -> (codes of the rows, typed distinct values)) and each failing value's failure
+    is reported on every row that holds it. What needs whole rows (unique keys, a unique
+    column, checks across columns) runs on the full frame. Same problems as
+    ``_schema_problems`` on the full frame, at a cost set by the distinct values."""
+    frames = []
+    for name, column in schema.columns.items():
+        if name not in distinct:
+            continue
+        codes, values = distinct[name]
+        one_column = pa.DataFrameSchema({name: column}).update_column(name, unique=False)
+        cases = _failure_cases(one_column, pd.DataFrame({name: values}))
+        if cases is None:
+            continue
+        has_index = cases["index"].notna()
+        frames.append(cases[~has_index])
+        cases = cases[has_index]
+        if cases.empty:
+            continue
+        # rows of each distinct value, in row order: order[start[v]:start[v + 1]]
+        order = np.argsort(codes, kind="stable")
+        start = np.searchsorted(codes[order], np.arange(len(values) + 1))
+        value_index = cases["index"].astype("int64").to_numpy()
+        rows = [order[start[v]:start[v + 1]] for v in value_index]
+        expanded = cases.loc[cases.index.repeat([len(r) for r in rows])].copy()
+        expanded["index"] = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+        frames.append(expanded)
+    whole = {name: pa.Column(None, unique=True, nullable=True) for name, column in schema.columns.items()
+             if column.unique and name in typed}
+    row_level = pa.DataFrameSchema(whole, unique=schema.unique, report_duplicates="all", checks=schema.checks,
+                                   strict=False)
+    cases = _failure_cases(row_level, typed)
+    if cases is not None:
+        frames.append(cases)
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return []
+    cases = pd.concat(frames, ignore_index=True)
+    return _case_problems(schema, cases, raw)
+
+
+def _case_problems(schema: pa.DataFrameSchema, cases: pd.DataFrame, raw: pd.DataFrame) -> list[Problem]:
+    """Pandera's failure cases as problems naming file, row, column and rule."""
     out: list[Problem] = []
     key_rows: set[int] = set()
     row_rules: set[tuple[int, str]] = set()
@@ -258,8 +313,13 @@ def check_table(
     landing: Path,
     table: Table,
     schema_for: Callable[[list[str]], pa.DataFrameSchema],
+    by_value: bool = True,
 ) -> TableResult:
-    """Read and check every file of ``table``; ``schema_for(extra_columns)`` builds its schema."""
+    """Read and check every file of ``table``; ``schema_for(extra_columns)`` builds its schema.
+
+    ``by_value``: parse and check each distinct value of a column once and spread the outcome
+    to its rows (a seed-scale table has 10^7 cells but a few thousand distinct ids, dates and
+    counts). ``False`` parses and checks cell by cell: the reference the tests hold it to."""
     landing = Path(landing)
     files = table_files(landing, table)
     rel = {p: p.relative_to(landing).as_posix() for p in files}
@@ -291,30 +351,41 @@ def check_table(
 
     row_problems: list[Problem] = []
     typed = pd.DataFrame(index=raw.index)
+    distinct: dict[str, tuple[np.ndarray, pd.Series]] = {}
     if not raw.empty:
         for col in [*table.columns, *(Column(e, "number") for e in extra)]:
             if col.name not in raw.columns:
                 continue  # an optional column that is absent
-            values, bad, rule = _parse(raw[col.name], col.kind)
-            typed[col.name] = values
-            for idx in np.flatnonzero(bad.to_numpy()):
+            if by_value:
+                codes, uniques = pd.factorize(raw[col.name].to_numpy(dtype=object), use_na_sentinel=False)
+                values, bad, rule = _parse(pd.Series(uniques, dtype=object), col.kind)
+                distinct[col.name] = (codes, values)
+                typed[col.name] = values.array.take(codes)
+                bad = bad.to_numpy()[codes]
+            else:
+                values, bad, rule = _parse(raw[col.name], col.kind)
+                typed[col.name] = values
+                bad = bad.to_numpy()
+            for idx in np.flatnonzero(bad):
                 row_problems.append(Problem(raw.at[idx, FILE_COLUMN], int(raw.at[idx, ROW_COLUMN]),
                                             col.name, rule, str(raw.at[idx, col.name])))
         seen = {(p.file, p.row, p.column) for p in row_problems}
-        for p in _schema_problems(schema_for(extra), typed, raw):
+        schema = schema_for(extra)
+        found = _by_value_problems(schema, typed, raw, distinct) if by_value else _schema_problems(schema, typed, raw)
+        for p in found:
             if (p.file, p.row, p.column) not in seen:
                 row_problems.append(p)
                 seen.add((p.file, p.row, p.column))
     problems.extend(row_problems)
 
     bad_rows: dict[tuple[str, int], list[str]] = {}
+    row_problems.sort(key=lambda p: (p.file, p.row, p.column, p.rule))  # one order, whichever path found them
     for p in row_problems:
         bad_rows.setdefault((p.file, p.row), []).append(f"{p.column}: {p.rule}")
-    if raw.empty:
-        is_bad = np.zeros(0, dtype=bool)
-    else:
-        keys = list(zip(raw[FILE_COLUMN], raw[ROW_COLUMN]))
-        is_bad = np.array([k in bad_rows for k in keys], dtype=bool)
+    is_bad = np.zeros(len(raw), dtype=bool)
+    if bad_rows:
+        bad = pd.MultiIndex.from_tuples(list(bad_rows))
+        is_bad = pd.MultiIndex.from_arrays([raw[FILE_COLUMN], raw[ROW_COLUMN]]).isin(bad)
 
     quarantined = list(rejected_files)
     if is_bad.any():
@@ -356,18 +427,19 @@ def rejected_ids(result: TableResult, column: str) -> list[str]:
     return sorted(set(result.quarantine[column].astype(str).str.strip()) - {""})
 
 
-def check_landing(landing: Path) -> dict[str, TableResult]:
+def check_landing(landing: Path, by_value: bool = True) -> dict[str, TableResult]:
     """Check every table; foreign keys use the *valid* rows of the masters."""
     landing = Path(landing)
     out: dict[str, TableResult] = {}
-    out["stores"] = check_table(landing, TABLES["stores"], lambda extra: schemas.stores_schema())
-    out["products"] = check_table(landing, TABLES["products"], lambda extra: schemas.products_schema())
+    out["stores"] = check_table(landing, TABLES["stores"], lambda extra: schemas.stores_schema(), by_value)
+    out["products"] = check_table(landing, TABLES["products"], lambda extra: schemas.products_schema(), by_value)
     for name in ("demographics", "events", "shipments", "returns", "weather"):
-        out[name] = check_dependent(landing, name, out["stores"], out["products"])
+        out[name] = check_dependent(landing, name, out["stores"], out["products"], by_value)
     return out
 
 
-def check_dependent(landing: Path, name: str, stores: TableResult, products: TableResult) -> TableResult:
+def check_dependent(landing: Path, name: str, stores: TableResult, products: TableResult,
+                    by_value: bool = True) -> TableResult:
     """Check a table whose rules refer to the store and product masters."""
     store_ids, product_ids = stores.valid["store_id"].tolist(), products.valid["product_id"].tolist()
     bad_stores, bad_products = rejected_ids(stores, "store_id"), rejected_ids(products, "product_id")
@@ -378,7 +450,7 @@ def check_dependent(landing: Path, name: str, stores: TableResult, products: Tab
         "returns": lambda extra: schemas.returns_schema(store_ids, product_ids, bad_stores, bad_products),
         "weather": lambda extra: schemas.weather_schema(),
     }
-    return check_table(Path(landing), TABLES[name], builders[name])
+    return check_table(Path(landing), TABLES[name], builders[name], by_value)
 
 
 def all_problems(results: dict[str, TableResult]) -> Iterable[Problem]:
