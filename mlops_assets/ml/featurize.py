@@ -31,9 +31,14 @@ def impute_history(frame: pd.DataFrame) -> pd.DataFrame:
     from the nearest trailing mean, a trailing mean from the next window, lag 52 from the 52-week
     mean. Values stay missing only where the pair has no observed week at all (a new pair, or
     every week absent). Adds ``history_missing``: the share of history values that were missing."""
-    out = frame.copy()
-    hist = out[HISTORY].astype(float)
-    out["history_missing"] = hist.isna().mean(axis=1)
+    return frame.assign(**imputed_history(frame))
+
+
+def imputed_history(frame: pd.DataFrame) -> dict[str, pd.Series]:
+    """``impute_history``'s columns alone (the history and ``history_missing``), without copying
+    the rest of the frame."""
+    hist = frame[HISTORY].astype(float)
+    out = {"history_missing": hist.isna().mean(axis=1)}
     recent = hist["mean_4"].fillna(hist["mean_13"]).fillna(hist["mean_52"])
     for c in ("lag_1", "lag_2", "lag_3", "lag_4", "nonzero_mean_13"):
         out[c] = hist[c].fillna(recent)
@@ -71,7 +76,12 @@ def velocity_table(products: pd.DataFrame, panel: pd.DataFrame, upto: pd.Timesta
     sales rate before ``upto``: fast when a product's mean weekly demand per store is at least
     the median across the region's products. The source of each value is recorded."""
     window = panel.loc[:, (panel.columns < upto) & (panel.columns >= upto - pd.Timedelta(weeks=HISTORY_WEEKS))]
-    rate = window.mean(axis=1).groupby(level="product_id").mean().dropna()
+    return velocity_from_rates(products, window.mean(axis=1).groupby(level="product_id").mean().dropna())
+
+
+def velocity_from_rates(products: pd.DataFrame, rate: pd.Series) -> pd.DataFrame:
+    """``velocity_table`` from each product's mean weekly demand per store (products without
+    any history left out)."""
     derived = pd.Series(np.where(rate >= rate.median(), "fast", "slow"), index=rate.index) if len(rate) else \
         pd.Series(dtype=object)
     given = products.set_index("product_id")["velocity"] if "velocity" in products else \
@@ -98,56 +108,92 @@ def build_features(
     A week's rows are the store x products listed for it in ``demand``, or, for a week
     not observed yet, those of the latest observed week before it.
     """
-    panel, panel_weeks = _panel(demand)
-    values = panel.to_numpy(dtype=float)
-    col = {w: i for i, w in enumerate(panel_weeks)}
-    listed = demand.groupby("week_start")[["store_id", "product_id"]].apply(
-        lambda f: pd.MultiIndex.from_frame(f)) if len(demand) else {}
+    return finish_features(history_features(demand, weeks, products), stores, products, demographics, weather,
+                           events)
 
-    frames = []
-    for week in pd.DatetimeIndex(pd.to_datetime(list(weeks))).sort_values():
-        observed = [w for w in listed.index if w <= week] if len(demand) else []
-        if not observed:
-            continue  # nothing delivered yet for this region: no rows to forecast
-        rows = listed[max(observed)]
-        idx = panel.index.get_indexer(rows)
-        frame = rows.to_frame(index=False)
-        frame.insert(0, "week_start", week)
-        target_col = col.get(week)
-        frame["target"] = values[idx, target_col] if target_col is not None and week in listed.index else np.nan
-        # history: columns strictly before this week
-        for lag in LAGS:
-            c = col.get(week - pd.Timedelta(weeks=lag))
-            frame[f"lag_{lag}"] = values[idx, c] if c is not None else np.nan
-        for window in WINDOWS:
-            cols = [col[w] for w in (week - pd.Timedelta(weeks=k) for k in range(1, window + 1)) if w in col]
-            block = values[idx][:, cols] if cols else np.full((len(idx), 0), np.nan)
-            listed_weeks = (~np.isnan(block)).sum(axis=1)
-            # the mean over the weeks the pair was listed; unknown (NaN) when none was
-            frame[f"mean_{window}"] = np.where(listed_weeks > 0, np.nansum(block, axis=1) / np.maximum(listed_weeks, 1),
-                                               np.nan)
-        # intermittent demand (Croston's idea): how much sells when anything sells, and how often nothing does
-        cols13 = [col[w] for w in (week - pd.Timedelta(weeks=k) for k in range(1, 14)) if w in col]
-        block = values[idx][:, cols13] if cols13 else np.full((len(idx), 0), np.nan)
-        selling = np.nan_to_num(block) > 0
-        listed13 = (~np.isnan(block)).sum(axis=1)
-        frame["nonzero_mean_13"] = np.where(
-            selling.sum(axis=1) > 0, np.where(selling, block, 0).sum(axis=1) / np.maximum(selling.sum(axis=1), 1),
-            np.where(listed13 > 0, 0.0, np.nan))  # listed and never sold: 0; never listed: unknown
-        frame["zero_share_13"] = np.where(listed13 > 0, (listed13 - selling.sum(axis=1)) / np.maximum(listed13, 1),
-                                          np.nan)
-        # weeks listed among the last 52: a fixed window, so batching runs never changes a feature
-        hist_cols = [col[w] for w in (week - pd.Timedelta(weeks=k) for k in range(1, HISTORY_WEEKS + 1)) if w in col]
-        frame["weeks_listed"] = (~np.isnan(values[idx][:, hist_cols])).sum(axis=1).astype(float) if hist_cols else 0.0
-        vel = velocity_table(products, panel, week)
-        frame = frame.merge(vel, on="product_id", how="left")
-        frames.append(frame)
-    if not frames:
+
+def history_features(demand: pd.DataFrame, weeks: Sequence[str], products: pd.DataFrame) -> pd.DataFrame:
+    """The rows of every week (see ``build_features``) with target, lags, trailing means, the
+    intermittency features, weeks listed and velocity, all weeks at once: every window is a
+    difference of cumulative sums along the weeks of the store x product panel."""
+    if not len(demand):
+        return pd.DataFrame(columns=[*KEY, "target"])
+    panel, panel_weeks = _panel(demand)
+    listed_weeks = pd.DatetimeIndex(np.sort(demand["week_start"].unique()))
+    targets = pd.DatetimeIndex(pd.to_datetime(list(weeks))).sort_values()
+    source = np.searchsorted(listed_weeks, targets, side="right") - 1  # the latest listed week <= it
+    targets, source = targets[source >= 0], source[source >= 0]
+    if not len(targets):
+        return pd.DataFrame(columns=[*KEY, "target"])
+
+    # the rows of each listed week, as positions in the panel
+    rows_of = {}
+    demand_rows = panel.index.get_indexer(pd.MultiIndex.from_frame(demand[["store_id", "product_id"]]))
+    for week, idx in demand.groupby("week_start").indices.items():
+        rows_of[pd.Timestamp(week)] = demand_rows[idx]
+    pairs = [rows_of[listed_weeks[s]] for s in source]
+    pair = np.concatenate(pairs)
+    # week positions from the panel's first week; weeks after it are unobserved (NaN) columns
+    first = panel_weeks[0]
+    at = ((targets - first).days // 7).to_numpy()
+    n_cols = max(len(panel_weeks), int(at.max()) + 1)
+    values = np.full((len(panel), n_cols), np.nan)
+    values[:, :len(panel_weeks)] = panel.to_numpy(dtype=float)
+    row_at = np.repeat(at, [len(p) for p in pairs])
+    observed_target = np.repeat(listed_weeks[source] == targets, [len(p) for p in pairs])
+
+    def cumulative(matrix: np.ndarray) -> np.ndarray:  # column j: the sum of columns < j
+        out = np.zeros((matrix.shape[0], matrix.shape[1] + 1))
+        np.cumsum(matrix, axis=1, out=out[:, 1:])
+        return out
+
+    known = ~np.isnan(values)
+    filled = np.where(known, values, 0.0)
+    sells = filled > 0
+    count, total = cumulative(known), cumulative(filled)
+    selling, selling_total = cumulative(sells), cumulative(np.where(sells, filled, 0.0))
+
+    def window(cum: np.ndarray, length: int) -> np.ndarray:  # the weeks w-length .. w-1 of each row
+        return cum[pair, row_at] - cum[pair, np.maximum(row_at - length, 0)]
+
+    frame = pd.DataFrame({"week_start": np.repeat(targets.to_numpy(), [len(p) for p in pairs]),
+                          "store_id": panel.index.get_level_values(0).to_numpy()[pair],
+                          "product_id": panel.index.get_level_values(1).to_numpy()[pair]})
+    frame["target"] = np.where(observed_target, values[pair, np.minimum(row_at, n_cols - 1)], np.nan)
+    for lag in LAGS:
+        frame[f"lag_{lag}"] = np.where(row_at - lag >= 0, values[pair, np.maximum(row_at - lag, 0)], np.nan)
+    for length in WINDOWS:
+        n = window(count, length)
+        frame[f"mean_{length}"] = np.where(n > 0, window(total, length) / np.maximum(n, 1), np.nan)
+    n13, sold13 = window(count, 13), window(selling, 13)
+    frame["nonzero_mean_13"] = np.where(sold13 > 0, window(selling_total, 13) / np.maximum(sold13, 1),
+                                        np.where(n13 > 0, 0.0, np.nan))
+    frame["zero_share_13"] = np.where(n13 > 0, (n13 - sold13) / np.maximum(n13, 1), np.nan)
+    frame["weeks_listed"] = window(count, HISTORY_WEEKS)
+
+    # velocity per target week: each pair's mean over its 52 weeks before it, by product
+    unique_at = np.unique(at)
+    stop = np.minimum(unique_at, len(panel_weeks))
+    start = np.maximum(unique_at - HISTORY_WEEKS, 0)
+    pair_count = count[:, stop] - count[:, np.minimum(start, stop)]
+    pair_total = total[:, stop] - total[:, np.minimum(start, stop)]
+    pair_rate = pd.DataFrame(np.where(pair_count > 0, pair_total / np.maximum(pair_count, 1), np.nan),
+                             index=panel.index)
+    product_rate = pair_rate.groupby(level="product_id").mean()
+    tables = []
+    for j, position in enumerate(unique_at):
+        table = velocity_from_rates(products, product_rate[j].dropna())
+        tables.append(table.assign(week_start=first + pd.Timedelta(weeks=int(position))))
+    return frame.merge(pd.concat(tables, ignore_index=True), on=["week_start", "product_id"], how="left")
+
+
+def finish_features(out: pd.DataFrame, stores: pd.DataFrame, products: pd.DataFrame, demographics: pd.DataFrame,
+                    weather: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
+    """The history rows joined with calendar, store, product, demographics, weather and events."""
+    if not len(out):
         return pd.DataFrame(columns=[*KEY, "target"])
     # History that was not observed (before a pair's first delivery, or a week whose net demand
     # is absent) stays missing: it is never read as zero demand (``impute_history`` fills it).
-    out = pd.concat(frames, ignore_index=True)
-
     out["week_of_year"] = out["week_start"].dt.isocalendar().week.astype("int64")
     out = out.merge(stores[["store_id", "region", "format", "zip_code"]], on="store_id", how="left")
     out = out.merge(products[["product_id", "category"]], on="product_id", how="left")
