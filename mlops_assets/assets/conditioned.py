@@ -16,6 +16,7 @@ from mlops_assets.contract import conditioning, schemas
 from mlops_assets.errors import ContractError
 from mlops_assets.ml import source_version
 from mlops_assets.partitions import weeks_by_region
+from mlops_assets.resources.storage import StorageResource
 
 
 def _schema_check(asset: str, schema: pa.DataFrameSchema, frame: pd.DataFrame) -> dg.AssetCheckResult:
@@ -31,18 +32,47 @@ def _schema_check(asset: str, schema: pa.DataFrameSchema, frame: pd.DataFrame) -
         )
 
 
+# The landing tables too big to load whole for every region x week run: an asset reading one
+# gets the rows of its region (and weeks) alone, filtered while the Parquet file is read.
+def _region_stores(stores: pd.DataFrame, region: str) -> list[str]:
+    return stores.loc[stores["region"] == region, "store_id"].tolist()
+
+
+def _delivery_rows(table: str):
+    def read(storage: StorageResource, stores: pd.DataFrame, region: str, weeks: list[str]) -> pd.DataFrame:
+        # every week up to the last one: a pair is listed from its first delivery on (conditioning)
+        return storage.read_parquet(f"{table}.parquet", filters=[
+            ("store_id", "in", _region_stores(stores, region)), ("week_start", "<=", pd.Timestamp(max(weeks)))])
+    return read
+
+
+def _weather_rows(storage: StorageResource, stores: pd.DataFrame, region: str, weeks: list[str]) -> pd.DataFrame:
+    zips = stores.loc[stores["region"] == region, "zip_code"].unique().tolist()
+    return storage.read_parquet("weather.parquet", filters=[
+        ("zip_code", "in", zips), ("date", ">=", pd.Timestamp(min(weeks))),
+        ("date", "<", pd.Timestamp(max(weeks)) + pd.Timedelta(weeks=1))])
+
+
+SLICES = {"shipments": _delivery_rows("shipments"), "returns": _delivery_rows("returns"), "weather": _weather_rows}
+
+
 def weekly_asset(name: str, schema: pa.DataFrameSchema, ins: dict[str, dg.AssetIn],
                  build: Callable[..., pd.DataFrame], description: str,
                  guard: Callable[..., None] | None = None, group: str = "conditioned",
                  code: tuple[str, ...] = ("contract/conditioning.py",)):
     """A region x week asset built by ``build``; ``code``: the source files whose digest is its
-    code version (the UI marks partitions built by other code as out of date)."""
+    code version (the UI marks partitions built by other code as out of date). Inputs named in
+    ``SLICES`` stay edges of the graph but are read a region at a time (``stores`` must be an input)."""
+    sliced = [k for k in ins if k in SLICES]
+    loaded = {k: v for k, v in ins.items() if k not in SLICES}
+
     def factory(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDefinition:
         @dg.asset(
             name=name,
             partitions_def=partitions_def,
             backfill_policy=dg.BackfillPolicy.single_run(),
-            ins=ins,
+            ins=loaded,
+            deps=[dg.AssetKey(k) for k in sliced],
             group_name=group,
             io_manager_key="parquet_io_manager",
             check_specs=[dg.AssetCheckSpec("schema", asset=name, blocking=True,
@@ -51,11 +81,14 @@ def weekly_asset(name: str, schema: pa.DataFrameSchema, ins: dict[str, dg.AssetI
             kinds={"pandas", "parquet"},
             code_version=source_version(*code),
         )
-        def _weekly(context: dg.AssetExecutionContext, **inputs: pd.DataFrame):
+        def _weekly(context: dg.AssetExecutionContext, storage: StorageResource, **inputs: pd.DataFrame):
             regions = weeks_by_region(context)
             if guard is not None:
-                guard(regions=regions, **inputs)
-            frames = [build(region=r, weeks=w, **inputs) for r, w in sorted(regions.items())]
+                guard(regions=regions, storage=storage, **inputs)
+            frames = []
+            for region, weeks in sorted(regions.items()):
+                rows = {k: SLICES[k](storage, inputs["stores"], region, weeks) for k in sliced}
+                frames.append(build(region=region, weeks=weeks, **inputs, **rows))
             frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
             per_region = frame.groupby("region").size().to_dict() if len(frame) else {}
             yield dg.Output(frame, metadata={
@@ -72,9 +105,10 @@ def weekly_asset(name: str, schema: pa.DataFrameSchema, ins: dict[str, dg.AssetI
     return factory
 
 
-def _only_delivered_weeks(regions: dict[str, list[str]], shipments: pd.DataFrame, **_) -> None:
+def _only_delivered_weeks(regions: dict[str, list[str]], storage: StorageResource, **_) -> None:
     """Demand of a week with no delivery yet is unknown, not 0: refuse rather than write zeros."""
-    latest = shipments["week_start"].max() if len(shipments) else None
+    delivered = storage.read_parquet("shipments.parquet", columns=["week_start"])["week_start"]
+    latest = delivered.max() if len(delivered) else None
     latest_key = latest.strftime("%Y-%m-%d") if latest is not None else "none"
     ahead = sorted({w for weeks in regions.values() for w in weeks if latest is None or pd.Timestamp(w) > latest})
     if ahead:

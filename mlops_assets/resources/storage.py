@@ -40,8 +40,10 @@ class StorageResource(dg.ConfigurableResource):
         os.replace(tmp, target)  # readers never see a half-written file
         return target
 
-    def read_parquet(self, relative: str) -> pd.DataFrame:
-        return pd.read_parquet(self.path / relative)
+    def read_parquet(self, relative: str, filters: list | None = None, columns: list[str] | None = None) -> pd.DataFrame:
+        """A stored table, or only its rows matching ``filters`` (pyarrow's [(column, op, value)],
+        applied while reading: the rest never becomes a pandas object)."""
+        return pd.read_parquet(self.path / relative, filters=filters, columns=columns)
 
     def exists(self, relative: str) -> bool:
         return (self.path / relative).exists()
