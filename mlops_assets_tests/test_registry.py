@@ -168,6 +168,8 @@ def test_lineage_rebuilds_the_training_frame_after_features_are_rematerialized(h
     # the frame version 2 trained on is not what version 3 (shuffled targets) trained on
     assert registry_for(home).release("north", "3").tags["training_data_digest"] != training["digest"]
     assert len(chain["feature_partitions"]) == rebuilt["week_start"].nunique()
+    # MLflow's record of the dataset: every row counted, every column typed
+    assert dataset["rows"] == len(rebuilt) and set(dataset["columns"]) == set(rebuilt.columns)
 
 
 def test_nothing_in_the_artifact_store_or_asset_storage_is_a_pickle(home):

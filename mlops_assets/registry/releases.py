@@ -97,7 +97,9 @@ def trace(settings: Settings, region: str, week: str) -> dict:
     run = registry.run(release.run_id)
     lineage = registry.download(release.run_id, "lineage.json")
     datasets = [{"name": d.dataset.name, "digest": d.dataset.digest, "source": d.dataset.source,
-                 "context": next((t.value for t in d.tags if t.key == "mlflow.data.context"), None)}
+                 "context": next((t.value for t in d.tags if t.key == "mlflow.data.context"), None),
+                 "rows": json.loads(d.dataset.profile or "{}").get("num_rows"),
+                 "columns": [c["name"] for c in json.loads(d.dataset.schema or "{}").get("mlflow_colspec", [])]}
                 for d in run.inputs.dataset_inputs]
     training = lineage["training_data"]
     frame = read_snapshot(storage, training["path"], training["digest"])  # raises if it changed
