@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import torch
 from torch import nn
@@ -61,14 +63,30 @@ def relative_error(pred_log: torch.Tensor, target_log: torch.Tensor) -> torch.Te
 LOSSES = {"mse_log": nn.MSELoss(), "mape": relative_error}
 
 
+# An epoch is at most this many rows, drawn afresh each epoch, in minibatches of at least
+# ``batch_size`` and at most EPOCH_ROWS / STEPS rows: a region of a few tens of thousands of rows
+# trains as before (every row each epoch, 128 at a time), one of 10^6 rows does a bounded amount
+# of work per epoch instead of 10^4 small steps, and early stopping checks it as often.
+EPOCH_ROWS = 2**17
+STEPS = 128
+_INIT_LOCK = threading.Lock()  # torch's global generator initializes the weights
+
+
+def epoch_plan(n_rows: int, batch_size: int = 128) -> tuple[int, int]:
+    """(rows per epoch, minibatch size) for ``n_rows`` training rows."""
+    per_epoch = min(n_rows, EPOCH_ROWS)
+    return per_epoch, max(batch_size, per_epoch // STEPS)
+
+
 def train(numeric, categorical, y, sizes: dict, seed: int, epochs: int, val=None, patience: int = 8,
           lr: float = 1e-3, batch_size: int = 128, loss: str = "mse_log") -> tuple[EmbeddingNet, dict]:
     """Train on log demand ``y`` with ``loss`` (``LOSSES``). With ``val`` = (numeric, categorical, y),
     stop early on its loss and keep the best epoch; without it, train exactly ``epochs`` epochs.
-    Seeded and deterministic."""
-    torch.manual_seed(seed)
+    Seeded and deterministic, also when two networks train at once in two threads."""
+    with _INIT_LOCK:
+        torch.manual_seed(seed)
+        net = EmbeddingNet(**sizes)
     generator = torch.Generator().manual_seed(seed)
-    net = EmbeddingNet(**sizes)
     opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=1e-5)
     x_num, x_cat, target = _tensors(numeric, categorical, y)
     val_t = _tensors(*val) if val is not None else None
@@ -79,11 +97,13 @@ def train(numeric, categorical, y, sizes: dict, seed: int, epochs: int, val=None
         with torch.no_grad():
             return float(loss_fn(net(val_t[0], val_t[1]), val_t[2]))
 
-    history = {"start_val_loss": val_loss() if val_t else float("nan"), "val_loss": [], "best_epoch": epochs}
+    per_epoch, batch_size = epoch_plan(len(target), batch_size)
+    history = {"start_val_loss": val_loss() if val_t else float("nan"), "val_loss": [], "best_epoch": epochs,
+               "epoch_rows": per_epoch, "batch_size": batch_size}
     best_state, best, stale = None, float("inf"), 0
     for epoch in range(1, epochs + 1):
         net.train()
-        order = torch.randperm(len(target), generator=generator)
+        order = torch.randperm(len(target), generator=generator)[:per_epoch]
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
             cat = x_cat[idx].clone()

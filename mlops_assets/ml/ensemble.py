@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mlops_assets.ml import embedding_net, lasso, metrics
+from mlops_assets.ml import embedding_net, lasso, metrics, parallel
 from mlops_assets.ml.featurize import KEY, at_forecast_time, impute_history
 from mlops_assets.ml.preprocess import Preprocessor
 from mlops_assets.monitoring.profiles import build_profile, reference_rows
@@ -113,7 +113,7 @@ def _nn_inputs(pre: Preprocessor, frame: pd.DataFrame, pooled: bool = True) -> t
     if pooled:
         index = {name: i + 1 for i, name in enumerate(SEGMENTS)}  # 0: unknown
         cat = np.column_stack([cat, frame["segment"].map(index).fillna(0).to_numpy(dtype=np.int64)])
-    return pre.lasso_design(frame), cat
+    return pre.lasso_design(frame, np.float32), cat
 
 
 def _net_sizes(pre: Preprocessor, X: np.ndarray) -> dict:
@@ -155,13 +155,31 @@ def _choose(rows: dict[str, pd.DataFrame], config: TrainConfig) -> dict:
     first_val = weeks[-n_val]
     windows = np.array_split(weeks[-n_val:], VALIDATION_WINDOWS)
     inner, val = pooled[pooled["week_start"] < first_val], pooled[pooled["week_start"] >= first_val]
-    nn_pre = Preprocessor.fit(inner)
-    X_in, cat_in = _nn_inputs(nn_pre, inner)
-    net, history = embedding_net.train(X_in, cat_in, _log_target(inner), _net_sizes(nn_pre, X_in),
-                                       seed=config.seed, epochs=config.max_epochs, patience=config.patience,
-                                       val=(*_nn_inputs(nn_pre, val), _log_target(val)), loss=config.nn_loss)
+
+    def network():
+        nn_pre = Preprocessor.fit(inner)
+        X_in, cat_in = _nn_inputs(nn_pre, inner)
+        net, history = embedding_net.train(X_in, cat_in, _log_target(inner), _net_sizes(nn_pre, X_in),
+                                           seed=config.seed, epochs=config.max_epochs, patience=config.patience,
+                                           val=(*_nn_inputs(nn_pre, val), _log_target(val)), loss=config.nn_loss)
+        return nn_pre, net, history
+
+    def lassos():  # each segment's alpha and LASSO: independent of the network, so fit beside it
+        out = {}
+        for name, frame in rows.items():
+            seg_in = frame[frame["week_start"] < first_val]
+            if len(seg_in) < MIN_CHOICE_ROWS or not (frame["week_start"] >= first_val).any():
+                continue
+            pre = Preprocessor.fit(seg_in)
+            X, y = pre.lasso_design(seg_in), _log_target(seg_in)
+            alpha = lasso.choose_alpha(X, y, seg_in["week_start"].to_numpy())
+            out[name] = (pre, alpha, lasso.fit(X, y, alpha))
+        return out
+
+    (nn_pre, net, history), fitted = parallel.run_both(network, lassos)
     shared = {"nn_epochs": int(history["best_epoch"]), "nn_loss": config.nn_loss, "nn_start_val_loss": history["start_val_loss"],
               "nn_best_val_loss": history.get("best_val_loss", float("nan")), "nn_pooled_rows": len(inner),
+              "nn_epoch_rows": int(history["epoch_rows"]), "nn_batch_size": int(history["batch_size"]),
               "validation_weeks": int(n_val), "validation_windows": VALIDATION_WINDOWS,
               "validation_first_week": pd.Timestamp(first_val).strftime("%Y-%m-%d")}
     segments = {}
@@ -175,10 +193,7 @@ def _choose(rows: dict[str, pd.DataFrame], config: TrainConfig) -> dict:
                               "validation_window_mapes": [],
                               "choice": f"{len(seg_in)} rows before and {len(seg_val)} in the validation weeks"}
             continue
-        pre = Preprocessor.fit(seg_in)
-        X, y = pre.lasso_design(seg_in), _log_target(seg_in)
-        alpha = lasso.choose_alpha(X, y, seg_in["week_start"].to_numpy())
-        params = lasso.fit(X, y, alpha)
+        pre, alpha, params = fitted[name]
         val_lasso = np.clip(np.expm1(lasso.predict_log(params, pre.lasso_design(seg_val))), 0, None)
         val_nn = np.clip(np.expm1(embedding_net.predict_log(net, *_nn_inputs(nn_pre, seg_val))), 0, None)
         actual = seg_val["target"].to_numpy(dtype=float)
@@ -373,7 +388,9 @@ def train_region(features: pd.DataFrame, region: str, config: TrainConfig | None
                                      _last_value=last_value_forecast(holdout_all))
     if fit_rows:
         choice = _choose(fit_rows, config)
-        evaluated_segments = _fit_region(fit_rows, choice, config.seed)
+        # the model evaluated on the holdout and the deployed one are independent fits
+        evaluated_segments, segments = parallel.run_both(lambda: _fit_region(fit_rows, choice, config.seed),
+                                                         lambda: _fit_region(deploy_rows, choice, config.seed))
         for name, evaluated in evaluated_segments.items():
             holdout = holdout_all[holdout_all["segment"] == name]
             members = evaluated.members(holdout)
@@ -385,7 +402,6 @@ def train_region(features: pd.DataFrame, region: str, config: TrainConfig | None
             evaluation["segments"][name] = report
             frame = holdout[["region", "week_start", "store_id", "product_id", "segment", "target"]].copy()
             holdout_frames.append(frame.assign(**members, baseline=base, last_value=last))
-        segments = _fit_region(deploy_rows, choice, config.seed)
 
     holdout_forecasts = pd.concat(holdout_frames, ignore_index=True) if holdout_frames else pd.DataFrame()
     if len(holdout_forecasts):
