@@ -48,3 +48,38 @@ def test_weekly_events_include_national_and_own_region_only():
     schemas.weekly_events_schema().validate(out)
     assert [(r.week_start.strftime("%Y-%m-%d"), r.event, r.days) for r in out.itertuples()] == [
         (W1, "holiday", 1), (W1, "home_game", 1), (W2, "home_game", 1)]
+
+
+def _cases(frame: pd.DataFrame, schema) -> set:
+    import pandera.pandas as pa
+
+    try:
+        schema.validate(frame, lazy=True)
+        return set()
+    except pa.errors.SchemaErrors as exc:
+        found = exc.failure_cases
+    return {(c.column, str(c.check), None if pd.isna(c.index) else int(c.index), str(c.failure_case))
+            for c in found.itertuples()}
+
+
+def test_the_schema_check_by_distinct_values_finds_what_pandera_finds_on_every_row():
+    from mlops_assets.config import REPO_ROOT
+    from mlops_assets.contract.validation import failure_cases_by_value
+    from mlops_assets.offline import region_features
+
+    features = region_features(REPO_ROOT / "data" / "sample", "south")
+    schema = schemas.features_schema()
+    assert failure_cases_by_value(schema, features) is None  # what the pipeline builds passes
+    bad = features.copy()
+    bad.loc[bad.index[:40:3], "lag_1"] = -1.0                 # one bad value on many rows
+    bad.loc[bad.index[5], "segment"] = "huge/fast"
+    bad.loc[bad.index[7], "week_of_year"] = 60
+    bad.loc[bad.index[9], "zero_share_13"] = 1.5
+    bad.loc[bad.index[11], "region"] = "South"
+    bad = pd.concat([bad, bad.iloc[[20]]], ignore_index=True)  # a duplicate key
+    by_value = failure_cases_by_value(schema, bad)
+    got = {(c.column, str(c.check), None if pd.isna(c.index) else int(c.index), str(c.failure_case))
+           for c in by_value.itertuples()}
+    assert got == _cases(bad, schema) and len(got) > 15
+    missing = failure_cases_by_value(schema, bad.drop(columns=["segment"]))
+    assert "segment" in set(missing["failure_case"].astype(str))  # a missing column is still named

@@ -225,19 +225,30 @@ def _schema_problems(schema: pa.DataFrameSchema, typed: pd.DataFrame, raw: pd.Da
 
 def _by_value_problems(schema: pa.DataFrameSchema, typed: pd.DataFrame, raw: pd.DataFrame,
                        distinct: dict[str, tuple[np.ndarray, pd.Series]]) -> list[Problem]:
-    """``_schema_problems`` with the work following the distinct values, not the rows.
+    """``_schema_problems`` with the work following the distinct values (``failure_cases_by_value``)."""
+    cases = failure_cases_by_value(schema, typed, distinct)
+    return [] if cases is None else _case_problems(schema, cases, raw)
 
-    A column's dtype, nullability and checks (isin, ranges, patterns, Monday) judge each
-    value alone, so they run once on the column's distinct typed values (``distinct``:
-    column -> (codes of the rows, typed distinct values)) and each failing value's failure
-    is reported on every row that holds it. What needs whole rows (unique keys, a unique
-    column, checks across columns) runs on the full frame. Same problems as
-    ``_schema_problems`` on the full frame, at a cost set by the distinct values."""
+
+def failure_cases_by_value(schema: pa.DataFrameSchema, frame: pd.DataFrame,
+                           distinct: dict[str, tuple[np.ndarray, pd.Series]] | None = None) -> pd.DataFrame | None:
+    """Pandera's failure cases of ``frame`` (None if it passes), the work following distinct values.
+
+    A column's dtype, nullability and checks (isin, ranges, patterns, Monday) judge each value
+    alone, so they run once on the column's distinct values and each failing value's failure is
+    reported on every row that holds it. What needs whole rows (unique keys, a unique column,
+    checks across columns) runs on the full frame. ``distinct``: column -> (codes of the rows,
+    distinct typed values) where the caller has them (else the columns are factorized here).
+    The same failure cases as ``schema.validate(frame, lazy=True)``, in another order."""
     frames = []
     for name, column in schema.columns.items():
-        if name not in distinct:
+        if name not in frame:
             continue
-        codes, values = distinct[name]
+        if distinct is not None and name in distinct:
+            codes, values = distinct[name]
+        else:
+            codes, uniques = pd.factorize(frame[name], use_na_sentinel=False)
+            values = pd.Series(uniques, dtype=frame[name].dtype)
         one_column = pa.DataFrameSchema({name: column}).update_column(name, unique=False)
         cases = _failure_cases(one_column, pd.DataFrame({name: values}))
         if cases is None:
@@ -250,23 +261,20 @@ def _by_value_problems(schema: pa.DataFrameSchema, typed: pd.DataFrame, raw: pd.
         # rows of each distinct value, in row order: order[start[v]:start[v + 1]]
         order = np.argsort(codes, kind="stable")
         start = np.searchsorted(codes[order], np.arange(len(values) + 1))
-        value_index = cases["index"].astype("int64").to_numpy()
-        rows = [order[start[v]:start[v + 1]] for v in value_index]
+        rows = [order[start[v]:start[v + 1]] for v in cases["index"].astype("int64").to_numpy()]
         expanded = cases.loc[cases.index.repeat([len(r) for r in rows])].copy()
-        expanded["index"] = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+        expanded["index"] = frame.index.to_numpy()[np.concatenate(rows)] if rows else np.zeros(0, dtype=np.int64)
         frames.append(expanded)
     whole = {name: pa.Column(None, unique=True, nullable=True) for name, column in schema.columns.items()
-             if column.unique and name in typed}
+             if column.unique and name in frame}
+    whole.update({name: column for name, column in schema.columns.items() if name not in frame})  # says "missing"
     row_level = pa.DataFrameSchema(whole, unique=schema.unique, report_duplicates="all", checks=schema.checks,
                                    strict=False)
-    cases = _failure_cases(row_level, typed)
+    cases = _failure_cases(row_level, frame)
     if cases is not None:
         frames.append(cases)
     frames = [f for f in frames if len(f)]
-    if not frames:
-        return []
-    cases = pd.concat(frames, ignore_index=True)
-    return _case_problems(schema, cases, raw)
+    return pd.concat(frames, ignore_index=True) if frames else None
 
 
 def _case_problems(schema: pa.DataFrameSchema, cases: pd.DataFrame, raw: pd.DataFrame) -> list[Problem]:
