@@ -51,7 +51,7 @@ def _run(args) -> int:
     regions = [r.strip() for r in args.regions.split(",")] if args.regions else None
     try:
         summary = run_pipeline(Path(args.landing) if args.landing else None, regions,
-                               holdout_weeks=args.holdout_weeks)
+                               holdout_weeks=args.holdout_weeks, workers=args.workers)
     except RunFailed as exc:
         print(f"mlops-assets run: {exc}", file=sys.stderr)
         return 1
@@ -183,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--regions", help="only these regions, comma-separated")
     p.add_argument("--holdout-weeks", type=int, default=13, help="weeks held out for evaluation (default 13)")
     p.add_argument("--json", help="write the per-region, per-segment metrics to this file")
+    p.add_argument("--workers", type=int, help="regions at a time, each in its own process (default: 2 on a "
+                                               "2-core machine for large regions, else 1; or $MLOPS_RUN_WORKERS)")
     p.set_defaults(func=_run)
 
     p = sub.add_parser("ui", help="start the Dagster UI (dagster dev) on this project's instance")

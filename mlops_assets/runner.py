@@ -8,12 +8,13 @@ the regions from stores.csv, the weeks from the shipments.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import os
 import shutil
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,11 +23,11 @@ import pandas as pd
 
 from mlops_assets import config
 from mlops_assets.automation.jobs import ALERTING, OBSERVE_LANDING, SCORING, TABLES, TRAINING, WEEKLY
-from mlops_assets.contract.validation import check_landing
 from mlops_assets.assets.models import MEMBERS, evaluation_json
 from mlops_assets.ml.metrics import METRICS
 from mlops_assets.monitoring.replay import replay_region
 from mlops_assets.partitions import region_partitions
+from mlops_assets.resources.landing_folder import LandingResource, forget_checked
 from mlops_assets.resources.storage import load_model
 
 CONDITIONED = [dg.AssetKey(k) for k in ("net_demand", "weekly_weather", "weekly_events", "features")]
@@ -64,6 +65,7 @@ class RunSummary:
     run_ids: list[str] = field(default_factory=list)
     timings: list[tuple[str, float]] = field(default_factory=list)  # (run label, seconds)
     replay: dict[str, dict] = field(default_factory=dict)  # region -> monitoring.replay.replay_region's result
+    stages: list[tuple[str, float, int]] = field(default_factory=list)  # worker runs: (label, s, worker peak RSS)
 
 
 def user_error(error) -> str:
@@ -98,10 +100,14 @@ def _execute(defs: dg.Definitions, job: str, instance: dg.DagsterInstance, summa
 
 
 def run_pipeline(landing: Path | None = None, regions: list[str] | None = None,
-                 holdout_weeks: int = 13, train: bool = True, on_stage: StageHook | None = None) -> RunSummary:
-    """``on_stage(label)``, when given, is entered around every Dagster run (benchmarks measure with it)."""
+                 holdout_weeks: int = 13, train: bool = True, on_stage: StageHook | None = None,
+                 workers: int | None = None) -> RunSummary:
+    """``on_stage(label)``, when given, is entered around every Dagster run of this process
+    (benchmarks measure with it; runs in worker processes are timed there, into
+    ``summary.stages``). ``workers``: regions at a time (``lanes``)."""
     settings = prepare_environment(landing)
-    checked = check_landing(settings.landing_dir)
+    # the tables job reads the same cached check: the landing folder is validated once per run
+    checked = LandingResource(path=str(settings.landing_dir)).checked()
     stores, shipments = checked["stores"].valid, checked["shipments"].valid
     if stores.empty or shipments.empty:
         problems = "\n".join(str(p) for p in [*checked["stores"].problems, *checked["shipments"].problems][:20])
@@ -116,6 +122,10 @@ def run_pipeline(landing: Path | None = None, regions: list[str] | None = None,
 
     first = shipments["week_start"].min().date()
     last = shipments["week_start"].max().date()
+    region_of_rows = shipments["store_id"].map(stores.set_index("store_id")["region"])
+    shipped = shipments.groupby(region_of_rows).agg(products=("product_id", "nunique"), weeks=("week_start", "nunique"),
+                                                    shipment_rows=("store_id", "size"))
+    del shipments, region_of_rows
     if not os.environ.get("MLOPS_FIRST_WEEK"):
         recorded = config.partition_settings_path(settings.home)
         known = dt.date.fromisoformat(settings.first_week) if recorded.exists() else first
@@ -137,60 +147,179 @@ def run_pipeline(landing: Path | None = None, regions: list[str] | None = None,
     for name, result in checked.items():
         summary.tables[name] = {"rows": len(result.valid), "quarantined": len(result.quarantine),
                                 "problems": len(result.problems)}
+    del checked
+    forget_checked()  # stored now: the regions' runs read the stored tables, a region at a time
 
-    week_keys = defs.resolve_assets_def("weekly_weather").partitions_def.get_partitions_def_for_dimension(
-        "week").get_partition_keys()
-    next_week = (last + dt.timedelta(weeks=1)).isoformat()
+    n_lanes = lanes(workers, len(selected), int(shipped["shipment_rows"].sum()) if len(shipped) else 0)
+    if n_lanes > 1:
+        _regions_in_processes(selected, n_lanes, first, last, holdout_weeks, train, summary)
+    else:
+        for region in selected:
+            _run_region(defs, instance, settings, region, first, last, holdout_weeks, train, summary, on_stage)
     for region in selected:
-        # drift and realized accuracy of past weeks are the replay's, against the model fit before them
-        _execute(defs, WEEKLY, instance, summary, on_stage=on_stage, label=f"weekly {region}",
-                 asset_selection=CONDITIONED, tags={RANGE_START: f"{region}|{first.isoformat()}",
-                                                    RANGE_END: f"{region}|{last.isoformat()}", **MANUAL})
-        has_next = next_week in week_keys
-        if has_next:  # the coming week's weather forecast, events and features, for scoring
-            _execute(defs, WEEKLY, instance, summary, on_stage=on_stage, label=f"weekly {region} next week",
-                     partition_key=f"{region}|{next_week}", tags=MANUAL,
-                     asset_selection=[dg.AssetKey(k) for k in ("weekly_weather", "weekly_events", "features")])
-        if train:
-            result = _execute(defs, TRAINING, instance, summary, on_stage=on_stage, label=f"training {region}",
-                              partition_key=region, tolerate_gates=True, tags=MANUAL,
-                              run_config={**QUIET, "ops": {"region_model": {"config": {"holdout_weeks": holdout_weeks}}}})
-            model = load_model(settings.storage_root / "region_model" / region)
-            meta = result.asset_materializations_for_node("region_model")[-1].metadata
-            summary.models[region] = {
-                "model_version": f"{meta['registered_model'].value}/{meta['registered_version'].value}",
-                "mlflow_run_id": meta["mlflow_run_id"].value, "as_of_week": model.as_of_week,
-                "gate_verdict": meta["gate_verdict"].value, "promoted": meta["promoted"].value,
-                "champion_version": meta["champion_version"].value,
-                "failed_gates": {e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.description
-                                 for e in result.all_events if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
-                                 and not e.asset_check_evaluation_data.passed},
-                "evaluation": model.evaluation, "segments": evaluation_json(model)}
-            summary.replay[region] = replay_region(
-                region, _stored(settings.storage_root, "features", region, model.evaluation["holdout"]["first_week"]),
-                pd.read_parquet(settings.storage_root / "holdout_forecasts" / region / f"{result.run_id}.parquet"),
-                model.holdout_reference, model.evaluation, _week_before(model.evaluation["holdout"]["first_week"]),
-                settings.drift, settings.retrain)
-            # without a champion the baseline serves (marked, with an alert): a region is never unforecast
-            score_week = next_week if has_next else last.isoformat()
-            _execute(defs, SCORING, instance, summary, on_stage=on_stage, label=f"scoring {region} {score_week}",
-                     partition_key=f"{region}|{score_week}", tags=MANUAL,
-                     asset_selection=[dg.AssetKey("scores"), dg.AssetKey("drift_metrics")])
-            summary.models[region]["scored_week"] = score_week
-        region_stores = stores[stores["region"] == region]
-        region_shipments = shipments[shipments["store_id"].isin(region_stores["store_id"])]
-        summary.regions[region] = {
-            "stores": len(region_stores),
-            "products": int(region_shipments["product_id"].nunique()),
-            "weeks": int(region_shipments["week_start"].nunique()),
-            "shipment_rows": len(region_shipments),
-        }
+        counts = shipped.loc[region] if region in shipped.index else {"products": 0, "weeks": 0, "shipment_rows": 0}
+        summary.regions[region] = {"stores": int((stores["region"] == region).sum()),
+                                   **{k: int(counts[k]) for k in ("products", "weeks", "shipment_rows")}}
     if train:
         _execute(defs, ALERTING, instance, summary, on_stage=on_stage, label="alerts", tags=MANUAL)
     return summary
 
 
 MANUAL = {"mlops/trigger": "manual"}
+
+
+def _run_region(defs: dg.Definitions, instance: dg.DagsterInstance, settings: config.Settings, region: str,
+                first: dt.date, last: dt.date, holdout_weeks: int, train: bool, summary: RunSummary,
+                on_stage: StageHook | None = None) -> None:
+    """A region's chain: its conditioned weeks and features, the coming week's inputs, training, the
+    holdout replay and the forecast of the coming week. Fills ``summary``'s entries for ``region``."""
+    week_keys = defs.resolve_assets_def("weekly_weather").partitions_def.get_partitions_def_for_dimension(
+        "week").get_partition_keys()
+    next_week = (last + dt.timedelta(weeks=1)).isoformat()
+    # drift and realized accuracy of past weeks are the replay's, against the model fit before them
+    _execute(defs, WEEKLY, instance, summary, on_stage=on_stage, label=f"weekly {region}",
+             asset_selection=CONDITIONED, tags={RANGE_START: f"{region}|{first.isoformat()}",
+                                                RANGE_END: f"{region}|{last.isoformat()}", **MANUAL})
+    has_next = next_week in week_keys
+    if has_next:  # the coming week's weather forecast, events and features, for scoring
+        _execute(defs, WEEKLY, instance, summary, on_stage=on_stage, label=f"weekly {region} next week",
+                 partition_key=f"{region}|{next_week}", tags=MANUAL,
+                 asset_selection=[dg.AssetKey(k) for k in ("weekly_weather", "weekly_events", "features")])
+    if train:
+        result = _execute(defs, TRAINING, instance, summary, on_stage=on_stage, label=f"training {region}",
+                          partition_key=region, tolerate_gates=True, tags=MANUAL,
+                          run_config={**QUIET, "ops": {"region_model": {"config": {"holdout_weeks": holdout_weeks}}}})
+        model = load_model(settings.storage_root / "region_model" / region)
+        meta = result.asset_materializations_for_node("region_model")[-1].metadata
+        summary.models[region] = {
+            "model_version": f"{meta['registered_model'].value}/{meta['registered_version'].value}",
+            "mlflow_run_id": meta["mlflow_run_id"].value, "as_of_week": model.as_of_week,
+            "gate_verdict": meta["gate_verdict"].value, "promoted": meta["promoted"].value,
+            "champion_version": meta["champion_version"].value,
+            "failed_gates": {e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.description
+                             for e in result.all_events if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+                             and not e.asset_check_evaluation_data.passed},
+            "evaluation": model.evaluation, "segments": evaluation_json(model)}
+        summary.replay[region] = replay_region(
+            region, _stored(settings.storage_root, "features", region, model.evaluation["holdout"]["first_week"]),
+            pd.read_parquet(settings.storage_root / "holdout_forecasts" / region / f"{result.run_id}.parquet"),
+            model.holdout_reference, model.evaluation, _week_before(model.evaluation["holdout"]["first_week"]),
+            settings.drift, settings.retrain)
+        # without a champion the baseline serves (marked, with an alert): a region is never unforecast
+        score_week = next_week if has_next else last.isoformat()
+        _execute(defs, SCORING, instance, summary, on_stage=on_stage, label=f"scoring {region} {score_week}",
+                 partition_key=f"{region}|{score_week}", tags=MANUAL,
+                 asset_selection=[dg.AssetKey("scores"), dg.AssetKey("drift_metrics")])
+        summary.models[region]["scored_week"] = score_week
+
+
+def lanes(requested: int | None, regions: int, shipment_rows: int) -> int:
+    """How many regions run at once: ``requested`` (or ``MLOPS_RUN_WORKERS``), else two on a
+    machine with two cores when the regions are big enough (100,000 shipment rows each on
+    average) to repay a worker process's start (about 6 s: Dagster, torch and MLflow imported)."""
+    requested = requested or int(os.environ.get("MLOPS_RUN_WORKERS", "0") or 0)
+    if requested:
+        return max(1, min(requested, regions))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    big = regions and shipment_rows / regions >= 100_000
+    return min(2, cores, regions) if big else 1
+
+
+def _regions_in_processes(regions: list[str], n: int, first: dt.date, last: dt.date, holdout_weeks: int,
+                          train: bool, summary: RunSummary) -> None:
+    """Each region's chain in a fresh worker process, ``n`` at a time, one torch thread each: the
+    regions' work is independent (its own partitions, its own MLflow model), so two use two cores,
+    and each worker's memory ends with its region. The Dagster instance and the MLflow store are
+    the same files (MLflow writes take the store's lock)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    context = multiprocessing.get_context("spawn")  # no forked copy of this process's memory or threads
+    with ProcessPoolExecutor(max_workers=n, mp_context=context, max_tasks_per_child=1) as pool:
+        futures = {pool.submit(_region_worker, region, first.isoformat(), last.isoformat(), holdout_weeks, train):
+                   region for region in regions}
+        done = {}
+        for future in as_completed(futures):
+            done[futures[future]] = json.loads(future.result())  # a failed region raises here, with its error
+    for region in regions:  # in the order asked, whatever order they finished in
+        part = done[region]
+        for key in ("models", "replay"):
+            getattr(summary, key).update(part[key])
+        summary.run_ids.extend(part["run_ids"])
+        summary.timings.extend((label, seconds) for label, seconds in part["timings"])
+        summary.stages.extend((label, seconds, peak) for label, seconds, peak in part["stages"])
+
+
+def _region_worker(region: str, first: str, last: str, holdout_weeks: int, train: bool) -> str:
+    """``_run_region`` in a worker process; returns its part of the summary as JSON."""
+    import resource
+    import warnings
+
+    import torch
+
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+    os.environ["MLOPS_TRAIN_THREADS"] = "1"  # the other core runs the other region
+    torch.set_num_threads(1)
+    from mlops_assets.definitions import build_definitions
+
+    settings = config.Settings.from_env()
+    defs = build_definitions(settings)
+    summary = RunSummary(settings.landing_dir, first, last)
+
+    @contextmanager
+    def stage(label):
+        started = time.perf_counter()
+        yield
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # this worker's peak so far
+        summary.stages.append((label, time.perf_counter() - started, peak))
+
+    _run_region(defs, dg.DagsterInstance.get(), settings, region, dt.date.fromisoformat(first),
+                dt.date.fromisoformat(last), holdout_weeks, train, summary, stage)
+    return json.dumps({"models": summary.models, "replay": summary.replay, "run_ids": summary.run_ids,
+                       "timings": summary.timings, "stages": summary.stages}, default=_plain)
+
+
+def _plain(value):
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    if isinstance(value, (dt.date, pd.Timestamp)):
+        return value.isoformat()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def run_new_weeks(landing: Path | None = None, on_stage: StageHook | None = None) -> RunSummary:
+    """What the sensors do when a week's files land, in one process and in the same runs: validate
+    the landing tables; per region, condition, build features and monitor (drift, realized
+    accuracy) the weeks delivered since the last validation, then forecast the coming week with
+    the champion and measure its drift; refresh the alerts. Needs a home that ``run_pipeline``
+    (or the sensors) already filled: the history, the features and the champions."""
+    from mlops_assets.automation.sensors import last_delivered_week, next_week
+    from mlops_assets.definitions import build_definitions
+
+    settings = prepare_environment(landing)
+    defs = build_definitions(settings)
+    instance = dg.DagsterInstance.get()
+    before = last_delivered_week(instance)
+    if before is None:
+        raise RunFailed(f"{os.environ['DAGSTER_HOME']}: nothing validated here yet; run `mlops-assets run` first")
+    summary = RunSummary(settings.landing_dir, before, before)
+    tags = {"mlops/trigger": "new_data"}
+    _execute(defs, OBSERVE_LANDING, instance, summary, on_stage=on_stage, tags=tags)
+    _execute(defs, TABLES, instance, summary, on_stage=on_stage, tags=tags)
+    forget_checked()
+    last = last_delivered_week(instance)
+    summary.first_week, summary.last_week = next_week(before), last
+    if last <= before:
+        return summary  # no new week: the sensors would stop here too
+    upcoming = next_week(last)
+    for region in instance.get_dynamic_partitions(region_partitions.name):
+        _execute(defs, WEEKLY, instance, summary, on_stage=on_stage, label=f"weekly {region} new weeks",
+                 tags={RANGE_START: f"{region}|{summary.first_week}", RANGE_END: f"{region}|{last}", **tags})
+        _execute(defs, SCORING, instance, summary, on_stage=on_stage, label=f"scoring {region} {upcoming}",
+                 partition_key=f"{region}|{upcoming}", tags=tags)
+    _execute(defs, ALERTING, instance, summary, on_stage=on_stage, label="alerts", tags=tags)
+    return summary
 
 
 def _stored(root: Path, asset: str, region: str, first_week: str) -> pd.DataFrame:

@@ -17,7 +17,8 @@ from mlops_assets_tests.conftest import isolated_home
 @pytest.fixture(scope="module")
 def trained(trainable_landing_template, tmp_path_factory):
     with isolated_home(trainable_landing_template, tmp_path_factory, "trained") as landing:
-        summary = run_pipeline(landing)
+        # the two regions side by side in worker processes (one torch thread each), as at seed scale
+        summary = run_pipeline(landing, workers=2)
         yield summary, Settings.from_env(), dg.DagsterInstance.get()
 
 
@@ -33,7 +34,8 @@ def test_the_graph_builds_the_same_features_as_the_functions(trained):
 
 
 def test_the_graph_trains_the_same_model_as_the_functions(trained):
-    """Partition order, Parquet round trips and IO managers change nothing: same metrics, bit for bit."""
+    """Partition order, Parquet round trips, IO managers, a worker process and its single thread
+    change nothing: same metrics, bit for bit, as training here with two threads."""
     summary, settings, _ = trained
     direct, _ = train_region(region_features(settings.landing_dir, "south", extra_weeks=1), "south",
                              TrainConfig())

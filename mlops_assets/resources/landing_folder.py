@@ -16,9 +16,14 @@ def _stamp(landing: Path, table: contract.Table) -> tuple:
     return tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in contract.table_files(landing, table))
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=1)  # at seed scale a checked landing folder holds gigabytes: keep one
 def _checked(landing: str, stamps: tuple) -> dict[str, contract.TableResult]:
     return contract.check_landing(Path(landing))
+
+
+def forget_checked() -> None:
+    """Drop the cached check (once the tables are stored, nothing in this process needs it)."""
+    _checked.cache_clear()
 
 
 class LandingResource(dg.ConfigurableResource):
