@@ -205,7 +205,7 @@ def main() -> int:
         sampler.overall = sampler.rss()  # the run's own peak, not the generator's
         started = time.perf_counter()
         if args.increment:
-            summary = run_new_weeks(landing, on_stage=stage)
+            summary = run_new_weeks(landing, on_stage=stage, workers=args.workers)
         else:
             summary = run_pipeline(landing, on_stage=stage, workers=args.workers)
         total = time.perf_counter() - started

@@ -49,9 +49,20 @@ def _run(args) -> int:
     from mlops_assets.runner import RunFailed, format_summary, report_json, run_pipeline
 
     regions = [r.strip() for r in args.regions.split(",")] if args.regions else None
+    landing = Path(args.landing) if args.landing else None
     try:
-        summary = run_pipeline(Path(args.landing) if args.landing else None, regions,
-                               holdout_weeks=args.holdout_weeks, workers=args.workers)
+        if args.new_weeks:
+            from mlops_assets.runner import run_new_weeks
+
+            summary = run_new_weeks(landing, workers=args.workers)
+            if summary.first_week > summary.last_week:
+                print(f"no week delivered after {summary.last_week}: tables validated, nothing else to do")
+            else:
+                print(f"weeks {summary.first_week} .. {summary.last_week} conditioned, featurized and monitored, "
+                      f"the week after forecast: {len(summary.run_ids)} Dagster runs, "
+                      f"{sum(t for _, t in summary.timings):.1f} s")
+            return 0
+        summary = run_pipeline(landing, regions, holdout_weeks=args.holdout_weeks, workers=args.workers)
     except RunFailed as exc:
         print(f"mlops-assets run: {exc}", file=sys.stderr)
         return 1
@@ -185,6 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write the per-region, per-segment metrics to this file")
     p.add_argument("--workers", type=int, help="regions at a time, each in its own process (default: 2 on a "
                                                "2-core machine for large regions, else 1; or $MLOPS_RUN_WORKERS)")
+    p.add_argument("--new-weeks", action="store_true",
+                   help="only what landed since the last run, as the sensors would: validate, condition, featurize "
+                        "and monitor the new weeks, forecast the week after (needs an earlier full run)")
     p.set_defaults(func=_run)
 
     p = sub.add_parser("ui", help="start the Dagster UI (dagster dev) on this project's instance")

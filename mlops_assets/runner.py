@@ -99,13 +99,23 @@ def _execute(defs: dg.Definitions, job: str, instance: dg.DagsterInstance, summa
     return result
 
 
-def run_pipeline(landing: Path | None = None, regions: list[str] | None = None,
-                 holdout_weeks: int = 13, train: bool = True, on_stage: StageHook | None = None,
-                 workers: int | None = None) -> RunSummary:
-    """``on_stage(label)``, when given, is entered around every Dagster run of this process
-    (benchmarks measure with it; runs in worker processes are timed there, into
-    ``summary.stages``). ``workers``: regions at a time (``lanes``)."""
-    settings = prepare_environment(landing)
+def _size_estimate(landing: Path) -> tuple[int, int]:
+    """(regions, shipment rows) guessed from stores.csv's regions and the shipment files' bytes
+    (about 30 a row), without validating anything: enough to choose where validation runs."""
+    from mlops_assets.contract import validation as contract
+
+    try:
+        regions = pd.read_csv(landing / "stores.csv", usecols=["region"], dtype=str)["region"].nunique()
+    except (OSError, ValueError):
+        return 1, 0
+    files = contract.table_files(landing, contract.TABLES["shipments"])
+    return max(1, regions), sum(p.stat().st_size for p in files) // 30
+
+
+def _prepare(settings: config.Settings, regions: list[str] | None, summary: RunSummary,
+             on_stage: StageHook | None = None) -> dict:
+    """Validate the landing folder, record the first week, add the regions' partitions, and run
+    the observation and the tables jobs. Returns the facts the regions' runs need (plain JSON)."""
     # the tables job reads the same cached check: the landing folder is validated once per run
     checked = LandingResource(path=str(settings.landing_dir)).checked()
     stores, shipments = checked["stores"].valid, checked["shipments"].valid
@@ -118,8 +128,6 @@ def run_pipeline(landing: Path | None = None, regions: list[str] | None = None,
         unknown = sorted(set(regions) - set(data_regions))
         if unknown:
             raise RunFailed(f"unknown region(s) {', '.join(unknown)}; stores.csv has {', '.join(data_regions)}")
-    selected = regions or data_regions
-
     first = shipments["week_start"].min().date()
     last = shipments["week_start"].max().date()
     region_of_rows = shipments["store_id"].map(stores.set_index("store_id")["region"])
@@ -140,26 +148,50 @@ def run_pipeline(landing: Path | None = None, regions: list[str] | None = None,
     new_regions = [r for r in data_regions if r not in known_regions]
     if new_regions:
         instance.add_dynamic_partitions(region_partitions.name, new_regions)
-
-    summary = RunSummary(settings.landing_dir, first.isoformat(), last.isoformat())
     _execute(defs, OBSERVE_LANDING, instance, summary, on_stage=on_stage)
     _execute(defs, TABLES, instance, summary, on_stage=on_stage)
-    for name, result in checked.items():
-        summary.tables[name] = {"rows": len(result.valid), "quarantined": len(result.quarantine),
-                                "problems": len(result.problems)}
+    tables = {name: {"rows": len(r.valid), "quarantined": len(r.quarantine), "problems": len(r.problems)}
+              for name, r in checked.items()}
     del checked
     forget_checked()  # stored now: the regions' runs read the stored tables, a region at a time
+    return {"first": first.isoformat(), "last": last.isoformat(), "selected": regions or data_regions,
+            "tables": tables, "stores": {r: int(n) for r, n in stores["region"].value_counts().items()},
+            "shipped": {r: {k: int(v) for k, v in row.items()} for r, row in shipped.to_dict("index").items()}}
 
-    n_lanes = lanes(workers, len(selected), int(shipped["shipment_rows"].sum()) if len(shipped) else 0)
+
+def run_pipeline(landing: Path | None = None, regions: list[str] | None = None,
+                 holdout_weeks: int = 13, train: bool = True, on_stage: StageHook | None = None,
+                 workers: int | None = None) -> RunSummary:
+    """``on_stage(label)``, when given, is entered around every Dagster run of this process
+    (benchmarks measure with it; runs in worker processes are timed there, into
+    ``summary.stages``). ``workers``: regions at a time (``lanes``)."""
+    settings = prepare_environment(landing)
+    summary = RunSummary(settings.landing_dir, "", "")
+    if lanes(workers, *_size_estimate(settings.landing_dir)) > 1:
+        # the landing check (gigabytes at seed scale) in a process of its own, which ends with it
+        facts = _in_processes("prepare", [""], 1, {"regions": regions}, summary)[""]
+    else:
+        facts = _prepare(settings, regions, summary, on_stage)
+    settings = config.Settings.from_env()  # the first week is recorded now
+    from mlops_assets.definitions import build_definitions
+
+    defs = build_definitions(settings)
+    instance = dg.DagsterInstance.get()
+    first, last = dt.date.fromisoformat(facts["first"]), dt.date.fromisoformat(facts["last"])
+    summary.first_week, summary.last_week = facts["first"], facts["last"]
+    summary.tables = facts["tables"]
+    selected, shipped = facts["selected"], facts["shipped"]
+
+    n_lanes = lanes(workers, len(selected), sum(c["shipment_rows"] for c in shipped.values()))
     if n_lanes > 1:
-        _regions_in_processes(selected, n_lanes, first, last, holdout_weeks, train, summary)
+        _regions_in_processes("pipeline", selected, n_lanes, {"first": first.isoformat(), "last": last.isoformat(),
+                                                             "holdout_weeks": holdout_weeks, "train": train}, summary)
     else:
         for region in selected:
             _run_region(defs, instance, settings, region, first, last, holdout_weeks, train, summary, on_stage)
     for region in selected:
-        counts = shipped.loc[region] if region in shipped.index else {"products": 0, "weeks": 0, "shipment_rows": 0}
-        summary.regions[region] = {"stores": int((stores["region"] == region).sum()),
-                                   **{k: int(counts[k]) for k in ("products", "weeks", "shipment_rows")}}
+        summary.regions[region] = {"stores": facts["stores"].get(region, 0),
+                                   **shipped.get(region, {"products": 0, "weeks": 0, "shipment_rows": 0})}
     if train:
         _execute(defs, ALERTING, instance, summary, on_stage=on_stage, label="alerts", tags=MANUAL)
     return summary
@@ -225,47 +257,64 @@ def lanes(requested: int | None, regions: int, shipment_rows: int) -> int:
     return min(2, cores, regions) if big else 1
 
 
-def _regions_in_processes(regions: list[str], n: int, first: dt.date, last: dt.date, holdout_weeks: int,
-                          train: bool, summary: RunSummary) -> None:
-    """Each region's chain in a fresh worker process, ``n`` at a time, one torch thread each: the
-    regions' work is independent (its own partitions, its own MLflow model), so two use two cores,
-    and each worker's memory ends with its region. The Dagster instance and the MLflow store are
-    the same files (MLflow writes take the store's lock)."""
+def _in_processes(task: str, keys: list[str], n: int, params: dict, summary: RunSummary,
+                  fresh: bool = True) -> dict[str, dict]:
+    """``task`` for each key (a region) in worker processes, ``n`` at a time, one torch thread
+    each: the regions' work is independent (its own partitions, its own MLflow model), so two use
+    two cores. ``fresh``: a new process per key, so each worker's memory ends with its task
+    (training); else the workers live on (small tasks: a start costs about 6 s). The Dagster
+    instance and the MLflow store are the same files (MLflow writes take the store's lock).
+    Each task's runs and stage timings go into ``summary``; returns each task's result."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     context = multiprocessing.get_context("spawn")  # no forked copy of this process's memory or threads
-    with ProcessPoolExecutor(max_workers=n, mp_context=context, max_tasks_per_child=1) as pool:
-        futures = {pool.submit(_region_worker, region, first.isoformat(), last.isoformat(), holdout_weeks, train):
-                   region for region in regions}
+    with ProcessPoolExecutor(max_workers=n, mp_context=context, max_tasks_per_child=1 if fresh else None) as pool:
+        futures = {pool.submit(_region_worker, task, key, params): key for key in keys}
         done = {}
         for future in as_completed(futures):
-            done[futures[future]] = json.loads(future.result())  # a failed region raises here, with its error
-    for region in regions:  # in the order asked, whatever order they finished in
-        part = done[region]
-        for key in ("models", "replay"):
-            getattr(summary, key).update(part[key])
+            done[futures[future]] = json.loads(future.result())  # a failed task raises here, with its error
+    out = {}
+    for key in keys:  # in the order asked, whatever order they finished in
+        part = done[key]
+        for name in ("models", "replay"):
+            getattr(summary, name).update(part[name])
         summary.run_ids.extend(part["run_ids"])
         summary.timings.extend((label, seconds) for label, seconds in part["timings"])
         summary.stages.extend((label, seconds, peak) for label, seconds, peak in part["stages"])
+        out[key] = part.get("result")
+    return out
 
 
-def _region_worker(region: str, first: str, last: str, holdout_weeks: int, train: bool) -> str:
-    """``_run_region`` in a worker process; returns its part of the summary as JSON."""
+def _regions_in_processes(task: str, regions: list[str], n: int, params: dict, summary: RunSummary,
+                          fresh: bool = True) -> None:
+    _in_processes(task, regions, n, params, summary, fresh)
+
+
+_WORKER: dict = {}  # a worker process's settings and definitions, built by its first task
+
+
+def _region_worker(task: str, region: str, params: dict) -> str:
+    """A region's ``task`` in a worker process; returns its part of the summary as JSON."""
     import resource
-    import warnings
 
-    import torch
+    if not _WORKER or task == "prepare":
+        import warnings
 
-    warnings.filterwarnings("ignore", category=dg.BetaWarning)
-    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
-    os.environ["MLOPS_TRAIN_THREADS"] = "1"  # the other core runs the other region
-    torch.set_num_threads(1)
-    from mlops_assets.definitions import build_definitions
+        import torch
 
-    settings = config.Settings.from_env()
-    defs = build_definitions(settings)
-    summary = RunSummary(settings.landing_dir, first, last)
+        warnings.filterwarnings("ignore", category=dg.BetaWarning)
+        warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+        os.environ["MLOPS_TRAIN_THREADS"] = "1"  # the other core runs the other region
+        torch.set_num_threads(1)
+        from mlops_assets.definitions import build_definitions
+
+        settings = config.Settings.from_env()
+        if task != "prepare":  # it records the first week the definitions are built with
+            _WORKER.update(settings=settings, defs=build_definitions(settings), instance=dg.DagsterInstance.get())
+    summary = RunSummary(Path(os.environ.get("MLOPS_LANDING_DIR", ".")), params.get("first", ""),
+                         params.get("last", ""))
+    result = None
 
     @contextmanager
     def stage(label):
@@ -274,10 +323,19 @@ def _region_worker(region: str, first: str, last: str, holdout_weeks: int, train
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # this worker's peak so far
         summary.stages.append((label, time.perf_counter() - started, peak))
 
-    _run_region(defs, dg.DagsterInstance.get(), settings, region, dt.date.fromisoformat(first),
-                dt.date.fromisoformat(last), holdout_weeks, train, summary, stage)
+    if task == "prepare":
+        result = _prepare(config.Settings.from_env(), params["regions"], summary, stage)
+    elif task == "pipeline":
+        settings, defs, instance = _WORKER["settings"], _WORKER["defs"], _WORKER["instance"]
+        _run_region(defs, instance, settings, region, dt.date.fromisoformat(params["first"]),
+                    dt.date.fromisoformat(params["last"]), params["holdout_weeks"], params["train"], summary, stage)
+    elif task == "new_weeks":
+        defs, instance = _WORKER["defs"], _WORKER["instance"]
+        _new_weeks_of_region(defs, instance, region, params["first"], params["last"], summary, stage)
+    else:
+        raise ValueError(f"unknown task {task!r}")
     return json.dumps({"models": summary.models, "replay": summary.replay, "run_ids": summary.run_ids,
-                       "timings": summary.timings, "stages": summary.stages}, default=_plain)
+                       "timings": summary.timings, "stages": summary.stages, "result": result}, default=_plain)
 
 
 def _plain(value):
@@ -288,12 +346,14 @@ def _plain(value):
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
-def run_new_weeks(landing: Path | None = None, on_stage: StageHook | None = None) -> RunSummary:
-    """What the sensors do when a week's files land, in one process and in the same runs: validate
+def run_new_weeks(landing: Path | None = None, on_stage: StageHook | None = None,
+                  workers: int | None = None) -> RunSummary:
+    """What the sensors do when a week's files land, in the same runs: validate
     the landing tables; per region, condition, build features and monitor (drift, realized
     accuracy) the weeks delivered since the last validation, then forecast the coming week with
     the champion and measure its drift; refresh the alerts. Needs a home that ``run_pipeline``
-    (or the sensors) already filled: the history, the features and the champions."""
+    (or the sensors) already filled: the history, the features and the champions. Regions run
+    two at a time in worker processes where they are large (``lanes``)."""
     from mlops_assets.automation.sensors import last_delivered_week, next_week
     from mlops_assets.definitions import build_definitions
 
@@ -304,22 +364,41 @@ def run_new_weeks(landing: Path | None = None, on_stage: StageHook | None = None
     if before is None:
         raise RunFailed(f"{os.environ['DAGSTER_HOME']}: nothing validated here yet; run `mlops-assets run` first")
     summary = RunSummary(settings.landing_dir, before, before)
-    tags = {"mlops/trigger": "new_data"}
-    _execute(defs, OBSERVE_LANDING, instance, summary, on_stage=on_stage, tags=tags)
-    _execute(defs, TABLES, instance, summary, on_stage=on_stage, tags=tags)
+    _execute(defs, OBSERVE_LANDING, instance, summary, on_stage=on_stage, tags=NEW_DATA)
+    _execute(defs, TABLES, instance, summary, on_stage=on_stage, tags=NEW_DATA)
     forget_checked()
     last = last_delivered_week(instance)
     summary.first_week, summary.last_week = next_week(before), last
     if last <= before:
         return summary  # no new week: the sensors would stop here too
-    upcoming = next_week(last)
-    for region in instance.get_dynamic_partitions(region_partitions.name):
-        _execute(defs, WEEKLY, instance, summary, on_stage=on_stage, label=f"weekly {region} new weeks",
-                 tags={RANGE_START: f"{region}|{summary.first_week}", RANGE_END: f"{region}|{last}", **tags})
-        _execute(defs, SCORING, instance, summary, on_stage=on_stage, label=f"scoring {region} {upcoming}",
-                 partition_key=f"{region}|{upcoming}", tags=tags)
-    _execute(defs, ALERTING, instance, summary, on_stage=on_stage, label="alerts", tags=tags)
+    regions = instance.get_dynamic_partitions(region_partitions.name)
+    event = instance.get_latest_materialization_event(dg.AssetKey("shipments"))
+    rows = event.asset_materialization.metadata["rows"].value if event else 0
+    n_lanes = lanes(workers, len(regions), rows)
+    if n_lanes > 1:
+        _regions_in_processes("new_weeks", regions, n_lanes, {"first": summary.first_week, "last": last}, summary,
+                              fresh=False)
+    else:
+        for region in regions:
+            _new_weeks_of_region(defs, instance, region, summary.first_week, last, summary, on_stage)
+    _execute(defs, ALERTING, instance, summary, on_stage=on_stage, label="alerts", tags=NEW_DATA)
     return summary
+
+
+NEW_DATA = {"mlops/trigger": "new_data"}
+
+
+def _new_weeks_of_region(defs: dg.Definitions, instance: dg.DagsterInstance, region: str, first: str, last: str,
+                         summary: RunSummary, on_stage: StageHook | None = None) -> None:
+    """The new weeks of a region conditioned, featurized and monitored (the sensors' weekly run),
+    then the coming week forecast and its drift measured (their scoring run)."""
+    from mlops_assets.automation.sensors import next_week
+
+    upcoming = next_week(last)
+    _execute(defs, WEEKLY, instance, summary, on_stage=on_stage, label=f"weekly {region} new weeks",
+             tags={RANGE_START: f"{region}|{first}", RANGE_END: f"{region}|{last}", **NEW_DATA})
+    _execute(defs, SCORING, instance, summary, on_stage=on_stage, label=f"scoring {region} {upcoming}",
+             partition_key=f"{region}|{upcoming}", tags=NEW_DATA)
 
 
 def _stored(root: Path, asset: str, region: str, first_week: str) -> pd.DataFrame:

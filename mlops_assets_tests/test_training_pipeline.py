@@ -10,7 +10,7 @@ import pytest
 from mlops_assets.config import Settings
 from mlops_assets.ml.ensemble import SEGMENTS, TrainConfig, train_region
 from mlops_assets.offline import region_features
-from mlops_assets.runner import report_json, run_pipeline
+from mlops_assets.runner import report_json, run_new_weeks, run_pipeline
 from mlops_assets_tests.conftest import isolated_home
 
 
@@ -89,3 +89,36 @@ def test_next_week_is_scored_by_the_champion(trained):
     assert np.isfinite(scores["forecast"]).all() and (scores["forecast"] >= 0).all()
     mat = instance.get_latest_materialization_event(dg.AssetKey("scores")).asset_materialization
     assert mat.metadata["rows"].value == len(scores) or mat.partition.startswith("south")
+
+
+def test_a_new_week_is_validated_conditioned_monitored_and_the_week_after_forecast(trained):
+    """`mlops-assets run --new-weeks`: the runs the sensors make when a week lands, and nothing
+    more. Last in this module: it delivers a week."""
+    _, settings, instance = trained
+    new_week, upcoming = "2026-11-16", "2026-11-23"
+    last = settings.landing_dir / "shipments" / "2026-11-09.csv"
+    (settings.landing_dir / "shipments" / f"{new_week}.csv").write_text(last.read_text().replace("2026-11-09", new_week))
+    before = {r.run_id for r in instance.get_runs()}
+
+    result = run_new_weeks(workers=1)
+
+    assert (result.first_week, result.last_week) == (new_week, new_week)
+    runs = [r for r in instance.get_runs() if r.run_id not in before]
+    assert sorted(r.job_name for r in runs) == ["alerting", "observe_landing", "scoring", "scoring", "tables",
+                                                "weekly", "weekly"]
+    assert all(r.status == dg.DagsterRunStatus.SUCCESS and r.tags["mlops/trigger"] == "new_data" for r in runs)
+    for region in ("north", "south"):
+        features = pd.read_parquet(settings.storage_root / "features" / region / f"{new_week}.parquet")
+        assert features["target"].notna().all()  # the week is observed now
+        scores = pd.read_parquet(settings.storage_root / "scores" / region / f"{upcoming}.parquet")
+        assert set(scores["model_version"]) == {f"demand-forecast-{region}/1"}
+        # the week the full run forecast is evaluated now that its actuals are in
+        accuracy = pd.read_parquet(settings.storage_root / "forecast_accuracy" / region / f"{new_week}.parquet")
+        assert len(accuracy) > 0
+        assert (settings.storage_root / "drift_metrics" / region / f"{upcoming}.parquet").exists()
+    # only the new week was rebuilt
+    starts = {r.tags["dagster/asset_partition_range_start"] for r in runs if r.job_name == "weekly"}
+    assert starts == {f"north|{new_week}", f"south|{new_week}"}
+
+    again = run_new_weeks(workers=1)
+    assert again.first_week > again.last_week  # nothing new: validated, and nothing else run

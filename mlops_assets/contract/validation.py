@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+from pandas.api.types import union_categoricals
 
 from mlops_assets.contract import schemas
 
@@ -141,11 +142,13 @@ def read_text_frame(path: Path, rel: str) -> tuple[pd.DataFrame | None, list[Pro
         if path.suffix == ".csv":
             if path.stat().st_size == 0:
                 return None, [Problem(rel, 0, "-", "file is empty (no header row)")]
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False,
+            # categorical text: each distinct cell text is one string, each cell a small code (a
+            # seed-scale table is 10^7 cells but a few thousand distinct ids, dates and counts)
+            frame = pd.read_csv(path, dtype="category", keep_default_na=False, na_filter=False,
                                 skip_blank_lines=False, encoding="utf-8")
         else:
             frame = pd.read_parquet(path)
-            frame = frame.apply(_text_of) if len(frame.columns) else frame
+            frame = frame.apply(_text_of).astype("category") if len(frame.columns) else frame
     except UnicodeDecodeError as exc:
         return None, [Problem(rel, 0, "-", f"not UTF-8 text ({exc.reason} at byte {exc.start})")]
     except Exception as exc:  # noqa: BLE001 - any reader failure is a file-level contract problem
@@ -154,9 +157,40 @@ def read_text_frame(path: Path, rel: str) -> tuple[pd.DataFrame | None, list[Pro
     if frame.empty:
         return None, [Problem(rel, 1, "-", "file has a header but no data rows")]
     frame = frame.reset_index(drop=True)
-    frame[FILE_COLUMN] = rel
+    frame[FILE_COLUMN] = pd.Categorical.from_codes(np.zeros(len(frame), dtype=np.int8), [rel])
     frame[ROW_COLUMN] = np.arange(2, len(frame) + 2)
     return frame, []
+
+
+def _concat_text(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Files' text frames as one, every text column still categorical (a column a file lacks is
+    missing on its rows, as ``pd.concat`` would leave it)."""
+    if not frames:
+        return pd.DataFrame()
+    columns = list(dict.fromkeys(c for f in frames for c in f.columns))
+    out = {}
+    for c in columns:
+        if c == ROW_COLUMN:
+            out[c] = np.concatenate([f[c].to_numpy() for f in frames])
+            continue
+        parts = [pd.Categorical(f[c]) if c in f else
+                 pd.Categorical.from_codes(np.full(len(f), -1), pd.Index([], dtype=object)) for f in frames]
+        out[c] = union_categoricals(parts, ignore_order=True)
+    return pd.DataFrame(out)
+
+
+def _distinct(text: pd.Series) -> tuple[np.ndarray, pd.Series]:
+    """(code of each cell, the distinct cell texts): a missing cell is the text ``nan``'s value
+    NaN, as in the cell-by-cell path."""
+    if isinstance(text.dtype, pd.CategoricalDtype):
+        codes = text.cat.codes.to_numpy().astype(np.intp)
+        uniques = text.cat.categories.to_numpy(dtype=object)
+        if (codes < 0).any():
+            codes = np.where(codes < 0, len(uniques), codes)
+            uniques = np.append(uniques, np.array([np.nan], dtype=object))
+        return codes, pd.Series(uniques, dtype=object)
+    codes, uniques = pd.factorize(text.to_numpy(dtype=object), use_na_sentinel=False)
+    return codes, pd.Series(uniques, dtype=object)
 
 
 # --- cells -----------------------------------------------------------------------------
@@ -353,7 +387,7 @@ def check_table(
             continue
         frames.append(frame)
 
-    raw = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    raw = _concat_text(frames)
     known = {c.name for c in table.columns}
     extra = sorted(c for c in raw.columns if c not in known and not c.startswith("_")) if table.extra_numeric else []
 
@@ -365,8 +399,8 @@ def check_table(
             if col.name not in raw.columns:
                 continue  # an optional column that is absent
             if by_value:
-                codes, uniques = pd.factorize(raw[col.name].to_numpy(dtype=object), use_na_sentinel=False)
-                values, bad, rule = _parse(pd.Series(uniques, dtype=object), col.kind)
+                codes, uniques = _distinct(raw[col.name])
+                values, bad, rule = _parse(uniques, col.kind)
                 distinct[col.name] = (codes, values)
                 typed[col.name] = values.array.take(codes)
                 bad = bad.to_numpy()[codes]

@@ -1,7 +1,9 @@
 """The landing folder as a resource: its files, their hashes, and their checked contents."""
 
 
+import ctypes
 import functools
+import gc
 import hashlib
 import json
 from pathlib import Path
@@ -22,8 +24,14 @@ def _checked(landing: str, stamps: tuple) -> dict[str, contract.TableResult]:
 
 
 def forget_checked() -> None:
-    """Drop the cached check (once the tables are stored, nothing in this process needs it)."""
+    """Drop the cached check (once the tables are stored, nothing in this process needs it), and
+    hand the freed memory back to the system where the C library can (glibc's malloc_trim)."""
     _checked.cache_clear()
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc: the memory is reused by this process instead
 
 
 class LandingResource(dg.ConfigurableResource):
