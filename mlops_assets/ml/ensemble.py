@@ -353,8 +353,7 @@ def train_region(features: pd.DataFrame, region: str, config: TrainConfig | None
     if features.duplicated(KEY).any():
         dup = features.loc[features.duplicated(KEY, keep=False), KEY].head(3).to_dict("records")
         raise ValueError(f"{region}: features have duplicate store x product x week rows, e.g. {dup}")
-    features = features.sort_values(KEY, kind="stable").reset_index(drop=True)
-    observed = features[features["target"].notna()].copy()
+    observed = features[features["target"].notna()].sort_values(KEY, kind="stable").reset_index(drop=True)
     if as_of_week is not None:
         observed = observed[observed["week_start"] <= pd.Timestamp(as_of_week)]
     weeks = np.sort(observed["week_start"].unique())
@@ -364,6 +363,7 @@ def train_region(features: pd.DataFrame, region: str, config: TrainConfig | None
     as_of = pd.Timestamp(weeks[-1])
     holdout_start = pd.Timestamp(weeks[-config.holdout_weeks])
     usable = observed[observed["week_start"] >= pd.Timestamp(weeks[config.warmup_weeks])]
+    del observed  # a region's frames are hundreds of MB at seed scale: keep only what is used
     # Every row as it was known before its week, the weather its forecast: the holdout is forecast
     # as it would have been, and the models learn from the inputs they will be served with.
     usable = at_forecast_time(usable)
