@@ -296,8 +296,6 @@ _WORKER: dict = {}  # a worker process's settings and definitions, built by its 
 
 def _region_worker(task: str, region: str, params: dict) -> str:
     """A region's ``task`` in a worker process; returns its part of the summary as JSON."""
-    import resource
-
     if not _WORKER or task == "prepare":
         import warnings
 
@@ -320,8 +318,7 @@ def _region_worker(task: str, region: str, params: dict) -> str:
     def stage(label):
         started = time.perf_counter()
         yield
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # this worker's peak so far
-        summary.stages.append((label, time.perf_counter() - started, peak))
+        summary.stages.append((label, time.perf_counter() - started, _peak_rss()))
 
     if task == "prepare":
         result = _prepare(config.Settings.from_env(), params["regions"], summary, stage)
@@ -336,6 +333,19 @@ def _region_worker(task: str, region: str, params: dict) -> str:
         raise ValueError(f"unknown task {task!r}")
     return json.dumps({"models": summary.models, "replay": summary.replay, "run_ids": summary.run_ids,
                        "timings": summary.timings, "stages": summary.stages, "result": result}, default=_plain)
+
+
+def _peak_rss() -> int:
+    """This process's peak resident memory so far, in bytes: VmHWM, which starts afresh with the
+    process image (getrusage's ru_maxrss carries the spawning parent's peak over)."""
+    try:
+        with open("/proc/self/status") as f:
+            line = next(line for line in f if line.startswith("VmHWM:"))
+        return int(line.split()[1]) * 1024
+    except (OSError, StopIteration):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _plain(value):
