@@ -33,7 +33,8 @@ sample: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_stages.py
-	$(BIN)/python bench/run_stages.py --regions 14
+	$(BIN)/python bench/run_stages.py --regions 14 --stores-per-region 200 --products 30 --weeks 156 --keep /tmp/mlops-seed
+	$(BIN)/python bench/run_stages.py --keep /tmp/mlops-seed --increment
 	$(BIN)/python bench/conditioning.py
 
 clean:
