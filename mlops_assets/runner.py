@@ -23,7 +23,9 @@ import pandas as pd
 
 from mlops_assets import config
 from mlops_assets.automation.jobs import ALERTING, OBSERVE_LANDING, SCORING, TABLES, TRAINING, WEEKLY
-from mlops_assets.assets.models import MEMBERS, evaluation_json
+from mlops_assets.assets.models import (CHAMPION_VERSION, GATE_VERDICT, MEMBERS, REGISTERED_VERSION,
+                                        evaluation_json)
+from mlops_assets.location import execute_in_location
 from mlops_assets.ml.metrics import METRICS
 from mlops_assets.monitoring.replay import replay_region
 from mlops_assets.partitions import region_partitions
@@ -85,7 +87,7 @@ def _execute(defs: dg.Definitions, job: str, instance: dg.DagsterInstance, summa
     started = time.perf_counter()
     kwargs.setdefault("run_config", QUIET)
     with on_stage(label) if on_stage else nullcontext():
-        result = defs.resolve_job_def(job).execute_in_process(instance=instance, raise_on_error=False, **kwargs)
+        result = execute_in_location(defs.resolve_job_def(job), instance, **kwargs)
     summary.timings.append((label, time.perf_counter() - started))
     summary.run_ids.append(result.run_id)
     if not result.success:
@@ -224,10 +226,10 @@ def _run_region(defs: dg.Definitions, instance: dg.DagsterInstance, settings: co
         model = load_model(settings.storage_root / "region_model" / region)
         meta = result.asset_materializations_for_node("region_model")[-1].metadata
         summary.models[region] = {
-            "model_version": f"{meta['registered_model'].value}/{meta['registered_version'].value}",
-            "mlflow_run_id": meta["mlflow_run_id"].value, "as_of_week": model.as_of_week,
-            "gate_verdict": meta["gate_verdict"].value, "promoted": meta["promoted"].value,
-            "champion_version": meta["champion_version"].value,
+            "model_version": f"{meta['registered model'].value}/{meta[REGISTERED_VERSION].value}",
+            "mlflow_run_id": meta["mlflow run"].value, "as_of_week": model.as_of_week,
+            "gate_verdict": meta[GATE_VERDICT].value.split(":")[0], "promoted": meta["promoted"].value,
+            "champion_version": str(meta[CHAMPION_VERSION].value),
             "failed_gates": {e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.description
                              for e in result.all_events if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
                              and not e.asset_check_evaluation_data.passed},
