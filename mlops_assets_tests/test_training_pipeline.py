@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from mlops_assets.config import Settings
+from mlops_assets.location import repository_label
 from mlops_assets.ml.ensemble import SEGMENTS, TrainConfig, train_region
 from mlops_assets.offline import region_features
 from mlops_assets.runner import report_json, run_new_weeks, run_pipeline
@@ -61,17 +62,46 @@ def test_model_materialization_carries_plottable_metrics(trained):
     event = instance.get_latest_materialization_event(dg.AssetKey("region_model"))
     meta = event.asset_materialization.metadata
     assert event.asset_materialization.partition in {"north", "south"}
-    assert isinstance(meta["region ensemble mape"], dg.FloatMetadataValue)
+    # the key figures first, plottable; every segment and member in one table, not 70 charts
+    assert list(meta)[:6] == ["ensemble MAPE", "baseline MAPE", "MAPE reduction vs baseline", "gate verdict",
+                              "champion version", "registered version"]
+    assert isinstance(meta["ensemble MAPE"], dg.FloatMetadataValue)
+    assert meta["MAPE reduction vs baseline"].value == pytest.approx(
+        1 - meta["ensemble MAPE"].value / meta["baseline MAPE"].value)
+    numeric = [k for k, v in meta.items() if isinstance(v, (dg.FloatMetadataValue, dg.IntMetadataValue))]
+    assert len(numeric) <= 6, numeric
+    table = meta["metrics by segment"].value
     for segment in SEGMENTS:
         for member in ("ensemble", "lasso", "nn", "baseline"):
-            assert isinstance(meta[f"{segment} {member} mape"], dg.FloatMetadataValue)
-    assert "| large/fast | ensemble |" in meta["metrics by segment"].value
+            assert f"| {segment} | {member} |" in table
+    assert "| **region** | ensemble |" in table and "RMSE (actual = 0)" in table
     assert set(meta["hyperparameters"].value["segments"]) == set(SEGMENTS)
-    assert meta["gate_verdict"].value == "passed" and meta["promoted"].value is True
-    for gate in ("data_validation", "training_validation", "scoring_validation", "performance"):
-        key = dg.AssetCheckKey(dg.AssetKey("region_model"), gate)
-        check = instance.get_latest_asset_check_evaluation_record(key)
-        assert check.event.dagster_event.event_specific_data.passed, gate
+    assert meta["gate verdict"].value == "passed" and meta["promoted"].value is True
+    gates = {"data_validation", "training_validation", "scoring_validation", "performance"}
+    for region in ("north", "south"):
+        [run] = instance.get_runs(filters=dg.RunsFilter(job_name="training", tags={"dagster/partition": region}))
+        evaluations = [e.dagster_event.event_specific_data for e in
+                       instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)]
+        assert {e.check_name for e in evaluations} == gates
+        for evaluation in evaluations:
+            assert evaluation.passed, evaluation.check_name
+            # each result names its region: the check's history tells north from south
+            assert evaluation.partition == region and evaluation.description.startswith(f"{region}: ")
+
+
+def test_the_runs_belong_to_their_jobs_in_the_code_location(trained):
+    """The UI's job pages, Overview timeline and sparklines select runs by code location: the
+    CLI's runs (in worker processes too) carry the same origin as runs launched from the UI."""
+    summary, _, instance = trained
+    runs = instance.get_runs(filters=dg.RunsFilter(run_ids=summary.run_ids))
+    assert len(runs) == len(summary.run_ids) > 8
+    for run in runs:
+        assert run.remote_job_origin.repository_origin.get_label() == repository_label() == "__repository__@mlops_assets"
+        assert run.remote_job_origin.job_name == run.job_name
+        assert run.remote_job_origin.location_name == "mlops_assets"
+    # the filter the job's Runs tab uses
+    by_job = instance.get_runs(filters=dg.RunsFilter(job_name="training", tags={".dagster/repository": repository_label()}))
+    assert {r.tags["dagster/partition"] for r in by_job} >= {"north", "south"}
 
 
 def test_next_week_is_scored_by_the_champion(trained):

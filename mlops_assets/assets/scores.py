@@ -44,7 +44,7 @@ def build_scores(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDefin
                                        description="The region's champion made the forecasts; ERROR when the "
                                                    "historical-average baseline had to serve instead.")],
         description="Batch forecasts per store x product for the week by the region's champion "
-                    "(models:/demand-forecast-<region>@champion), with the model version, its MLflow run and "
+                    "(models:/demand-forecast-{region}@champion), with the model version, its MLflow run and "
                     "its age. Scoring the next unobserved week is the normal weekly use.",
         kinds={"pandas", "parquet", "mlflow"},
     )
