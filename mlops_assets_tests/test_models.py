@@ -113,8 +113,18 @@ def test_choices_never_see_the_holdout(features, trained):
 
 def test_training_is_deterministic_whatever_the_row_order(features, trained):
     model, holdout = trained
-    again, again_holdout = train_region(features.sample(frac=1, random_state=7), "north", FAST)
+    lines = []
+    again, again_holdout = train_region(features.sample(frac=1, random_state=7), "north", FAST,
+                                        progress=lines.append)
     pd.testing.assert_frame_equal(again_holdout, holdout)
+    # reporting progress changes nothing; it names every stage and member, with its time
+    for stage in ("choose (training weeks only)", "evaluated fit (before the holdout)",
+                  "deployed fit (up to the as-of week)"):
+        assert sum(f"{stage}: network" in line for line in lines) == 1, lines
+        for segment in SEGMENTS:
+            assert sum(f"{stage}: {segment} LASSO" in line and line.endswith(" s)") for line in lines) == 1
+    assert sum(line.split("] ", 1)[1].startswith("holdout: ") for line in lines) == len(SEGMENTS)
+    assert "done: 4 segments trained, 0 skipped" in lines[-1]
     assert _same(again.evaluation, model.evaluation)
     upcoming = features[features["target"].isna()]
     pd.testing.assert_frame_equal(again.predict(upcoming), model.predict(upcoming))

@@ -83,6 +83,10 @@ def test_model_materialization_carries_plottable_metrics(trained):
         evaluations = [e.dagster_event.event_specific_data for e in
                        instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)]
         assert {e.check_name for e in evaluations} == gates
+        # progress as it happened, per stage and member, in the run's log (the fitting threads' too)
+        lines = [e.user_message for e in instance.all_logs(run.run_id) if e.user_message.startswith(f"{region} [")]
+        assert sum("deployed fit (up to the as-of week): large/fast LASSO" in line for line in lines) == 1
+        assert sum("choose (training weeks only): network early-stopped" in line for line in lines) == 1
         for evaluation in evaluations:
             assert evaluation.passed, evaluation.check_name
             # each result names its region: the check's history tells north from south

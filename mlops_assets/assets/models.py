@@ -208,7 +208,10 @@ def region_model(context: dg.AssetExecutionContext, config: TrainingConfig, feat
                  storage: StorageResource, mlflow: MlflowRegistryResource, landing: LandingResource):
     region = context.partition_key
     train_config = TrainConfig(holdout_weeks=config.holdout_weeks, seed=config.seed)
-    model, holdout = train_region(features, region, train_config, as_of_week=config.as_of_week)
+    # a line per stage and member in the run's log as it happens: a long training shows where it is
+    context.log.info(f"{region}: training on {len(features):,} feature rows, holdout {config.holdout_weeks} weeks")
+    model, holdout = train_region(features, region, train_config, as_of_week=config.as_of_week,
+                                  progress=lambda line: context.log.info(f"{region} {line}"))
     storage.write_parquet(f"holdout_forecasts/{region}/{context.run.run_id}.parquet", holdout)
 
     # exactly the rows the deployed model was fit on (and evaluated with), kept immutably
@@ -233,6 +236,7 @@ def region_model(context: dg.AssetExecutionContext, config: TrainingConfig, feat
             {"lineage.json": lineage, "evaluation.json": json.loads(json.dumps(model.evaluation, default=float))})
     model.version = f"{registered_name(region)}/{release.version}"
 
+    context.log.info(f"{region}: logged MLflow run {release.run_id}, registered {model.version}; running the gates")
     # the gates: what the registry serves must be what was validated
     reloaded = registry.load_forecast_model(release)
     champion = registry.champion(region)

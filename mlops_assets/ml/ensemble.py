@@ -26,6 +26,9 @@ the baseline, and the forecast says so.
 from __future__ import annotations
 
 import json
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -125,25 +128,48 @@ def _log_target(frame: pd.DataFrame) -> np.ndarray:
     return np.log1p(frame["target"].to_numpy(dtype=float))
 
 
-def _fit_region(rows: dict[str, pd.DataFrame], choice: dict, seed: int) -> dict[str, SegmentModel]:
+class Progress:
+    """Training's progress as it happens: ``report(stage, what, started)`` sends
+    "[elapsed s] stage: what (x.x s)" to ``sink`` (a run's log), from any of the fitting threads."""
+
+    def __init__(self, sink: Callable[[str], None] | None = None):
+        self.sink, self.start, self._lock = sink, time.perf_counter(), threading.Lock()
+
+    def report(self, stage: str, what: str, started: float | None = None) -> None:
+        if self.sink is None:
+            return
+        now = time.perf_counter()
+        took = f" ({now - started:.1f} s)" if started is not None else ""
+        with self._lock:
+            self.sink(f"[{now - self.start:5.0f} s] {stage}: {what}{took}")
+
+
+def _fit_region(rows: dict[str, pd.DataFrame], choice: dict, seed: int,
+                progress: Progress | None = None, stage: str = "refit") -> dict[str, SegmentModel]:
     """Refit with chosen hyperparameters: the region's network on every segment's rows (exactly
     ``nn_epochs``), then each segment's LASSO on its own rows."""
+    progress = progress or Progress()
+    started = time.perf_counter()
     pooled = pd.concat(rows.values()).sort_values(KEY, kind="stable")
     nn_pre = Preprocessor.fit(pooled)
     X, cat = _nn_inputs(nn_pre, pooled)
     sizes = _net_sizes(nn_pre, X)
     net, _ = embedding_net.train(X, cat, _log_target(pooled), sizes, seed=seed, epochs=choice["nn_epochs"],
                                  loss=choice["nn_loss"])
+    progress.report(stage, f"network on {len(pooled):,} rows of {len(rows)} segments, {choice['nn_epochs']} epochs",
+                    started)
     out = {}
     for name, frame in rows.items():
+        started = time.perf_counter()
         hyper = choice["segments"][name]
         pre = Preprocessor.fit(frame)
         params = lasso.fit(pre.lasso_design(frame), _log_target(frame), hyper["lasso_alpha"])
         out[name] = SegmentModel(pre, params, net, sizes, hyper["ensemble_weight_lasso"], hyper, nn_pre)
+        progress.report(stage, f"{name} LASSO on {len(frame):,} rows (alpha {hyper['lasso_alpha']:.3g})", started)
     return out
 
 
-def _choose(rows: dict[str, pd.DataFrame], config: TrainConfig) -> dict:
+def _choose(rows: dict[str, pd.DataFrame], config: TrainConfig, progress: Progress | None = None) -> dict:
     """Hyperparameters from the training weeks alone: the network's epochs (early stopping on
     the region's last validation weeks), each segment's LASSO alpha (time-ordered CV) and each
     segment's ensemble weight. The weight minimizes the mean MAPE over ``VALIDATION_WINDOWS``
@@ -155,13 +181,18 @@ def _choose(rows: dict[str, pd.DataFrame], config: TrainConfig) -> dict:
     first_val = weeks[-n_val]
     windows = np.array_split(weeks[-n_val:], VALIDATION_WINDOWS)
     inner, val = pooled[pooled["week_start"] < first_val], pooled[pooled["week_start"] >= first_val]
+    progress = progress or Progress()
+    stage = "choose (training weeks only)"
 
     def network():
+        started = time.perf_counter()
         nn_pre = Preprocessor.fit(inner)
         X_in, cat_in = _nn_inputs(nn_pre, inner)
         net, history = embedding_net.train(X_in, cat_in, _log_target(inner), _net_sizes(nn_pre, X_in),
                                            seed=config.seed, epochs=config.max_epochs, patience=config.patience,
                                            val=(*_nn_inputs(nn_pre, val), _log_target(val)), loss=config.nn_loss)
+        progress.report(stage, f"network early-stopped at epoch {history['best_epoch']} of at most "
+                               f"{config.max_epochs} on {len(inner):,} rows", started)
         return nn_pre, net, history
 
     def lassos():  # each segment's alpha and LASSO: independent of the network, so fit beside it
@@ -170,10 +201,13 @@ def _choose(rows: dict[str, pd.DataFrame], config: TrainConfig) -> dict:
             seg_in = frame[frame["week_start"] < first_val]
             if len(seg_in) < MIN_CHOICE_ROWS or not (frame["week_start"] >= first_val).any():
                 continue
+            started = time.perf_counter()
             pre = Preprocessor.fit(seg_in)
             X, y = pre.lasso_design(seg_in), _log_target(seg_in)
             alpha = lasso.choose_alpha(X, y, seg_in["week_start"].to_numpy())
             out[name] = (pre, alpha, lasso.fit(X, y, alpha))
+            progress.report(stage, f"{name} LASSO alpha {alpha:.3g} by time-ordered CV on {len(seg_in):,} rows",
+                            started)
         return out
 
     (nn_pre, net, history), fitted = parallel.run_both(network, lassos)
@@ -338,13 +372,16 @@ def _evaluate(actual: np.ndarray, members: dict[str, np.ndarray], base: np.ndarr
 
 
 def train_region(features: pd.DataFrame, region: str, config: TrainConfig | None = None,
-                 as_of_week: str | None = None) -> tuple[ForecastModel, pd.DataFrame]:
+                 as_of_week: str | None = None,
+                 progress: Callable[[str], None] | None = None) -> tuple[ForecastModel, pd.DataFrame]:
     """Evaluate on the holdout, then refit on everything up to the as-of week.
 
     Returns the deployed model (its ``evaluation`` holds every metric) and the
     holdout forecasts (one row per store x product x holdout week, each member's forecast).
+    ``progress``, when given, receives a line per member fitted and per stage, with the time taken.
     """
     config = config or TrainConfig()
+    steps = Progress(progress)
     # one canonical row order: the inputs may arrive in any partition order, and the network's
     # minibatches (hence its weights) depend on row order
     missing = {"region", "segment", "target", *KEY} - set(features.columns)
@@ -386,11 +423,14 @@ def train_region(features: pd.DataFrame, region: str, config: TrainConfig | None
     # mean over the region's stores), then split by segment
     holdout_all = holdout_all.assign(_baseline=baseline_forecast(holdout_all),
                                      _last_value=last_value_forecast(holdout_all))
+    for name, reason in skipped.items():
+        steps.report("segments", f"{name} skipped: {reason}")
     if fit_rows:
-        choice = _choose(fit_rows, config)
+        choice = _choose(fit_rows, config, steps)
         # the model evaluated on the holdout and the deployed one are independent fits
-        evaluated_segments, segments = parallel.run_both(lambda: _fit_region(fit_rows, choice, config.seed),
-                                                         lambda: _fit_region(deploy_rows, choice, config.seed))
+        evaluated_segments, segments = parallel.run_both(
+            lambda: _fit_region(fit_rows, choice, config.seed, steps, "evaluated fit (before the holdout)"),
+            lambda: _fit_region(deploy_rows, choice, config.seed, steps, "deployed fit (up to the as-of week)"))
         for name, evaluated in evaluated_segments.items():
             holdout = holdout_all[holdout_all["segment"] == name]
             members = evaluated.members(holdout)
@@ -414,6 +454,10 @@ def train_region(features: pd.DataFrame, region: str, config: TrainConfig | None
         for fmt, part in holdout_forecasts.groupby(holdout_forecasts["segment"].str.split("/").str[0]):
             by_format[fmt] = metrics.summary(part["target"], part["baseline"])
         evaluation["baseline_by_format"] = by_format
+        for name in evaluated_segments:
+            seg = evaluation["segments"][name]
+            steps.report("holdout", f"{name} ensemble MAPE {seg['ensemble']['mape']:.3f}, baseline "
+                                     f"{seg['baseline']['mape']:.3f} on {seg['rows']['holdout']:,} rows")
     evaluation["holdout"] = {"first_week": holdout_start.strftime("%Y-%m-%d"), "weeks": config.holdout_weeks}
     evaluation["protocol"] = EVALUATION_PROTOCOL
     model = ForecastModel(region, as_of.strftime("%Y-%m-%d"), segments, skipped, config, evaluation)
@@ -421,6 +465,7 @@ def train_region(features: pd.DataFrame, region: str, config: TrainConfig | None
     before = ForecastModel(region, (holdout_start - pd.Timedelta(weeks=1)).strftime("%Y-%m-%d"), evaluated_segments,
                            skipped, config, evaluation)
     model.holdout_reference = _profile(before, train_all, before.as_of_week)
+    steps.report("done", f"{len(segments)} segments trained, {len(skipped)} skipped; drift references profiled")
     return model, holdout_forecasts
 
 
