@@ -73,6 +73,19 @@ def _run(args) -> int:
     return 0
 
 
+def _backfill(args) -> int:
+    from mlops_assets.runner import RunFailed, backfill, format_backfill
+
+    try:
+        results = backfill([r.strip() for r in args.regions.split(",")], [a.strip() for a in args.assets.split(",")],
+                           args.first, args.last)
+    except RunFailed as exc:
+        print(f"mlops-assets backfill: {exc}", file=sys.stderr)
+        return 2
+    print(format_backfill(results))
+    return 0 if all(r.success for r in results) else 1
+
+
 def _tool(name: str) -> str:
     """A console script of this environment (beside the running Python), else from PATH."""
     local = Path(sys.executable).parent / name
@@ -200,6 +213,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only what landed since the last run, as the sensors would: validate, condition, featurize "
                         "and monitor the new weeks, forecast the week after (needs an earlier full run)")
     p.set_defaults(func=_run)
+
+    p = sub.add_parser("backfill", help="rebuild a region's weeks in one run, as a UI backfill of all its weeks does; "
+                                        "weeks whose data has not landed are skipped and named")
+    p.add_argument("regions", help="one region, or several comma-separated (one run each)")
+    p.add_argument("--assets", default="net_demand,weekly_weather,weekly_events,features",
+                   help="comma-separated, from net_demand, weekly_weather, weekly_events, features, drift_metrics, "
+                        "forecast_accuracy (default: %(default)s)")
+    p.add_argument("--first", help="first week (a Monday; default: the first week partition)")
+    p.add_argument("--last", help="last week (default: the last week partition, the week in progress)")
+    p.set_defaults(func=_backfill)
 
     p = sub.add_parser("ui", help="start the Dagster UI (dagster dev) on this project's instance")
     p.add_argument("--landing")

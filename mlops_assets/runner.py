@@ -413,6 +413,83 @@ def _new_weeks_of_region(defs: dg.Definitions, instance: dg.DagsterInstance, reg
              partition_key=f"{region}|{upcoming}", tags=NEW_DATA)
 
 
+BACKFILLABLE = ("net_demand", "weekly_weather", "weekly_events", "features", "drift_metrics", "forecast_accuracy")
+
+
+@dataclass
+class BackfillResult:
+    region: str
+    run_id: str
+    success: bool
+    first_week: str
+    last_week: str
+    partitions: dict[str, dict[str, str]] = field(default_factory=dict)  # asset -> week -> status
+    error: str = ""
+
+
+def backfill(regions: list[str], assets: list[str], first: str | None = None, last: str | None = None
+             ) -> list[BackfillResult]:
+    """What a per-region backfill from the UI does, from the command line: per region, one run of
+    the ``weekly`` job over the region's weeks ``first`` .. ``last`` (default: every week
+    partition, the week in progress included) for ``assets``. Weeks whose data has not landed
+    are skipped, each named with its reason in its partition's status; the others are built."""
+    unknown = sorted(set(assets) - set(BACKFILLABLE))
+    if unknown:
+        raise RunFailed(f"cannot backfill {', '.join(unknown)}: a backfill covers {', '.join(BACKFILLABLE)}")
+    settings = prepare_environment()
+    from mlops_assets.definitions import build_definitions
+
+    defs = build_definitions(settings)
+    instance = dg.DagsterInstance.get()
+    known = instance.get_dynamic_partitions(region_partitions.name)
+    missing = sorted(set(regions) - set(known))
+    if missing:
+        raise RunFailed(f"unknown region(s) {', '.join(missing)}; this home has {', '.join(known) or 'none'} "
+                        "(mlops-assets run adds the regions of stores.csv)")
+    weeks = defs.resolve_assets_def("net_demand").partitions_def.get_partitions_def_for_dimension(
+        "week").get_partition_keys()
+    first, last = first or weeks[0], last or weeks[-1]
+    for label, week in (("first", first), ("last", last)):
+        if week not in weeks:
+            raise RunFailed(f"--{label} {week}: not a week partition (Mondays {weeks[0]} .. {weeks[-1]})")
+    if first > last:
+        raise RunFailed(f"--first {first} is after --last {last}")
+    keys = [dg.AssetKey(a) for a in BACKFILLABLE if a in assets]  # upstream first, as the job orders them
+    out = []
+    for region in regions:
+        result = execute_in_location(defs.resolve_job_def(WEEKLY), instance, run_config=QUIET, asset_selection=keys,
+                                     tags={RANGE_START: f"{region}|{first}", RANGE_END: f"{region}|{last}",
+                                           "mlops/trigger": "backfill"})
+        done = BackfillResult(region, result.run_id, result.success, first, last)
+        for event in result.all_events:
+            if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
+                m = event.event_specific_data.materialization
+                _, week = m.partition.split("|")
+                done.partitions.setdefault(m.asset_key.to_user_string(), {})[week] = m.metadata["status"].value \
+                    if "status" in m.metadata else "built"
+        done.error = "\n".join(f"step {e.step_key}: {user_error(e.event_specific_data.error)}"
+                                for e in result.all_events if e.is_step_failure)
+        out.append(done)
+    return out
+
+
+def format_backfill(results: list[BackfillResult]) -> str:
+    lines = []
+    for r in results:
+        lines.append(f"{r.region} {r.first_week} .. {r.last_week}: run {r.run_id} "
+                     f"{'succeeded' if r.success else 'FAILED'}")
+        for asset, weeks in r.partitions.items():
+            by_status: dict[str, list[str]] = {}
+            for week, status in sorted(weeks.items()):
+                by_status.setdefault(status, []).append(week)
+            for status, listed in by_status.items():
+                span = listed[0] if len(listed) == 1 else f"{listed[0]} .. {listed[-1]}"
+                lines.append(f"  {asset}: {len(listed)} week(s) {status} ({span})")
+        if r.error:
+            lines.append("  " + r.error.replace("\n", "\n  "))
+    return "\n".join(lines)
+
+
 def _stored(root: Path, asset: str, region: str, first_week: str) -> pd.DataFrame:
     files = sorted(p for p in (root / asset / region).glob("*.parquet") if p.stem >= first_week)
     return pd.concat([pd.read_parquet(p) for p in files], ignore_index=True)

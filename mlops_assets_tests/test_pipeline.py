@@ -63,6 +63,42 @@ def test_checks_and_data_versions_are_recorded(pipeline):
     assert version == LandingResource(path=str(settings.landing_dir)).data_version("shipments")
 
 
+def test_a_backfill_of_all_weeks_builds_what_landed_and_names_what_it_skipped(pipeline, capsys):
+    """`mlops-assets backfill north` runs what a UI backfill of all of north's weeks runs: one
+    range run. Weeks without shipments (the week after the last delivery, the week in progress)
+    are skipped with their reason, not failed with the rest, and never written as zeros."""
+    from mlops_assets import cli
+
+    _, settings, instance = pipeline
+    assert cli.main(["backfill", "north", "--assets", "net_demand,features"]) == 0
+    out = capsys.readouterr().out
+    [run] = instance.get_runs(filters=dg.RunsFilter(tags={"mlops/trigger": "backfill"}), limit=1)
+    assert run.status == dg.DagsterRunStatus.SUCCESS and f"run {run.run_id} succeeded" in out
+    weeks = build_definitions(settings).resolve_assets_def("net_demand").partitions_def \
+        .get_partitions_def_for_dimension("week").get_partition_keys()
+    materialized = {}
+    for event in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
+        m = event.dagster_event.event_specific_data.materialization
+        materialized[(m.asset_key.to_user_string(), m.partition)] = {k: v.value for k, v in m.metadata.items()}
+    demand = {k[1].split("|")[1]: meta for k, meta in materialized.items() if k[0] == "net_demand"}
+    assert sorted(demand) == weeks  # every week of the region asked for, in one run
+    undelivered = [w for w in weeks if w > "2026-11-09"]
+    assert len(undelivered) >= 2
+    for week, meta in demand.items():
+        path = settings.storage_root / "net_demand" / "north" / f"{week}.parquet"
+        assert meta["region"] == "north" and meta["week"] == week
+        if week in undelivered:
+            assert meta["status"].startswith("skipped: no shipments have landed for this week yet")
+            assert meta["rows"] == 0 and not path.exists()
+        else:  # each partition's own figures, not the run's
+            assert meta["status"] == "built" and meta["rows"] == len(pd.read_parquet(path)) > 0
+    assert len({meta["rows"] for meta in demand.values()}) > 2
+    assert f"net_demand: {len(undelivered)} week(s) skipped: no shipments have landed" in out
+    features = {k[1].split("|")[1]: meta["status"] for k, meta in materialized.items() if k[0] == "features"}
+    assert features["2026-11-16"] == "built"  # the coming week: forecast inputs, no target
+    assert all(features[w] == "built" for w in weeks if w <= "2026-11-09")
+
+
 def test_bad_rows_are_quarantined_and_the_rest_flows_on(env):
     ship = sorted((env / "shipments").glob("*.csv"))[-1]
     row = ship.read_text().splitlines()[1].split(",")
@@ -122,13 +158,16 @@ def test_an_unusable_master_fails_its_step_and_the_last_good_version_stays(env):
 
 def test_demand_of_an_undelivered_week_is_refused_not_zero(env):
     run_pipeline(env, ["north"])
-    defs = build_definitions(Settings.from_env())
+    settings = Settings.from_env()
+    defs = build_definitions(settings)
     result = defs.resolve_job_def("weekly").execute_in_process(
         instance=dg.DagsterInstance.get(), partition_key="north|2026-11-16", raise_on_error=False,
         asset_selection=[dg.AssetKey("net_demand")])
     assert not result.success
     [failure] = [e for e in result.all_events if e.is_step_failure]
-    assert "no shipments delivered yet for week(s) 2026-11-16" in user_error(failure.event_specific_data.error)
+    assert ("net_demand: nothing to build; north 2026-11-16: no shipments have landed for this week yet (latest "
+            "delivered week: 2026-11-09)") in user_error(failure.event_specific_data.error)
+    assert not (settings.storage_root / "net_demand" / "north" / "2026-11-16.parquet").exists()
 
 
 def test_region_sensor_adds_regions_found_in_stores_and_reads_it_only_when_it_changes(env, monkeypatch):

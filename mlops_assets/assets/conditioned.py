@@ -16,20 +16,32 @@ from mlops_assets.contract import conditioning, schemas
 from mlops_assets.contract.validation import failure_cases_by_value
 from mlops_assets.errors import ContractError
 from mlops_assets.ml import source_version
-from mlops_assets.partitions import weeks_by_region
-from mlops_assets.resources.storage import StorageResource
+from mlops_assets.partitions import split_key, weeks_by_region
+from mlops_assets.resources.storage import SKIPPED, StorageResource, partition_file
 
 
-def _schema_check(asset: str, schema: pa.DataFrameSchema, frame: pd.DataFrame) -> dg.AssetCheckResult:
+def _schema_check(asset: str, schema: pa.DataFrameSchema, frame: pd.DataFrame, scope: str) -> dg.AssetCheckResult:
     # each column's distinct values checked once (a region's features: 10^6 rows, few distinct ids)
     failures = failure_cases_by_value(schema, frame)
     if failures is None:
-        return dg.AssetCheckResult(check_name="schema", passed=True, metadata={"rows": len(frame)})
+        return dg.AssetCheckResult(check_name="schema", passed=True, description=f"{scope}: {len(frame):,} rows pass",
+                                   metadata={"rows": len(frame), "partitions": scope})
     return dg.AssetCheckResult(
         check_name="schema", passed=False, severity=dg.AssetCheckSeverity.ERROR,
-        metadata={"failures": len(failures),
+        description=f"{scope}: {len(failures)} failure case(s)",
+        metadata={"failures": len(failures), "partitions": scope,
                   "sample": dg.MetadataValue.md(failures.head(25).to_markdown(index=False))},
     )
+
+
+def describe_partitions(regions: dict[str, list[str]]) -> str:
+    """'north 2024-11-18' for one partition, 'north 2024-11-18 .. 2026-11-09 (104 weeks)' for a range."""
+    parts = []
+    for region, weeks in sorted(regions.items()):
+        weeks = sorted(weeks)
+        parts.append(f"{region} {weeks[0]}" if len(weeks) == 1 else
+                     f"{region} {weeks[0]} .. {weeks[-1]} ({len(weeks)} weeks)")
+    return "; ".join(parts) or "none"
 
 
 # The landing tables too big to load whole for every region x week run: an asset reading one
@@ -56,13 +68,22 @@ def _weather_rows(storage: StorageResource, stores: pd.DataFrame, region: str, w
 SLICES = {"shipments": _delivery_rows("shipments"), "returns": _delivery_rows("returns"), "weather": _weather_rows}
 
 
+Availability = Callable[..., dict[str, str]]
+
+
 def weekly_asset(name: str, schema: pa.DataFrameSchema, ins: dict[str, dg.AssetIn],
                  build: Callable[..., pd.DataFrame], description: str,
-                 guard: Callable[..., None] | None = None, group: str = "conditioned",
+                 not_available: Availability | None = None, group: str = "conditioned",
                  code: tuple[str, ...] = ("contract/conditioning.py",)):
     """A region x week asset built by ``build``; ``code``: the source files whose digest is its
     code version (the UI marks partitions built by other code as out of date). Inputs named in
-    ``SLICES`` stay edges of the graph but are read a region at a time (``stores`` must be an input)."""
+    ``SLICES`` stay edges of the graph but are read a region at a time (``stores`` must be an input).
+
+    ``not_available(region, weeks, storage, **inputs)`` names the weeks whose data has not landed,
+    with the reason: a run over a range (a backfill of "all" weeks) builds the others and records
+    those as skipped in their own partition's metadata, instead of failing every week; a run with
+    no week to build fails, saying why. Each
+    partition's metadata is its own (rows, status), whatever range the run covered."""
     sliced = [k for k in ins if k in SLICES]
     loaded = {k: v for k, v in ins.items() if k not in SLICES}
 
@@ -82,39 +103,71 @@ def weekly_asset(name: str, schema: pa.DataFrameSchema, ins: dict[str, dg.AssetI
             code_version=source_version(*code),
         )
         def _weekly(context: dg.AssetExecutionContext, storage: StorageResource, **inputs: pd.DataFrame):
-            regions = weeks_by_region(context)
-            if guard is not None:
-                guard(regions=regions, storage=storage, **inputs)
-            frames = []
-            for region, weeks in sorted(regions.items()):
-                rows = {k: SLICES[k](storage, inputs["stores"], region, weeks) for k in sliced}
-                frames.append(build(region=region, weeks=weeks, **inputs, **rows))
-            frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-            per_region = frame.groupby("region").size().to_dict() if len(frame) else {}
-            yield dg.Output(frame, metadata={
-                "rows": len(frame),
-                "regions": dg.MetadataValue.json(per_region),
-                "weeks": sum(len(w) for w in regions.values()),
-                "first_week": min(min(w) for w in regions.values()),
-                "last_week": max(max(w) for w in regions.values()),
-            })
-            yield _schema_check(name, schema, frame)
+            requested = weeks_by_region(context)
+            frames, built, skipped = [], {}, {}
+            for region, weeks in sorted(requested.items()):
+                missing = not_available(region=region, weeks=weeks, storage=storage, **inputs) if not_available else {}
+                skipped.update({(region, w): why for w, why in missing.items()})
+                ready = [w for w in weeks if w not in missing]
+                if not ready:
+                    continue
+                built[region] = ready
+                rows = {k: SLICES[k](storage, inputs["stores"], region, ready) for k in sliced}
+                frames.append(build(region=region, weeks=ready, **inputs, **rows))
+            if skipped and not built:  # nothing asked for can be built: say so, as a failure
+                raise ContractError(f"{name}: nothing to build; " + "; ".join(
+                    f"{r} {w}: {why}" for (r, w), why in sorted(skipped.items())[:5]) +
+                    (f" (and {len(skipped) - 5} more)" if len(skipped) > 5 else ""))
+            frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+                {"region": pd.Series(dtype=str), "week_start": pd.Series(dtype="datetime64[ns]")})
+            counts = (frame.groupby([frame["region"], frame["week_start"].dt.strftime("%Y-%m-%d")]).size().to_dict()
+                      if len(frame) else {})
+            scope = (f"{describe_partitions(requested)}: {sum(map(len, built.values()))} built, "
+                     f"{len(skipped)} skipped, in run {context.run.run_id[:8]}")
+            for key in context.partition_keys:
+                region, week = split_key(key)
+                if (region, week) in skipped:
+                    kept = storage.exists(partition_file(context.assets_def.key, key))
+                    meta = {"status": "skipped: " + skipped[(region, week)] +
+                            ("; the value an earlier run stored is kept" if kept else ""), "rows": 0}
+                else:
+                    meta = {"status": "built", "rows": int(counts.get((region, week), 0)),
+                            "path": dg.MetadataValue.path(str(storage.path / partition_file(context.assets_def.key,
+                                                                                             key)))}
+                context.add_asset_metadata({"region": region, "week": week, **meta, "run covered": scope},
+                                           partition_key=key)
+            if skipped:
+                context.log.info(f"{name}: built {describe_partitions(built)}; skipped {len(skipped)} week(s) "
+                                    f"whose data has not landed: " + "; ".join(
+                                        f"{r} {w}: {why}" for (r, w), why in sorted(skipped.items())[:5]))
+            frame.attrs[SKIPPED] = [f"{r}|{w}" for r, w in skipped]
+            yield dg.Output(frame)
+            yield _schema_check(name, schema, frame, describe_partitions(built))
 
         return _weekly
 
     return factory
 
 
-def _only_delivered_weeks(regions: dict[str, list[str]], storage: StorageResource, **_) -> None:
-    """Demand of a week with no delivery yet is unknown, not 0: refuse rather than write zeros."""
+def undelivered_weeks(region: str, weeks: list[str], storage: StorageResource, **_) -> dict[str, str]:
+    """Demand of a week with no delivery yet is unknown, not 0: such weeks are not built."""
     delivered = storage.read_parquet("shipments.parquet", columns=["week_start"])["week_start"]
     latest = delivered.max() if len(delivered) else None
     latest_key = latest.strftime("%Y-%m-%d") if latest is not None else "none"
-    ahead = sorted({w for weeks in regions.values() for w in weeks if latest is None or pd.Timestamp(w) > latest})
-    if ahead:
-        raise ContractError(f"net_demand: no shipments delivered yet for week(s) {', '.join(ahead[:5])}"
-                            f"{' ...' if len(ahead) > 5 else ''} (latest delivered week: {latest_key}); "
-                            "materialize those weeks once their shipments land")
+    return {w: f"no shipments have landed for this week yet (latest delivered week: {latest_key})"
+            for w in weeks if latest is None or pd.Timestamp(w) > latest}
+
+
+def weeks_without_weather(region: str, weeks: list[str], storage: StorageResource, stores: pd.DataFrame,
+                          **_) -> dict[str, str]:
+    """Weeks after the last day of weather (observed or forecast) the region has: not landed yet.
+    A gap inside the history is built (its weather is missing, and the features say so)."""
+    zips = stores.loc[stores["region"] == region, "zip_code"].unique().tolist()
+    dates = storage.read_parquet("weather.parquet", filters=[("zip_code", "in", zips)], columns=["date"])["date"]
+    last = dates.max() if len(dates) else None
+    return {w: f"no weather observed or forecast for this week yet (last weather day: "
+               f"{last.strftime('%Y-%m-%d') if last is not None else 'none'})"
+            for w in weeks if last is None or pd.Timestamp(w) > last}
 
 
 net_demand = weekly_asset(
@@ -122,14 +175,17 @@ net_demand = weekly_asset(
     {"stores": dg.AssetIn(), "shipments": dg.AssetIn(), "returns": dg.AssetIn()},
     lambda stores, shipments, returns, region, weeks: conditioning.net_demand(stores, shipments, returns,
                                                                               region, weeks),
-    "Weekly net demand (units shipped - returned, clipped at 0) per store x product: the target.",
-    guard=_only_delivered_weeks,
+    "Weekly net demand (units shipped - returned, clipped at 0) per store x product: the target. Weeks whose "
+    "shipments have not landed are skipped (their partition's status says so), never written as zeros.",
+    not_available=undelivered_weeks,
 )
 weekly_weather = weekly_asset(
     "weekly_weather", schemas.weekly_weather_schema(),
     {"stores": dg.AssetIn(), "weather": dg.AssetIn()},
     lambda stores, weather, region, weeks: conditioning.weekly_weather(stores, weather, region, weeks),
-    "Weekly weather per zip code of the region: observed days, else the latest forecast.",
+    "Weekly weather per zip code of the region: observed days, else the latest forecast. Weeks after the last "
+    "weather day are skipped until observations or a forecast land.",
+    not_available=weeks_without_weather,
 )
 weekly_events = weekly_asset(
     "weekly_events", schemas.weekly_events_schema(),

@@ -65,7 +65,9 @@ def _weekly_monitor(name: str, partitions_def, checks: list, description: str) -
     """The asset arguments drift_metrics and forecast_accuracy share: a week's features and, where
     the week was scored, its scores."""
     return dict(name=name, partitions_def=partitions_def, backfill_policy=dg.BackfillPolicy.single_run(),
-                ins={"features": dg.AssetIn(), "scores": dg.AssetIn(metadata={ALLOW_MISSING: True})},
+                # a week without features (its data has not landed) is skipped, and says so
+                ins={"features": dg.AssetIn(metadata={ALLOW_MISSING: True}),
+                     "scores": dg.AssetIn(metadata={ALLOW_MISSING: True})},
                 group_name="monitoring", io_manager_key="parquet_io_manager",
                 check_specs=[dg.AssetCheckSpec(check, asset=name, description=text) for check, text in checks],
                 description=description, kinds={"pandas", "parquet"})
@@ -93,15 +95,17 @@ def build_drift_metrics(partitions_def: dg.MultiPartitionsDefinition) -> dg.Asse
                       mlflow: MlflowRegistryResource, monitoring: MonitoringResource):
         thresholds = monitoring.thresholds
         models = _Models(mlflow)
-        tables, verdicts, found = [], {}, []
+        tables, verdicts, found, status = [], {}, [], {}
         for region, week, feats, scored in _weeks(context, features, scores):
             release = models.release_of(region, scored)
             if release is None or feats.empty:
-                context.log.warning(f"drift_metrics {region} {week}: no model reference to compare with "
-                                    f"({'no features' if feats.empty else 'no champion'})")
+                status[f"{region}|{week}"] = ("skipped: " + ("no features for this week (its data has not landed)"
+                                                             if feats.empty else "no champion to compare with"))
+                context.log.warning(f"drift_metrics {region} {week}: {status[f'{region}|{week}']}")
                 continue
             model = models.registry.load_forecast_model(release)
             if not model.reference:
+                status[f"{region}|{week}"] = f"skipped: {model.version} has no reference profile"
                 continue  # trained before reference profiles were saved
             forecasts = None
             if len(scored):
@@ -120,13 +124,15 @@ def build_drift_metrics(partitions_def: dg.MultiPartitionsDefinition) -> dg.Asse
         drifted = [k for k, v in verdicts.items() if v["drifted"]]
         some = [k for k, v in verdicts.items() if v["features"] and not v["drifted"]]
         predicted = [k for k, v in verdicts.items() if v["prediction_drift"]]
-        meta = {"weeks_compared": len(verdicts), "weeks_drifted": len(drifted),
-                "weeks_prediction_drift": len(predicted), "verdicts": _json(verdicts)}
-        if len(verdicts) == 1:  # one partition: its figures are plottable over time
-            [(key, v)] = verdicts.items()
-            meta.update({"drifted_share": float(v["share"] or 0.0), "dataset_drifted": v["drifted"],
-                         "drifted_features": ", ".join(v["features"]) or "none"})
-        yield dg.Output(out, metadata=meta)
+        # each partition's own figures (plottable over its weeks), whatever range the run covered
+        for key in context.partition_keys:
+            v = verdicts.get(str(key))
+            context.add_asset_metadata(
+                {"status": status.get(str(key), "skipped")} if v is None else
+                {"status": "compared", "drifted_share": float(v["share"] or 0.0), "dataset_drifted": v["drifted"],
+                 "prediction_drift": v["prediction_drift"], "drifted_features": ", ".join(v["features"]) or "none"},
+                partition_key=key)
+        yield dg.Output(out)
         yield dg.AssetCheckResult(
             check_name="feature_drift", passed=not drifted and not some,
             severity=dg.AssetCheckSeverity.ERROR if drifted else dg.AssetCheckSeverity.WARN,
@@ -176,13 +182,13 @@ def build_forecast_accuracy(partitions_def: dg.MultiPartitionsDefinition) -> dg.
         if skipped:
             context.log.info(f"forecast_accuracy: nothing to evaluate for {len(skipped)} partition(s) (not "
                              f"scored, or actuals not in yet): {', '.join(skipped[:5])}")
-        meta = {"weeks_evaluated": len(evaluated), "weeks_not_evaluated": len(skipped),
-                "evaluated": _json(evaluated)}
-        if len(evaluated) == 1:
-            [(key, v)] = evaluated.items()
-            meta.update({"realized_mape": v["mape"], "baseline_mape": v["baseline_mape"],
-                         "degradation": v["degradation"]})
-        yield dg.Output(out, metadata=meta)
+        for key in context.partition_keys:
+            v = evaluated.get(str(key))
+            context.add_asset_metadata(
+                {"status": "not evaluated: the week was not scored, or its actuals are not in yet"} if v is None else
+                {"status": "evaluated", "realized_mape": v["mape"], "baseline_mape": v["baseline_mape"],
+                 "degradation": v["degradation"], "rows": int(v["rows"])}, partition_key=key)
+        yield dg.Output(out)
         errors = [a for a in found if a["severity"] == alerting.ERROR]
         yield dg.AssetCheckResult(
             check_name="realized_accuracy", passed=not found,

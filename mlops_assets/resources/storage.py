@@ -21,6 +21,7 @@ from mlops_assets.ml.ensemble import ForecastModel
 from mlops_assets.partitions import split_key
 
 ALLOW_MISSING = "allow_missing_partitions"
+SKIPPED = "mlops_skipped_partitions"  # frame.attrs: partitions of the output that were not built
 
 
 class StorageResource(dg.ConfigurableResource):
@@ -81,7 +82,9 @@ class ParquetIOManager(dg.ConfigurableIOManager):
                              f"columns {sorted(missing)} to be split into partitions")
         weeks = pd.to_datetime(obj["week_start"]).dt.strftime("%Y-%m-%d")
         groups = {k: idx for k, idx in obj.groupby([obj["region"], weeks]).groups.items()}
-        keys = context.asset_partition_keys
+        # partitions the asset did not build (data not landed): no file, an earlier one stays
+        skipped = set(obj.attrs.get(SKIPPED, ()))
+        keys = [k for k in context.asset_partition_keys if str(k) not in skipped]
         for partition_key in keys:
             region, week = split_key(partition_key)
             idx = groups.pop((region, week), None)
@@ -91,8 +94,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         if groups:
             raise ValueError(f"{context.asset_key.to_user_string()}: output has rows for partitions "
                              f"outside this run: {sorted(groups)[:5]}")
-        context.add_output_metadata({"partitions_written": len(keys), "rows": len(obj),
-                                     "root": dg.MetadataValue.path(str(self.storage.path / _asset_dir(context.asset_key)))})
+        # no output metadata here: it would be every partition's; rows and paths are each partition's own
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
         key = context.asset_key
