@@ -86,6 +86,34 @@ def _backfill(args) -> int:
     return 0 if all(r.success for r in results) else 1
 
 
+def _dashboard(args) -> int:
+    """Serve the persona dashboards (the ``monitoring_dashboard`` asset's page) on 127.0.0.1."""
+    import functools
+    import http.server
+
+    from mlops_assets.assets.dashboard import PAGE
+    from mlops_assets.runner import RunFailed, refresh_dashboard
+
+    settings = _settings()
+    page = settings.storage_root / PAGE
+    if args.refresh or not page.exists():
+        try:
+            refresh_dashboard()
+        except RunFailed as exc:
+            print(f"mlops-assets dashboard: {exc}", file=sys.stderr)
+            return 1
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(page.parent))
+    server = http.server.ThreadingHTTPServer((args.host, args.port), handler)
+    print(f"serving {page} at http://{args.host}:{server.server_address[1]}/ (Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
 def _tool(name: str) -> str:
     """A console script of this environment (beside the running Python), else from PATH."""
     local = Path(sys.executable).parent / name
@@ -223,6 +251,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--first", help="first week (a Monday; default: the first week partition)")
     p.add_argument("--last", help="last week (default: the last week partition, the week in progress)")
     p.set_defaults(func=_backfill)
+
+    p = sub.add_parser("dashboard", help="serve the business, data-science and support dashboards "
+                                         "(the monitoring_dashboard asset's page)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--refresh", action="store_true", help="materialize monitoring_dashboard first")
+    p.set_defaults(func=_dashboard)
 
     p = sub.add_parser("ui", help="start the Dagster UI (dagster dev) on this project's instance")
     p.add_argument("--landing")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from mlops_assets.assets.conditioned import WEEKLY_FACTORIES
+from mlops_assets.assets.dashboard import monitoring_dashboard
 from mlops_assets.assets.features import features
 from mlops_assets.assets.health import alerts, build_drift_metrics, build_forecast_accuracy
 from mlops_assets.assets.models import region_model
@@ -27,7 +28,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     weekly = [factory(region_week) for factory in [*WEEKLY_FACTORIES, features, build_scores, build_drift_metrics,
                                                    build_forecast_accuracy]]
     return dg.Definitions(
-        assets=[*raw_sources, *table_assets, *weekly, region_model, alerts],
+        assets=[*raw_sources, *table_assets, *weekly, region_model, alerts, monitoring_dashboard],
         jobs=ALL_JOBS,
         schedules=build_schedules(
             dg.DefaultScheduleStatus.RUNNING if settings.automation else dg.DefaultScheduleStatus.STOPPED),

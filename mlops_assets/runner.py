@@ -490,6 +490,17 @@ def format_backfill(results: list[BackfillResult]) -> str:
     return "\n".join(lines)
 
 
+def refresh_dashboard() -> str:
+    """Materialize ``monitoring_dashboard`` (a run of the alerting job, in the code location); its run id."""
+    settings = prepare_environment()
+    from mlops_assets.definitions import build_definitions
+
+    summary = RunSummary(settings.landing_dir, "", "")
+    result = _execute(build_definitions(settings), ALERTING, dg.DagsterInstance.get(), summary, label="dashboard",
+                      asset_selection=[dg.AssetKey("monitoring_dashboard")], tags=MANUAL)
+    return result.run_id
+
+
 def _stored(root: Path, asset: str, region: str, first_week: str) -> pd.DataFrame:
     files = sorted(p for p in (root / asset / region).glob("*.parquet") if p.stem >= first_week)
     return pd.concat([pd.read_parquet(p) for p in files], ignore_index=True)

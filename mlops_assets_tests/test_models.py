@@ -286,3 +286,23 @@ def test_the_performance_gate_knows_the_naive_peers(trained):
     assert "RMSE at actual = 0" in judged(ensemble={"rmse0": 2 * base["rmse0"]})["reason"]
     far = 3 * abs(base["bias"]) + model.evaluation["region"]["mean_actual"]
     assert "bias" in judged(ensemble={"bias": -far})["reason"]
+
+
+def test_attributions_follow_what_each_member_reads(features, trained):
+    """A feature the LASSO dropped (coefficient 0, no interaction built from it) moves only the
+    network; every embedding moves only the network; and shuffling changes forecasts somewhere."""
+    from mlops_assets.ml.attribution import lasso_coefficients, permutation_attribution
+
+    model, _ = trained
+    segment = model.segments["large/fast"]
+    rows = features[features["segment"] == "large/fast"].tail(800)
+    attribution = permutation_attribution(segment, rows)
+    coef = lasso_coefficients(segment)
+    interacting = {"woy_sin", "woy_cos", "temp_max_c", "precip_mm"} | {n for n in coef.index if n.startswith("event:")}
+    dropped = [n for n in coef.index if coef[n] == 0 and n not in interacting]
+    assert dropped, "expected the LASSO to drop some input"
+    assert (attribution.loc[dropped, "lasso"] == 0).all()
+    embeddings = [n for n in attribution.index if n.endswith("(embedding)")]
+    assert len(embeddings) == 4 and attribution.loc[embeddings, "lasso"].isna().all()
+    assert (attribution.fillna(0) >= 0).all().all() and attribution["nn"].max() > 0
+    assert attribution.max(axis=1).is_monotonic_decreasing

@@ -108,6 +108,33 @@ def test_the_runs_belong_to_their_jobs_in_the_code_location(trained):
     assert {r.tags["dagster/partition"] for r in by_job} >= {"north", "south"}
 
 
+def test_the_dashboard_shows_every_region_with_its_lineage_and_plottable_key_figures(trained):
+    """The monitoring_dashboard asset (refreshed by the alerting run at the end of mlops-assets
+    run): three views, each region's figures linked to its model version, MLflow run and the
+    Dagster run that trained it; one static page that fetches nothing."""
+    summary, settings, instance = trained
+    page = (settings.storage_root / "dashboard" / "index.html").read_text()
+    for section in ('id="business"', 'id="data-science"', 'id="support"'):
+        assert section in page
+    assert "<script" not in page and 'src="http' not in page and "@import" not in page
+    for region in ("north", "south"):
+        model = summary.models[region]
+        version = model["model_version"].rsplit("/", 1)[1]
+        [run] = instance.get_runs(filters=dg.RunsFilter(job_name="training", tags={"dagster/partition": region}))
+        assert f"/#/models/demand-forecast-{region}/versions/{version}" in page
+        assert f"/runs/{model['mlflow_run_id']}" in page and f"/runs/{run.run_id}" in page
+        assert f"{region}: forecast vs actual units per week" in page and f"{region}: MAPE per week" in page
+        assert f"{region}: drift by column and week" in page
+        for segment in SEGMENTS:
+            assert f"{segment}: LASSO coefficients" in page and f"{segment}: permutation attribution" in page
+    event = instance.get_latest_materialization_event(dg.AssetKey("monitoring_dashboard"))
+    meta = event.asset_materialization.metadata
+    assert meta["regions"].value == 2 and isinstance(meta["mean ensemble MAPE"], dg.FloatMetadataValue)
+    mapes = [summary.models[r]["evaluation"]["region"]["ensemble"]["mape"] for r in ("north", "south")]
+    assert meta["mean ensemble MAPE"].value == pytest.approx(np.mean(mapes))
+    assert meta["served at"].value == "http://127.0.0.1:8765/"
+
+
 def test_next_week_is_scored_by_the_champion(trained):
     summary, settings, instance = trained
     week = summary.models["north"]["scored_week"]

@@ -32,7 +32,7 @@ scoring_job = dg.define_asset_job(
     description="Forecast the coming week of a region with its champion (or the baseline, with an alert), from "
                 "the latest weather forecast and events, and measure its drift.")
 alerting_job = dg.define_asset_job(
-    ALERTING, selection=dg.AssetSelection.assets("alerts"),
-    description="Collect the open alerts of every region.")
+    ALERTING, selection=dg.AssetSelection.assets("alerts", "monitoring_dashboard"),
+    description="Collect the open alerts of every region, and rebuild the persona dashboards.")
 
 ALL_JOBS = [observe_landing_job, tables_job, weekly_job, training_job, scoring_job, alerting_job]

@@ -41,17 +41,22 @@ def post_alerts(url: str, alerts: list[dict], timeout: float = 5.0) -> str | Non
         return type(exc).__name__
 
 
+DEFAULT_DASHBOARD_URL = "http://127.0.0.1:8765/"
+
+
 class MonitoringResource(dg.ConfigurableResource):
     """Drift thresholds and retrain rules of this environment, and where alerts go."""
 
     drift: dict
     rules: dict
     webhook_url: str = ""
+    dashboard_url: str = DEFAULT_DASHBOARD_URL  # where `mlops-assets dashboard` serves the persona views
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "MonitoringResource":
         url = dg.EnvVar(WEBHOOK_ENV) if os.environ.get(WEBHOOK_ENV) else ""
-        return cls(drift=settings.drift.to_json(), rules=settings.retrain.to_json(), webhook_url=url)
+        return cls(drift=settings.drift.to_json(), rules=settings.retrain.to_json(), webhook_url=url,
+                   dashboard_url=os.environ.get("MLOPS_DASHBOARD_URL", DEFAULT_DASHBOARD_URL))
 
     @property
     def thresholds(self) -> DriftThresholds:

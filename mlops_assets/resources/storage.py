@@ -41,6 +41,14 @@ class StorageResource(dg.ConfigurableResource):
         os.replace(tmp, target)  # readers never see a half-written file
         return target
 
+    def write_text(self, relative: str, text: str) -> Path:
+        target = self.path / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, target)
+        return target
+
     def read_parquet(self, relative: str, filters: list | None = None, columns: list[str] | None = None) -> pd.DataFrame:
         """A stored table, or only its rows matching ``filters`` (pyarrow's [(column, op, value)],
         applied while reading: the rest never becomes a pandas object)."""

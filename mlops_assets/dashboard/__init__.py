@@ -1,0 +1,1 @@
+"""Persona dashboards (business, data science, support) as one static HTML page: ``build.py``."""

@@ -1,0 +1,449 @@
+"""The three persona views over every region, from what the graph stored, as one static HTML page.
+
+- **Business**: forecast against actual per region and week, MAPE against the 0.45 target and
+  against the historical-average baseline over the weeks, and the latest week's forecast totals.
+- **Data science**: drift per feature and week, segment metrics, champion versions and gate
+  verdicts over time, and what drives each segment (LASSO coefficients, permutation attributions
+  of both members).
+- **Support**: the last runs and their failures, stale champions, freshness of every table,
+  quarantined rows and the open alerts.
+
+Every figure names and links its lineage: the registered model version and its MLflow run, and
+the Dagster run and partition that produced it. The key figures come back as numbers too, so the
+``monitoring_dashboard`` asset's metadata plots them over time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass, field
+from urllib.parse import quote
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from mlops_assets.contract.validation import TABLES
+from mlops_assets.dashboard.charts import bar_chart, esc, heatmap, line_chart
+from mlops_assets.ml import metrics
+from mlops_assets.ml.attribution import lasso_coefficients, permutation_attribution
+from mlops_assets.ml.ensemble import SEGMENTS
+from mlops_assets.registry.tracking import Registry, registered_name
+from mlops_assets.resources.storage import StorageResource
+
+RECENT_WEEKS = 8  # the features an attribution is measured on
+RUNS_SHOWN = 30
+DRIFT_WEEKS = 26  # the drift map's latest weeks
+
+
+@dataclass
+class Links:
+    """Where the UIs are; the page links each figure to them. From ``MLOPS_DAGSTER_URL`` and
+    ``MLOPS_MLFLOW_URL`` (``mlops-assets ui`` and ``mlops-assets mlflow-ui`` defaults)."""
+
+    dagster: str = "http://127.0.0.1:3000"
+    mlflow: str = "http://127.0.0.1:5000"
+    experiment_id: str = ""
+
+    @classmethod
+    def from_env(cls) -> "Links":
+        return cls(os.environ.get("MLOPS_DAGSTER_URL", cls.dagster).rstrip("/"),
+                   os.environ.get("MLOPS_MLFLOW_URL", cls.mlflow).rstrip("/"))
+
+    def run(self, run_id: str) -> str:
+        return f"{self.dagster}/runs/{run_id}"
+
+    def asset(self, key: str, partition: str | None = None) -> str:
+        url = f"{self.dagster}/assets/{key}"
+        return url + (f"?view=partitions&partition={quote(partition)}" if partition else "")
+
+    def model_version(self, region: str, version: str) -> str:
+        return f"{self.mlflow}/#/models/{registered_name(region)}/versions/{version}"
+
+    def mlflow_run(self, run_id: str) -> str:
+        return f"{self.mlflow}/#/experiments/{self.experiment_id}/runs/{run_id}"
+
+
+def a(url: str, text) -> str:
+    return f'<a href="{esc(url)}">{esc(text)}</a>'
+
+
+@dataclass
+class Page:
+    html: str
+    figures: dict = field(default_factory=dict)  # numeric key figures, for the asset's metadata
+
+
+def _files(storage: StorageResource, asset: str, region: str) -> list:
+    folder = storage.path / asset / region
+    return sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+
+
+def _regions(storage: StorageResource, registry: Registry) -> list[str]:
+    found = set(registry.regions())
+    for asset in ("scores", "features"):
+        root = storage.path / asset
+        if root.is_dir():
+            found |= {p.name for p in root.iterdir() if p.is_dir()}
+    return sorted(found)
+
+
+def _table(frame: pd.DataFrame, links: dict[str, callable] | None = None, cls: str = "") -> str:
+    """An HTML table; ``links``: column -> function(row) giving (url, text) for that cell."""
+    if frame.empty:
+        return '<p class="none">none</p>'
+    links = links or {}
+    head = "".join(f"<th>{esc(c)}</th>" for c in frame.columns)
+    body = []
+    for _, row in frame.iterrows():
+        cells = []
+        for c in frame.columns:
+            if c in links:
+                url, text = links[c](row)
+                cells.append(f"<td>{a(url, text) if url else esc(text)}</td>")
+            else:
+                v = row[c]
+                text = f"{v:.3f}" if isinstance(v, (float, np.floating)) and np.isfinite(v) else \
+                    ("" if v is None or (isinstance(v, float) and not np.isfinite(v)) else v)
+                cells.append(f"<td>{esc(text)}</td>")
+        body.append(f'<tr class="{esc(row.get("_class", ""))}">' + "".join(cells) + "</tr>")
+    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+class _Region:
+    """What the page shows of one region, read once."""
+
+    def __init__(self, region: str, storage: StorageResource, registry: Registry, training_runs: dict):
+        self.region = region
+        self.champion = registry.champion(region)
+        self.model = registry.load_forecast_model(self.champion) if self.champion else None
+        self.training_run = (self.champion.tags.get("dagster_run_id") if self.champion else None) or \
+            training_runs.get((region, self.champion.version if self.champion else None))
+        holdout = storage.path / "holdout_forecasts" / region / f"{self.training_run}.parquet"
+        self.holdout = pd.read_parquet(holdout) if self.training_run and holdout.exists() else pd.DataFrame()
+        self.scores = [(p.stem, pd.read_parquet(p)) for p in _files(storage, "scores", region)]
+        self.accuracy = pd.concat([pd.read_parquet(p) for p in _files(storage, "forecast_accuracy", region)] or
+                                  [pd.DataFrame()], ignore_index=True)
+        self.drift = pd.concat([pd.read_parquet(p) for p in _files(storage, "drift_metrics", region)] or
+                               [pd.DataFrame()], ignore_index=True)
+        self.actual = {p.stem: float(pd.read_parquet(p, columns=["net_demand"])["net_demand"].sum())
+                       for p in _files(storage, "net_demand", region) if p.stem in {w for w, _ in self.scores}}
+
+    def weekly(self) -> pd.DataFrame:
+        """Per week: forecast, baseline and actual totals and MAPEs. The holdout weeks are the
+        champion's evaluation (each forecast one week ahead by the model fit before them); later
+        weeks are the forecasts that served, with their actuals once landed."""
+        rows = []
+        if len(self.holdout):
+            for week, part in self.holdout.groupby("week_start"):
+                rows.append({"week": week.strftime("%Y-%m-%d"), "source": "holdout",
+                             "forecast": part["ensemble"].sum(), "baseline": part["baseline"].sum(),
+                             "actual": part["target"].sum(), "mape": metrics.mape(part["target"], part["ensemble"]),
+                             "baseline_mape": metrics.mape(part["target"], part["baseline"])})
+        realized = {}
+        if len(self.accuracy):
+            region_rows = self.accuracy[self.accuracy["scope"] == "region"]
+            realized = {w.strftime("%Y-%m-%d"): r for w, r in zip(region_rows["week_start"], region_rows.to_dict("records"))}
+        holdout_weeks = {r["week"] for r in rows}
+        for week, scores in self.scores:
+            if week in holdout_weeks or scores.empty:
+                continue
+            r = realized.get(week, {})
+            rows.append({"week": week, "source": "served", "forecast": float(scores["forecast"].sum()),
+                         "baseline": None, "actual": self.actual.get(week),
+                         "mape": r.get("mape"), "baseline_mape": r.get("baseline_mape")})
+        return pd.DataFrame(rows).sort_values("week").reset_index(drop=True) if rows else pd.DataFrame()
+
+
+def build_dashboard(storage: StorageResource, instance: dg.DagsterInstance, registry: Registry,
+                    stale_after_days: int, mape_target: float, links: Links | None = None) -> Page:
+    links = links or Links.from_env()
+    with registry._session() as client:  # noqa: SLF001 - the experiment the runs are in, for their links
+        links.experiment_id = registry.experiment_id(client)
+    model_events = _model_events(instance)
+    training_runs = {(e["region"], str(e["registered version"])): e["run_id"] for e in model_events}
+    regions = {r: _Region(r, storage, registry, training_runs) for r in _regions(storage, registry)}
+    figures: dict = {"regions": len(regions)}
+    business, figures_b = _business(regions, links, mape_target)
+    science = _science(regions, storage, registry, model_events, links)
+    support, figures_s = _support(regions, storage, instance, links, stale_after_days)
+    figures.update(figures_b)
+    figures.update(figures_s)
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    html = TEMPLATE.format(stamp=esc(stamp), business=business, science=science, support=support,
+                           dagster=esc(links.dagster), mlflow=esc(links.mlflow),
+                           summary=esc(", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+                                                 for k, v in figures.items())))
+    return Page(html, figures)
+
+
+def _model_events(instance: dg.DagsterInstance) -> list[dict]:
+    out = []
+    result = instance.fetch_materializations(dg.AssetKey("region_model"), limit=500)
+    for record in result.records:
+        meta = record.asset_materialization.metadata
+        value = (lambda k: meta[k].value if k in meta else None)
+        out.append({"region": record.asset_materialization.partition, "at": dt.datetime.fromtimestamp(
+            record.timestamp, dt.timezone.utc).strftime("%Y-%m-%d %H:%M"), "run_id": record.run_id,
+            "registered version": value("registered version"), "gate verdict": value("gate verdict"),
+            "champion version": value("champion version"), "ensemble MAPE": value("ensemble MAPE"),
+            "baseline MAPE": value("baseline MAPE"), "mlflow run": value("mlflow run")})
+    return sorted(out, key=lambda e: e["at"])
+
+
+def _lineage(r: _Region, links: Links) -> str:
+    if r.champion is None:
+        return "no champion: the historical-average baseline serves"
+    parts = [a(links.model_version(r.region, r.champion.version), f"{registered_name(r.region)} v{r.champion.version}"),
+             a(links.mlflow_run(r.champion.run_id), f"MLflow run {r.champion.run_id[:8]}")]
+    if r.training_run:
+        parts.append(a(links.run(r.training_run), f"Dagster run {r.training_run[:8]}"))
+    parts.append(a(links.asset("region_model", r.region), "region_model partition"))
+    return " · ".join(parts)
+
+
+def _business(regions: dict[str, _Region], links: Links, target: float) -> tuple[str, dict]:
+    out, figures, region_mapes, reductions = [], {}, {}, []
+    totals = []
+    for name, r in regions.items():
+        weekly = r.weekly()
+        out.append(f'<div class="card"><h3>{esc(name)}</h3><p class="lineage">{_lineage(r, links)}</p>')
+        if weekly.empty:
+            out.append('<p class="none">no forecasts yet</p></div>')
+            continue
+        x = weekly["week"].tolist()
+        out.append(line_chart(x, {"actual": weekly["actual"].tolist(), "forecast (ensemble)": weekly["forecast"].tolist(),
+                                  "baseline": weekly["baseline"].tolist()},
+                              f"{name}: forecast vs actual units per week", dashed=("baseline",), y_label="units"))
+        out.append(line_chart(x, {"ensemble MAPE": weekly["mape"].tolist(), "baseline MAPE": weekly["baseline_mape"].tolist()},
+                              f"{name}: MAPE per week (target {target})", hline=(target, f"target {target}"),
+                              dashed=("baseline MAPE",)))
+        if r.model is not None and "region" in r.model.evaluation:
+            ev = r.model.evaluation["region"]
+            region_mapes[name] = ev["ensemble"]["mape"]
+            reductions.append(ev["mape_reduction_vs_baseline"])
+            out.append(f'<p>holdout MAPE {ev["ensemble"]["mape"]:.3f} (baseline {ev["baseline"]["mape"]:.3f}, '
+                       f'{ev["mape_reduction_vs_baseline"]:.0%} lower); weeks after the holdout: the forecasts that '
+                       'served, and their realized MAPE once the actuals landed.</p>')
+        out.append("</div>")
+        if r.scores:
+            week, scores = r.scores[-1]
+            seg = scores.groupby("segment")["forecast"].sum()
+            totals.append({"region": name, "week": week, "forecast units": float(scores["forecast"].sum()),
+                           **{s: float(seg.get(s, 0.0)) for s in SEGMENTS}, "rows": len(scores),
+                           "model": str(scores["model_version"].iloc[0]) if len(scores) else "",
+                           "_run": str(scores["mlflow_run_id"].iloc[0]) if len(scores) else ""})
+    figures.update({"mean ensemble MAPE": float(np.mean(list(region_mapes.values()))) if region_mapes else None,
+                    "worst region MAPE": float(max(region_mapes.values())) if region_mapes else None,
+                    "regions within MAPE target": sum(v <= target for v in region_mapes.values()),
+                    "mean MAPE reduction vs baseline": float(np.mean(reductions)) if reductions else None})
+    frame = pd.DataFrame(totals)
+    table = _table(frame.drop(columns=["_run"]) if len(frame) else frame, {
+        "week": lambda row: (links.asset("scores", f"{row['region']}|{row['week']}"), row["week"]),
+        "model": lambda row: (links.model_version(row["region"], row["model"].rsplit("/", 1)[-1])
+                              if "/" in row["model"] else "", row["model"])})
+    html = ("<h2>The latest week's forecast totals</h2>" + table +
+            "<h2>Forecast against actual, and MAPE over the weeks</h2>" + "".join(out))
+    return html, {k: v for k, v in figures.items() if v is not None}
+
+
+def _science(regions: dict[str, _Region], storage: StorageResource, registry: Registry, model_events: list[dict],
+             links: Links) -> str:
+    out = ["<h2>Segment metrics of each champion (holdout)</h2>"]
+    rows = []
+    for name, r in regions.items():
+        if r.model is None:
+            continue
+        for segment in SEGMENTS:
+            rep = r.model.evaluation["segments"].get(segment, {})
+            if "skipped" in rep:
+                rows.append({"region": name, "segment": segment, "status": "skipped: " + rep["skipped"]})
+                continue
+            if not rep:
+                continue
+            rows.append({"region": name, "segment": segment, "status": "trained",
+                         **{f"{m} MAPE": rep[m]["mape"] for m in ("ensemble", "lasso", "nn", "baseline")},
+                         "RMSE (actual = 0)": rep["ensemble"]["rmse0"], "reduction": rep["mape_reduction_vs_baseline"],
+                         "LASSO weight": rep["hyperparameters"]["ensemble_weight_lasso"],
+                         "version": r.champion.version})
+    out.append(_table(pd.DataFrame(rows), {"version": lambda row: (links.model_version(row["region"], row["version"]),
+                                                                   f"v{row['version']}")}))
+    out.append("<h2>Champion versions and gate verdicts over time</h2>")
+    history = pd.DataFrame(model_events)
+    if len(history):
+        history["_class"] = np.where(history["gate verdict"].astype(str).str.startswith("passed"), "", "bad")
+        for name in regions:
+            part = history[history["region"] == name]
+            champs = pd.to_numeric(part["champion version"], errors="coerce")
+            if len(part):
+                out.append(line_chart(part["at"].tolist(), {"champion version": champs.tolist(),
+                                                            "registered version": pd.to_numeric(
+                                                                part["registered version"], errors="coerce").tolist()},
+                                      f"{name}: versions at each training", width=420, height=180))
+        out.append(_table(history[["region", "at", "registered version", "gate verdict", "champion version",
+                                   "ensemble MAPE", "baseline MAPE", "run_id", "mlflow run", "_class"]].iloc[::-1], {
+            "run_id": lambda row: (links.run(row["run_id"]), row["run_id"][:8]),
+            "mlflow run": lambda row: (links.mlflow_run(row["mlflow run"]), str(row["mlflow run"])[:8]),
+            "registered version": lambda row: (links.model_version(row["region"], row["registered version"]),
+                                               f"v{row['registered version']}")}))
+    for name in regions:
+        try:
+            log = registry.champion_log(name)
+        except Exception:  # noqa: BLE001 - a region with no registered model yet
+            log = []
+        if log:
+            out.append(f"<h3>{esc(name)}: promotions and rollbacks</h3>" + _table(pd.DataFrame(log)))
+    out.append("<h2>Drift per feature and week</h2><p>Each cell: the column's drift statistic over its "
+               "threshold (PSI, Wasserstein/std, Jensen-Shannon or the test's p-value), white 0 to red at the "
+               "threshold; a black border marks a drifted column.</p>")
+    for name, r in regions.items():
+        if r.drift.empty:
+            out.append(f"<h3>{esc(name)}</h3><p class='none'>no drift measured yet</p>")
+            continue
+        d = r.drift.assign(week=r.drift["week_start"].dt.strftime("%Y-%m-%d"))
+        weeks = sorted(d["week"].unique())[-DRIFT_WEEKS:]
+        d = d[d["week"].isin(weeks)]
+        cells = {(row["column"], row["week"]): row for row in d.to_dict("records")}
+        # the features by name, then the forecasts
+        columns = sorted(set(d.loc[d["role"] == "feature", "column"])) + sorted(set(d.loc[d["role"] != "feature",
+                                                                                         "column"]))
+
+        def value(col, week, cells=cells):
+            row = cells.get((col, week))
+            if row is None:
+                return None, False, "not measured"
+            ratio = _ratio(row)
+            return ratio, bool(row["drifted"]), f"{row['test']}, {'DRIFTED' if row['drifted'] else 'ok'}" + (
+                f", {ratio:.2f} of threshold" if ratio is not None else "")
+        out.append(f"<h3>{esc(name)}</h3><p class='lineage'>against "
+                   f"{esc(', '.join(sorted(d['model_version'].unique())))}'s reference · "
+                   f"{a(links.asset('drift_metrics', f'{name}|{weeks[-1]}'), 'latest drift_metrics partition')}</p>")
+        out.append(heatmap(columns, weeks, value, f"{name}: drift by column and week",
+                           legend="grey: not measured"))
+    out.append("<h2>What drives each segment</h2><p>LASSO: coefficients on the standardized inputs (log demand "
+               "per standard deviation; grey bars are negative). Attribution: mean absolute change of a member's log forecast when the "
+               f"input is shuffled across the last {RECENT_WEEKS} weeks' rows; the network's embeddings included.</p>")
+    for name, r in regions.items():
+        if r.model is None:
+            continue
+        files = _files(storage, "features", name)[-RECENT_WEEKS:]
+        recent = pd.concat([pd.read_parquet(p) for p in files], ignore_index=True) if files else pd.DataFrame()
+        out.append(f'<h3>{esc(name)}</h3><p class="lineage">{_lineage(r, links)}</p><div class="grid">')
+        for segment, model in r.model.segments.items():
+            out.append('<div class="pair">')
+            rows_ = recent[recent["segment"] == segment] if len(recent) else recent
+            coef = lasso_coefficients(model)
+            top = coef.reindex(coef.abs().sort_values(ascending=False).index).head(10)
+            out.append(bar_chart(top.index.tolist(), {"LASSO coefficient": top.tolist()},
+                                 f"{segment}: LASSO coefficients", width=440))
+            if len(rows_):
+                attribution = permutation_attribution(model, rows_).head(12)
+                out.append(bar_chart(attribution.index.tolist(), {"LASSO": attribution["lasso"].tolist(),
+                                                                  "network": attribution["nn"].tolist()},
+                                     f"{segment}: permutation attribution", width=440))
+            out.append("</div>")
+        out.append("</div>")
+    return "".join(out)
+
+
+def _ratio(row: dict) -> float | None:
+    """A drift statistic as a fraction of its threshold (p-values: how far below 0.05 it went)."""
+    for stat, limit in (("psi", "psi_limit"), ("wasserstein", "wasserstein_limit")):
+        if row.get(stat) is not None and np.isfinite(row[stat]) and row.get(limit) and np.isfinite(row[limit]):
+            return float(row[stat] / row[limit])
+    if row.get("p_adjusted") is not None and np.isfinite(row["p_adjusted"]):
+        return float(min(1.0, 0.05 / max(row["p_adjusted"], 1e-12)))
+    return None
+
+
+def _support(regions: dict[str, _Region], storage: StorageResource, instance: dg.DagsterInstance, links: Links,
+             stale_after_days: int) -> tuple[str, dict]:
+    out = ["<h2>Last runs</h2>"]
+    records = instance.get_run_records(limit=RUNS_SHOWN)
+    runs = []
+    for rec in records:
+        run = rec.dagster_run
+        start, end = rec.start_time, rec.end_time
+        partition = run.tags.get("dagster/partition") or (
+            f"{run.tags.get('dagster/asset_partition_range_start')} .. {run.tags.get('dagster/asset_partition_range_end')}"
+            if run.tags.get("dagster/asset_partition_range_start") else "")
+        runs.append({"run": run.run_id, "job": run.job_name, "status": run.status.value, "partition": partition,
+                     "trigger": run.tags.get("mlops/trigger", run.tags.get("dagster/sensor_name",
+                                                                            run.tags.get("dagster/schedule_name", ""))),
+                     "started": dt.datetime.fromtimestamp(start, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+                     if start else "", "seconds": round(end - start, 1) if start and end else None,
+                     "_class": "bad" if run.status == dg.DagsterRunStatus.FAILURE else ""})
+    failures = sum(r["status"] == "FAILURE" for r in runs)
+    out.append(f"<p>{failures} of the last {len(runs)} runs failed.</p>")
+    out.append(_table(pd.DataFrame(runs), {"run": lambda row: (links.run(row["run"]), row["run"][:8])}))
+
+    out.append(f"<h2>Champions and staleness (stale after {stale_after_days} days)</h2>")
+    stale_rows = []
+    for name, r in regions.items():
+        latest = r.scores[-1][0] if r.scores else None
+        age = (pd.Timestamp(latest) - pd.Timestamp(r.champion.as_of_week)).days if r.champion and latest and \
+            r.champion.as_of_week else None
+        stale_rows.append({"region": name, "champion": f"v{r.champion.version}" if r.champion else "none",
+                           "trained up to": r.champion.as_of_week if r.champion else "", "latest scored week": latest or "",
+                           "age days": age, "stale": bool(age is not None and age > stale_after_days),
+                           "_class": "bad" if (r.champion is None or (age or 0) > stale_after_days) else ""})
+    stale = sum(r["stale"] for r in stale_rows)
+    out.append(_table(pd.DataFrame(stale_rows)))
+
+    out.append("<h2>Data freshness and quarantine per table</h2>")
+    fresh, quarantined = [], 0
+    for table in TABLES:
+        event = instance.get_latest_materialization_event(dg.AssetKey(table))
+        meta = event.asset_materialization.metadata if event else {}
+        value = (lambda k: meta[k].value if k in meta else None)
+        q = value("rows_quarantined") or 0
+        quarantined += int(q)
+        fresh.append({"table": table, "validated": dt.datetime.fromtimestamp(event.timestamp, dt.timezone.utc)
+                      .strftime("%Y-%m-%d %H:%M") if event else "never", "rows": value("rows"),
+                      "last week": value("last_week") or "", "rows quarantined": q,
+                      "quarantine": str(value("quarantine") or ""), "run": event.run_id if event else "",
+                      "_class": "bad" if q or not event else ""})
+    out.append(_table(pd.DataFrame(fresh), {"run": lambda row: (links.run(row["run"]) if row["run"] else "",
+                                                                row["run"][:8]),
+                                            "table": lambda row: (links.asset(row["table"]), row["table"])}))
+
+    out.append("<h2>Open alerts</h2>")
+    alerts = storage.read_parquet("alerts.parquet") if storage.exists("alerts.parquet") else pd.DataFrame()
+    if len(alerts):
+        alerts = alerts.assign(_class=np.where(alerts["severity"] == "ERROR", "bad", "warn"))
+        shown = [c for c in ("region", "week", "kind", "severity", "value", "threshold", "message", "run_id", "_class")
+                 if c in alerts.columns]
+        out.append(_table(alerts[shown], {"run_id": lambda row: (links.run(row["run_id"]) if row["run_id"] else "",
+                                                                 str(row["run_id"])[:8])}))
+    else:
+        out.append('<p class="none">none</p>')
+    return "".join(out), {"open alerts": len(alerts), "stale champions": stale, "failed runs (last 30)": failures,
+                          "rows quarantined": quarantined}
+
+
+TEMPLATE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>mlops-assets monitoring</title>
+<style>
+body {{ font-family: sans-serif; margin: 0; color: #222; }}
+header {{ background: #243447; color: #fff; padding: 10px 20px; }}
+header a {{ color: #cde; margin-right: 16px; }}
+nav a {{ color: #fff; font-weight: bold; margin-right: 18px; }}
+section {{ padding: 4px 20px 24px; border-bottom: 4px solid #eef; }}
+.card {{ display: inline-block; vertical-align: top; margin: 6px; padding: 6px; border: 1px solid #ddd; max-width: 1140px; }}
+.grid {{ display: flex; flex-wrap: wrap; align-items: flex-start; }}
+.pair {{ display: flex; flex-direction: column; margin: 4px 10px 10px 0; border-left: 3px solid #eef; }}
+table {{ border-collapse: collapse; font-size: 12px; margin: 6px 0; }}
+th, td {{ border: 1px solid #ddd; padding: 2px 6px; text-align: left; }}
+tr.bad td {{ background: #fde2e1; }} tr.warn td {{ background: #fff4d6; }}
+.lineage {{ font-size: 12px; color: #555; }} .none {{ color: #777; font-style: italic; }}
+</style></head>
+<body>
+<header><nav><a href="#business">Business</a><a href="#data-science">Data science</a><a href="#support">Support</a></nav>
+<p>Built {stamp} by the <code>monitoring_dashboard</code> asset · <a href="{dagster}">Dagster UI</a>
+<a href="{mlflow}">MLflow UI</a><br><small>{summary}</small></p></header>
+<section id="business"><h1>Business</h1>{business}</section>
+<section id="data-science"><h1>Data science</h1>{science}</section>
+<section id="support"><h1>Support</h1>{support}</section>
+</body></html>
+"""
