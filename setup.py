@@ -26,6 +26,7 @@ setup(
     python_requires=">=3.11",
     install_requires=INSTALL_REQUIRES,
     # lightgbm: a peer in bench/peers.py only, never a runtime dependency
-    extras_require={"test": ["pytest>=8"], "bench": ["lightgbm==4.7.0", "rdata>=1.0"]},
+    # playwright: drives the machine's chromium in the browser tests (its own browser download is not used)
+    extras_require={"test": ["pytest>=8", "playwright==1.63.0"], "bench": ["lightgbm==4.7.0", "rdata>=1.0"]},
     entry_points={"console_scripts": ["mlops-assets=mlops_assets.cli:main"]},
 )

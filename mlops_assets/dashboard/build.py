@@ -94,11 +94,12 @@ def _table(frame: pd.DataFrame, links: dict[str, callable] | None = None, cls: s
     if frame.empty:
         return '<p class="none">none</p>'
     links = links or {}
-    head = "".join(f"<th>{esc(c)}</th>" for c in frame.columns)
+    shown = [c for c in frame.columns if not str(c).startswith("_")]  # _class: the row's style
+    head = "".join(f"<th>{esc(c)}</th>" for c in shown)
     body = []
     for _, row in frame.iterrows():
         cells = []
-        for c in frame.columns:
+        for c in shown:
             if c in links:
                 url, text = links[c](row)
                 cells.append(f"<td>{a(url, text) if url else esc(text)}</td>")
@@ -423,7 +424,7 @@ def _support(regions: dict[str, _Region], storage: StorageResource, instance: dg
 
 
 TEMPLATE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>mlops-assets monitoring</title>
+<html lang="en"><head><meta charset="utf-8"><title>mlops-assets monitoring</title><link rel="icon" href="data:,">
 <style>
 body {{ font-family: sans-serif; margin: 0; color: #222; }}
 header {{ background: #243447; color: #fff; padding: 10px 20px; }}
