@@ -27,7 +27,6 @@ import pandas as pd
 from mlops_assets.contract.validation import TABLES
 from mlops_assets.dashboard.charts import bar_chart, esc, heatmap, line_chart
 from mlops_assets.ml import metrics
-from mlops_assets.ml.attribution import lasso_coefficients, permutation_attribution
 from mlops_assets.ml.ensemble import SEGMENTS
 from mlops_assets.registry.tracking import Registry, registered_name
 from mlops_assets.resources.storage import StorageResource
@@ -251,6 +250,8 @@ def _business(regions: dict[str, _Region], links: Links, target: float) -> tuple
 
 def _science(regions: dict[str, _Region], storage: StorageResource, registry: Registry, model_events: list[dict],
              links: Links) -> str:
+    from mlops_assets.ml.attribution import lasso_coefficients, permutation_attribution  # torch: on use
+
     out = ["<h2>Segment metrics of each champion (holdout)</h2>"]
     rows = []
     for name, r in regions.items():

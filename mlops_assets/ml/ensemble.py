@@ -35,10 +35,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mlops_assets.ml import embedding_net, lasso, metrics, parallel
+from mlops_assets.ml import lasso, metrics, parallel
+from mlops_assets.ml.lazy import LazyModule
 from mlops_assets.ml.featurize import KEY, at_forecast_time, impute_history
 from mlops_assets.ml.preprocess import Preprocessor
 from mlops_assets.monitoring.profiles import build_profile, reference_rows
+
+# torch is imported on first use: every process that loads the definitions (each run, the code
+# server, the CLI) would otherwise pay about a second and a half for it
+embedding_net = LazyModule("mlops_assets.ml.embedding_net")
 
 SEGMENTS = ("large/fast", "large/slow", "small/fast", "small/slow")
 WEIGHTS = np.round(np.linspace(0, 1, 21), 2)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.linear_model import Lasso, LassoCV
 
 ALPHAS = np.logspace(-4, -0.5, 16)
 
@@ -48,11 +47,15 @@ def choose_alpha(X: np.ndarray, y: np.ndarray, weeks: np.ndarray) -> float:
         return float(ALPHAS[len(ALPHAS) // 2])
     # precompute: coordinate descent on the Gram matrix (features x features), not the rows: the
     # same solution, and at seed scale (10^5 rows per fold) several times faster
+    from sklearn.linear_model import LassoCV  # here: importing scikit-learn costs a second
+
     cv = LassoCV(alphas=ALPHAS, cv=folds, max_iter=20000, tol=1e-4, precompute=True).fit(X, y)
     return float(cv.alpha_)
 
 
 def fit(X: np.ndarray, y: np.ndarray, alpha: float) -> dict:
+    from sklearn.linear_model import Lasso
+
     model = Lasso(alpha=alpha, max_iter=20000, tol=1e-5, precompute=True).fit(X, y)
     return {"coef": model.coef_.astype(np.float64), "intercept": np.array([model.intercept_]),
             "alpha": np.array([alpha])}

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import torch
 
 
 def workers() -> int:
@@ -30,6 +29,8 @@ def run_both(*calls: Callable[[], Any]) -> list[Any]:
     n = min(workers(), len(calls))
     if n < 2:
         return [call() for call in calls]
+    import torch
+
     before = torch.get_num_threads()
     torch.set_num_threads(max(1, before // n))
     try:

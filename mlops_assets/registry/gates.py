@@ -24,7 +24,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
-import torch
 
 from mlops_assets.contract import schemas
 from mlops_assets.config import DEFAULT_CHAMPION_TOL, PROMOTION_MODES
@@ -83,7 +82,7 @@ def training_gate(model: ForecastModel) -> dict:
     losses = {}
     for name, seg in model.segments.items():
         arrays = [np.asarray(v) for v in seg.lasso.values()]
-        arrays += [t.detach().numpy() for t in seg.net.state_dict().values() if torch.is_floating_point(t)]
+        arrays += [t.detach().numpy() for t in seg.net.state_dict().values() if t.is_floating_point()]
         if not all(np.isfinite(a).all() for a in arrays):
             problems.append(f"{name}: non-finite weights")
         start = seg.hyperparameters.get("nn_start_val_loss", float("nan"))
