@@ -84,3 +84,21 @@ def isolated_home(template: Path, tmp_path_factory, name: str):
     with pytest.MonkeyPatch.context() as mp:
         isolated_env(mp, root, landing)
         yield landing
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's chromium, driven by Playwright (its own browser download is not reachable here)."""
+    from playwright.sync_api import sync_playwright
+
+    from mlops_assets_tests.browsing import ARTIFACTS, CHROMIUM
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"no chromium at {CHROMIUM}: apt-get install chromium (.ci/run does), set MLOPS_CHROMIUM, "
+                    "or deselect these tests with -m 'not browser'")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        # --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield browser
+        browser.close()

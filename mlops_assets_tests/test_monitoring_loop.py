@@ -51,7 +51,8 @@ def replayed(loop_landing_template, tmp_path_factory):
     with isolated_home(loop_landing_template, tmp_path_factory, "loop") as landing:
         change_north(landing)
         report = landing.parent / "report.json"
-        assert cli.main(["run", "--landing", str(landing), "--json", str(report)]) == 0
+        # two regions, two worker processes: the results are the same as in one (test_training_pipeline)
+        assert cli.main(["run", "--landing", str(landing), "--json", str(report), "--workers", "2"]) == 0
         yield json.loads(report.read_text()), report.read_text(), Settings.from_env()
 
 

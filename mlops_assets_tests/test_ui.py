@@ -2,8 +2,6 @@
 
 import re
 
-import dagster as dg
-
 from mlops_assets.config import Settings
 from mlops_assets.definitions import build_definitions
 

@@ -96,7 +96,9 @@ def weekly_asset(name: str, schema: pa.DataFrameSchema, ins: dict[str, dg.AssetI
             deps=[dg.AssetKey(k) for k in sliced],
             group_name=group,
             io_manager_key="parquet_io_manager",
-            check_specs=[dg.AssetCheckSpec("schema", asset=name, blocking=True,
+            # partitioned: a one-week run's result names its region and week (a range run's says
+            # its range in the description: Dagster gives a range's check result no partition)
+            check_specs=[dg.AssetCheckSpec("schema", asset=name, blocking=True, partitions_def=partitions_def,
                                            description=f"Conditioned `{name}` passes its pandera schema.")],
             description=description,
             kinds={"pandas", "parquet"},

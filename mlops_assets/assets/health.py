@@ -69,7 +69,8 @@ def _weekly_monitor(name: str, partitions_def, checks: list, description: str) -
                 ins={"features": dg.AssetIn(metadata={ALLOW_MISSING: True}),
                      "scores": dg.AssetIn(metadata={ALLOW_MISSING: True})},
                 group_name="monitoring", io_manager_key="parquet_io_manager",
-                check_specs=[dg.AssetCheckSpec(check, asset=name, description=text) for check, text in checks],
+                check_specs=[dg.AssetCheckSpec(check, asset=name, description=text, partitions_def=partitions_def)
+                             for check, text in checks],
                 description=description, kinds={"pandas", "parquet"})
 
 

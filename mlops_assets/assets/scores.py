@@ -37,10 +37,10 @@ def build_scores(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDefin
         ins={"features": dg.AssetIn()},
         group_name="models",
         io_manager_key="parquet_io_manager",
-        check_specs=[dg.AssetCheckSpec("model_not_stale", asset="scores",
+        check_specs=[dg.AssetCheckSpec("model_not_stale", asset="scores", partitions_def=partitions_def,
                                        description="The champion that made the forecasts was trained on data at "
                                                    "most N days (default 60) before the week it forecasts."),
-                     dg.AssetCheckSpec("champion_serves", asset="scores",
+                     dg.AssetCheckSpec("champion_serves", asset="scores", partitions_def=partitions_def,
                                        description="The region's champion made the forecasts; ERROR when the "
                                                    "historical-average baseline had to serve instead.")],
         description="Batch forecasts per store x product for the week by the region's champion "

@@ -1,0 +1,105 @@
+"""Browser-test helpers: Debian's chromium through Playwright, servers started as process groups.
+
+The browser tests (marker ``browser``, run alone with ``pytest -m browser``) live beside the home
+they look at (test_training_pipeline.py), so they reuse its run instead of making another.
+Screenshots go to ``test-artifacts/browser/``.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from mlops_assets.config import REPO_ROOT
+
+CHROMIUM = os.environ.get("MLOPS_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = REPO_ROOT / "test-artifacts" / "browser"
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serving(cmd: list[str], url: str, log: Path, seconds: int = 120):
+    """``cmd`` as its own process group until ``url`` answers; stopped (the group) afterwards."""
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO_ROOT)
+    try:
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"{' '.join(cmd)} did not serve {url}:\n{log.read_text()[-3000:]}")
+                time.sleep(0.5)
+        yield
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def dismiss_prompt(page) -> None:
+    """Dagster's first-visit newsletter dialog covers the page until skipped."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.get_by_role("button", name="Skip").click(timeout=3_000)
+    except PlaywrightTimeout:
+        pass
+
+
+def open_page(page, url: str, expect: str, shot: str):
+    """Go to ``url``, wait until ``expect`` shows and the data has loaded, screenshot."""
+    page.goto(url)
+    page.get_by_text(expect, exact=False).first.wait_for(timeout=30_000)
+    dismiss_prompt(page)
+    page.wait_for_load_state("networkidle")
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(ARTIFACTS / f"{shot}.png"), full_page=True)
+    return page.inner_text("body")
+
+
+def graphql(base: str, query: str, variables: dict) -> dict:
+    request = urllib.request.Request(f"{base}/graphql", data=json.dumps({"query": query, "variables": variables}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())["data"]
+
+
+LAUNCH_BACKFILL = """mutation($p: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $p) {
+  __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }"""
+BACKFILL = """query($id: String!) { partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill {
+  status numPartitions runs(limit: 10) { runId status } } } }"""
+
+
+def finished_backfill(base: str, instance, backfill_id: str, seconds: int = 240) -> dict:
+    """The backfill once its run has finished (the daemon marks the backfill itself done up to 30 s later)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
+        if runs and all(r.is_finished for r in runs):
+            return graphql(base, BACKFILL, {"id": backfill_id})["partitionBackfillOrError"]
+        time.sleep(1)
+    pytest.fail(f"backfill {backfill_id} did not finish in {seconds} s")
+
+
