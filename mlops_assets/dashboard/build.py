@@ -104,8 +104,10 @@ def _table(frame: pd.DataFrame, links: dict[str, callable] | None = None, cls: s
                 cells.append(f"<td>{a(url, text) if url else esc(text)}</td>")
             else:
                 v = row[c]
-                text = f"{v:.3f}" if isinstance(v, (float, np.floating)) and np.isfinite(v) else \
-                    ("" if v is None or (isinstance(v, float) and not np.isfinite(v)) else v)
+                if isinstance(v, (float, np.floating)) and np.isfinite(v):
+                    text = f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3f}"  # units whole, rates to 3 places
+                else:
+                    text = "" if v is None or (isinstance(v, float) and not np.isfinite(v)) else v
                 cells.append(f"<td>{esc(text)}</td>")
         body.append(f'<tr class="{esc(row.get("_class", ""))}">' + "".join(cells) + "</tr>")
     return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
