@@ -170,6 +170,19 @@ def test_demand_of_an_undelivered_week_is_refused_not_zero(env):
     assert not (settings.storage_root / "net_demand" / "north" / "2026-11-16.parquet").exists()
 
 
+def test_the_coming_week_is_forecast_even_before_its_weather_forecast_lands(env):
+    """No forecast file for next week yet: its weather is built empty (never skipped), its
+    features impute the weather, and the region is still forecast."""
+    for forecast in (env / "weather").glob("forecast_*.csv"):
+        forecast.unlink()
+    summary = run_pipeline(env, ["north"])
+    settings = Settings.from_env()
+    week = summary.models["north"]["scored_week"]
+    assert week == "2026-11-16"
+    assert len(pd.read_parquet(settings.storage_root / "weekly_weather" / "north" / f"{week}.parquet")) == 0
+    assert len(pd.read_parquet(settings.storage_root / "scores" / "north" / f"{week}.parquet")) > 0
+
+
 def test_region_sensor_adds_regions_found_in_stores_and_reads_it_only_when_it_changes(env, monkeypatch):
     defs = build_definitions(Settings.from_env())
     sensor = defs.resolve_sensor_def("region_discovery")

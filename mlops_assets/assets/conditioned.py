@@ -160,18 +160,6 @@ def undelivered_weeks(region: str, weeks: list[str], storage: StorageResource, *
             for w in weeks if latest is None or pd.Timestamp(w) > latest}
 
 
-def weeks_without_weather(region: str, weeks: list[str], storage: StorageResource, stores: pd.DataFrame,
-                          **_) -> dict[str, str]:
-    """Weeks after the last day of weather (observed or forecast) the region has: not landed yet.
-    A gap inside the history is built (its weather is missing, and the features say so)."""
-    zips = stores.loc[stores["region"] == region, "zip_code"].unique().tolist()
-    dates = storage.read_parquet("weather.parquet", filters=[("zip_code", "in", zips)], columns=["date"])["date"]
-    last = dates.max() if len(dates) else None
-    return {w: f"no weather observed or forecast for this week yet (last weather day: "
-               f"{last.strftime('%Y-%m-%d') if last is not None else 'none'})"
-            for w in weeks if last is None or pd.Timestamp(w) > last}
-
-
 net_demand = weekly_asset(
     "net_demand", schemas.net_demand_schema(),
     {"stores": dg.AssetIn(), "shipments": dg.AssetIn(), "returns": dg.AssetIn()},
@@ -185,9 +173,9 @@ weekly_weather = weekly_asset(
     "weekly_weather", schemas.weekly_weather_schema(),
     {"stores": dg.AssetIn(), "weather": dg.AssetIn()},
     lambda stores, weather, region, weeks: conditioning.weekly_weather(stores, weather, region, weeks),
-    "Weekly weather per zip code of the region: observed days, else the latest forecast. Weeks after the last "
-    "weather day are skipped until observations or a forecast land.",
-    not_available=weeks_without_weather,
+    # a week with no weather yet is built empty, not skipped: the coming week is forecast from
+    # whatever weather is known (none: the features impute it), as it always was
+    "Weekly weather per zip code of the region: observed days, else the latest forecast (none yet: no rows).",
 )
 weekly_events = weekly_asset(
     "weekly_events", schemas.weekly_events_schema(),
