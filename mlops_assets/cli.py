@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import urllib.parse
 import warnings
 from pathlib import Path
 
@@ -254,8 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("dashboard", help="serve the business, data-science and support dashboards "
                                          "(the monitoring_dashboard asset's page)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8765)
+    served = urllib.parse.urlsplit(os.environ.get("MLOPS_DASHBOARD_URL", "http://127.0.0.1:8765/"))
+    p.add_argument("--host", default=served.hostname or "127.0.0.1", help="default: from $MLOPS_DASHBOARD_URL, "
+                                                                          "else 127.0.0.1")
+    p.add_argument("--port", type=int, default=served.port or 8765, help="default: from $MLOPS_DASHBOARD_URL, else 8765")
     p.add_argument("--refresh", action="store_true", help="materialize monitoring_dashboard first")
     p.set_defaults(func=_dashboard)
 

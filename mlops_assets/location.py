@@ -44,7 +44,9 @@ def execute_in_location(job_def: dg.JobDefinition, instance: dg.DagsterInstance,
                         tags: Mapping[str, str] | None = None) -> dg.ExecuteInProcessResult:
     """``job_def.execute_in_process(..., raise_on_error=False)``, its run created with the code
     location's origin (remote and Python), so the run is the job's in the UI and can be
-    re-executed from there."""
+    re-executed from there. Unlike execute_in_process, outputs are not captured in memory
+    (``result.output_for_node`` has nothing; read the stored asset) and ``instance`` must be
+    persistent."""
     from dagster._core.definitions.job_base import InMemoryJob
     from dagster._core.definitions.partitions.context import partition_loading_context
     from dagster._core.execution.api import ExecuteRunWithPlanIterable, create_execution_plan, job_execution_iterator

@@ -483,8 +483,7 @@ def format_backfill(results: list[BackfillResult]) -> str:
             for week, status in sorted(weeks.items()):
                 by_status.setdefault(status, []).append(week)
             for status, listed in by_status.items():
-                span = listed[0] if len(listed) == 1 else f"{listed[0]} .. {listed[-1]}"
-                lines.append(f"  {asset}: {len(listed)} week(s) {status} ({span})")
+                lines.append(f"  {asset}: {len(listed)} week(s) {status} ({_spans(listed)})")
         if r.error:
             lines.append("  " + r.error.replace("\n", "\n  "))
     return "\n".join(lines)
@@ -499,6 +498,17 @@ def refresh_dashboard() -> str:
     result = _execute(build_definitions(settings), ALERTING, dg.DagsterInstance.get(), summary, label="dashboard",
                       asset_selection=[dg.AssetKey("monitoring_dashboard")], tags=MANUAL)
     return result.run_id
+
+
+def _spans(weeks: list[str]) -> str:
+    """Sorted Mondays as runs of consecutive weeks: '2024-11-18 .. 2025-03-03, 2025-03-17'."""
+    runs: list[list[str]] = []
+    for week in weeks:
+        if runs and dt.date.fromisoformat(week) - dt.date.fromisoformat(runs[-1][-1]) == dt.timedelta(weeks=1):
+            runs[-1].append(week)
+        else:
+            runs.append([week])
+    return ", ".join(r[0] if len(r) == 1 else f"{r[0]} .. {r[-1]}" for r in runs)
 
 
 def _stored(root: Path, asset: str, region: str, first_week: str) -> pd.DataFrame:

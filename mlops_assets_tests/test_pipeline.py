@@ -97,6 +97,28 @@ def test_a_backfill_of_all_weeks_builds_what_landed_and_names_what_it_skipped(pi
     features = {k[1].split("|")[1]: meta["status"] for k, meta in materialized.items() if k[0] == "features"}
     assert features["2026-11-16"] == "built"  # the coming week: forecast inputs, no target
     assert all(features[w] == "built" for w in weeks if w <= "2026-11-09")
+    # the monitors write nothing for a week they could not evaluate: an empty file would read
+    # later as "the latest week had no drift" and close open alerts
+    assert cli.main(["backfill", "north", "--assets", "drift_metrics,forecast_accuracy",
+                     "--first", "2026-11-02"]) == 0
+    for asset in ("drift_metrics", "forecast_accuracy"):
+        for week in undelivered:
+            assert not (settings.storage_root / asset / "north" / f"{week}.parquet").exists(), (asset, week)
+
+
+def test_a_region_whose_last_week_has_not_landed_is_not_given_zero_demand(env):
+    """Another region's deliveries say nothing of this one's: south's missing week is skipped."""
+    last = env / "shipments" / "2026-11-09.csv"
+    lines = last.read_text().splitlines()
+    last.write_text("\n".join(line for line in lines if not line.split(",")[1].startswith("south")) + "\n")
+    run_pipeline(env, ["north", "south"], train=False)
+    settings = Settings.from_env()
+    assert (settings.storage_root / "net_demand" / "north" / "2026-11-09.parquet").exists()
+    assert not (settings.storage_root / "net_demand" / "south" / "2026-11-09.parquet").exists()
+    [record] = dg.DagsterInstance.get().fetch_materializations(dg.AssetRecordsFilter(
+        asset_key=dg.AssetKey("net_demand"), asset_partitions=["south|2026-11-09"]), limit=1).records
+    assert record.asset_materialization.metadata["status"].value == (
+        "skipped: no shipments have landed for this week yet (latest delivered week: 2026-11-02)")
 
 
 def test_bad_rows_are_quarantined_and_the_rest_flows_on(env):

@@ -1,4 +1,5 @@
-"""What the Dagster UI shows a person, checked without a browser (browser tests: test_browser.py)."""
+"""What the Dagster UI shows a person, checked without a browser (the browser tests, marker
+``browser``, are in test_training_pipeline.py, beside the home they look at)."""
 
 import re
 

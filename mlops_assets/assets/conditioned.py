@@ -11,6 +11,7 @@ from collections.abc import Callable
 import dagster as dg
 import pandas as pd
 import pandera.pandas as pa
+import pyarrow.parquet as pq
 
 from mlops_assets.contract import conditioning, schemas
 from mlops_assets.contract.validation import failure_cases_by_value
@@ -129,9 +130,10 @@ def weekly_asset(name: str, schema: pa.DataFrameSchema, ins: dict[str, dg.AssetI
             for key in context.partition_keys:
                 region, week = split_key(key)
                 if (region, week) in skipped:
-                    kept = storage.exists(partition_file(context.assets_def.key, key))
+                    kept = storage.path / partition_file(context.assets_def.key, key)
+                    rows = pq.ParquetFile(kept).metadata.num_rows if kept.exists() else 0
                     meta = {"status": "skipped: " + skipped[(region, week)] +
-                            ("; the value an earlier run stored is kept" if kept else ""), "rows": 0}
+                            ("; the value an earlier run stored is kept" if kept.exists() else ""), "rows": rows}
                 else:
                     meta = {"status": "built", "rows": int(counts.get((region, week), 0)),
                             "path": dg.MetadataValue.path(str(storage.path / partition_file(context.assets_def.key,
@@ -151,9 +153,12 @@ def weekly_asset(name: str, schema: pa.DataFrameSchema, ins: dict[str, dg.AssetI
     return factory
 
 
-def undelivered_weeks(region: str, weeks: list[str], storage: StorageResource, **_) -> dict[str, str]:
-    """Demand of a week with no delivery yet is unknown, not 0: such weeks are not built."""
-    delivered = storage.read_parquet("shipments.parquet", columns=["week_start"])["week_start"]
+def undelivered_weeks(region: str, weeks: list[str], storage: StorageResource, stores: pd.DataFrame,
+                      **_) -> dict[str, str]:
+    """Demand of a week with no delivery to the region yet is unknown, not 0: such weeks are not
+    built (another region's deliveries say nothing of this one's)."""
+    delivered = storage.read_parquet("shipments.parquet", columns=["week_start"],
+                                     filters=[("store_id", "in", _region_stores(stores, region))])["week_start"]
     latest = delivered.max() if len(delivered) else None
     latest_key = latest.strftime("%Y-%m-%d") if latest is not None else "none"
     return {w: f"no shipments have landed for this week yet (latest delivered week: {latest_key})"

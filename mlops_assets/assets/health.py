@@ -22,7 +22,7 @@ from mlops_assets.monitoring.drift import drift_table, result_from_table, week_d
 from mlops_assets.partitions import latest_materializations, weeks_by_region
 from mlops_assets.resources.alerting import MonitoringResource
 from mlops_assets.resources.mlflow_registry import MlflowRegistryResource
-from mlops_assets.resources.storage import ALLOW_MISSING, StorageResource
+from mlops_assets.resources.storage import ALLOW_MISSING, SKIPPED, StorageResource
 from mlops_assets.registry.tracking import Release
 
 KEY = ["week_start", "store_id", "product_id"]
@@ -122,6 +122,8 @@ def build_drift_metrics(partitions_def: dg.MultiPartitionsDefinition) -> dg.Asse
             found += alerting.drift_alerts(region, week, result, thresholds)
         out = pd.concat(tables, ignore_index=True) if tables else drift_table(
             {"columns": {}, "monitored": []}, "", "2000-01-03").assign(model_version=pd.Series(dtype=str))
+        # a week with nothing compared writes no file: an empty one would read as "no drift" later
+        out.attrs[SKIPPED] = [key for key in map(str, context.partition_keys) if key not in verdicts]
         drifted = [k for k, v in verdicts.items() if v["drifted"]]
         some = [k for k, v in verdicts.items() if v["features"] and not v["drifted"]]
         predicted = [k for k, v in verdicts.items() if v["prediction_drift"]]
@@ -130,8 +132,9 @@ def build_drift_metrics(partitions_def: dg.MultiPartitionsDefinition) -> dg.Asse
             v = verdicts.get(str(key))
             context.add_asset_metadata(
                 {"status": status.get(str(key), "skipped")} if v is None else
-                {"status": "compared", "drifted_share": float(v["share"] or 0.0), "dataset_drifted": v["drifted"],
-                 "prediction_drift": v["prediction_drift"], "drifted_features": ", ".join(v["features"]) or "none"},
+                {"status": "compared", "dataset_drifted": v["drifted"], "prediction_drift": v["prediction_drift"],
+                 "drifted_features": ", ".join(v["features"]) or "none",
+                 **({"drifted_share": float(v["share"])} if v["share"] is not None else {})},
                 partition_key=key)
         yield dg.Output(out)
         yield dg.AssetCheckResult(
@@ -163,7 +166,7 @@ def build_forecast_accuracy(partitions_def: dg.MultiPartitionsDefinition) -> dg.
         models = _Models(mlflow)
         frames, found, evaluated, skipped = [], [], {}, []
         for region, week, feats, scored in _weeks(context, features, scores):
-            rows = realized_rows(scored, feats) if len(scored) else pd.DataFrame()
+            rows = realized_rows(scored, feats) if len(scored) and len(feats) else pd.DataFrame()
             if rows.empty:
                 skipped.append(f"{region}|{week}")
                 continue
@@ -180,6 +183,9 @@ def build_forecast_accuracy(partitions_def: dg.MultiPartitionsDefinition) -> dg.
             found += alerting.accuracy_alerts(region, week, accuracy, rules)
         out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
             {"region": pd.Series(dtype=str), "week_start": pd.Series(dtype="datetime64[ns]")})
+        # an unevaluated week writes no file: an empty one would read as the latest evaluation
+        # (closing open accuracy alerts, hiding the retrain rules' evidence)
+        out.attrs[SKIPPED] = skipped
         if skipped:
             context.log.info(f"forecast_accuracy: nothing to evaluate for {len(skipped)} partition(s) (not "
                              f"scored, or actuals not in yet): {', '.join(skipped[:5])}")

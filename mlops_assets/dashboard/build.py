@@ -105,7 +105,8 @@ def _table(frame: pd.DataFrame, links: dict[str, callable] | None = None, cls: s
             else:
                 v = row[c]
                 if isinstance(v, (float, np.floating)) and np.isfinite(v):
-                    text = f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3f}"  # units whole, rates to 3 places
+                    # counts and units whole, rates and errors to 3 places
+                    text = f"{v:,.0f}" if v == round(v) or abs(v) >= 100 or "units" in str(c) else f"{v:.3f}"
                 else:
                     text = "" if v is None or (isinstance(v, float) and not np.isfinite(v)) else v
                 cells.append(f"<td>{esc(text)}</td>")
@@ -185,12 +186,20 @@ def _model_events(instance: dg.DagsterInstance) -> list[dict]:
     result = instance.fetch_materializations(dg.AssetKey("region_model"), limit=500)
     for record in result.records:
         meta = record.asset_materialization.metadata
-        value = (lambda k: meta[k].value if k in meta else None)
+
+        def value(*keys, meta=meta):  # today's key, then the one materializations made before it
+            return next((meta[k].value for k in keys if k in meta), None)
+
+        registered, champion = value("registered version", "registered_version"), value("champion version",
+                                                                                          "champion_version")
         out.append({"region": record.asset_materialization.partition, "at": dt.datetime.fromtimestamp(
             record.timestamp, dt.timezone.utc).strftime("%Y-%m-%d %H:%M"), "run_id": record.run_id,
-            "registered version": value("registered version"), "gate verdict": value("gate verdict"),
-            "champion version": value("champion version"), "ensemble MAPE": value("ensemble MAPE"),
-            "baseline MAPE": value("baseline MAPE"), "mlflow run": value("mlflow run")})
+            "registered version": "" if registered is None else str(registered),
+            "gate verdict": value("gate verdict", "gate_verdict") or "",
+            "champion version": "" if champion is None else str(champion),
+            "ensemble MAPE": value("ensemble MAPE", "region ensemble mape"),
+            "baseline MAPE": value("baseline MAPE", "region baseline mape"),
+            "mlflow run": value("mlflow run", "mlflow_run_id") or ""})
     return sorted(out, key=lambda e: e["at"])
 
 
@@ -288,9 +297,10 @@ def _science(regions: dict[str, _Region], storage: StorageResource, registry: Re
         out.append(_table(history[["region", "at", "registered version", "gate verdict", "champion version",
                                    "ensemble MAPE", "baseline MAPE", "run_id", "mlflow run", "_class"]].iloc[::-1], {
             "run_id": lambda row: (links.run(row["run_id"]), row["run_id"][:8]),
-            "mlflow run": lambda row: (links.mlflow_run(row["mlflow run"]), str(row["mlflow run"])[:8]),
-            "registered version": lambda row: (links.model_version(row["region"], row["registered version"]),
-                                               f"v{row['registered version']}")}))
+            "mlflow run": lambda row: (links.mlflow_run(row["mlflow run"]) if row["mlflow run"] else "",
+                                       str(row["mlflow run"])[:8]),
+            "registered version": lambda row: (links.model_version(row["region"], row["registered version"])
+                                               if row["registered version"] else "", f"v{row['registered version']}")}))
     for name in regions:
         try:
             log = registry.champion_log(name)
