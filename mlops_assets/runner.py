@@ -96,9 +96,20 @@ def _execute(defs: dg.Definitions, job: str, instance: dg.DagsterInstance, summa
                                      for e in failures)
         if tolerate_gates and gate_only:
             return result  # a candidate failed its gates: recorded, and the champion did not move
-        detail = "\n".join(f"  step {e.step_key}: {user_error(e.event_specific_data.error)}" for e in failures)
-        raise RunFailed(f"run {result.run_id} of job {job} failed:\n{detail or '  (see the Dagster UI)'}")
+        raise RunFailed(f"run {result.run_id} of job {job} failed:\n{_failure_detail(result) or '  (see the Dagster UI)'}")
     return result
+
+
+def _failure_detail(result) -> str:
+    """A line per failed step of a run: the step and the user's own error."""
+    return "\n".join(f"  step {e.step_key}: {user_error(e.event_specific_data.error)}"
+                     for e in result.all_events if e.is_step_failure)
+
+
+def _week_keys(defs: dg.Definitions) -> list[str]:
+    """Every week partition of the region x week assets, the week in progress included."""
+    return defs.resolve_assets_def("net_demand").partitions_def.get_partitions_def_for_dimension(
+        "week").get_partition_keys()
 
 
 def _size_estimate(landing: Path) -> tuple[int, int]:
@@ -186,8 +197,8 @@ def run_pipeline(landing: Path | None = None, regions: list[str] | None = None,
 
     n_lanes = lanes(workers, len(selected), sum(c["shipment_rows"] for c in shipped.values()))
     if n_lanes > 1:
-        _regions_in_processes("pipeline", selected, n_lanes, {"first": first.isoformat(), "last": last.isoformat(),
-                                                             "holdout_weeks": holdout_weeks, "train": train}, summary)
+        _in_processes("pipeline", selected, n_lanes, {"first": first.isoformat(), "last": last.isoformat(),
+                                                      "holdout_weeks": holdout_weeks, "train": train}, summary)
     else:
         for region in selected:
             _run_region(defs, instance, settings, region, first, last, holdout_weeks, train, summary, on_stage)
@@ -207,8 +218,7 @@ def _run_region(defs: dg.Definitions, instance: dg.DagsterInstance, settings: co
                 on_stage: StageHook | None = None) -> None:
     """A region's chain: its conditioned weeks and features, the coming week's inputs, training, the
     holdout replay and the forecast of the coming week. Fills ``summary``'s entries for ``region``."""
-    week_keys = defs.resolve_assets_def("weekly_weather").partitions_def.get_partitions_def_for_dimension(
-        "week").get_partition_keys()
+    week_keys = _week_keys(defs)
     next_week = (last + dt.timedelta(weeks=1)).isoformat()
     # drift and realized accuracy of past weeks are the replay's, against the model fit before them
     _execute(defs, WEEKLY, instance, summary, on_stage=on_stage, label=f"weekly {region}",
@@ -286,11 +296,6 @@ def _in_processes(task: str, keys: list[str], n: int, params: dict, summary: Run
         summary.stages.extend((label, seconds, peak) for label, seconds, peak in part["stages"])
         out[key] = part.get("result")
     return out
-
-
-def _regions_in_processes(task: str, regions: list[str], n: int, params: dict, summary: RunSummary,
-                          fresh: bool = True) -> None:
-    _in_processes(task, regions, n, params, summary, fresh)
 
 
 _WORKER: dict = {}  # a worker process's settings and definitions, built by its first task
@@ -388,8 +393,8 @@ def run_new_weeks(landing: Path | None = None, on_stage: StageHook | None = None
     rows = event.asset_materialization.metadata["rows"].value if event else 0
     n_lanes = lanes(workers, len(regions), rows)
     if n_lanes > 1:
-        _regions_in_processes("new_weeks", regions, n_lanes, {"first": summary.first_week, "last": last}, summary,
-                              fresh=False)
+        _in_processes("new_weeks", regions, n_lanes, {"first": summary.first_week, "last": last}, summary,
+                      fresh=False)
     else:
         for region in regions:
             _new_weeks_of_region(defs, instance, region, summary.first_week, last, summary, on_stage)
@@ -424,7 +429,7 @@ class BackfillResult:
     first_week: str
     last_week: str
     partitions: dict[str, dict[str, str]] = field(default_factory=dict)  # asset -> week -> status
-    error: str = ""
+    error: str = ""  # a line per failed step, indented
 
 
 def backfill(regions: list[str], assets: list[str], first: str | None = None, last: str | None = None
@@ -446,8 +451,7 @@ def backfill(regions: list[str], assets: list[str], first: str | None = None, la
     if missing:
         raise RunFailed(f"unknown region(s) {', '.join(missing)}; this home has {', '.join(known) or 'none'} "
                         "(mlops-assets run adds the regions of stores.csv)")
-    weeks = defs.resolve_assets_def("net_demand").partitions_def.get_partitions_def_for_dimension(
-        "week").get_partition_keys()
+    weeks = _week_keys(defs)
     first, last = first or weeks[0], last or weeks[-1]
     for label, week in (("first", first), ("last", last)):
         if week not in weeks:
@@ -467,8 +471,7 @@ def backfill(regions: list[str], assets: list[str], first: str | None = None, la
                 _, week = m.partition.split("|")
                 done.partitions.setdefault(m.asset_key.to_user_string(), {})[week] = m.metadata["status"].value \
                     if "status" in m.metadata else "built"
-        done.error = "\n".join(f"step {e.step_key}: {user_error(e.event_specific_data.error)}"
-                                for e in result.all_events if e.is_step_failure)
+        done.error = _failure_detail(result)
         out.append(done)
     return out
 
@@ -485,7 +488,7 @@ def format_backfill(results: list[BackfillResult]) -> str:
             for status, listed in by_status.items():
                 lines.append(f"  {asset}: {len(listed)} week(s) {status} ({_spans(listed)})")
         if r.error:
-            lines.append("  " + r.error.replace("\n", "\n  "))
+            lines.append(r.error)
     return "\n".join(lines)
 
 

@@ -84,17 +84,21 @@ ENSEMBLE_MAPE, BASELINE_MAPE, REDUCTION = "ensemble MAPE", "baseline MAPE", "MAP
 GATE_VERDICT, CHAMPION_VERSION, REGISTERED_VERSION = "gate verdict", "champion version", "registered version"
 
 
+def key_figures(model: ForecastModel) -> dict:
+    """The region's holdout MAPEs and the reduction (absent when no segment trained)."""
+    region = model.evaluation.get("region", {})
+    if not region:
+        return {}
+    figures = {ENSEMBLE_MAPE: _num(region["ensemble"]["mape"]), BASELINE_MAPE: _num(region["baseline"]["mape"]),
+               REDUCTION: _num(region["mape_reduction_vs_baseline"])}
+    return {k: v for k, v in figures.items() if v is not None}
+
+
 def model_metadata(model: ForecastModel) -> dict:
-    """The region's holdout figures; every segment and member in one table."""
+    """The detail after the key figures: every segment and member in one table, the protocol, the
+    hyperparameters."""
     ev = model.evaluation
-    region = ev.get("region", {})
-    meta: dict = {}
-    if region:
-        meta[ENSEMBLE_MAPE] = _num(region["ensemble"]["mape"])
-        meta[BASELINE_MAPE] = _num(region["baseline"]["mape"])
-        meta[REDUCTION] = _num(region["mape_reduction_vs_baseline"])
-    meta = {k: v for k, v in meta.items() if v is not None}
-    meta["metrics by segment"] = dg.MetadataValue.md(segment_table(ev))
+    meta: dict = {"metrics by segment": dg.MetadataValue.md(segment_table(ev))}
     meta["as-of week"] = model.as_of_week
     meta["holdout"] = f"{ev['holdout']['weeks']} weeks from {ev['holdout']['first_week']}, forecast one week ahead"
     meta["segments"] = (f"{len(model.segments)} trained" +
@@ -256,16 +260,14 @@ def region_model(context: dg.AssetExecutionContext, config: TrainingConfig, feat
                          reason=f"passed all gates in Dagster run {context.run.run_id}")
     serving = release if promoted else champion
 
-    figures = model_metadata(model)
-    key = {k: figures.pop(k) for k in (ENSEMBLE_MAPE, BASELINE_MAPE, REDUCTION) if k in figures}
     yield dg.Output(model, metadata={
-        **key,
+        **key_figures(model),
         GATE_VERDICT: "passed" if verdict["passed"] else "failed: " + "; ".join(
             f"{GATE_CHECKS[g]}" for g, r in results.items() if not r["passed"]),
         CHAMPION_VERSION: int(serving.version) if serving else "none",
         REGISTERED_VERSION: int(release.version),
         "promoted": promoted,
-        **figures,
+        **model_metadata(model),
         "registered model": registered_name(region),
         "mlflow run": release.run_id,
         "promotion mode": mlflow.mode,
