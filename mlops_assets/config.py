@@ -11,6 +11,7 @@ MLOPS_HOME             folder for all local state                  ``$DAGSTER_HO
 MLOPS_LANDING_DIR      landing folder (docs/DATA_CONTRACT.md)      the bundled ``data/sample``
 MLOPS_STORAGE_ROOT     where asset values (Parquet) are written    ``$MLOPS_HOME/storage``
 MLOPS_FIRST_WEEK       first week partition (a Monday)             recorded by ``mlops-assets run``, else 2001-01-01
+MLOPS_FIRST_SCORED_WEEK  first week of the scored-week partitions  recorded by ``mlops-assets run``, else the first week
 DAGSTER_HOME           Dagster instance folder                     ``$MLOPS_HOME/dagster``
 MLFLOW_TRACKING_URI    MLflow tracking and registry store          ``sqlite:///$DAGSTER_HOME/mlflow/mlflow.db``
 MLOPS_PROMOTION_MODE   ``enforce``, ``dry_run`` or ``manual``      ``enforce`` (dev and prod)
@@ -74,6 +75,9 @@ class Settings:
     storage_root: Path
     dagster_home: Path
     first_week: str
+    # scores and their monitors (drift, realized accuracy) exist only from the first forecast week
+    # on: their partitions start there, so "filled" counts weeks that could have been scored
+    first_scored_week: str = ""
     mlflow_tracking_uri: str = ""
     mlflow_artifact_root: str = ""
     promotion_mode: str = "enforce"
@@ -97,6 +101,7 @@ class Settings:
         if mode not in PROMOTION_MODES:
             raise ValueError(f"MLOPS_PROMOTION_MODE={mode!r}: must be one of {', '.join(PROMOTION_MODES)}")
         stale_days = int(os.environ.get("MLOPS_STALE_DAYS", DEFAULT_STALE_DAYS))  # scores' check and the retrain rule
+        first_week = resolve_first_week(home)
         uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{dagster_home / 'mlflow' / 'mlflow.db'}"
         artifacts = "" if os.environ.get("MLFLOW_TRACKING_URI") else str(dagster_home / "mlflow" / "artifacts")
         return cls(
@@ -105,7 +110,8 @@ class Settings:
             landing_dir=landing.resolve(),
             storage_root=storage.resolve(),
             dagster_home=dagster_home,
-            first_week=resolve_first_week(home),
+            first_week=first_week,
+            first_scored_week=resolve_first_week(home, "first_scored_week", "MLOPS_FIRST_SCORED_WEEK", first_week),
             mlflow_tracking_uri=uri,
             mlflow_artifact_root=artifacts,
             promotion_mode=mode,
@@ -138,22 +144,30 @@ def _flag(name: str, default: bool) -> bool:
     return value.lower() in ("on", "true", "1")
 
 
-def resolve_first_week(home: Path) -> str:
-    """The first week partition: the environment wins, then what ``mlops-assets run``
-    recorded from the data, then 2001-01-01."""
-    value = os.environ.get("MLOPS_FIRST_WEEK")
+def resolve_first_week(home: Path, key: str = "first_week", variable: str = "MLOPS_FIRST_WEEK",
+                       default: str = DEFAULT_FIRST_WEEK) -> str:
+    """The first week of a partitions definition: the environment wins, then what ``mlops-assets
+    run`` recorded from the data, then ``default`` (2001-01-01 for the weeks; the first week for
+    the scored weeks). Never before the weeks' own first week."""
+    value = os.environ.get(variable)
     if not value:
-        recorded = partition_settings_path(home)
-        if recorded.exists():
-            value = json.loads(recorded.read_text()).get("first_week")
-    value = value or DEFAULT_FIRST_WEEK
+        value = recorded_weeks(home).get(key)
+    value = value or default
     day = dt.date.fromisoformat(value)
     if day.weekday() != 0:
-        raise ValueError(f"MLOPS_FIRST_WEEK={value}: weeks start on Monday; use {monday_on_or_before(day)}")
-    return value
+        raise ValueError(f"{variable}={value}: weeks start on Monday; use {monday_on_or_before(day)}")
+    return max(value, default) if key != "first_week" else value
 
 
-def record_first_week(home: Path, first_week: str) -> None:
+def recorded_weeks(home: Path) -> dict:
+    path = partition_settings_path(home)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def record_weeks(home: Path, **weeks: str) -> None:
+    """Record where the week partitions (``first_week``) and the scored weeks
+    (``first_scored_week``) start, for every process that builds the definitions from this home
+    (``dagster dev``, runs, sensors); keeps what is recorded and not given."""
     path = partition_settings_path(home)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"first_week": first_week}, indent=2) + "\n")
+    path.write_text(json.dumps({**recorded_weeks(home), **weeks}, indent=2) + "\n")

@@ -24,9 +24,10 @@ from mlops_assets.resources.mlflow_registry import MlflowRegistryResource
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     region_week = region_week_partitions(settings.first_week)
+    scored_week = region_week_partitions(settings.first_scored_week or settings.first_week)
     storage = StorageResource(root=str(settings.storage_root))
-    weekly = [factory(region_week) for factory in [*WEEKLY_FACTORIES, features, build_scores, build_drift_metrics,
-                                                   build_forecast_accuracy]]
+    weekly = [factory(region_week) for factory in [*WEEKLY_FACTORIES, features]]
+    weekly += [factory(scored_week) for factory in [build_scores, build_drift_metrics, build_forecast_accuracy]]
     return dg.Definitions(
         assets=[*raw_sources, *table_assets, *weekly, region_model, alerts, monitoring_dashboard],
         jobs=ALL_JOBS,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import defaultdict
 
 import dagster as dg
@@ -20,7 +21,18 @@ def week_partitions(first_week: str) -> dg.WeeklyPartitionsDefinition:
 
 
 def region_week_partitions(first_week: str) -> dg.MultiPartitionsDefinition:
+    """Region x week, from ``first_week``: the conditioned tables and features (weeks of data), or,
+    from the first scored week, the scores and their monitors (weeks a champion forecast)."""
     return dg.MultiPartitionsDefinition({REGION: region_partitions, WEEK: week_partitions(first_week)})
+
+
+def week_to_score(last_delivered: str, today: dt.date | None = None) -> str:
+    """The week a run forecasts after ``last_delivered``: the week after it, unless that week is
+    not a partition yet (data dated ahead of the clock), then the last delivered week itself."""
+    upcoming = dt.date.fromisoformat(last_delivered) + dt.timedelta(weeks=1)
+    today = today or dt.datetime.now(dt.timezone.utc).date()
+    newest = today - dt.timedelta(days=today.weekday())  # the week in progress (end_offset=1)
+    return upcoming.isoformat() if upcoming <= newest else last_delivered
 
 
 def split_key(key) -> tuple[str, str]:

@@ -22,17 +22,18 @@ import dagster as dg
 import pandas as pd
 
 from mlops_assets import config
-from mlops_assets.automation.jobs import ALERTING, OBSERVE_LANDING, SCORING, TABLES, TRAINING, WEEKLY
+from mlops_assets.automation.jobs import (ALERTING, FORECAST_INPUTS, MONITORING, OBSERVE_LANDING, SCORING, TABLES,
+                                          TRAINING, WEEKLY)
 from mlops_assets.assets.models import (CHAMPION_VERSION, GATE_VERDICT, MEMBERS, REGISTERED_VERSION,
                                         evaluation_json)
 from mlops_assets.location import execute_in_location
 from mlops_assets.ml.metrics import METRICS
 from mlops_assets.monitoring.replay import replay_region
-from mlops_assets.partitions import region_partitions
+from mlops_assets.automation.sensors import monitored_span
+from mlops_assets.partitions import region_partitions, week_to_score
 from mlops_assets.resources.landing_folder import LandingResource, forget_checked
 from mlops_assets.resources.storage import load_model
 
-CONDITIONED = [dg.AssetKey(k) for k in ("net_demand", "weekly_weather", "weekly_events", "features")]
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
@@ -106,9 +107,10 @@ def _failure_detail(result) -> str:
                      for e in result.all_events if e.is_step_failure)
 
 
-def _week_keys(defs: dg.Definitions) -> list[str]:
-    """Every week partition of the region x week assets, the week in progress included."""
-    return defs.resolve_assets_def("net_demand").partitions_def.get_partitions_def_for_dimension(
+def _week_keys(defs: dg.Definitions, asset: str = "net_demand") -> list[str]:
+    """Every week partition of ``asset`` (the conditioned weeks, or the scored weeks of the scores
+    and monitors), the week in progress included."""
+    return defs.resolve_assets_def(asset).partitions_def.get_partitions_def_for_dimension(
         "week").get_partition_keys()
 
 
@@ -147,10 +149,16 @@ def _prepare(settings: config.Settings, regions: list[str] | None, summary: RunS
     shipped = shipments.groupby(region_of_rows).agg(products=("product_id", "nunique"), weeks=("week_start", "nunique"),
                                                     shipment_rows=("store_id", "size"))
     del shipments, region_of_rows
+    # where the week partitions start (the first delivered week) and the scored weeks (the first
+    # week forecast), kept as early as any run here has needed them
+    recorded, weeks = config.recorded_weeks(settings.home), {}
     if not os.environ.get("MLOPS_FIRST_WEEK"):
-        recorded = config.partition_settings_path(settings.home)
-        known = dt.date.fromisoformat(settings.first_week) if recorded.exists() else first
-        config.record_first_week(settings.home, min(known, first).isoformat())
+        weeks["first_week"] = min(recorded.get("first_week", first.isoformat()), first.isoformat())
+    if not os.environ.get("MLOPS_FIRST_SCORED_WEEK"):
+        scored = week_to_score(last.isoformat())
+        weeks["first_scored_week"] = min(recorded.get("first_scored_week", scored), scored)
+    if weeks:
+        config.record_weeks(settings.home, **weeks)
         settings = config.Settings.from_env()
 
     from mlops_assets.definitions import build_definitions  # after the environment is set
@@ -218,17 +226,13 @@ def _run_region(defs: dg.Definitions, instance: dg.DagsterInstance, settings: co
                 on_stage: StageHook | None = None) -> None:
     """A region's chain: its conditioned weeks and features, the coming week's inputs, training, the
     holdout replay and the forecast of the coming week. Fills ``summary``'s entries for ``region``."""
-    week_keys = _week_keys(defs)
-    next_week = (last + dt.timedelta(weeks=1)).isoformat()
+    score_week = week_to_score(last.isoformat())
     # drift and realized accuracy of past weeks are the replay's, against the model fit before them
     _execute(defs, WEEKLY, instance, summary, on_stage=on_stage, label=f"weekly {region}",
-             asset_selection=CONDITIONED, tags={RANGE_START: f"{region}|{first.isoformat()}",
-                                                RANGE_END: f"{region}|{last.isoformat()}", **MANUAL})
-    has_next = next_week in week_keys
-    if has_next:  # the coming week's weather forecast, events and features, for scoring
+             tags={RANGE_START: f"{region}|{first.isoformat()}", RANGE_END: f"{region}|{last.isoformat()}", **MANUAL})
+    if score_week > last.isoformat():  # the coming week's weather forecast, events and features, for scoring
         _execute(defs, WEEKLY, instance, summary, on_stage=on_stage, label=f"weekly {region} next week",
-                 partition_key=f"{region}|{next_week}", tags=MANUAL,
-                 asset_selection=[dg.AssetKey(k) for k in ("weekly_weather", "weekly_events", "features")])
+                 partition_key=f"{region}|{score_week}", tags=MANUAL, asset_selection=FORECAST_INPUTS)
     if train:
         result = _execute(defs, TRAINING, instance, summary, on_stage=on_stage, label=f"training {region}",
                           partition_key=region, tolerate_gates=True, tags=MANUAL,
@@ -250,10 +254,8 @@ def _run_region(defs: dg.Definitions, instance: dg.DagsterInstance, settings: co
             model.holdout_reference, model.evaluation, _week_before(model.evaluation["holdout"]["first_week"]),
             settings.drift, settings.retrain)
         # without a champion the baseline serves (marked, with an alert): a region is never unforecast
-        score_week = next_week if has_next else last.isoformat()
         _execute(defs, SCORING, instance, summary, on_stage=on_stage, label=f"scoring {region} {score_week}",
-                 partition_key=f"{region}|{score_week}", tags=MANUAL,
-                 asset_selection=[dg.AssetKey("scores"), dg.AssetKey("drift_metrics")])
+                 partition_key=f"{region}|{score_week}", tags=MANUAL)
         summary.models[region]["scored_week"] = score_week
 
 
@@ -407,18 +409,29 @@ NEW_DATA = {"mlops/trigger": "new_data"}
 
 def _new_weeks_of_region(defs: dg.Definitions, instance: dg.DagsterInstance, region: str, first: str, last: str,
                          summary: RunSummary, on_stage: StageHook | None = None) -> None:
-    """The new weeks of a region conditioned, featurized and monitored (the sensors' weekly run),
-    then the coming week forecast and its drift measured (their scoring run)."""
+    """The sensors' runs for a region's new weeks, in their order: the weeks conditioned and
+    featurized (with the coming week's inputs), the coming week forecast and its drift measured,
+    and the new weeks monitored (drift, realized accuracy: they are scored weeks)."""
     from mlops_assets.automation.sensors import next_week
 
     upcoming = next_week(last)
     _execute(defs, WEEKLY, instance, summary, on_stage=on_stage, label=f"weekly {region} new weeks",
              tags={RANGE_START: f"{region}|{first}", RANGE_END: f"{region}|{last}", **NEW_DATA})
+    _execute(defs, WEEKLY, instance, summary, on_stage=on_stage, label=f"weekly {region} {upcoming}",
+             partition_key=f"{region}|{upcoming}", asset_selection=FORECAST_INPUTS, tags=NEW_DATA)
     _execute(defs, SCORING, instance, summary, on_stage=on_stage, label=f"scoring {region} {upcoming}",
              partition_key=f"{region}|{upcoming}", tags=NEW_DATA)
+    span = monitored_span(_week_keys(defs, "drift_metrics"), first, last)
+    if span:
+        _execute(defs, MONITORING, instance, summary, on_stage=on_stage, label=f"monitoring {region} new weeks",
+                 tags={RANGE_START: f"{region}|{span[0]}", RANGE_END: f"{region}|{span[1]}", **NEW_DATA})
 
 
-BACKFILLABLE = ("net_demand", "weekly_weather", "weekly_events", "features", "drift_metrics", "forecast_accuracy")
+# what a backfill covers, per job, upstream first: the conditioned weeks, then the monitors of the
+# scored weeks (a partitions definition of their own, so a run of their own)
+BACKFILL_JOBS = {WEEKLY: ("net_demand", "weekly_weather", "weekly_events", "features"),
+                 MONITORING: ("drift_metrics", "forecast_accuracy")}
+BACKFILLABLE = tuple(a for assets in BACKFILL_JOBS.values() for a in assets)
 
 
 @dataclass
@@ -436,8 +449,9 @@ def backfill(regions: list[str], assets: list[str], first: str | None = None, la
              ) -> list[BackfillResult]:
     """What a per-region backfill from the UI does, from the command line: per region, one run of
     the ``weekly`` job over the region's weeks ``first`` .. ``last`` (default: every week
-    partition, the week in progress included) for ``assets``. Weeks whose data has not landed
-    are skipped, each named with its reason in its partition's status; the others are built."""
+    partition, the week in progress included) for ``assets``, then one of the ``monitoring`` job
+    over the scored weeks in that range, if monitors are asked for. Weeks whose data has not
+    landed are skipped, each named with its reason in its partition's status; the others are built."""
     unknown = sorted(set(assets) - set(BACKFILLABLE))
     if unknown:
         raise RunFailed(f"cannot backfill {', '.join(unknown)}: a backfill covers {', '.join(BACKFILLABLE)}")
@@ -458,21 +472,32 @@ def backfill(regions: list[str], assets: list[str], first: str | None = None, la
             raise RunFailed(f"--{label} {week}: not a week partition (Mondays {weeks[0]} .. {weeks[-1]})")
     if first > last:
         raise RunFailed(f"--first {first} is after --last {last}")
-    keys = [dg.AssetKey(a) for a in BACKFILLABLE if a in assets]  # upstream first, as the job orders them
+    runs = []  # (job, asset keys, first, last)
+    for job, covered in BACKFILL_JOBS.items():
+        keys = [dg.AssetKey(a) for a in covered if a in assets]  # upstream first, as the job orders them
+        if not keys:
+            continue
+        span = monitored_span(_week_keys(defs, covered[0]), first, last) if job == MONITORING else (first, last)
+        if span is None:
+            scored = _week_keys(defs, covered[0])
+            raise RunFailed(f"{', '.join(k.path[-1] for k in keys)}: no scored week in {first} .. {last} "
+                            f"(the scored weeks are {scored[0]} .. {scored[-1]})" if scored else "no scored week yet")
+        runs.append((job, keys, *span))
     out = []
     for region in regions:
-        result = execute_in_location(defs.resolve_job_def(WEEKLY), instance, run_config=QUIET, asset_selection=keys,
-                                     tags={RANGE_START: f"{region}|{first}", RANGE_END: f"{region}|{last}",
-                                           "mlops/trigger": "backfill"})
-        done = BackfillResult(region, result.run_id, result.success, first, last)
-        for event in result.all_events:
-            if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
-                m = event.event_specific_data.materialization
-                _, week = m.partition.split("|")
-                done.partitions.setdefault(m.asset_key.to_user_string(), {})[week] = m.metadata["status"].value \
-                    if "status" in m.metadata else "built"
-        done.error = _failure_detail(result)
-        out.append(done)
+        for job, keys, start, end in runs:
+            result = execute_in_location(defs.resolve_job_def(job), instance, run_config=QUIET, asset_selection=keys,
+                                         tags={RANGE_START: f"{region}|{start}", RANGE_END: f"{region}|{end}",
+                                               "mlops/trigger": "backfill"})
+            done = BackfillResult(region, result.run_id, result.success, start, end)
+            for event in result.all_events:
+                if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
+                    m = event.event_specific_data.materialization
+                    _, week = m.partition.split("|")
+                    done.partitions.setdefault(m.asset_key.to_user_string(), {})[week] = \
+                        m.metadata["status"].value if "status" in m.metadata else "built"
+            done.error = _failure_detail(result)
+            out.append(done)
     return out
 
 

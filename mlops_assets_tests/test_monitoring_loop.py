@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from mlops_assets import cli
+from mlops_assets.automation.jobs import FORECAST_INPUTS
 from mlops_assets.automation.sensors import detect_changes
 from mlops_assets.config import REPO_ROOT, Settings
 from mlops_assets.definitions import build_definitions
@@ -246,8 +247,22 @@ def test_a_promoting_training_run_rescores_the_coming_week(replayed):
             dagster_instance=instance, dagster_run=run,
             resources={"mlflow": MlflowRegistryResource.from_settings(settings)}) as ctx:
         request = sensor(ctx)
-    assert request.partition_key == "south|2026-11-16" and request.job_name in (None, "scoring")
+    # the coming week's inputs built afresh, then (scoring_after_conditioning) its forecast
+    assert (request.job_name, request.partition_key, request.tags["mlops/stage"]) == (
+        "weekly", "south|2026-11-16", "forecast_inputs")
+    assert request.asset_selection == FORECAST_INPUTS
     assert request.tags["mlops/trigger"] == "manual"  # the trigger of the training run it follows
+    inputs = defs.resolve_job_def("weekly").execute_in_process(
+        instance=instance, partition_key=request.partition_key, asset_selection=request.asset_selection,
+        tags=request.tags)
+    after = _sensor(defs, "scoring_after_conditioning")
+    with dg.build_run_status_sensor_context(
+            sensor_name=after.name, dagster_instance=instance, dagster_run=instance.get_run_by_id(inputs.run_id),
+            dagster_event=_run_event(instance, instance.get_run_by_id(inputs.run_id),
+                                     dg.DagsterEventType.RUN_SUCCESS)) as ctx:
+        scoring = after(ctx)
+    assert (scoring.job_name, scoring.partition_key, scoring.tags["mlops/trigger"]) == (
+        "scoring", "south|2026-11-16", "manual")
 
 
 def test_a_failed_run_is_an_open_alert_until_the_same_work_succeeds(replayed, capsys):
@@ -290,7 +305,10 @@ def test_a_champion_that_cannot_load_leaves_the_baseline_serving(replayed, monke
         raise OSError("artifact store unreachable")
 
     monkeypatch.setattr(Registry, "load_forecast_model", broken)
-    result = build_definitions(settings).resolve_job_def("scoring").execute_in_process(
+    defs = build_definitions(settings)
+    defs.resolve_job_def("weekly").execute_in_process(  # the week's inputs first, as the sensors do
+        instance=dg.DagsterInstance.get(), partition_key="south|2026-11-23", asset_selection=FORECAST_INPUTS)
+    result = defs.resolve_job_def("scoring").execute_in_process(
         instance=dg.DagsterInstance.get(), partition_key="south|2026-11-23")
     assert result.success
     [check] = [e.asset_check_evaluation_data for e in result.all_events
@@ -320,8 +338,11 @@ def test_validation_is_followed_by_conditioning_of_the_affected_weeks_and_the_ye
     # a corrected old week: it and the weeks whose lags read it, up to the last delivered week
     assert (north.job_name, north.tags["dagster/asset_partition_range_start"],
             north.tags["dagster/asset_partition_range_end"]) == ("weekly", "north|2026-09-07", "north|2026-11-09")
-    # only the coming week changed (a new weather forecast): it is forecast again
-    assert (south.job_name, south.partition_key) == ("scoring", "south|2026-11-16")
+    assert north.tags["mlops/stage"] == "observed_weeks" and not north.asset_selection
+    # only the coming week changed (a new weather forecast): its inputs are built, then it is forecast
+    assert (south.job_name, south.partition_key, south.tags["mlops/stage"]) == (
+        "weekly", "south|2026-11-16", "forecast_inputs")
+    assert south.asset_selection == FORECAST_INPUTS
     assert {r.tags["mlops/trigger"] for r in requests.values()} == {"new_data"}
     assert north.tags["mlops/score_week"] == "2026-11-16"  # what the scoring after it will forecast
 
@@ -376,14 +397,16 @@ def test_the_daemon_conditions_monitors_and_scores_a_new_week(replayed, tmp_path
         assert len(pd.read_parquet(accuracy)) > 0  # the week forecast by `run` is now evaluated
         runs = [r for r in instance.get_runs(filters=new_data) if r.run_id not in earlier]
         jobs = sorted(r.job_name for r in runs)
-        assert {"observe_landing", "tables", "weekly", "scoring"} <= set(jobs), jobs
-        assert jobs.count("weekly") == 2, jobs
+        assert {"observe_landing", "tables", "weekly", "scoring", "monitoring"} <= set(jobs), jobs
+        # per region: the new week conditioned, the coming week's inputs, its forecast, the new week monitored
+        assert (jobs.count("weekly"), jobs.count("scoring"), jobs.count("monitoring")) == (4, 2, 2), jobs
         failed = [(r.job_name, r.status) for r in runs if r.job_name != "alerting"
                   and r.status != dg.DagsterRunStatus.SUCCESS]
         assert not failed, failed
-        weekly = [r for r in runs if r.job_name == "weekly"]
-        assert {r.tags["dagster/asset_partition_range_start"] for r in weekly} == {
-            f"north|{new_week}", f"south|{new_week}"}
+        ranges = {(r.job_name, r.tags.get("dagster/asset_partition_range_start") or r.tags["dagster/partition"])
+                  for r in runs if r.job_name in ("weekly", "monitoring")}
+        assert ranges == {(job, f"{region}|{week}") for region in ("north", "south")
+                          for job, week in (("weekly", new_week), ("weekly", upcoming), ("monitoring", new_week))}
     finally:
         os.killpg(daemon.pid, signal.SIGTERM)
         try:

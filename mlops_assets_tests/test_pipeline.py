@@ -33,6 +33,14 @@ def test_every_region_and_week_is_materialized(pipeline):
     assert (summary.first_week, summary.last_week) == (weeks[0], weeks[-1])
     assert set(summary.regions) == {"north", "south"}
     assert settings.first_week == weeks[0]  # taken from the data, recorded for `dagster dev`
+    # scores and their monitors are partitioned from the first week forecast: "filled" counts the
+    # weeks that could have been scored, not two years of history no model forecast
+    assert settings.first_scored_week == "2026-11-16"
+    defs = build_definitions(settings)
+    for asset in ("scores", "drift_metrics", "forecast_accuracy"):
+        scored = defs.resolve_assets_def(asset).partitions_def.get_partitions_def_for_dimension("week")
+        assert scored.get_partition_keys()[0] == "2026-11-16", asset
+    assert _keys(instance, "scores") == {"north|2026-11-16", "south|2026-11-16"}
     expected = {f"{r}|{w}" for r in ("north", "south") for w in weeks}
     assert _keys(instance, "net_demand") == expected
     # next week's forecast weather and events are conditioned too, for scoring; its demand is not
@@ -252,6 +260,12 @@ def test_weekly_schedules_score_and_retrain_every_region(env, monkeypatch):
         with dg.build_schedule_context(instance=instance, scheduled_execution_time=monday) as ctx:
             training = list(defs.resolve_schedule_def("weekly_retraining")(ctx))
     assert [r.partition_key for r in scoring] == ["north|2026-11-16", "south|2026-11-16"]
+    # a run builds the week's inputs; its success (scoring_after_conditioning) forecasts the week
+    assert {(r.job_name, r.tags["mlops/stage"], r.tags["mlops/score_week"]) for r in scoring} == {
+        (None, "forecast_inputs", "2026-11-16")}
+    assert defs.resolve_schedule_def("weekly_scoring").job_name == "weekly"
+    assert all(r.asset_selection == [dg.AssetKey(k) for k in ("weekly_weather", "weekly_events", "features")]
+               for r in scoring)
     assert [r.partition_key for r in training] == ["north", "south"]
     assert {r.tags["mlops/trigger"] for r in [*scoring, *training]} == {"schedule"}
     # off in dev, on in prod

@@ -75,7 +75,7 @@ def _table_asset(name: str, upstream: tuple[str, ...] = ()):
 
     @dg.asset(
         name=name,
-        group_name="tables",
+        group_name="landing",
         deps=[RAW_KEYS[name], *upstream],
         check_specs=[spec],
         io_manager_key="parquet_io_manager",

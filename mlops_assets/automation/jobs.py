@@ -4,35 +4,45 @@ from __future__ import annotations
 
 import dagster as dg
 
+from mlops_assets.contract.validation import TABLES as LANDING_TABLES
+
+TABLE_NAMES = list(LANDING_TABLES)  # each landing table: its raw files (raw_<name>) and its valid rows
+
 OBSERVE_LANDING = "observe_landing"
 TABLES = "tables"
 WEEKLY = "weekly"
 TRAINING = "training"
 SCORING = "scoring"
+MONITORING = "monitoring"
 ALERTING = "alerting"
 
 observe_landing_job = dg.define_asset_job(
-    OBSERVE_LANDING, selection=dg.AssetSelection.groups("raw", include_sources=True),
+    OBSERVE_LANDING, selection=dg.AssetSelection.assets(*[f"raw_{t}" for t in TABLE_NAMES]),
     description="Hash the landing files: new data versions mark downstream assets stale.")
 tables_job = dg.define_asset_job(
-    TABLES, selection=dg.AssetSelection.groups("tables"),
+    TABLES, selection=dg.AssetSelection.assets(*TABLE_NAMES),
     description="Validate every landing table against the contract; quarantine bad rows.")
 weekly_job = dg.define_asset_job(
-    WEEKLY, selection=dg.AssetSelection.groups("conditioned", "features")
-    | dg.AssetSelection.assets("drift_metrics", "forecast_accuracy"),
-    description="Condition region x week tables, build features, and monitor the weeks: drift and, where a "
-                "week was scored and its actuals are in, realized accuracy. Launch a range of weeks of one region "
-                "as one run.")
+    WEEKLY, selection=dg.AssetSelection.groups("conditioned", "features"),
+    description="Condition region x week tables and build features. Launch a range of weeks of one region as one "
+                "run; weeks whose data has not landed are skipped, each with its reason.")
+# the coming week's model inputs, a run of the weekly job: its weather forecast, events and features
+FORECAST_INPUTS = [dg.AssetKey(k) for k in ("weekly_weather", "weekly_events", "features")]
 training_job = dg.define_asset_job(
     TRAINING, selection=dg.AssetSelection.assets("region_model"),
     description="Train and evaluate a region's model (one run per region); it serves only through its gates.")
+# scores and monitors are partitioned by the scored weeks (from the first week forecast), so they
+# run in jobs of their own: Dagster runs one partitions definition per job
 scoring_job = dg.define_asset_job(
-    SCORING, selection=dg.AssetSelection.assets("weekly_weather", "weekly_events", "features", "scores",
-                                                "drift_metrics"),
-    description="Forecast the coming week of a region with its champion (or the baseline, with an alert), from "
-                "the latest weather forecast and events, and measure its drift.")
+    SCORING, selection=dg.AssetSelection.assets("scores", "drift_metrics"),
+    description="Forecast a week of a region with its champion (or the baseline, with an alert) from its features "
+                "(the weekly job builds them first), and measure the week's drift.")
+monitoring_job = dg.define_asset_job(
+    MONITORING, selection=dg.AssetSelection.assets("drift_metrics", "forecast_accuracy"),
+    description="Monitor observed weeks of a region: drift against the champion's training data and, where a week "
+                "was scored, realized accuracy. Launch a range of weeks as one run.")
 alerting_job = dg.define_asset_job(
     ALERTING, selection=dg.AssetSelection.assets("alerts", "monitoring_dashboard"),
     description="Collect the open alerts of every region, and rebuild the persona dashboards.")
 
-ALL_JOBS = [observe_landing_job, tables_job, weekly_job, training_job, scoring_job, alerting_job]
+ALL_JOBS = [observe_landing_job, tables_job, weekly_job, training_job, scoring_job, monitoring_job, alerting_job]

@@ -9,11 +9,10 @@ import datetime as dt
 
 import dagster as dg
 
-from mlops_assets.automation.jobs import scoring_job, training_job
+from mlops_assets.automation.jobs import FORECAST_INPUTS, training_job, weekly_job
+from mlops_assets.automation.sensors import INPUTS, REGION as REGION_TAG, SCORE_WEEK, STAGE
 from mlops_assets.monitoring.rules import TRIGGER_TAG
 from mlops_assets.partitions import region_partitions, region_week_key
-
-REGION_TAG = "mlops/region"
 
 
 def week_of(moment: dt.datetime) -> str:
@@ -22,13 +21,16 @@ def week_of(moment: dt.datetime) -> str:
 
 
 def build_schedules(default_status: dg.DefaultScheduleStatus) -> list[dg.ScheduleDefinition]:
-    @dg.schedule(name="weekly_scoring", cron_schedule="0 6 * * 1", job=scoring_job, default_status=default_status,
-                 description="Mondays 06:00 UTC: forecast the week that starts for every region (one run each).")
+    @dg.schedule(name="weekly_scoring", cron_schedule="0 6 * * 1", job=weekly_job, default_status=default_status,
+                 description="Mondays 06:00 UTC: forecast the week that starts for every region: a run each builds "
+                             "the week's inputs (weather forecast, events, features), and its success the forecast "
+                             "(scoring_after_conditioning).")
     def weekly_scoring(context: dg.ScheduleEvaluationContext):
         week = week_of(context.scheduled_execution_time)
         for region in context.instance.get_dynamic_partitions(region_partitions.name):
             yield dg.RunRequest(run_key=f"scoring-{region}-{week}", partition_key=region_week_key(region, week),
-                                tags={TRIGGER_TAG: "schedule", REGION_TAG: region})
+                                asset_selection=FORECAST_INPUTS,
+                                tags={TRIGGER_TAG: "schedule", REGION_TAG: region, SCORE_WEEK: week, STAGE: INPUTS})
 
     @dg.schedule(name="weekly_retraining", cron_schedule="0 2 * * 1", job=training_job,
                  default_status=default_status,

@@ -4,10 +4,12 @@
   that file changed);
 - ``landing_files``: new or changed landing files (found by listing, size and mtime; only changed
   files are hashed) -> validation of the tables, tagged with the region x weeks they touch;
-- ``conditioning_after_validation``: a successful validation -> conditioning, features, drift and
-  realized accuracy of those weeks (and the features of the 52 weeks after them, whose lags read
-  them), one run per region;
-- ``scoring_after_conditioning``: then the coming week is forecast and its drift measured;
+- ``conditioning_after_validation``: a successful validation -> conditioning and features of those
+  weeks (and of the 52 weeks after them, whose lags read them), one run per region;
+- ``scoring_after_conditioning``: then the coming week's inputs are built (weather forecast,
+  events, features), and the new weeks monitored (drift, realized accuracy); once the inputs
+  are built, the coming week is forecast and its drift measured (the scores and monitors are
+  partitioned by the scored weeks, so each is a run of its own job);
 - ``retrain_on_model_health``: drift, degraded accuracy, staleness or new model code -> a
   training run per region, tagged with its cause;
 - ``scoring_after_promotion``: a newly promoted champion re-forecasts the coming week;
@@ -26,8 +28,8 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from mlops_assets.automation.jobs import (alerting_job, observe_landing_job, scoring_job, tables_job, training_job,
-                                          weekly_job)
+from mlops_assets.automation.jobs import (FORECAST_INPUTS, alerting_job, monitoring_job, observe_landing_job,
+                                          scoring_job, tables_job, training_job, weekly_job)
 from mlops_assets.config import Settings
 from mlops_assets.contract import schemas
 from mlops_assets.contract import validation as contract
@@ -36,7 +38,7 @@ from mlops_assets.ml.featurize import HISTORY_WEEKS
 from mlops_assets.monitoring import alerts as alerting
 from mlops_assets.monitoring import rules
 from mlops_assets.monitoring.drift import summarize
-from mlops_assets.partitions import region_partitions
+from mlops_assets.partitions import region_partitions, week_partitions
 from mlops_assets.resources.alerting import MonitoringResource
 from mlops_assets.resources.landing_folder import LandingResource
 from mlops_assets.resources.mlflow_registry import MlflowRegistryResource
@@ -46,6 +48,10 @@ TRIGGER, REASONS = rules.TRIGGER_TAG, rules.REASONS_TAG
 AFFECTED = "mlops/affected"  # JSON {region: [first week, last week]} or "all"
 REGION = "mlops/region"
 SCORE_WEEK = "mlops/score_week"  # the week a conditioning run prepares the forecast of
+# what a sensor-started weekly run is, so its success starts the right next run:
+STAGE = "mlops/stage"
+OBSERVED = "observed_weeks"  # new weeks conditioned -> the coming week's inputs, the new weeks monitored
+INPUTS = "forecast_inputs"  # the coming week's inputs built -> it is forecast
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 ALL = "all"
 
@@ -193,10 +199,20 @@ def retrain_causes(storage: StorageResource, champion, region: str, rules_: rule
     return [c for c in found if c]
 
 
-def score_after(run, region: str, week: str, default_trigger: str) -> dg.RunRequest:
-    """A scoring run of ``region`` for ``week`` that follows ``run``, once, with ``run``'s trigger."""
-    return dg.RunRequest(run_key=f"{run.run_id}-score", partition_key=f"{region}|{week}",
-                         tags={TRIGGER: run.tags.get(TRIGGER, default_trigger), REGION: region})
+def monitored_span(scored_weeks: list[str], first: str, last: str) -> tuple[str, str] | None:
+    """The weeks ``first`` .. ``last`` that are scored-week partitions (first and last), if any:
+    drift and realized accuracy exist from the first week a champion forecast on."""
+    inside = [w for w in scored_weeks if first <= w <= last]
+    return (inside[0], inside[-1]) if inside else None
+
+
+def inputs_for(run, region: str, week: str, default_trigger: str) -> dg.RunRequest:
+    """The weekly run that builds ``week``'s inputs of ``region`` after ``run``, once, with
+    ``run``'s trigger; its success forecasts the week (``scoring_after_conditioning``)."""
+    return dg.RunRequest(run_key=f"{run.run_id}-inputs", job_name=weekly_job.name, partition_key=f"{region}|{week}",
+                         asset_selection=FORECAST_INPUTS,
+                         tags={TRIGGER: run.tags.get(TRIGGER, default_trigger), REGION: region, SCORE_WEEK: week,
+                               STAGE: INPUTS})
 
 
 # --- the sensors -----------------------------------------------------------------------------
@@ -226,6 +242,7 @@ def region_discovery_sensor(context: dg.SensorEvaluationContext, landing: Landin
 def build_sensors(settings: Settings) -> list:
     status = dg.DefaultSensorStatus.RUNNING if settings.automation else dg.DefaultSensorStatus.STOPPED
     every = settings.sensor_interval
+    scored_weeks = week_partitions(settings.first_scored_week or settings.first_week).get_partition_keys()
 
     @dg.sensor(name="landing_files", jobs=[observe_landing_job, tables_job], minimum_interval_seconds=every,
                default_status=status,
@@ -256,10 +273,10 @@ def build_sensors(settings: Settings) -> list:
             cursor=json.dumps({"id": state["id"], "seq": seq, "files": files}))
 
     @dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, name="conditioning_after_validation",
-                          monitored_jobs=[tables_job], request_jobs=[weekly_job, scoring_job],
+                          monitored_jobs=[tables_job], request_jobs=[weekly_job],
                           minimum_interval_seconds=every, default_status=status,
-                          description="After new data is validated: condition, build features and monitor exactly "
-                                      "the affected region x weeks (one run per region).")
+                          description="After new data is validated: condition and build features of exactly the "
+                                      "affected region x weeks (one run per region).")
     def conditioning_after_validation(context: dg.RunStatusSensorContext, storage: StorageResource):
         run = context.dagster_run
         if run.tags.get(TRIGGER) != "new_data":
@@ -286,26 +303,37 @@ def build_sensors(settings: Settings) -> list:
                 # the features of the year after a changed week read it through their lags
                 end = min(last, (dt.date.fromisoformat(end) + dt.timedelta(weeks=HISTORY_WEEKS)).isoformat())
                 requests.append(dg.RunRequest(run_key=f"{run.run_id}-{region}", job_name=weekly_job.name,
-                                              tags={**tags, RANGE_START: f"{region}|{first}",
+                                              tags={**tags, STAGE: OBSERVED, RANGE_START: f"{region}|{first}",
                                                     RANGE_END: f"{region}|{end}"}))
             else:  # only the coming week changed (a new weather forecast, say): forecast it again
-                requests.append(dg.RunRequest(run_key=f"{run.run_id}-{region}-score", job_name=scoring_job.name,
-                                              partition_key=f"{region}|{upcoming}", tags=tags))
+                requests.append(inputs_for(run, region, upcoming, "new_data"))
         if not requests:
             return dg.SkipReason("the changed files touch no known region")
         return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=(
             [region_partitions.build_add_request(new_regions)] if new_regions else []))
 
     @dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, name="scoring_after_conditioning",
-                          monitored_jobs=[weekly_job], request_job=scoring_job, minimum_interval_seconds=every,
-                          default_status=status,
-                          description="After a region's new weeks are conditioned: forecast its coming week.")
+                          monitored_jobs=[weekly_job], request_jobs=[weekly_job, scoring_job, monitoring_job],
+                          minimum_interval_seconds=every, default_status=status,
+                          description="After a region's new weeks are conditioned: build its coming week's inputs and "
+                                      "monitor the new weeks (drift, realized accuracy); once the inputs are built, "
+                                      "forecast the coming week.")
     def scoring_after_conditioning(context: dg.RunStatusSensorContext):
         run = context.dagster_run
-        region, week = run.tags.get(REGION), run.tags.get(SCORE_WEEK)
-        if not region or not week:
+        region, week, stage = run.tags.get(REGION), run.tags.get(SCORE_WEEK), run.tags.get(STAGE)
+        if not region or not week or stage not in (OBSERVED, INPUTS):
             return dg.SkipReason(f"run {run.run_id} names no region and week to forecast (not started by a sensor)")
-        return score_after(run, region, week, default_trigger="new_data")
+        trigger = {TRIGGER: run.tags.get(TRIGGER, "new_data"), REGION: region}
+        if stage == INPUTS:
+            return dg.RunRequest(run_key=f"{run.run_id}-score", job_name=scoring_job.name,
+                                 partition_key=f"{region}|{week}", tags=trigger)
+        requests = [inputs_for(run, region, week, "new_data")]
+        span = monitored_span(scored_weeks, run.tags[RANGE_START].split("|")[1],
+                              run.tags[RANGE_END].split("|")[1])
+        if span:
+            requests.append(dg.RunRequest(run_key=f"{run.run_id}-monitor", job_name=monitoring_job.name, tags={
+                **trigger, RANGE_START: f"{region}|{span[0]}", RANGE_END: f"{region}|{span[1]}"}))
+        return requests
 
     @dg.sensor(name="retrain_on_model_health", job=training_job, minimum_interval_seconds=every,
                default_status=status,
@@ -335,16 +363,17 @@ def build_sensors(settings: Settings) -> list:
                                skip_reason=None if requests else "every champion is healthy (or already retraining)")
 
     @dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, name="scoring_after_promotion",
-                          monitored_jobs=[training_job], request_job=scoring_job, minimum_interval_seconds=every,
+                          monitored_jobs=[training_job], request_job=weekly_job, minimum_interval_seconds=every,
                           default_status=status,
-                          description="When a training run promoted a new champion, forecast the coming week with it.")
+                          description="When a training run promoted a new champion, forecast the coming week with it "
+                                      "(its inputs built afresh first).")
     def scoring_after_promotion(context: dg.RunStatusSensorContext, mlflow: MlflowRegistryResource):
         run = context.dagster_run
         region, last = run.tags.get("dagster/partition"), last_delivered_week(context.instance)
         champion = mlflow.registry.champion(region) if region else None
         if champion is None or champion.tags.get("dagster_run_id") != run.run_id or last is None:
             return dg.SkipReason(f"run {run.run_id} promoted no champion")
-        return score_after(run, region, next_week(last), default_trigger="manual")
+        return inputs_for(run, region, next_week(last), default_trigger="manual")
 
     @dg.run_failure_sensor(name="alert_on_run_failure", minimum_interval_seconds=every, default_status=status,
                            request_job=alerting_job,
@@ -365,7 +394,7 @@ def build_sensors(settings: Settings) -> list:
         return dg.RunRequest(run_key=f"{run.run_id}-alerts", tags={TRIGGER: run.tags.get(TRIGGER, "manual")})
 
     @dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, name="alerts_after_monitoring",
-                          monitored_jobs=[weekly_job, scoring_job], request_job=alerting_job,
+                          monitored_jobs=[scoring_job, monitoring_job], request_job=alerting_job,
                           minimum_interval_seconds=every, default_status=status,
                           description="Refresh the alerts table after new drift, accuracy or scores.")
     def alerts_after_monitoring(context: dg.RunStatusSensorContext):
