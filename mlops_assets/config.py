@@ -7,7 +7,7 @@ nowhere else, so ``dev`` and ``prod`` differ only in environment variables:
 variable               meaning                                     default
 =====================  ==========================================  ===========================
 MLOPS_ENV              ``dev`` or ``prod``                         ``dev``
-MLOPS_HOME             folder for all local state                  ``$DAGSTER_HOME/..`` or ``./.mlops``
+MLOPS_HOME             folder for all local state                  ``$DAGSTER_HOME/..``, else the checkout's ``.mlops``
 MLOPS_LANDING_DIR      landing folder (docs/DATA_CONTRACT.md)      the bundled ``data/sample``
 MLOPS_STORAGE_ROOT     where asset values (Parquet) are written    ``$MLOPS_HOME/storage``
 MLOPS_FIRST_WEEK       first week partition (a Monday)             recorded by ``mlops-assets run``, else 2001-01-01
@@ -23,6 +23,8 @@ MLOPS_ALERT_WEBHOOK    URL that alerts are POSTed to (JSON)        none
 MLOPS_DRIFT_*          drift thresholds (``WASSERSTEIN``, ``PSI_WARN``, ``PSI_ALERT``, ``JS``, ``P_VALUE``,
                        ``SHARE``, ``CALIBRATION``): see monitoring/drift.py
 MLOPS_DEGRADATION      realized / holdout MAPE that counts as a bad week  ``1.5``
+MLOPS_RETENTION_DAYS   holdout forecasts, quarantined rows kept    ``90`` days
+MLOPS_KEEP_MODELS      model folders kept per region               ``10`` (and the current one)
 =====================  ==========================================  ===========================
 """
 
@@ -54,9 +56,17 @@ AUTOMATION = {"dev": False, "prod": True}
 
 
 def _home() -> Path:
+    """``MLOPS_HOME``; else the folder above ``DAGSTER_HOME`` (``$MLOPS_HOME/dagster`` is where the
+    CLI puts the instance); else ``.mlops`` in the source checkout, or ``~/.mlops`` for an
+    installed package. Never the working directory: the definitions (where data lives, where the
+    weeks begin) are the same wherever a process starts, `dagster dev`, the daemon or a run worker."""
     if os.environ.get("MLOPS_HOME"):
         return Path(os.environ["MLOPS_HOME"]).expanduser().resolve()
-    return (Path.cwd() / ".mlops").resolve()
+    if os.environ.get("DAGSTER_HOME"):
+        return Path(os.environ["DAGSTER_HOME"]).expanduser().resolve().parent
+    if (REPO_ROOT / "pyproject.toml").exists() and os.access(REPO_ROOT, os.W_OK):
+        return REPO_ROOT / ".mlops"
+    return Path.home() / ".mlops"
 
 
 def partition_settings_path(home: Path | None = None) -> Path:
@@ -87,6 +97,8 @@ class Settings:
     sensor_interval: int = 60
     drift: DriftThresholds = field(default_factory=DriftThresholds)
     retrain: RetrainRules = field(default_factory=RetrainRules)
+    retention_days: int = 90
+    keep_models: int = 10
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -120,6 +132,8 @@ class Settings:
             automation=_flag("MLOPS_AUTOMATION", AUTOMATION[env]),
             sensor_interval=int(os.environ.get("MLOPS_SENSOR_INTERVAL", 60)),
             drift=drift_thresholds(env),
+            retention_days=int(os.environ.get("MLOPS_RETENTION_DAYS", 90)),
+            keep_models=int(os.environ.get("MLOPS_KEEP_MODELS", 10)),
             retrain=RetrainRules(degradation=float(os.environ.get("MLOPS_DEGRADATION", RetrainRules.degradation)),
                                  stale_days=stale_days),
         )

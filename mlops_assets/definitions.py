@@ -7,7 +7,7 @@ import dagster as dg
 from mlops_assets.assets.conditioned import WEEKLY_FACTORIES
 from mlops_assets.assets.dashboard import monitoring_dashboard
 from mlops_assets.assets.features import features
-from mlops_assets.assets.health import alerts, build_drift_metrics, build_forecast_accuracy
+from mlops_assets.assets.health import alerts, build_drift_metrics, build_forecast_accuracy, housekeeping
 from mlops_assets.assets.models import region_model
 from mlops_assets.assets.raw import raw_sources
 from mlops_assets.assets.scores import build_scores
@@ -25,11 +25,12 @@ from mlops_assets.resources.mlflow_registry import MlflowRegistryResource
 def build_definitions(settings: Settings) -> dg.Definitions:
     region_week = region_week_partitions(settings.first_week)
     scored_week = region_week_partitions(settings.first_scored_week or settings.first_week)
-    storage = StorageResource(root=str(settings.storage_root))
+    storage = StorageResource(root=str(settings.storage_root), retention_days=settings.retention_days,
+                              keep_models=settings.keep_models)
     weekly = [factory(region_week) for factory in [*WEEKLY_FACTORIES, features]]
     weekly += [factory(scored_week) for factory in [build_scores, build_drift_metrics, build_forecast_accuracy]]
     return dg.Definitions(
-        assets=[*raw_sources, *table_assets, *weekly, region_model, alerts, monitoring_dashboard],
+        assets=[*raw_sources, *table_assets, *weekly, region_model, alerts, monitoring_dashboard, housekeeping],
         jobs=ALL_JOBS,
         schedules=build_schedules(
             dg.DefaultScheduleStatus.RUNNING if settings.automation else dg.DefaultScheduleStatus.STOPPED),

@@ -32,7 +32,7 @@ from mlops_assets.monitoring.replay import replay_region
 from mlops_assets.automation.sensors import monitored_span
 from mlops_assets.partitions import region_partitions, week_to_score
 from mlops_assets.resources.landing_folder import LandingResource, forget_checked
-from mlops_assets.resources.storage import load_model
+from mlops_assets.ml.ensemble import ForecastModel
 
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -54,6 +54,13 @@ def prepare_environment(landing: Path | None = None) -> config.Settings:
     template = config.REPO_ROOT / "dagster.yaml"
     if not (home / "dagster.yaml").exists() and template.exists():
         shutil.copy(template, home / "dagster.yaml")
+    from mlops_assets.errors import ContractError
+    from mlops_assets.resources.storage import StorageResource
+
+    try:  # before anything is validated: the tables job would refuse it too, later
+        StorageResource(root=str(settings.storage_root)).claim_landing(settings.landing_dir, record=False)
+    except ContractError as error:
+        raise RunFailed(str(error)) from None
     return settings
 
 
@@ -237,7 +244,8 @@ def _run_region(defs: dg.Definitions, instance: dg.DagsterInstance, settings: co
         result = _execute(defs, TRAINING, instance, summary, on_stage=on_stage, label=f"training {region}",
                           partition_key=region, tolerate_gates=True, tags=MANUAL,
                           run_config={**QUIET, "ops": {"region_model": {"config": {"holdout_weeks": holdout_weeks}}}})
-        model = load_model(settings.storage_root / "region_model" / region)
+        # this run's candidate, whether or not it passed its gates (current.json moves only if it did)
+        model = ForecastModel.load(settings.storage_root / "region_model" / region / result.run_id)
         meta = result.asset_materializations_for_node("region_model")[-1].metadata
         summary.models[region] = {
             "model_version": f"{meta['registered model'].value}/{meta[REGISTERED_VERSION].value}",

@@ -123,6 +123,10 @@ def test_a_bad_candidate_fails_its_gates_and_the_champion_stays(home, capsys):
     registry = registry_for(home)
     assert registry.champion("north").version == "2"
     assert registry.release("north", "3").verdict == "failed"
+    # the rejected candidate is kept as a record, but the region's current model is still the good one
+    pointer = json.loads((home.storage_root / "region_model" / "north" / "current.json").read_text())
+    assert pointer["version"] == registry.champion("north").tags["dagster_run_id"] != result.run_id
+    assert (home.storage_root / "region_model" / "north" / result.run_id / "model.json").exists()
     scores, _ = _score(home, "north")
     assert set(scores["model_version"]) == {"demand-forecast-north/2"}
 

@@ -145,8 +145,15 @@ def weekly_asset(name: str, schema: pa.DataFrameSchema, ins: dict[str, dg.AssetI
                                     f"whose data has not landed: " + "; ".join(
                                         f"{r} {w}: {why}" for (r, w), why in sorted(skipped.items())[:5]))
             frame.attrs[SKIPPED] = [f"{r}|{w}" for r, w in skipped]
+            # the blocking check runs before the output is handed to the IO manager: Dagster would
+            # write a failing frame over the last good partitions before running the check
+            check = _schema_check(name, schema, frame, describe_partitions(built))
+            if not check.passed:
+                yield check
+                raise ContractError(f"{name}: {check.description}; nothing written, the partitions keep their "
+                                    "last good values (see the schema check's failure cases)")
             yield dg.Output(frame)
-            yield _schema_check(name, schema, frame, describe_partitions(built))
+            yield check
 
         return _weekly
 

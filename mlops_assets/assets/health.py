@@ -302,3 +302,22 @@ def alerts(context: dg.AssetExecutionContext, storage: StorageResource, monitori
         "regions": ", ".join(sorted(set(table["region"]))) or "none",
         "alerts": dg.MetadataValue.md(table.drop(columns=["run_id"]).head(30).to_markdown(index=False)
                                       if len(table) else "none")})
+
+
+@dg.asset(
+    group_name="monitoring",
+    description="Storage retention, after every alerting run: removes the files interrupted writes left "
+                "(`.*.tmp`, older than an hour), holdout forecasts and quarantined rows older than "
+                "MLOPS_RETENTION_DAYS (90), and model folders beyond the newest MLOPS_KEEP_MODELS (10) per region "
+                "(the current one always stays; the champion serves from the MLflow registry).",
+    kinds={"python"},
+)
+def housekeeping(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
+    removed = storage.housekeeping()
+    for kind, paths in removed.items():
+        if paths:
+            context.log.info(f"removed {len(paths)} {kind}: {', '.join(paths[:10])}" +
+                             (f" (and {len(paths) - 10} more)" if len(paths) > 10 else ""))
+    return dg.MaterializeResult(metadata={
+        **{f"removed {kind}": len(paths) for kind, paths in removed.items()},
+        "retention days": storage.retention_days, "model folders kept": storage.keep_models})

@@ -243,22 +243,25 @@ def region_model(context: dg.AssetExecutionContext, config: TrainingConfig, feat
     context.log.info(f"{region}: logged MLflow run {release.run_id}, registered {model.version}; running the gates")
     # the gates: what the registry serves must be what was validated
     reloaded = registry.load_forecast_model(release)
-    champion = registry.champion(region)
-    champion_model = registry.load_forecast_model(champion) if champion else None
-    comparison = gates.champion_comparison(model, champion_model)
-    results = {
-        "data": gates.data_gate(observed, model),
-        "training": gates.training_gate(model),
-        "scoring": gates.scoring_gate(model.predict(holdout_rows), reloaded.predict(holdout_rows)),
-        "performance": gates.performance_gate(model, comparison, mlflow.gate_config),
-    }
-    verdict = gates.verdict(results, mlflow.mode)
-    registry.record_verdict(release, verdict)
-    promoted = mlflow.mode == "enforce" and verdict["passed"]
-    if promoted:
-        registry.promote(region, release.version, by="gate",
-                         reason=f"passed all gates in Dagster run {context.run.run_id}")
+    # read the champion, compare, promote: one step per region (two trainings at once cannot both promote)
+    with registry.champion_decision(region):
+        champion = registry.champion(region)
+        champion_model = registry.load_forecast_model(champion) if champion else None
+        comparison = gates.champion_comparison(model, champion_model)
+        results = {
+            "data": gates.data_gate(observed, model),
+            "training": gates.training_gate(model),
+            "scoring": gates.scoring_gate(model.predict(holdout_rows), reloaded.predict(holdout_rows)),
+            "performance": gates.performance_gate(model, comparison, mlflow.gate_config),
+        }
+        verdict = gates.verdict(results, mlflow.mode)
+        registry.record_verdict(release, verdict)
+        promoted = mlflow.mode == "enforce" and verdict["passed"]
+        if promoted:
+            registry.promote(region, release.version, by="gate",
+                             reason=f"passed all gates in Dagster run {context.run.run_id}")
     serving = release if promoted else champion
+    model.gates_passed = verdict["passed"]  # the IO manager moves current.json only to a model that passed
 
     yield dg.Output(model, metadata={
         **key_figures(model),

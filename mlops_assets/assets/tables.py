@@ -83,6 +83,7 @@ def _table_asset(name: str, upstream: tuple[str, ...] = ()):
         kinds={"pandas", "parquet"},
     )
     def _table(context: dg.AssetExecutionContext, landing: LandingResource, storage: StorageResource):
+        storage.claim_landing(landing.root)  # never two landing folders' data in one storage
         results = landing.checked()
         for master in upstream:
             if _unusable(results[master], whole_table=True):

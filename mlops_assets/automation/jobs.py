@@ -42,7 +42,8 @@ monitoring_job = dg.define_asset_job(
     description="Monitor observed weeks of a region: drift against the champion's training data and, where a week "
                 "was scored, realized accuracy. Launch a range of weeks as one run.")
 alerting_job = dg.define_asset_job(
-    ALERTING, selection=dg.AssetSelection.assets("alerts", "monitoring_dashboard"),
-    description="Collect the open alerts of every region, and rebuild the persona dashboards.")
+    ALERTING, selection=dg.AssetSelection.assets("alerts", "monitoring_dashboard", "housekeeping"),
+    description="Collect the open alerts of every region, rebuild the persona dashboards, and apply the storage "
+                "retention.")
 
 ALL_JOBS = [observe_landing_job, tables_job, weekly_job, training_job, scoring_job, monitoring_job, alerting_job]

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import hashlib
 import json
 import os
+import tempfile
 import threading
 import warnings
 from collections.abc import Iterator
@@ -93,6 +95,7 @@ class Registry:
         self._depth = 0
         self._thread_lock = threading.RLock()
         self._lock_file = None
+        self._held: set[tuple[int, str]] = set()  # (thread, region) holding a champion_decision
         self._models: dict = {}
 
     # -- locking -------------------------------------------------------------
@@ -274,10 +277,61 @@ class Registry:
             client.set_model_version_tag(name, release.version, "gate_mode", verdict.get("mode", ""))
         release.tags[GATE_VERDICT] = overall
 
+    @contextmanager
+    def champion_decision(self, region: str) -> Iterator[None]:
+        """Hold the region's champion still: read the champion, compare a candidate with it and
+        promote it as one step. Two trainings of one region at once would otherwise both compare
+        with the same champion and both promote, the later silently replacing the other.
+        A lock per region: a PostgreSQL advisory lock when the store is PostgreSQL (held across
+        machines), else a file lock beside the SQLite store (or in ``MLOPS_LOCK_DIR``: one
+        machine). Re-entrant in a thread (``promote`` takes it too); another thread of this process
+        waits like another process."""
+        me = (threading.get_ident(), region)
+        with self._thread_lock:
+            held = me in self._held
+        if held:
+            yield
+            return
+        with self._region_lock(region):
+            with self._thread_lock:
+                self._held.add(me)
+            try:
+                yield
+            finally:
+                with self._thread_lock:
+                    self._held.discard(me)
+
+    @contextmanager
+    def _region_lock(self, region: str) -> Iterator[None]:
+        if self.tracking_uri.startswith(("postgresql", "postgres")):
+            import sqlalchemy
+
+            key = int.from_bytes(hashlib.sha256(f"champion:{region}".encode()).digest()[:8], "big", signed=True)
+            engine = sqlalchemy.create_engine(self.tracking_uri, poolclass=sqlalchemy.pool.NullPool)
+            try:
+                with engine.connect() as conn:
+                    conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+                    try:
+                        yield
+                    finally:
+                        conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+            finally:
+                engine.dispose()
+            return
+        db = self._sqlite_path()
+        folder = db.parent if db is not None else Path(os.environ.get("MLOPS_LOCK_DIR", tempfile.gettempdir()))
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / f"champion-{region}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
     def promote(self, region: str, version: str, by: str, reason: str, force: bool = False) -> Release:
         """Make ``version`` the champion. A version that did not pass its gates is refused
         unless ``force`` (and then a reason is required)."""
-        with self._session() as client:
+        with self.champion_decision(region), self._session() as client:
             target = self.release(region, version)
             if target.verdict != "passed" and not force:
                 raise RegistryError(
@@ -302,7 +356,7 @@ class Registry:
 
     def rollback(self, region: str, by: str, reason: str) -> Release:
         """Give the champion alias back to the version it replaced, in one step."""
-        with self._session() as client:
+        with self.champion_decision(region), self._session() as client:
             current = self.champion(region)
             if current is None:
                 raise RegistryError(f"{registered_name(region)} has no champion to roll back")

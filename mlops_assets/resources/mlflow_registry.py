@@ -8,6 +8,7 @@ registered version and gate verdicts. So this resource wraps ``MlflowClient`` di
 (see ``mlops_assets.tracking``) and is configured from the environment like the rest.
 """
 
+import os
 from functools import lru_cache
 
 import dagster as dg
@@ -38,7 +39,10 @@ class MlflowRegistryResource(dg.ConfigurableResource):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "MlflowRegistryResource":
-        return cls(tracking_uri=settings.mlflow_tracking_uri, artifact_root=settings.mlflow_artifact_root,
+        # a tracking URI from the environment may carry a database password: Dagster resolves it
+        # at run time and shows the variable's name, never its value, in the UI
+        uri = dg.EnvVar("MLFLOW_TRACKING_URI") if os.environ.get("MLFLOW_TRACKING_URI") else settings.mlflow_tracking_uri
+        return cls(tracking_uri=uri, artifact_root=settings.mlflow_artifact_root,
                    experiment=f"demand-forecast-{settings.env}", mode=settings.promotion_mode,
                    champion_tolerance=settings.champion_tolerance, stale_after_days=settings.stale_after_days)
 

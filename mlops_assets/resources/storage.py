@@ -17,10 +17,12 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from mlops_assets.errors import ContractError
 from mlops_assets.ml.ensemble import ForecastModel
 from mlops_assets.partitions import split_key
 
 ALLOW_MISSING = "allow_missing_partitions"
+LANDING_MARKER = "landing.json"  # the landing folder this storage's tables were published from
 SKIPPED = "mlops_skipped_partitions"  # frame.attrs: partitions of the output that were not built
 
 
@@ -28,6 +30,8 @@ class StorageResource(dg.ConfigurableResource):
     """Where asset values and quarantined rows live: a folder (local by default)."""
 
     root: str
+    retention_days: int = 90  # holdout forecasts and quarantined rows older than this are removed
+    keep_models: int = 10  # model folders kept per region (and always the current one)
 
     @property
     def path(self) -> Path:
@@ -56,6 +60,62 @@ class StorageResource(dg.ConfigurableResource):
 
     def exists(self, relative: str) -> bool:
         return (self.path / relative).exists()
+
+    def claim_landing(self, landing: Path, record: bool = True) -> None:
+        """Bind this storage to one landing folder. Its partitions are read by region and week,
+        whatever run wrote them: tables from another folder published here would mix two
+        datasets in one training frame. The first publication records the folder; another one
+        is refused, and the stored state stays as it was."""
+        marker = self.path / LANDING_MARKER
+        here = str(Path(landing).resolve())
+        if marker.exists():
+            recorded = json.loads(marker.read_text())["landing"]
+            if recorded != here:
+                raise ContractError(
+                    f"{self.path} holds tables and partitions built from the landing folder {recorded}, and "
+                    f"MLOPS_LANDING_DIR is now {here}: their weeks would be mixed in training. Give the new "
+                    f"folder a home of its own (MLOPS_HOME or MLOPS_STORAGE_ROOT), or point back at {recorded}. "
+                    f"Only if {here} is the same data moved: edit {marker}.")
+            return
+        if record:
+            self.write_text(LANDING_MARKER, json.dumps({"landing": here}) + "\n")
+
+    def housekeeping(self, now: float | None = None, tmp_age_seconds: int = 3600) -> dict[str, list[str]]:
+        """Remove what no reader needs: files an interrupted write left (``.*.tmp``, older than
+        ``tmp_age_seconds``, so a write in progress is never touched); holdout forecasts and
+        quarantined rows older than ``retention_days``; and of each region's model folders, all
+        but the newest ``keep_models`` and the one ``current.json`` points to. The champion is
+        served from the MLflow registry, so an old folder is never what serves. Returns the
+        removed paths per kind, relative to the root."""
+        import shutil
+        import time
+
+        now = now if now is not None else time.time()
+        removed: dict[str, list[str]] = {"interrupted writes": [], "holdout forecasts": [], "quarantine": [],
+                                         "model folders": []}
+
+        def old(path: Path, seconds: float) -> bool:
+            return now - path.stat().st_mtime > seconds
+
+        for tmp in self.path.rglob(".*.tmp"):
+            if tmp.is_file() and old(tmp, tmp_age_seconds):
+                tmp.unlink()
+                removed["interrupted writes"].append(str(tmp.relative_to(self.path)))
+        for kind, folder in (("holdout forecasts", "holdout_forecasts"), ("quarantine", "quarantine")):
+            for file in sorted((self.path / folder).rglob("*.parquet")):
+                if old(file, self.retention_days * 86400):
+                    file.unlink()
+                    removed[kind].append(str(file.relative_to(self.path)))
+        for region in sorted(p for p in (self.path / "region_model").glob("*") if p.is_dir()):
+            pointer = region / "current.json"
+            current = json.loads(pointer.read_text())["version"] if pointer.exists() else None
+            folders = sorted((p for p in region.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime,
+                             reverse=True)
+            for folder in folders[self.keep_models:]:
+                if folder.name != current:
+                    shutil.rmtree(folder)
+                    removed["model folders"].append(str(folder.relative_to(self.path)))
+        return {kind: sorted(paths) for kind, paths in removed.items()}
 
     def write_quarantine(self, table: str, run_id: str, frame: pd.DataFrame) -> Path:
         """Rejected rows, as their original text with file, row and reasons, kept per run."""
@@ -141,16 +201,23 @@ class ModelIOManager(dg.ConfigurableIOManager):
         return context.partition_key if context.has_partition_key else "all"
 
     def handle_output(self, context: dg.OutputContext, obj: ForecastModel) -> None:
+        """The candidate's folder is always written (the record of what was trained and why it
+        failed); ``current.json`` moves to it only if it passed its gates (``obj.gates_passed``),
+        so a rejected model never becomes what downstream reads as the region's model."""
         region = self._region(context)
         base = self.storage.path / _asset_dir(context.asset_key) / region
         folder = base / context.run_id
         obj.save(folder)
-        pointer = {"version": context.run_id, "as_of_week": obj.as_of_week}
-        tmp = base / f".current.{uuid.uuid4().hex}.tmp"
-        tmp.write_text(json.dumps(pointer) + "\n")
-        os.replace(tmp, base / "current.json")
+        passed = getattr(obj, "gates_passed", True)
+        if passed:
+            pointer = {"version": context.run_id, "as_of_week": obj.as_of_week}
+            tmp = base / f".current.{uuid.uuid4().hex}.tmp"
+            tmp.write_text(json.dumps(pointer) + "\n")
+            os.replace(tmp, base / "current.json")
         obj.version = context.run_id
-        context.add_output_metadata({"path": dg.MetadataValue.path(str(folder)), "model_version": context.run_id})
+        context.add_output_metadata({"path": dg.MetadataValue.path(str(folder)), "model_version": context.run_id,
+                                     "current model": context.run_id if passed else
+                                     "unchanged: this candidate failed its gates"})
 
     def load_input(self, context: dg.InputContext) -> ForecastModel:
         region = context.asset_partition_key if context.has_asset_partitions else "all"
