@@ -1,5 +1,5 @@
 # make demo  - install into .venv (first time), then run the whole graph on data/sample
-# make test  - install into .venv (first time) and chromium (apt-get, if missing), then run the test suite
+# make test  - install into .venv (first time), chromium and postgresql (apt-get, if missing), then run the test suite
 # make ui    - the Dagster UI on http://127.0.0.1:3000 over the same instance as `make demo`
 
 PYTHON ?= python3
@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test ui sample bench clean chromium
+.PHONY: demo test ui sample bench clean chromium postgresql
 
 $(STAMP): setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,7 @@ $(STAMP): setup.py pyproject.toml
 demo: $(STAMP)
 	$(BIN)/mlops-assets run
 
-test: $(STAMP) chromium
+test: $(STAMP) chromium postgresql
 	$(BIN)/pytest -q
 
 # the browser tests drive Debian's chromium through Playwright (its own browser download is not
@@ -29,6 +29,11 @@ test: $(STAMP) chromium
 chromium:
 	@command -v chromium >/dev/null || { S=$$([ "$$(id -u)" -ne 0 ] && echo sudo); \
 	  $$S apt-get install -y -q chromium >/dev/null || { $$S apt-get update -q && $$S apt-get install -y -q chromium >/dev/null; }; }
+
+# the postgres tests start a PostgreSQL server of their own (Debian's package, any version)
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { S=$$([ "$$(id -u)" -ne 0 ] && echo sudo); \
+	  $$S apt-get install -y -q postgresql >/dev/null || { $$S apt-get update -q && $$S apt-get install -y -q postgresql >/dev/null; }; }
 
 ui: $(STAMP)
 	$(BIN)/mlops-assets ui

@@ -9,6 +9,8 @@ INSTALL_REQUIRES = [
     "dagster-mlflow==0.29.27",
     "dagster-azure==0.29.27",
     "dagster-pandera==0.29.27",
+    # production: the Dagster instance (runs, events, schedules) and the MLflow store on PostgreSQL
+    "dagster-postgres==0.29.27",
     "mlflow==3.17.2",
     "pandas==2.3.3",
     "pyarrow>=15",

@@ -14,6 +14,7 @@ MLOPS_FIRST_WEEK       first week partition (a Monday)             recorded by `
 MLOPS_FIRST_SCORED_WEEK  first week of the scored-week partitions  recorded by ``mlops-assets run``, else the first week
 DAGSTER_HOME           Dagster instance folder                     ``$MLOPS_HOME/dagster``
 MLFLOW_TRACKING_URI    MLflow tracking and registry store          ``sqlite:///$DAGSTER_HOME/mlflow/mlflow.db``
+MLOPS_MLFLOW_ARTIFACTS MLflow artifact root for a database store   ``$DAGSTER_HOME/mlflow/artifacts``
 MLOPS_PROMOTION_MODE   ``enforce``, ``dry_run`` or ``manual``      ``enforce`` (dev and prod)
 MLOPS_CHAMPION_TOL     how much worse than the champion (relative) ``0.02``
 MLOPS_STALE_DAYS       a model older than this when it scores      ``60``
@@ -115,7 +116,11 @@ class Settings:
         stale_days = int(os.environ.get("MLOPS_STALE_DAYS", DEFAULT_STALE_DAYS))  # scores' check and the retrain rule
         first_week = resolve_first_week(home)
         uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{dagster_home / 'mlflow' / 'mlflow.db'}"
-        artifacts = "" if os.environ.get("MLFLOW_TRACKING_URI") else str(dagster_home / "mlflow" / "artifacts")
+        # a database store (SQLite, PostgreSQL) keeps artifacts where this says (a server or a
+        # managed workspace keeps its own): never MLflow's ./mlruns, relative to the working directory
+        database = uri.startswith(("sqlite:", "postgresql", "postgres:", "mysql", "mssql"))
+        artifacts = os.environ.get("MLOPS_MLFLOW_ARTIFACTS") or (
+            str(dagster_home / "mlflow" / "artifacts") if database else "")
         return cls(
             env=env,
             home=home,

@@ -192,6 +192,7 @@ def lineage_document(instance: dg.DagsterInstance, landing: LandingResource, sto
 
 @dg.asset(
     partitions_def=region_partitions,
+    pool="training",  # production caps concurrent trainings per instance (deploy/dagster.prod.yaml)
     ins={"features": dg.AssetIn(
         partition_mapping=dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name=REGION),
         metadata={ALLOW_MISSING: True})},

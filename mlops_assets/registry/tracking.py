@@ -143,7 +143,9 @@ class Registry:
         if found is not None:
             return found.experiment_id
         location = None
-        if self.artifact_root:
+        if self.artifact_root and "://" in self.artifact_root:  # an object store (wasbs://, s3://, ...)
+            location = self.artifact_root
+        elif self.artifact_root:
             Path(self.artifact_root).mkdir(parents=True, exist_ok=True)
             location = Path(self.artifact_root).resolve().as_uri()
         return client.create_experiment(self.experiment, artifact_location=location)

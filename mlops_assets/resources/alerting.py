@@ -67,6 +67,7 @@ class MonitoringResource(dg.ConfigurableResource):
         return RetrainRules(**self.rules)
 
     def notify(self, log, alerts: list[dict]) -> None:
-        failed = post_alerts(self.webhook_url, alerts)
+        url = self.webhook_url.get_value() if isinstance(self.webhook_url, dg.EnvVar) else self.webhook_url
+        failed = post_alerts(url, alerts)
         if failed:
             log.warning(f"alert webhook ({WEBHOOK_ENV}) failed: {failed}; {len(alerts)} alerts not delivered")

@@ -48,7 +48,10 @@ class MlflowRegistryResource(dg.ConfigurableResource):
 
     @property
     def registry(self) -> Registry:
-        return _registry(self.tracking_uri, self.artifact_root, self.experiment)
+        # in a run Dagster has resolved the EnvVar; used directly (the CLI, a sensor's helper) it is
+        # resolved here, from the same environment
+        uri = self.tracking_uri.get_value() if isinstance(self.tracking_uri, dg.EnvVar) else self.tracking_uri
+        return _registry(uri, self.artifact_root, self.experiment)
 
     @property
     def gate_config(self) -> GateConfig:

@@ -1,0 +1,73 @@
+"""Real servers the tests start on 127.0.0.1: PostgreSQL (Debian's package, installed by
+`make test` when missing)."""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from mlops_assets_tests.browsing import free_port
+
+
+def postgres_bin() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    return Path(found[-1]).parent if found else None
+
+
+def _as_server_user(cmd: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: as root, run it as the package's `postgres` user."""
+    if os.geteuid() != 0:
+        return cmd
+    return ["runuser", "-u", "postgres", "--", *cmd]
+
+
+@contextmanager
+def postgres_server(databases: tuple[str, ...] = ("dagster", "mlflow")):
+    """A fresh PostgreSQL cluster in a folder of its own under the system's temporary folder
+    (its server user must reach it), listening on 127.0.0.1 only; yields ``(host, port, user)``
+    with ``databases`` created. Stopped (fast) and removed afterwards."""
+    bindir = postgres_bin()
+    if bindir is None:
+        pytest.fail("PostgreSQL is not installed: `make test` installs it (apt-get install postgresql)")
+    folder = Path(tempfile.mkdtemp(prefix="mlops-postgres-"))
+    data, sockets = folder / "pgdata", folder / "pgsock"
+    sockets.mkdir()
+    if os.geteuid() == 0:
+        user = pwd.getpwnam("postgres")
+        for path in (folder, sockets):
+            os.chown(path, user.pw_uid, user.pw_gid)
+    port = free_port()
+    subprocess.run(_as_server_user([str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
+                                    "-E", "UTF8", "--no-sync"]), check=True, capture_output=True)
+    log = folder / "postgres.log"
+    subprocess.run(_as_server_user([
+        str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60", "-o",
+        f"-c listen_addresses=127.0.0.1 -p {port} -k {sockets} -c fsync=off"]) + ["start"],
+        check=True, capture_output=True)
+    try:
+        for name in databases:
+            subprocess.run([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", name],
+                           check=True, capture_output=True)
+        yield "127.0.0.1", port, "postgres"
+    finally:
+        subprocess.run(_as_server_user([str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"]),
+                       capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def wait_for(condition, seconds: float, what: str, log: Path | None = None) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(1)
+    pytest.fail(f"{what} did not happen within {seconds} s" + (f":\n{log.read_text()[-3000:]}" if log else ""))
