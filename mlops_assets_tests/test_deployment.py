@@ -1,0 +1,109 @@
+"""The deployment files (deploy/): the production instance config, the Docker image and the
+compose file agree with each other and with the code. No Docker daemon is needed: the files are
+parsed and every reference they make is checked."""
+
+import os
+import re
+import shlex
+from pathlib import Path
+
+import yaml
+
+from mlops_assets.config import REPO_ROOT
+
+DEPLOY = REPO_ROOT / "deploy"
+
+
+def _compose() -> dict:
+    return yaml.safe_load((DEPLOY / "docker-compose.yaml").read_text())
+
+
+def _dockerfile() -> list[tuple[str, str]]:
+    text = (DEPLOY / "Dockerfile").read_text().replace("\\\n", " ")
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in text.splitlines()
+            if line.strip() and not line.lstrip().startswith("#")]
+
+
+def _env_refs(text: str) -> set[str]:
+    return set(re.findall(r"\{env:\s*(\w+)\}", text))
+
+
+def test_the_prod_instance_config_is_valid_and_every_variable_it_reads_is_given(tmp_path, monkeypatch):
+    from dagster._core.instance.config import dagster_instance_config
+
+    text = (DEPLOY / "dagster.prod.yaml").read_text()
+    refs = _env_refs(text)
+    assert {"DAGSTER_PG_USERNAME", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_HOST", "DAGSTER_PG_DB"} <= refs
+    for name in refs:
+        monkeypatch.setenv(name, "5432" if name.endswith("PORT") else "x")
+    (tmp_path / "dagster.yaml").write_text(text)
+    config, _ = dagster_instance_config(str(tmp_path))
+    assert config["storage"]["postgres"]["postgres_db"]["scheme"] == "postgresql+psycopg2"
+    limits = config["concurrency"]["runs"]["tag_concurrency_limits"]
+    assert {"key": "mlops/region", "value": {"applyLimitPerUniqueValue": True}, "limit": 1} in limits
+    # every Dagster service of the compose file gives each variable the config reads
+    services = _compose()["services"]
+    for name in ("code", "webserver", "daemon"):
+        assert refs <= set(services[name]["environment"]), (name, refs - set(services[name]["environment"]))
+
+
+def test_the_image_builds_from_files_that_exist_and_puts_the_configs_where_dagster_reads_them():
+    steps = _dockerfile()
+    env = {}
+    for op, arg in steps:
+        if op == "ENV":
+            env.update(dict(re.findall(r"(\w+)=(\S+)", arg)))
+        if op == "COPY":
+            *sources, _ = shlex.split(arg)
+            for source in sources:
+                assert (REPO_ROOT / source).exists(), source
+    copies = {shlex.split(a)[0]: shlex.split(a)[-1] for op, a in steps if op == "COPY"}
+    assert copies["deploy/dagster.prod.yaml"] == "${DAGSTER_HOME}/dagster.yaml"
+    assert env["MLOPS_ENV"] == "prod" and env["DAGSTER_HOME"].startswith("/")
+    assert any(op == "RUN" and "torch==2.13.0" in a and "/whl/cpu" in a for op, a in steps)  # never CUDA
+    assert any(op == "USER" and a != "root" for op, a in steps)
+    [cmd] = [a for op, a in steps if op == "CMD"]
+    assert '"-m", "mlops_assets.definitions"' in cmd and '"-a", "defs"' in cmd
+
+
+def test_the_compose_services_find_each_other():
+    compose, steps = _compose(), _dockerfile()
+    services = compose["services"]
+    assert {"postgres", "mlflow", "code", "webserver", "daemon"} <= set(services)
+    workspace = yaml.safe_load((DEPLOY / "workspace.docker.yaml").read_text())
+    [location] = workspace["load_from"]
+    grpc = location["grpc_server"]
+    [cmd] = [a for op, a in steps if op == "CMD"]
+    assert grpc["host"] in services and f'"-p", "{grpc["port"]}"' in cmd
+    assert location["grpc_server"]["location_name"] == "mlops_assets"  # the name runs and links carry
+    copied = {shlex.split(a)[0]: shlex.split(a)[-1] for op, a in steps if op == "COPY"}
+    for name in ("webserver", "daemon"):
+        command = services[name]["command"]
+        assert command[command.index("-w") + 1] == copied["deploy/workspace.docker.yaml"]
+    # the Dagster services reach MLflow at the mlflow service's own port
+    uri = services["code"]["environment"]["MLFLOW_TRACKING_URI"]
+    host, port = re.match(r"http://([\w-]+):(\d+)", uri).groups()
+    assert host in services and f"--port {port}" in services["mlflow"]["command"]
+    # MLflow's store is a database the postgres service creates
+    backend = re.search(r"--backend-store-uri (\S+)", services["mlflow"]["command"]).group(1)
+    assert backend.startswith("postgresql+psycopg2://") and backend.endswith("@postgres:5432/mlflow")
+    assert "CREATE DATABASE mlflow" in (DEPLOY / "postgres-init.sql").read_text()
+    # published ports listen on the loopback only
+    for service in services.values():
+        for mapping in service.get("ports", []):
+            assert mapping.startswith("127.0.0.1:"), mapping
+    # no secret is written in the file: each comes from the environment
+    assert "${POSTGRES_PASSWORD" in services["postgres"]["environment"]["POSTGRES_PASSWORD"]
+
+
+def test_the_code_location_loads_as_the_image_loads_it(tmp_path):
+    """The image's command: `-m mlops_assets.definitions -a defs`, with prod settings."""
+    import subprocess
+    import sys
+
+    (tmp_path / "dh").mkdir()
+    env = {**os.environ, "MLOPS_ENV": "prod", "MLOPS_HOME": str(tmp_path), "DAGSTER_HOME": str(tmp_path / "dh")}
+    out = subprocess.run([str(Path(sys.executable).with_name("dagster")), "definitions", "validate",
+                          "-m", "mlops_assets.definitions", "-a", "defs"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
