@@ -21,8 +21,10 @@ $(STAMP): setup.py pyproject.toml
 demo: $(STAMP)
 	$(BIN)/mlops-assets run
 
+# two processes, a test module each at a time (its fixtures built once); most of the suite waits
+# on servers, daemons and browsers, so two lanes fit two cores
 test: $(STAMP) chromium postgresql
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile
 
 # the browser tests drive Debian's chromium through Playwright (its own browser download is not
 # reachable here); installed with apt-get when missing (as root, or through sudo)

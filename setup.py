@@ -11,6 +11,8 @@ INSTALL_REQUIRES = [
     "dagster-pandera==0.29.27",
     # production: the Dagster instance (runs, events, schedules) and the MLflow store on PostgreSQL
     "dagster-postgres==0.29.27",
+    # production: a run's steps on a Dask cluster (MLOPS_EXECUTOR=dask); no broker to run
+    "dagster-dask==0.29.27",
     "mlflow==3.17.2",
     "pandas==2.3.3",
     "pyarrow>=15",
@@ -29,6 +31,8 @@ setup(
     install_requires=INSTALL_REQUIRES,
     # lightgbm: a peer in bench/peers.py only, never a runtime dependency
     # playwright: drives the machine's chromium in the browser tests (its own browser download is not used)
-    extras_require={"test": ["pytest>=8", "playwright==1.63.0"], "bench": ["lightgbm==4.7.0", "rdata>=1.0"]},
+    # pytest-xdist: the suite's modules in two processes (make test), most tests wait on servers
+    # k8s: the run launcher of the Helm deployment (deploy/helm/values.yaml), in the image only
+    extras_require={"k8s": ["dagster-k8s==0.29.27"], "test": ["pytest>=8", "playwright==1.63.0", "pytest-xdist==3.8.0"], "bench": ["lightgbm==4.7.0", "rdata>=1.0"]},
     entry_points={"console_scripts": ["mlops-assets=mlops_assets.cli:main"]},
 )

@@ -24,6 +24,8 @@ MLOPS_ALERT_WEBHOOK    URL that alerts are POSTed to (JSON)        none
 MLOPS_DRIFT_*          drift thresholds (``WASSERSTEIN``, ``PSI_WARN``, ``PSI_ALERT``, ``JS``, ``P_VALUE``,
                        ``SHARE``, ``CALIBRATION``): see monitoring/drift.py
 MLOPS_DEGRADATION      realized / holdout MAPE that counts as a bad week  ``1.5``
+MLOPS_EXECUTOR         ``in_process`` or ``dask`` (a run's steps   ``in_process``
+                       on the cluster at MLOPS_DASK_SCHEDULER)
 MLOPS_RETENTION_DAYS   holdout forecasts, quarantined rows kept    ``90`` days
 MLOPS_KEEP_MODELS      model folders kept per region               ``10`` (and the current one)
 =====================  ==========================================  ===========================
@@ -46,6 +48,7 @@ SAMPLE_LANDING_DIR = REPO_ROOT / "data" / "sample"
 DEFAULT_FIRST_WEEK = "2001-01-01"
 ENVIRONMENTS = ("dev", "prod")
 PROMOTION_MODES = ("enforce", "dry_run", "manual")
+EXECUTORS = ("in_process", "dask")
 # a candidate that passes every gate serves at once in both environments; set
 # MLOPS_PROMOTION_MODE=manual where a person must sign off each release
 PROMOTION_MODE = {"dev": "enforce", "prod": "enforce"}
@@ -100,6 +103,8 @@ class Settings:
     retrain: RetrainRules = field(default_factory=RetrainRules)
     retention_days: int = 90
     keep_models: int = 10
+    executor: str = "in_process"  # or "dask": a run's steps on the Dask cluster at dask_scheduler
+    dask_scheduler: str = ""
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -115,6 +120,12 @@ class Settings:
             raise ValueError(f"MLOPS_PROMOTION_MODE={mode!r}: must be one of {', '.join(PROMOTION_MODES)}")
         stale_days = int(os.environ.get("MLOPS_STALE_DAYS", DEFAULT_STALE_DAYS))  # scores' check and the retrain rule
         first_week = resolve_first_week(home)
+        executor = os.environ.get("MLOPS_EXECUTOR", "in_process")
+        if executor not in EXECUTORS:
+            raise ValueError(f"MLOPS_EXECUTOR={executor!r}: must be one of {', '.join(EXECUTORS)}")
+        if executor == "dask" and not os.environ.get("MLOPS_DASK_SCHEDULER"):
+            raise ValueError("MLOPS_EXECUTOR=dask needs MLOPS_DASK_SCHEDULER (the scheduler's address, "
+                             "e.g. tcp://dask-scheduler:8786)")
         uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{dagster_home / 'mlflow' / 'mlflow.db'}"
         # a database store (SQLite, PostgreSQL) keeps artifacts where this says (a server or a
         # managed workspace keeps its own): never MLflow's ./mlruns, relative to the working directory
@@ -139,6 +150,8 @@ class Settings:
             drift=drift_thresholds(env),
             retention_days=int(os.environ.get("MLOPS_RETENTION_DAYS", 90)),
             keep_models=int(os.environ.get("MLOPS_KEEP_MODELS", 10)),
+            executor=executor,
+            dask_scheduler=os.environ.get("MLOPS_DASK_SCHEDULER", ""),
             retrain=RetrainRules(degradation=float(os.environ.get("MLOPS_DEGRADATION", RetrainRules.degradation)),
                                  stale_days=stale_days),
         )

@@ -107,3 +107,17 @@ def test_the_code_location_loads_as_the_image_loads_it(tmp_path):
                           "-m", "mlops_assets.definitions", "-a", "defs"], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+
+
+def test_the_helm_values_run_the_same_image_settings_and_limits():
+    values = yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())
+    [deployment] = values["dagster-user-deployments"]["deployments"]
+    assert deployment["dagsterApiGrpcArgs"] == ["-m", "mlops_assets.definitions", "-a", "defs"]
+    env = {e["name"]: e["value"] for e in deployment["env"]}
+    assert env["MLOPS_ENV"] == "prod" and env["MLOPS_EXECUTOR"] == "dask" and env["MLOPS_DASK_SCHEDULER"]
+    assert values["runLauncher"]["type"] == "K8sRunLauncher"
+    prod = yaml.safe_load((DEPLOY / "dagster.prod.yaml").read_text())
+    region_limit = [t for t in prod["concurrency"]["runs"]["tag_concurrency_limits"] if t["key"] == "mlops/region"]
+    coordinator = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
+    assert coordinator["tagConcurrencyLimits"] == region_limit
+    assert values["postgresql"]["enabled"] is False and values["dagsterWebserver"]["service"]["type"] == "ClusterIP"
