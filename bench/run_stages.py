@@ -153,7 +153,7 @@ def main() -> int:
 
     work = Path(args.keep or tempfile.mkdtemp(prefix="mlops-bench-"))
     os.environ.update(MLOPS_HOME=str(work / "home"), DAGSTER_HOME=str(work / "home" / "dagster"))
-    for name in ("MLOPS_FIRST_WEEK", "MLOPS_STORAGE_ROOT", "MLOPS_ENV"):
+    for name in ("MLOPS_FIRST_WEEK", "MLOPS_FIRST_SCORED_WEEK", "MLOPS_STORAGE_ROOT", "MLOPS_ENV"):
         os.environ.pop(name, None)
 
     from mlops_assets.contract.validation import check_landing

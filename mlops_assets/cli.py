@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import urllib.parse
 import warnings
@@ -202,8 +203,10 @@ def _mlflow_ui(args) -> int:
     cmd = [_tool("mlflow"), "ui", "--backend-store-uri", settings.mlflow_tracking_uri, "--host", args.host,
            "--port", str(args.port), "--workers", "1"]
     if settings.mlflow_artifact_root:
-        cmd += ["--default-artifact-root", Path(settings.mlflow_artifact_root).as_uri()]
-    print(" ".join(cmd), file=sys.stderr)
+        root = settings.mlflow_artifact_root
+        cmd += ["--default-artifact-root", root if "://" in root else Path(root).as_uri()]
+    # a database URI may carry a password: never printed
+    print(re.sub(r"://([^:/@\s]+):[^@\s]+@", r"://\1:***@", " ".join(cmd)), file=sys.stderr)
     os.execvp(cmd[0], cmd)
     return 0
 

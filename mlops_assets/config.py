@@ -60,14 +60,16 @@ AUTOMATION = {"dev": False, "prod": True}
 
 
 def _home() -> Path:
-    """``MLOPS_HOME``; else the folder above ``DAGSTER_HOME`` (``$MLOPS_HOME/dagster`` is where the
-    CLI puts the instance); else ``.mlops`` in the source checkout, or ``~/.mlops`` for an
+    """``MLOPS_HOME``; else the folder above ``DAGSTER_HOME`` when that is a folder named ``dagster``
+    (``$MLOPS_HOME/dagster`` is where the CLI puts the instance); else ``.mlops`` in the source checkout, or ``~/.mlops`` for an
     installed package. Never the working directory: the definitions (where data lives, where the
     weeks begin) are the same wherever a process starts, `dagster dev`, the daemon or a run worker."""
     if os.environ.get("MLOPS_HOME"):
         return Path(os.environ["MLOPS_HOME"]).expanduser().resolve()
-    if os.environ.get("DAGSTER_HOME"):
-        return Path(os.environ["DAGSTER_HOME"]).expanduser().resolve().parent
+    dagster_home = Path(os.environ.get("DAGSTER_HOME", "")).expanduser()
+    # only the layout the CLI makes: a DAGSTER_HOME like ~/.dagster says nothing of where data goes
+    if os.environ.get("DAGSTER_HOME") and dagster_home.name == "dagster":
+        return dagster_home.resolve().parent
     if (REPO_ROOT / "pyproject.toml").exists() and os.access(REPO_ROOT, os.W_OK):
         return REPO_ROOT / ".mlops"
     return Path.home() / ".mlops"

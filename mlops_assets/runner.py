@@ -54,14 +54,19 @@ def prepare_environment(landing: Path | None = None) -> config.Settings:
     template = config.REPO_ROOT / "dagster.yaml"
     if not (home / "dagster.yaml").exists() and template.exists():
         shutil.copy(template, home / "dagster.yaml")
+    return settings
+
+
+def _check_landing(settings: config.Settings) -> None:
+    """Before a run validates anything: a storage built from another landing folder is refused
+    (the tables job would refuse it too, later)."""
     from mlops_assets.errors import ContractError
     from mlops_assets.resources.storage import StorageResource
 
-    try:  # before anything is validated: the tables job would refuse it too, later
+    try:
         StorageResource(root=str(settings.storage_root)).claim_landing(settings.landing_dir, record=False)
     except ContractError as error:
         raise RunFailed(str(error)) from None
-    return settings
 
 
 @dataclass
@@ -194,6 +199,7 @@ def run_pipeline(landing: Path | None = None, regions: list[str] | None = None,
     (benchmarks measure with it; runs in worker processes are timed there, into
     ``summary.stages``). ``workers``: regions at a time (``lanes``)."""
     settings = prepare_environment(landing)
+    _check_landing(settings)
     summary = RunSummary(settings.landing_dir, "", "")
     if lanes(workers, *_size_estimate(settings.landing_dir)) > 1:
         # the landing check (gigabytes at seed scale) in a process of its own, which ends with it
@@ -385,6 +391,7 @@ def run_new_weeks(landing: Path | None = None, on_stage: StageHook | None = None
     from mlops_assets.definitions import build_definitions
 
     settings = prepare_environment(landing)
+    _check_landing(settings)
     defs = build_definitions(settings)
     instance = dg.DagsterInstance.get()
     before = last_delivered_week(instance)
@@ -420,12 +427,10 @@ def _new_weeks_of_region(defs: dg.Definitions, instance: dg.DagsterInstance, reg
     """The sensors' runs for a region's new weeks, in their order: the weeks conditioned and
     featurized (with the coming week's inputs), the coming week forecast and its drift measured,
     and the new weeks monitored (drift, realized accuracy: they are scored weeks)."""
-    from mlops_assets.automation.sensors import next_week
-
-    upcoming = next_week(last)
+    upcoming = week_to_score(last)
     _execute(defs, WEEKLY, instance, summary, on_stage=on_stage, label=f"weekly {region} new weeks",
              tags={RANGE_START: f"{region}|{first}", RANGE_END: f"{region}|{last}", **NEW_DATA})
-    _execute(defs, WEEKLY, instance, summary, on_stage=on_stage, label=f"weekly {region} {upcoming}",
+    _execute(defs, WEEKLY, instance, summary, on_stage=on_stage, label=f"weekly {region} next week",
              partition_key=f"{region}|{upcoming}", asset_selection=FORECAST_INPUTS, tags=NEW_DATA)
     _execute(defs, SCORING, instance, summary, on_stage=on_stage, label=f"scoring {region} {upcoming}",
              partition_key=f"{region}|{upcoming}", tags=NEW_DATA)
@@ -480,7 +485,7 @@ def backfill(regions: list[str], assets: list[str], first: str | None = None, la
             raise RunFailed(f"--{label} {week}: not a week partition (Mondays {weeks[0]} .. {weeks[-1]})")
     if first > last:
         raise RunFailed(f"--first {first} is after --last {last}")
-    runs = []  # (job, asset keys, first, last)
+    runs, skipped = [], ""  # (job, asset keys, first, last); why the monitors were left out
     for job, covered in BACKFILL_JOBS.items():
         keys = [dg.AssetKey(a) for a in covered if a in assets]  # upstream first, as the job orders them
         if not keys:
@@ -488,9 +493,12 @@ def backfill(regions: list[str], assets: list[str], first: str | None = None, la
         span = monitored_span(_week_keys(defs, covered[0]), first, last) if job == MONITORING else (first, last)
         if span is None:
             scored = _week_keys(defs, covered[0])
-            raise RunFailed(f"{', '.join(k.path[-1] for k in keys)}: no scored week in {first} .. {last} "
-                            f"(the scored weeks are {scored[0]} .. {scored[-1]})" if scored else "no scored week yet")
+            skipped = (f"{', '.join(k.path[-1] for k in keys)}: no scored week in {first} .. {last} "
+                       f"(the scored weeks are {scored[0]} .. {scored[-1]})" if scored else "no scored week yet")
+            continue
         runs.append((job, keys, *span))
+    if not runs:
+        raise RunFailed(skipped)
     out = []
     for region in regions:
         for job, keys, start, end in runs:
@@ -506,12 +514,17 @@ def backfill(regions: list[str], assets: list[str], first: str | None = None, la
                         m.metadata["status"].value if "status" in m.metadata else "built"
             done.error = _failure_detail(result)
             out.append(done)
+    if skipped:
+        out.append(BackfillResult("", "", True, first, last, error=f"  not run: {skipped}"))
     return out
 
 
 def format_backfill(results: list[BackfillResult]) -> str:
     lines = []
     for r in results:
+        if not r.run_id:  # a part of the backfill that had nothing to run
+            lines.append(r.error.strip())
+            continue
         lines.append(f"{r.region} {r.first_week} .. {r.last_week}: run {r.run_id} "
                      f"{'succeeded' if r.success else 'FAILED'}")
         for asset, weeks in r.partitions.items():

@@ -58,6 +58,7 @@ def isolated_env(mp: pytest.MonkeyPatch, root: Path, landing: Path) -> None:
     mp.setenv("MLOPS_LANDING_DIR", str(landing))
     mp.delenv("MLOPS_STORAGE_ROOT", raising=False)
     mp.delenv("MLOPS_FIRST_WEEK", raising=False)
+    mp.delenv("MLOPS_FIRST_SCORED_WEEK", raising=False)
     mp.delenv("MLOPS_ENV", raising=False)
 
 

@@ -121,3 +121,14 @@ def test_the_helm_values_run_the_same_image_settings_and_limits():
     coordinator = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
     assert coordinator["tagConcurrencyLimits"] == region_limit
     assert values["postgresql"]["enabled"] is False and values["dagsterWebserver"]["service"]["type"] == "ClusterIP"
+
+
+def test_the_dask_workers_get_the_settings_of_the_code_location():
+    """A worker rebuilds the definitions: the same environment, secrets and shared volume."""
+    values = yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())
+    [deployment] = values["dagster-user-deployments"]["deployments"]
+    workers = yaml.safe_load((DEPLOY / "helm" / "dask-values.yaml").read_text())["worker"]
+    assert {e["name"]: e["value"] for e in workers["env"]} == {e["name"]: e["value"] for e in deployment["env"]}
+    assert [s["secretRef"]["name"] for s in workers["envFrom"]] == [s["name"] for s in deployment["envSecrets"]]
+    assert workers["mounts"]["volumeMounts"] == deployment["volumeMounts"]
+    assert workers["image"]["repository"] == deployment["image"]["repository"]

@@ -18,7 +18,6 @@ from mlops_assets.config import Settings
 from mlops_assets.runner import run_pipeline
 from mlops_assets_tests.browsing import free_port
 from mlops_assets_tests.conftest import isolated_home
-from mlops_assets_tests.servers import wait_for
 
 pytestmark = pytest.mark.distributed
 BIN = Path(sys.executable).parent
@@ -79,8 +78,8 @@ def test_a_region_run_executes_its_steps_on_the_dask_workers(home, tmp_path):
     starts = [e.dagster_event for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_START)]
     steps = {e.step_key for e in starts}
     assert {"net_demand", "weekly_weather", "weekly_events", "features"} <= steps, steps
-    # every step ran in a worker process, and the two workers shared them
-    assert {e.pid for e in starts} <= worker_pids and len({e.pid for e in starts}) == 2, (starts, worker_pids)
+    # every step ran in a worker process of the cluster, none in the launching process
+    assert {e.pid for e in starts} <= worker_pids, ({e.pid for e in starts}, worker_pids)
     weeks = pd.date_range(FIRST, LAST, freq="7D").strftime("%Y-%m-%d")
     materialized = instance.get_materialized_partitions(dg.AssetKey("features"))
     assert {f"north|{w}" for w in weeks} <= materialized

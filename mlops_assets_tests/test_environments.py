@@ -31,6 +31,8 @@ def test_the_definitions_do_not_depend_on_the_working_directory(tmp_path):
     for cwd in (tmp_path, elsewhere):
         assert _settings_in(cwd, DAGSTER_HOME=str(home / "dagster")) == [str(home), "2024-11-18", "2026-11-16"]
         assert _settings_in(cwd, MLOPS_HOME=str(home))[0] == str(home)
+    # a DAGSTER_HOME of another layout (~/.dagster) says nothing of where data goes
+    assert _settings_in(elsewhere, DAGSTER_HOME=str(tmp_path / ".dagster"))[0] == str(REPO_ROOT / ".mlops")
     # given nothing, the checkout's home, not the working directory's
     assert _settings_in(elsewhere)[0] == str(REPO_ROOT / ".mlops")
     assert not (elsewhere / ".mlops").exists()
@@ -46,8 +48,9 @@ def test_dev_and_prod_differ_only_in_configuration(monkeypatch, tmp_path):
     dev = build_definitions(Settings.from_env())
     monkeypatch.setenv("MLOPS_ENV", "prod")
     prod = build_definitions(Settings.from_env())
-    assert sorted(a.key.to_user_string() for a in dev.resolve_all_asset_specs()) == \
-        sorted(a.key.to_user_string() for a in prod.resolve_all_asset_specs())
+    # the same knobs, other values: what the environment decides, and nothing else
+    assert (dev.resources["mlflow"].experiment, prod.resources["mlflow"].experiment) == (
+        "demand-forecast-dev", "demand-forecast-prod")
     assert dev.resolve_sensor_def("landing_files").default_status == dg.DefaultSensorStatus.STOPPED
     assert prod.resolve_sensor_def("landing_files").default_status == dg.DefaultSensorStatus.RUNNING
 

@@ -205,6 +205,7 @@ def test_retention_removes_old_holdouts_quarantine_and_model_folders_but_never_t
         return path
 
     touch("holdout_forecasts/north/old.parquet", 40)
+    touch("holdout_forecasts/north/champion-run.parquet", 400)  # the serving champion's: the dashboard reads it
     touch("holdout_forecasts/north/new.parquet", 5)
     touch("quarantine/shipments/old.parquet", 31)
     touch("quarantine/shipments/new.parquet", 1)
@@ -214,7 +215,7 @@ def test_retention_removes_old_holdouts_quarantine_and_model_folders_but_never_t
         touch(f"region_model/north/run{i}", age, folder=True)
     (tmp_path / "region_model/north/current.json").write_text(json.dumps({"version": "run0"}))
 
-    removed = storage.housekeeping(now=now)
+    removed = storage.housekeeping(now=now, keep_runs={"champion-run"})
 
     assert removed == {
         "interrupted writes": ["net_demand/north/.2026-11-09.parquet.abc.tmp"],
@@ -222,6 +223,6 @@ def test_retention_removes_old_holdouts_quarantine_and_model_folders_but_never_t
         "quarantine": ["quarantine/shipments/old.parquet"],
         "model folders": ["region_model/north/run1", "region_model/north/run2"],
     }
-    assert fresh_tmp.exists()
+    assert fresh_tmp.exists() and (tmp_path / "holdout_forecasts/north/champion-run.parquet").exists()
     kept = sorted(p.name for p in (tmp_path / "region_model/north").iterdir() if p.is_dir())
     assert kept == ["run0", "run3", "run4"]  # the newest two, and the current one however old

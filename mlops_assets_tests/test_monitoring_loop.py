@@ -345,6 +345,19 @@ def test_validation_is_followed_by_conditioning_of_the_affected_weeks_and_the_ye
     assert south.asset_selection == FORECAST_INPUTS
     assert {r.tags["mlops/trigger"] for r in requests.values()} == {"new_data"}
     assert north.tags["mlops/score_week"] == "2026-11-16"  # what the scoring after it will forecast
+    # a new weather forecast touches every region's coming week: an inputs run each, none lost to
+    # a shared run key (the daemon keeps one request per key and tick)
+    coming = {r: ["2026-11-16", "2026-11-22"] for r in ("north", "south")}
+    tables = defs.resolve_job_def("tables").execute_in_process(
+        instance=instance, tags={"mlops/trigger": "new_data", "mlops/affected": json.dumps(coming)})
+    run = instance.get_run_by_id(tables.run_id)
+    with dg.build_run_status_sensor_context(
+            sensor_name=sensor.name, dagster_event=_run_event(instance, run, dg.DagsterEventType.RUN_SUCCESS),
+            dagster_instance=instance, dagster_run=run,
+            resources={"storage": StorageResource(root=str(settings.storage_root))}) as ctx:
+        both = sensor(ctx).run_requests
+    assert sorted(r.partition_key for r in both) == ["north|2026-11-16", "south|2026-11-16"]
+    assert len({r.run_key for r in both}) == 2
 
 
 def _sensor_cursor(instance, name):

@@ -19,7 +19,7 @@ from mlops_assets.ml.featurize import at_forecast_time
 from mlops_assets.monitoring import alerts as alerting
 from mlops_assets.monitoring.accuracy import realized_accuracy, realized_rows
 from mlops_assets.monitoring.drift import drift_table, result_from_table, week_drift
-from mlops_assets.partitions import latest_materializations, weeks_by_region
+from mlops_assets.partitions import latest_materializations, region_partitions, weeks_by_region
 from mlops_assets.resources.alerting import MonitoringResource
 from mlops_assets.resources.mlflow_registry import MlflowRegistryResource
 from mlops_assets.resources.storage import ALLOW_MISSING, SKIPPED, StorageResource
@@ -312,8 +312,19 @@ def alerts(context: dg.AssetExecutionContext, storage: StorageResource, monitori
                 "(the current one always stays; the champion serves from the MLflow registry).",
     kinds={"python"},
 )
-def housekeeping(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
-    removed = storage.housekeeping()
+def housekeeping(context: dg.AssetExecutionContext, storage: StorageResource,
+                 mlflow: MlflowRegistryResource) -> dg.MaterializeResult:
+    # the champions' holdout forecasts (and their predecessors', for a rollback) stay: the
+    # dashboard and the lineage of what serves read them
+    registry, keep = mlflow.registry, set()
+    for region in context.instance.get_dynamic_partitions(region_partitions.name):
+        champion = registry.champion(region)
+        if champion is not None:
+            keep.add(champion.tags.get("dagster_run_id", ""))
+            previous = champion.tags.get("previous_champion")
+            if previous:
+                keep.add(registry.release(region, previous).tags.get("dagster_run_id", ""))
+    removed = storage.housekeeping(keep_runs=keep - {""})
     for kind, paths in removed.items():
         if paths:
             context.log.info(f"removed {len(paths)} {kind}: {', '.join(paths[:10])}" +

@@ -38,7 +38,7 @@ from mlops_assets.ml.featurize import HISTORY_WEEKS
 from mlops_assets.monitoring import alerts as alerting
 from mlops_assets.monitoring import rules
 from mlops_assets.monitoring.drift import summarize
-from mlops_assets.partitions import region_partitions, week_partitions
+from mlops_assets.partitions import region_partitions, week_partitions, week_to_score
 from mlops_assets.resources.alerting import MonitoringResource
 from mlops_assets.resources.landing_folder import LandingResource
 from mlops_assets.resources.mlflow_registry import MlflowRegistryResource
@@ -209,7 +209,8 @@ def monitored_span(scored_weeks: list[str], first: str, last: str) -> tuple[str,
 def inputs_for(run, region: str, week: str, default_trigger: str) -> dg.RunRequest:
     """The weekly run that builds ``week``'s inputs of ``region`` after ``run``, once, with
     ``run``'s trigger; its success forecasts the week (``scoring_after_conditioning``)."""
-    return dg.RunRequest(run_key=f"{run.run_id}-inputs", job_name=weekly_job.name, partition_key=f"{region}|{week}",
+    return dg.RunRequest(run_key=f"{run.run_id}-{region}-inputs", job_name=weekly_job.name,
+                         partition_key=f"{region}|{week}",
                          asset_selection=FORECAST_INPUTS,
                          tags={TRIGGER: run.tags.get(TRIGGER, default_trigger), REGION: region, SCORE_WEEK: week,
                                STAGE: INPUTS})
@@ -242,7 +243,7 @@ def region_discovery_sensor(context: dg.SensorEvaluationContext, landing: Landin
 def build_sensors(settings: Settings) -> list:
     status = dg.DefaultSensorStatus.RUNNING if settings.automation else dg.DefaultSensorStatus.STOPPED
     every = settings.sensor_interval
-    scored_weeks = week_partitions(settings.first_scored_week or settings.first_week).get_partition_keys()
+    scored = week_partitions(settings.first_scored_week or settings.first_week)  # its keys grow with time
 
     @dg.sensor(name="landing_files", jobs=[observe_landing_job, tables_job], minimum_interval_seconds=every,
                default_status=status,
@@ -292,7 +293,7 @@ def build_sensors(settings: Settings) -> list:
         scope = json.loads(run.tags.get(AFFECTED, json.dumps(ALL)))
         if scope == ALL:
             scope = {r: [settings.first_week, next_week(last)] for r in regions}
-        upcoming = next_week(last)  # the week to forecast once these weeks are conditioned
+        upcoming = week_to_score(last)  # the week to forecast once these weeks are conditioned
         requests = []
         for region, (first, end) in sorted(scope.items()):
             if region not in regions:
@@ -328,7 +329,7 @@ def build_sensors(settings: Settings) -> list:
             return dg.RunRequest(run_key=f"{run.run_id}-score", job_name=scoring_job.name,
                                  partition_key=f"{region}|{week}", tags=trigger)
         requests = [inputs_for(run, region, week, "new_data")]
-        span = monitored_span(scored_weeks, run.tags[RANGE_START].split("|")[1],
+        span = monitored_span(scored.get_partition_keys(), run.tags[RANGE_START].split("|")[1],
                               run.tags[RANGE_END].split("|")[1])
         if span:
             requests.append(dg.RunRequest(run_key=f"{run.run_id}-monitor", job_name=monitoring_job.name, tags={
@@ -373,7 +374,7 @@ def build_sensors(settings: Settings) -> list:
         champion = mlflow.registry.champion(region) if region else None
         if champion is None or champion.tags.get("dagster_run_id") != run.run_id or last is None:
             return dg.SkipReason(f"run {run.run_id} promoted no champion")
-        return inputs_for(run, region, next_week(last), default_trigger="manual")
+        return inputs_for(run, region, week_to_score(last), default_trigger="manual")
 
     @dg.run_failure_sensor(name="alert_on_run_failure", minimum_interval_seconds=every, default_status=status,
                            request_job=alerting_job,

@@ -285,8 +285,8 @@ class Registry:
         promote it as one step. Two trainings of one region at once would otherwise both compare
         with the same champion and both promote, the later silently replacing the other.
         A lock per region: a PostgreSQL advisory lock when the store is PostgreSQL (held across
-        machines), else a file lock beside the SQLite store (or in ``MLOPS_LOCK_DIR``: one
-        machine). Re-entrant in a thread (``promote`` takes it too); another thread of this process
+        machines), else a file lock beside the SQLite store, or for a server store in
+        ``MLOPS_LOCK_DIR`` / ``$MLOPS_HOME/locks`` (shared by every machine that mounts it). Re-entrant in a thread (``promote`` takes it too); another thread of this process
         waits like another process."""
         me = (threading.get_ident(), region)
         with self._thread_lock:
@@ -321,7 +321,11 @@ class Registry:
                 engine.dispose()
             return
         db = self._sqlite_path()
-        folder = db.parent if db is not None else Path(os.environ.get("MLOPS_LOCK_DIR", tempfile.gettempdir()))
+        # a server or workspace store: a folder every process deciding for the region can reach
+        # (MLOPS_LOCK_DIR, else the shared home; the temporary folder only as a last resort)
+        shared = os.environ.get("MLOPS_LOCK_DIR") or (
+            str(Path(os.environ["MLOPS_HOME"]) / "locks") if os.environ.get("MLOPS_HOME") else tempfile.gettempdir())
+        folder = db.parent if db is not None else Path(shared)
         folder.mkdir(parents=True, exist_ok=True)
         with open(folder / f"champion-{region}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)

@@ -80,13 +80,15 @@ class StorageResource(dg.ConfigurableResource):
         if record:
             self.write_text(LANDING_MARKER, json.dumps({"landing": here}) + "\n")
 
-    def housekeeping(self, now: float | None = None, tmp_age_seconds: int = 3600) -> dict[str, list[str]]:
+    def housekeeping(self, now: float | None = None, tmp_age_seconds: int = 3600,
+                     keep_runs: set[str] = frozenset()) -> dict[str, list[str]]:
         """Remove what no reader needs: files an interrupted write left (``.*.tmp``, older than
         ``tmp_age_seconds``, so a write in progress is never touched); holdout forecasts and
         quarantined rows older than ``retention_days``; and of each region's model folders, all
         but the newest ``keep_models`` and the one ``current.json`` points to. The champion is
-        served from the MLflow registry, so an old folder is never what serves. Returns the
-        removed paths per kind, relative to the root."""
+        served from the MLflow registry, so an old folder is never what serves. ``keep_runs``:
+        Dagster run ids whose holdout forecasts stay however old (the serving champions': the
+        dashboard reads them). Returns the removed paths per kind, relative to the root."""
         import shutil
         import time
 
@@ -103,7 +105,7 @@ class StorageResource(dg.ConfigurableResource):
                 removed["interrupted writes"].append(str(tmp.relative_to(self.path)))
         for kind, folder in (("holdout forecasts", "holdout_forecasts"), ("quarantine", "quarantine")):
             for file in sorted((self.path / folder).rglob("*.parquet")):
-                if old(file, self.retention_days * 86400):
+                if old(file, self.retention_days * 86400) and file.stem not in keep_runs:
                     file.unlink()
                     removed[kind].append(str(file.relative_to(self.path)))
         for region in sorted(p for p in (self.path / "region_model").glob("*") if p.is_dir()):
