@@ -23,7 +23,7 @@ from mlops_assets.partitions import latest_materializations, region_partitions, 
 from mlops_assets.resources.alerting import MonitoringResource
 from mlops_assets.resources.mlflow_registry import MlflowRegistryResource
 from mlops_assets.resources.storage import ALLOW_MISSING, SKIPPED, StorageResource
-from mlops_assets.registry.tracking import Release
+from mlops_assets.registry.tracking import RegistryError, Release
 
 KEY = ["week_start", "store_id", "product_id"]
 RANGE_START = "dagster/asset_partition_range_start"
@@ -322,8 +322,11 @@ def housekeeping(context: dg.AssetExecutionContext, storage: StorageResource,
         if champion is not None:
             keep.add(champion.tags.get("dagster_run_id", ""))
             previous = champion.tags.get("previous_champion")
-            if previous:
-                keep.add(registry.release(region, previous).tags.get("dagster_run_id", ""))
+            try:
+                if previous:
+                    keep.add(registry.release(region, previous).tags.get("dagster_run_id", ""))
+            except RegistryError:  # a predecessor deleted from the registry: nothing to keep for it
+                context.log.warning(f"{region}: previous champion version {previous} is not in the registry")
     removed = storage.housekeeping(keep_runs=keep - {""})
     for kind, paths in removed.items():
         if paths:
