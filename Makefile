@@ -1,5 +1,5 @@
 # make demo  - install into .venv (first time), then run the whole graph on data/sample
-# make test  - install into .venv (first time), chromium and postgresql (apt-get, if missing), then run the test suite
+# make test  - install into .venv (first time), chromium and postgresql (apt-get) and azurite (npm), if missing, then run the test suite
 # make ui    - the Dagster UI on http://127.0.0.1:3000 over the same instance as `make demo`
 
 PYTHON ?= python3
@@ -23,7 +23,7 @@ demo: $(STAMP)
 
 # two processes, a test module each at a time (its fixtures built once); most of the suite waits
 # on servers, daemons and browsers, so two lanes fit two cores
-test: $(STAMP) chromium postgresql
+test: $(STAMP) chromium postgresql $(AZURITE)
 	$(BIN)/pytest -q -n 2 --dist loadfile
 
 # the browser tests drive Debian's chromium through Playwright (its own browser download is not
@@ -36,6 +36,13 @@ chromium:
 postgresql:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { S=$$([ "$$(id -u)" -ne 0 ] && echo sudo); \
 	  $$S apt-get install -y -q postgresql >/dev/null || { $$S apt-get update -q && $$S apt-get install -y -q postgresql >/dev/null; }; }
+
+# the azure tests start Azurite, the Azure Storage emulator: 3.35.0 is the newest that runs on node 20
+AZURITE := $(VENV)/azurite/node_modules/.bin/azurite-blob
+$(AZURITE):
+	@command -v npm >/dev/null || { S=$$([ "$$(id -u)" -ne 0 ] && echo sudo); \
+	  $$S apt-get install -y -q nodejs npm >/dev/null || { $$S apt-get update -q && $$S apt-get install -y -q nodejs npm >/dev/null; }; }
+	npm install --prefix $(VENV)/azurite --silent --no-audit --no-fund azurite@3.35.0
 
 ui: $(STAMP)
 	$(BIN)/mlops-assets ui

@@ -1,5 +1,5 @@
-"""Real servers the tests start on 127.0.0.1: PostgreSQL (Debian's package, installed by
-`make test` when missing)."""
+"""Real servers the tests start on 127.0.0.1: PostgreSQL (Debian's package) and Azurite (npm),
+each installed by `make test` when missing."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -71,3 +72,52 @@ def wait_for(condition, seconds: float, what: str, log: Path | None = None) -> N
             return
         time.sleep(1)
     pytest.fail(f"{what} did not happen within {seconds} s" + (f":\n{log.read_text()[-3000:]}" if log else ""))
+
+
+# Azurite's well-known development account: public, documented, good for the emulator only
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def azurite_bin() -> Path | None:
+    from mlops_assets.config import REPO_ROOT
+
+    local = REPO_ROOT / ".venv" / "azurite" / "node_modules" / ".bin" / "azurite-blob"
+    found = local if local.exists() else shutil.which("azurite-blob")
+    return Path(found) if found else None
+
+
+@contextmanager
+def azurite_server(folder: Path, containers: tuple[str, ...] = ("mlflow",)):
+    """Azurite's Blob service (the Azure Storage emulator, from npm) on 127.0.0.1; yields the
+    connection string, with ``containers`` created. 3.35.0 is the newest that runs on node 20, and
+    it must skip the API version check (azure-storage-blob sends a newer version)."""
+    binary = azurite_bin()
+    if binary is None:
+        pytest.fail("Azurite is not installed: `make test` installs it (npm install azurite@3.35.0)")
+    port = free_port()
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / "azurite.log"
+    proc = subprocess.Popen([str(binary), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location",
+                             str(folder), "--skipApiVersionCheck", "--loose"], stdout=log.open("w"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    connection = (f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+                  f"BlobEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};")
+    try:
+        from azure.storage.blob import BlobServiceClient
+
+        service = BlobServiceClient.from_connection_string(connection)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                for name in containers:
+                    service.create_container(name)
+                break
+            except Exception:  # not listening yet
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"azurite did not start:\n{log.read_text()[-3000:]}")
+                time.sleep(0.5)
+        yield connection
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
