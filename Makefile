@@ -6,6 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+AZURITE := $(VENV)/azurite/node_modules/.bin/azurite-blob
 
 .PHONY: demo test ui sample bench clean chromium postgresql
 
@@ -38,7 +39,6 @@ postgresql:
 	  $$S apt-get install -y -q postgresql >/dev/null || { $$S apt-get update -q && $$S apt-get install -y -q postgresql >/dev/null; }; }
 
 # the azure tests start Azurite, the Azure Storage emulator: 3.35.0 is the newest that runs on node 20
-AZURITE := $(VENV)/azurite/node_modules/.bin/azurite-blob
 $(AZURITE):
 	@command -v npm >/dev/null || { S=$$([ "$$(id -u)" -ne 0 ] && echo sudo); \
 	  $$S apt-get install -y -q nodejs npm >/dev/null || { $$S apt-get update -q && $$S apt-get install -y -q nodejs npm >/dev/null; }; }
