@@ -61,8 +61,8 @@ AUTOMATION = {"dev": False, "prod": True}
 
 def _home() -> Path:
     """``MLOPS_HOME``; else the folder above ``DAGSTER_HOME`` when that is a folder named ``dagster``
-    (``$MLOPS_HOME/dagster`` is where the CLI puts the instance); else ``.mlops`` in the source checkout, or ``~/.mlops`` for an
-    installed package. Never the working directory: the definitions (where data lives, where the
+    (``$MLOPS_HOME/dagster`` is where the CLI puts the instance); else ``.mlops`` in the source
+    checkout, or ``~/.mlops`` for an installed package. Never the working directory: the definitions (where data lives, where the
     weeks begin) are the same wherever a process starts, `dagster dev`, the daemon or a run worker."""
     if os.environ.get("MLOPS_HOME"):
         return Path(os.environ["MLOPS_HOME"]).expanduser().resolve()
@@ -179,18 +179,18 @@ def _flag(name: str, default: bool) -> bool:
 
 
 def resolve_first_week(home: Path, key: str = "first_week", variable: str = "MLOPS_FIRST_WEEK",
-                       default: str = DEFAULT_FIRST_WEEK) -> str:
+                       floor: str | None = None) -> str:
     """The first week of a partitions definition: the environment wins, then what ``mlops-assets
-    run`` recorded from the data, then ``default`` (2001-01-01 for the weeks; the first week for
-    the scored weeks). Never before the weeks' own first week."""
+    run`` recorded from the data, then ``floor`` (the scored weeks: never before the weeks' own
+    first week), then 2001-01-01."""
     value = os.environ.get(variable)
     if not value:
         value = recorded_weeks(home).get(key)
-    value = value or default
+    value = value or floor or DEFAULT_FIRST_WEEK
     day = dt.date.fromisoformat(value)
     if day.weekday() != 0:
         raise ValueError(f"{variable}={value}: weeks start on Monday; use {monday_on_or_before(day)}")
-    return max(value, default) if key != "first_week" else value
+    return max(value, floor) if floor else value
 
 
 def recorded_weeks(home: Path) -> dict:
@@ -205,3 +205,9 @@ def record_weeks(home: Path, **weeks: str) -> None:
     path = partition_settings_path(home)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({**recorded_weeks(home), **weeks}, indent=2) + "\n")
+
+
+def env_value(value):
+    """A resource field given as ``dg.EnvVar`` (a secret), resolved from the environment: inside a
+    run Dagster has resolved it already; the CLI and sensor helpers use resources outside one."""
+    return value.get_value() if hasattr(value, "env_var_name") else value

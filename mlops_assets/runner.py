@@ -490,9 +490,9 @@ def backfill(regions: list[str], assets: list[str], first: str | None = None, la
         keys = [dg.AssetKey(a) for a in covered if a in assets]  # upstream first, as the job orders them
         if not keys:
             continue
-        span = monitored_span(_week_keys(defs, covered[0]), first, last) if job == MONITORING else (first, last)
+        scored = _week_keys(defs, covered[0]) if job == MONITORING else []
+        span = monitored_span(scored, first, last) if job == MONITORING else (first, last)
         if span is None:
-            scored = _week_keys(defs, covered[0])
             skipped = (f"{', '.join(k.path[-1] for k in keys)}: no scored week in {first} .. {last} "
                        f"(the scored weeks are {scored[0]} .. {scored[-1]})" if scored else "no scored week yet")
             continue

@@ -16,7 +16,7 @@ import urllib.request
 
 import dagster as dg
 
-from mlops_assets.config import Settings
+from mlops_assets.config import Settings, env_value
 from mlops_assets.monitoring.drift import DriftThresholds
 from mlops_assets.monitoring.rules import RetrainRules
 
@@ -67,7 +67,6 @@ class MonitoringResource(dg.ConfigurableResource):
         return RetrainRules(**self.rules)
 
     def notify(self, log, alerts: list[dict]) -> None:
-        url = self.webhook_url.get_value() if isinstance(self.webhook_url, dg.EnvVar) else self.webhook_url
-        failed = post_alerts(url, alerts)
+        failed = post_alerts(env_value(self.webhook_url), alerts)
         if failed:
             log.warning(f"alert webhook ({WEBHOOK_ENV}) failed: {failed}; {len(alerts)} alerts not delivered")

@@ -13,7 +13,7 @@ from functools import lru_cache
 
 import dagster as dg
 
-from mlops_assets.config import DEFAULT_CHAMPION_TOL, DEFAULT_STALE_DAYS, Settings
+from mlops_assets.config import DEFAULT_CHAMPION_TOL, DEFAULT_STALE_DAYS, Settings, env_value
 from mlops_assets.registry.gates import GateConfig
 from mlops_assets.registry.tracking import Registry
 
@@ -48,10 +48,7 @@ class MlflowRegistryResource(dg.ConfigurableResource):
 
     @property
     def registry(self) -> Registry:
-        # in a run Dagster has resolved the EnvVar; used directly (the CLI, a sensor's helper) it is
-        # resolved here, from the same environment
-        uri = self.tracking_uri.get_value() if isinstance(self.tracking_uri, dg.EnvVar) else self.tracking_uri
-        return _registry(uri, self.artifact_root, self.experiment)
+        return _registry(env_value(self.tracking_uri), self.artifact_root, self.experiment)
 
     @property
     def gate_config(self) -> GateConfig:
