@@ -8,6 +8,11 @@ INSTALL_REQUIRES = [
     "dagster-webserver==1.13.27",
     "dagster-mlflow==0.29.27",
     "dagster-azure==0.29.27",
+    # fsspec's Azure backend: the landing folder and asset storage on Blob Storage / ADLS Gen2
+    # (az://, abfss://) through universal_pathlib, which dagster already installs. dagster-azure's
+    # own IO manager pickles, and its blob resource is a bare client: no Parquet, no listing by path
+    "adlfs==2026.8.0",
+    "universal_pathlib>=0.3,<0.4",
     "dagster-pandera==0.29.27",
     # production: the Dagster instance (runs, events, schedules) and the MLflow store on PostgreSQL
     "dagster-postgres==0.29.27",

@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 
 from mlops_assets import config
+from mlops_assets.locations import location
 
 
 def _sample(args) -> int:
@@ -29,7 +30,7 @@ def _sample(args) -> int:
 def _validate(args) -> int:
     from mlops_assets.contract.validation import check_landing
 
-    landing = Path(args.landing_dir)
+    landing = location(args.landing_dir, "landing_dir")
     if not landing.is_dir():
         print(f"{landing}: not a folder", file=sys.stderr)
         return 2
@@ -51,7 +52,7 @@ def _run(args) -> int:
     from mlops_assets.runner import RunFailed, format_summary, report_json, run_pipeline
 
     regions = [r.strip() for r in args.regions.split(",")] if args.regions else None
-    landing = Path(args.landing) if args.landing else None
+    landing = args.landing or None  # a folder or an Azure URL (mlops_assets.locations)
     try:
         if args.new_weeks:
             from mlops_assets.runner import run_new_weeks
@@ -90,7 +91,6 @@ def _backfill(args) -> int:
 
 def _dashboard(args) -> int:
     """Serve the persona dashboards (the ``monitoring_dashboard`` asset's page) on 127.0.0.1."""
-    import functools
     import http.server
 
     from mlops_assets.assets.dashboard import PAGE
@@ -104,8 +104,21 @@ def _dashboard(args) -> int:
         except RunFailed as exc:
             print(f"mlops-assets dashboard: {exc}", file=sys.stderr)
             return 1
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(page.parent))
-    server = http.server.ThreadingHTTPServer((args.host, args.port), handler)
+    class PageHandler(http.server.BaseHTTPRequestHandler):
+        """The one page, read from storage on each request (a local folder or Azure)."""
+
+        def do_GET(self):  # noqa: N802 - the http.server API
+            if self.path.split("?")[0] not in ("/", "/index.html"):
+                self.send_error(404)
+                return
+            body = page.read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = http.server.ThreadingHTTPServer((args.host, args.port), PageHandler)
     print(f"serving {page} at http://{args.host}:{server.server_address[1]}/ (Ctrl-C stops)", flush=True)
     try:
         server.serve_forever()
@@ -125,7 +138,7 @@ def _tool(name: str) -> str:
 def _ui(args) -> int:
     from mlops_assets.runner import prepare_environment
 
-    prepare_environment(Path(args.landing) if args.landing else None)
+    prepare_environment(args.landing or None)
     cmd = [_tool("dagster"), "dev", "-w", str(config.REPO_ROOT / "workspace.yaml"), "-h", args.host, "-p", str(args.port)]
     print(f"DAGSTER_HOME={os.environ['DAGSTER_HOME']} {' '.join(cmd)}", file=sys.stderr)
     os.execvp(cmd[0], cmd)

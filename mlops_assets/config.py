@@ -39,6 +39,8 @@ import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from mlops_assets.locations import location
+
 from mlops_assets.monitoring.drift import DriftThresholds
 from mlops_assets.monitoring.rules import RetrainRules
 
@@ -114,8 +116,8 @@ class Settings:
         if env not in ENVIRONMENTS:
             raise ValueError(f"MLOPS_ENV={env!r}: must be one of {', '.join(ENVIRONMENTS)}")
         home = _home()
-        landing = Path(os.environ.get("MLOPS_LANDING_DIR", SAMPLE_LANDING_DIR)).expanduser()
-        storage = Path(os.environ.get("MLOPS_STORAGE_ROOT", home / "storage")).expanduser()
+        landing = location(os.environ.get("MLOPS_LANDING_DIR", SAMPLE_LANDING_DIR), "MLOPS_LANDING_DIR")
+        storage = location(os.environ.get("MLOPS_STORAGE_ROOT", home / "storage"), "MLOPS_STORAGE_ROOT")
         dagster_home = Path(os.environ.get("DAGSTER_HOME", home / "dagster")).expanduser().resolve()
         mode = os.environ.get("MLOPS_PROMOTION_MODE", PROMOTION_MODE[env])
         if mode not in PROMOTION_MODES:
@@ -137,8 +139,8 @@ class Settings:
         return cls(
             env=env,
             home=home,
-            landing_dir=landing.resolve(),
-            storage_root=storage.resolve(),
+            landing_dir=landing,
+            storage_root=storage,
             dagster_home=dagster_home,
             first_week=first_week,
             first_scored_week=resolve_first_week(home, "first_scored_week", "MLOPS_FIRST_SCORED_WEEK", first_week),

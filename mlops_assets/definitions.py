@@ -16,6 +16,7 @@ from mlops_assets.automation.jobs import ALL_JOBS
 from mlops_assets.automation.schedules import build_schedules
 from mlops_assets.automation.sensors import build_sensors
 from mlops_assets.config import Settings
+from mlops_assets.locations import url
 from mlops_assets.partitions import region_week_partitions
 from mlops_assets.resources import LandingResource, ModelIOManager, ParquetIOManager, StorageResource
 from mlops_assets.resources.alerting import MonitoringResource
@@ -25,7 +26,7 @@ from mlops_assets.resources.mlflow_registry import MlflowRegistryResource
 def build_definitions(settings: Settings) -> dg.Definitions:
     region_week = region_week_partitions(settings.first_week)
     scored_week = region_week_partitions(settings.first_scored_week or settings.first_week)
-    storage = StorageResource(root=str(settings.storage_root), retention_days=settings.retention_days,
+    storage = StorageResource(root=url(settings.storage_root), retention_days=settings.retention_days,
                               keep_models=settings.keep_models)
     weekly = [factory(region_week) for factory in [*WEEKLY_FACTORIES, features]]
     weekly += [factory(scored_week) for factory in [build_scores, build_drift_metrics, build_forecast_accuracy]]
@@ -36,7 +37,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             dg.DefaultScheduleStatus.RUNNING if settings.automation else dg.DefaultScheduleStatus.STOPPED),
         sensors=build_sensors(settings),
         resources={
-            "landing": LandingResource(path=str(settings.landing_dir)),
+            "landing": LandingResource(path=url(settings.landing_dir)),
             "storage": storage,
             "parquet_io_manager": ParquetIOManager(storage=storage),
             "model_io_manager": ModelIOManager(storage=storage),

@@ -32,7 +32,8 @@ from mlops_assets.monitoring.replay import replay_region
 from mlops_assets.automation.sensors import monitored_span
 from mlops_assets.partitions import region_partitions, week_to_score
 from mlops_assets.resources.landing_folder import LandingResource, forget_checked
-from mlops_assets.ml.ensemble import ForecastModel
+from mlops_assets.locations import location, source, url
+from mlops_assets.resources.storage import load_model_version
 
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -46,7 +47,7 @@ class RunFailed(RuntimeError):
 def prepare_environment(landing: Path | None = None) -> config.Settings:
     """Point settings at ``landing`` and a persistent Dagster home with the project's dagster.yaml."""
     if landing is not None:
-        os.environ["MLOPS_LANDING_DIR"] = str(Path(landing).resolve())
+        os.environ["MLOPS_LANDING_DIR"] = url(location(landing, "--landing"))
     settings = config.Settings.from_env()
     os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
     home = Path(os.environ["DAGSTER_HOME"])
@@ -64,7 +65,7 @@ def _check_landing(settings: config.Settings) -> None:
     from mlops_assets.resources.storage import StorageResource
 
     try:
-        StorageResource(root=str(settings.storage_root)).claim_landing(settings.landing_dir, record=False)
+        StorageResource(root=url(settings.storage_root)).claim_landing(settings.landing_dir, record=False)
     except ContractError as error:
         raise RunFailed(str(error)) from None
 
@@ -132,7 +133,8 @@ def _size_estimate(landing: Path) -> tuple[int, int]:
     from mlops_assets.contract import validation as contract
 
     try:
-        regions = pd.read_csv(landing / "stores.csv", usecols=["region"], dtype=str)["region"].nunique()
+        with source(landing / "stores.csv") as f:
+            regions = pd.read_csv(f, usecols=["region"], dtype=str)["region"].nunique()
     except (OSError, ValueError):
         return 1, 0
     files = contract.table_files(landing, contract.TABLES["shipments"])
@@ -144,7 +146,7 @@ def _prepare(settings: config.Settings, regions: list[str] | None, summary: RunS
     """Validate the landing folder, record the first week, add the regions' partitions, and run
     the observation and the tables jobs. Returns the facts the regions' runs need (plain JSON)."""
     # the tables job reads the same cached check: the landing folder is validated once per run
-    checked = LandingResource(path=str(settings.landing_dir)).checked()
+    checked = LandingResource(path=url(settings.landing_dir)).checked()
     stores, shipments = checked["stores"].valid, checked["shipments"].valid
     if stores.empty or shipments.empty:
         problems = "\n".join(str(p) for p in [*checked["stores"].problems, *checked["shipments"].problems][:20])
@@ -251,7 +253,7 @@ def _run_region(defs: dg.Definitions, instance: dg.DagsterInstance, settings: co
                           partition_key=region, tolerate_gates=True, tags=MANUAL,
                           run_config={**QUIET, "ops": {"region_model": {"config": {"holdout_weeks": holdout_weeks}}}})
         # this run's candidate, whether or not it passed its gates (current.json moves only if it did)
-        model = ForecastModel.load(settings.storage_root / "region_model" / region / result.run_id)
+        model = load_model_version(settings.storage_root / "region_model" / region / result.run_id)
         meta = result.asset_materializations_for_node("region_model")[-1].metadata
         summary.models[region] = {
             "model_version": f"{meta['registered model'].value}/{meta[REGISTERED_VERSION].value}",
@@ -264,7 +266,7 @@ def _run_region(defs: dg.Definitions, instance: dg.DagsterInstance, settings: co
             "evaluation": model.evaluation, "segments": evaluation_json(model)}
         summary.replay[region] = replay_region(
             region, _stored(settings.storage_root, "features", region, model.evaluation["holdout"]["first_week"]),
-            pd.read_parquet(settings.storage_root / "holdout_forecasts" / region / f"{result.run_id}.parquet"),
+            _read(settings.storage_root / "holdout_forecasts" / region / f"{result.run_id}.parquet"),
             model.holdout_reference, model.evaluation, _week_before(model.evaluation["holdout"]["first_week"]),
             settings.drift, settings.retrain)
         # without a champion the baseline serves (marked, with an alert): a region is never unforecast
@@ -333,7 +335,7 @@ def _region_worker(task: str, region: str, params: dict) -> str:
         settings = config.Settings.from_env()
         if task != "prepare":  # it records the first week the definitions are built with
             _WORKER.update(settings=settings, defs=build_definitions(settings), instance=dg.DagsterInstance.get())
-    summary = RunSummary(Path(os.environ.get("MLOPS_LANDING_DIR", ".")), params.get("first", ""),
+    summary = RunSummary(location(os.environ.get("MLOPS_LANDING_DIR", "."), "MLOPS_LANDING_DIR"), params.get("first", ""),
                          params.get("last", ""))
     result = None
 
@@ -561,8 +563,13 @@ def _spans(weeks: list[str]) -> str:
 
 
 def _stored(root: Path, asset: str, region: str, first_week: str) -> pd.DataFrame:
-    files = sorted(p for p in (root / asset / region).glob("*.parquet") if p.stem >= first_week)
-    return pd.concat([pd.read_parquet(p) for p in files], ignore_index=True)
+    files = sorted((p for p in (root / asset / region).glob("*.parquet") if p.stem >= first_week), key=str)
+    return pd.concat([_read(p) for p in files], ignore_index=True)
+
+
+def _read(path: Path) -> pd.DataFrame:
+    with source(path) as f:
+        return pd.read_parquet(f)
 
 
 def _week_before(week: str) -> str:

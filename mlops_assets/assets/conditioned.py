@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 from mlops_assets.contract import conditioning, schemas
 from mlops_assets.contract.validation import failure_cases_by_value
 from mlops_assets.errors import ContractError
+from mlops_assets.locations import source, url
 from mlops_assets.ml import source_version
 from mlops_assets.partitions import split_key, weeks_by_region
 from mlops_assets.resources.storage import SKIPPED, StorageResource, partition_file
@@ -33,6 +34,12 @@ def _schema_check(asset: str, schema: pa.DataFrameSchema, frame: pd.DataFrame, s
         metadata={"failures": len(failures), "partitions": scope,
                   "sample": dg.MetadataValue.md(failures.head(25).to_markdown(index=False))},
     )
+
+
+def _row_count(path) -> int:
+    """Rows of a stored Parquet file, from its footer (local or on Azure)."""
+    with source(path) as f:
+        return pq.ParquetFile(f).metadata.num_rows
 
 
 def describe_partitions(regions: dict[str, list[str]]) -> str:
@@ -131,12 +138,12 @@ def weekly_asset(name: str, schema: pa.DataFrameSchema, ins: dict[str, dg.AssetI
                 region, week = split_key(key)
                 if (region, week) in skipped:
                     kept = storage.path / partition_file(context.assets_def.key, key)
-                    rows = pq.ParquetFile(kept).metadata.num_rows if kept.exists() else 0
+                    rows = _row_count(kept) if kept.exists() else 0
                     meta = {"status": "skipped: " + skipped[(region, week)] +
                             ("; the value an earlier run stored is kept" if kept.exists() else ""), "rows": rows}
                 else:
                     meta = {"status": "built", "rows": int(counts.get((region, week), 0)),
-                            "path": dg.MetadataValue.path(str(storage.path / partition_file(context.assets_def.key,
+                            "path": dg.MetadataValue.path(url(storage.path / partition_file(context.assets_def.key,
                                                                                              key)))}
                 context.add_asset_metadata({"region": region, "week": week, **meta, "run covered": scope},
                                            partition_key=key)

@@ -13,6 +13,7 @@ import pandas as pd
 
 from mlops_assets.registry import gates
 from mlops_assets.config import REPO_ROOT
+from mlops_assets.locations import blob_uri, url
 from mlops_assets.ml import code_version
 from mlops_assets.contract.validation import TABLES, file_digest
 from mlops_assets.registry.lineage import write_snapshot
@@ -236,7 +237,7 @@ def region_model(context: dg.AssetExecutionContext, config: TrainingConfig, feat
         release = registry.log_training(
             region, Path(tmp) / "model", holdout_rows.head(5).reset_index(drop=True), training_params(model),
             training_metrics(model), tags,
-            {"frame": observed, "digest": digest, "source": str(storage.path / snapshot),
+            {"frame": observed, "digest": digest, "source": blob_uri(storage.path / snapshot),
              "name": f"features-{region}"},
             {"lineage.json": lineage, "evaluation.json": json.loads(json.dumps(model.evaluation, default=float))})
     model.version = f"{registered_name(region)}/{release.version}"
@@ -275,7 +276,7 @@ def region_model(context: dg.AssetExecutionContext, config: TrainingConfig, feat
         "registered model": registered_name(region),
         "mlflow run": release.run_id,
         "promotion mode": mlflow.mode,
-        "training data": dg.MetadataValue.path(str(storage.path / snapshot)),
+        "training data": dg.MetadataValue.path(url(storage.path / snapshot)),
         "training data digest": digest,
     })
     for gate, result in results.items():

@@ -5,6 +5,7 @@ contents, so a new or changed file marks everything downstream as stale in the U
 import dagster as dg
 
 from mlops_assets.contract import validation as contract
+from mlops_assets.locations import url
 from mlops_assets.resources import LandingResource
 
 
@@ -26,7 +27,7 @@ def _raw_source(table: contract.Table) -> dg.SourceAsset:
             metadata={
                 "files": len(files),
                 "bytes": sum(sizes.values()),
-                "landing": dg.MetadataValue.path(str(landing.root / table.pattern)),
+                "landing": dg.MetadataValue.path(url(landing.root / table.pattern)),
                 "sha256": dg.MetadataValue.json(files),
             },
         )

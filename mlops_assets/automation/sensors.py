@@ -34,6 +34,7 @@ from mlops_assets.config import Settings
 from mlops_assets.contract import schemas
 from mlops_assets.contract import validation as contract
 from mlops_assets.ml import code_version
+from mlops_assets.locations import source
 from mlops_assets.ml.featurize import HISTORY_WEEKS
 from mlops_assets.monitoring import alerts as alerting
 from mlops_assets.monitoring import rules
@@ -87,9 +88,10 @@ def detect_changes(landing: Path, known: dict[str, list]) -> tuple[dict[str, lis
 
 
 def _read(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
-    if path.suffix == ".parquet":
-        return pd.read_parquet(path, columns=columns).astype(str)
-    return pd.read_csv(path, usecols=columns, dtype=str, keep_default_na=False)
+    with source(path) as f:
+        if path.suffix == ".parquet":
+            return pd.read_parquet(f, columns=columns).astype(str)
+        return pd.read_csv(f, usecols=columns, dtype=str, keep_default_na=False)
 
 
 def _monday(dates: pd.Series) -> pd.Series:
@@ -162,8 +164,7 @@ def next_week(week: str) -> str:
 
 
 def stored_weeks(storage: StorageResource, asset: str, region: str, last: int | None = None) -> list[str]:
-    folder = storage.path / asset / region
-    weeks = sorted(p.stem for p in folder.glob("*.parquet")) if folder.is_dir() else []
+    weeks = storage.files(f"{asset}/{region}")
     return weeks[-last:] if last else weeks
 
 
@@ -387,9 +388,7 @@ def build_sensors(settings: Settings) -> list:
         found = alerting.alert(region, partition.split("|")[1] if "|" in partition else "", "run_failure",
                                alerting.ERROR, None, None,
                                f"run of job {run.job_name} failed: {context.failure_event.message}", run.run_id)
-        path = storage.path / "alerts" / "failures" / f"{run.run_id}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(found) + "\n")
+        storage.write_text(f"alerts/failures/{run.run_id}.json", json.dumps(found) + "\n")
         if run.job_name == alerting_job.name:
             return None  # the alerts job failing must not request itself forever
         return dg.RunRequest(run_key=f"{run.run_id}-alerts", tags={TRIGGER: run.tags.get(TRIGGER, "manual")})

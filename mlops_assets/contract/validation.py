@@ -25,6 +25,7 @@ import pandera.pandas as pa
 from pandas.api.types import union_categoricals
 
 from mlops_assets.contract import schemas
+from mlops_assets.locations import location, source
 
 DATA_SUFFIXES = (".csv", ".parquet")
 FILE_COLUMN, ROW_COLUMN = "_file", "_row"
@@ -112,7 +113,7 @@ def table_files(landing: Path, table: Table) -> list[Path]:
 
 def file_digest(path: Path) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
@@ -144,10 +145,12 @@ def read_text_frame(path: Path, rel: str) -> tuple[pd.DataFrame | None, list[Pro
                 return None, [Problem(rel, 0, "-", "file is empty (no header row)")]
             # categorical text: each distinct cell text is one string, each cell a small code (a
             # seed-scale table is 10^7 cells but a few thousand distinct ids, dates and counts)
-            frame = pd.read_csv(path, dtype="category", keep_default_na=False, na_filter=False,
-                                skip_blank_lines=False, encoding="utf-8")
+            with source(path) as f:
+                frame = pd.read_csv(f, dtype="category", keep_default_na=False, na_filter=False,
+                                    skip_blank_lines=False, encoding="utf-8")
         else:
-            frame = pd.read_parquet(path)
+            with source(path) as f:
+                frame = pd.read_parquet(f)
             frame = frame.apply(_text_of).astype("category") if len(frame.columns) else frame
     except UnicodeDecodeError as exc:
         return None, [Problem(rel, 0, "-", f"not UTF-8 text ({exc.reason} at byte {exc.start})")]
@@ -362,7 +365,7 @@ def check_table(
     ``by_value``: parse and check each distinct value of a column once and spread the outcome
     to its rows (a seed-scale table has 10^7 cells but a few thousand distinct ids, dates and
     counts). ``False`` parses and checks cell by cell: the reference the tests hold it to."""
-    landing = Path(landing)
+    landing = location(landing)
     files = table_files(landing, table)
     rel = {p: p.relative_to(landing).as_posix() for p in files}
     problems: list[Problem] = []
@@ -471,7 +474,7 @@ def rejected_ids(result: TableResult, column: str) -> list[str]:
 
 def check_landing(landing: Path, by_value: bool = True) -> dict[str, TableResult]:
     """Check every table; foreign keys use the *valid* rows of the masters."""
-    landing = Path(landing)
+    landing = location(landing)
     out: dict[str, TableResult] = {}
     out["stores"] = check_table(landing, TABLES["stores"], lambda extra: schemas.stores_schema(), by_value)
     out["products"] = check_table(landing, TABLES["products"], lambda extra: schemas.products_schema(), by_value)
@@ -492,7 +495,7 @@ def check_dependent(landing: Path, name: str, stores: TableResult, products: Tab
         "returns": lambda extra: schemas.returns_schema(store_ids, product_ids, bad_stores, bad_products),
         "weather": lambda extra: schemas.weather_schema(),
     }
-    return check_table(Path(landing), TABLES[name], builders[name], by_value)
+    return check_table(location(landing), TABLES[name], builders[name], by_value)
 
 
 def all_problems(results: dict[str, TableResult]) -> Iterable[Problem]:

@@ -74,9 +74,12 @@ class Page:
     figures: dict = field(default_factory=dict)  # numeric key figures, for the asset's metadata
 
 
-def _files(storage: StorageResource, asset: str, region: str) -> list:
-    folder = storage.path / asset / region
-    return sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+def _weeks(storage: StorageResource, asset: str, region: str) -> list[str]:
+    return storage.files(f"{asset}/{region}")
+
+
+def _read_weeks(storage: StorageResource, asset: str, region: str, weeks: list[str], **kw) -> list[pd.DataFrame]:
+    return [storage.read_parquet(f"{asset}/{region}/{week}.parquet", **kw) for week in weeks]
 
 
 def _regions(storage: StorageResource, registry: Registry) -> list[str]:
@@ -123,15 +126,19 @@ class _Region:
         self.model = registry.load_forecast_model(self.champion) if self.champion else None
         self.training_run = (self.champion.tags.get("dagster_run_id") if self.champion else None) or \
             training_runs.get((region, self.champion.version if self.champion else None))
-        holdout = storage.path / "holdout_forecasts" / region / f"{self.training_run}.parquet"
-        self.holdout = pd.read_parquet(holdout) if self.training_run and holdout.exists() else pd.DataFrame()
-        self.scores = [(p.stem, pd.read_parquet(p)) for p in _files(storage, "scores", region)]
-        self.accuracy = pd.concat([pd.read_parquet(p) for p in _files(storage, "forecast_accuracy", region)] or
-                                  [pd.DataFrame()], ignore_index=True)
-        self.drift = pd.concat([pd.read_parquet(p) for p in _files(storage, "drift_metrics", region)] or
-                               [pd.DataFrame()], ignore_index=True)
-        self.actual = {p.stem: float(pd.read_parquet(p, columns=["net_demand"])["net_demand"].sum())
-                       for p in _files(storage, "net_demand", region) if p.stem in {w for w, _ in self.scores}}
+        holdout = f"holdout_forecasts/{region}/{self.training_run}.parquet"
+        self.holdout = storage.read_parquet(holdout) if self.training_run and storage.exists(holdout) else \
+            pd.DataFrame()
+        weeks = _weeks(storage, "scores", region)
+        self.scores = list(zip(weeks, _read_weeks(storage, "scores", region, weeks)))
+        self.accuracy = pd.concat(_read_weeks(storage, "forecast_accuracy", region,
+                                              _weeks(storage, "forecast_accuracy", region)) or [pd.DataFrame()],
+                                  ignore_index=True)
+        self.drift = pd.concat(_read_weeks(storage, "drift_metrics", region, _weeks(storage, "drift_metrics", region))
+                               or [pd.DataFrame()], ignore_index=True)
+        actual = [w for w in _weeks(storage, "net_demand", region) if w in set(weeks)]
+        self.actual = {w: float(frame["net_demand"].sum()) for w, frame in
+                       zip(actual, _read_weeks(storage, "net_demand", region, actual, columns=["net_demand"]))}
 
     def weekly(self) -> pd.DataFrame:
         """Per week: forecast, baseline and actual totals and MAPEs. The holdout weeks are the
@@ -341,8 +348,8 @@ def _science(regions: dict[str, _Region], storage: StorageResource, registry: Re
     for name, r in regions.items():
         if r.model is None:
             continue
-        files = _files(storage, "features", name)[-RECENT_WEEKS:]
-        recent = pd.concat([pd.read_parquet(p) for p in files], ignore_index=True) if files else pd.DataFrame()
+        files = _read_weeks(storage, "features", name, _weeks(storage, "features", name)[-RECENT_WEEKS:])
+        recent = pd.concat(files, ignore_index=True) if files else pd.DataFrame()
         out.append(f'<h3>{esc(name)}</h3><p class="lineage">{_lineage(r, links)}</p><div class="grid">')
         for segment, model in r.model.segments.items():
             out.append('<div class="pair">')

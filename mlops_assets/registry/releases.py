@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from mlops_assets.config import Settings
+from mlops_assets.locations import source, url
 from mlops_assets.registry.lineage import read_snapshot
 from mlops_assets.resources.mlflow_registry import MlflowRegistryResource
 from mlops_assets.resources.storage import StorageResource
@@ -62,7 +63,8 @@ def open_alerts(settings: Settings) -> list[dict]:
     path = settings.storage_root / "alerts.parquet"
     if not path.exists():
         return []
-    table = pd.read_parquet(path)
+    with source(path) as f:
+        table = pd.read_parquet(f)
     return json.loads(table.drop(columns=["run_id"], errors="ignore").to_json(orient="records"))
 
 
@@ -82,7 +84,7 @@ def format_status(rows: list[dict], settings: Settings, alerts: list[dict] | Non
 
 def trace(settings: Settings, region: str, week: str) -> dict:
     """forecast -> model version -> run -> hyperparameters -> training snapshot -> tables -> raw files."""
-    storage = StorageResource(root=str(settings.storage_root))
+    storage = StorageResource(root=url(settings.storage_root))
     relative = f"scores/{region}/{week}.parquet"
     if not storage.exists(relative):
         raise RegistryError(f"no scores for {region} week {week} in {settings.storage_root} "
@@ -122,7 +124,7 @@ def trace(settings: Settings, region: str, week: str) -> dict:
 
 
 def rebuild_training_frame(settings: Settings, chain: dict) -> pd.DataFrame:
-    storage = StorageResource(root=str(settings.storage_root))
+    storage = StorageResource(root=url(settings.storage_root))
     return read_snapshot(storage, chain["training_data"]["path"], chain["training_data"]["digest"])
 
 

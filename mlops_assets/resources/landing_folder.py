@@ -11,16 +11,17 @@ from pathlib import Path
 import dagster as dg
 
 from mlops_assets.contract import validation as contract
+from mlops_assets.locations import location, url
 
 
 def _stamp(landing: Path, table: contract.Table) -> tuple:
-    """Cheap identity of a table's files (name, size, mtime) for the in-process cache."""
-    return tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in contract.table_files(landing, table))
+    """Cheap identity of a table's files (name, size, modification time) for the in-process cache."""
+    return tuple((p.name, (st := p.stat()).st_size, st.st_mtime_ns) for p in contract.table_files(landing, table))
 
 
 @functools.lru_cache(maxsize=1)  # at seed scale a checked landing folder holds gigabytes: keep one
 def _checked(landing: str, stamps: tuple) -> dict[str, contract.TableResult]:
-    return contract.check_landing(Path(landing))
+    return contract.check_landing(location(landing))
 
 
 def forget_checked() -> None:
@@ -41,7 +42,8 @@ class LandingResource(dg.ConfigurableResource):
 
     @property
     def root(self) -> Path:
-        return Path(self.path)
+        """A local folder, or a folder on Azure (see ``mlops_assets.locations``)."""
+        return location(self.path, "MLOPS_LANDING_DIR")
 
     def fingerprint(self, table: str) -> dict[str, str]:
         return contract.fingerprint(self.root, contract.TABLES[table])
@@ -56,7 +58,7 @@ class LandingResource(dg.ConfigurableResource):
         if not self.root.is_dir():
             raise FileNotFoundError(f"landing folder {self.root} does not exist (set MLOPS_LANDING_DIR)")
         stamps = tuple(_stamp(self.root, t) for t in contract.TABLES.values())
-        return _checked(str(self.root), stamps)
+        return _checked(url(self.root), stamps)
 
     def table(self, name: str) -> contract.TableResult:
         return self.checked()[name]

@@ -10,14 +10,14 @@ output is split into its partitions.
 
 
 import json
-import os
-import uuid
+import tempfile
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
 from mlops_assets.errors import ContractError
+from mlops_assets.locations import is_local, local_copy, location, remove_tree, source, upload_folder, url, write_atomically
 from mlops_assets.ml.ensemble import ForecastModel
 from mlops_assets.partitions import split_key
 
@@ -35,31 +35,39 @@ class StorageResource(dg.ConfigurableResource):
 
     @property
     def path(self) -> Path:
-        return Path(self.root)
+        """The root: a local folder, or a folder on Azure (see ``mlops_assets.locations``)."""
+        return location(self.root, "MLOPS_STORAGE_ROOT")
 
     def write_parquet(self, relative: str, frame: pd.DataFrame) -> Path:
         target = self.path / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-        frame.to_parquet(tmp, index=False)
-        os.replace(tmp, target)  # readers never see a half-written file
+        write_atomically(target, lambda f: frame.to_parquet(f, index=False))  # never half-written
         return target
 
     def write_text(self, relative: str, text: str) -> Path:
         target = self.path / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, target)
+        write_atomically(target, lambda f: f.write(text.encode()))
         return target
+
+    def read_text(self, relative: str) -> str:
+        return (self.path / relative).read_text()
 
     def read_parquet(self, relative: str, filters: list | None = None, columns: list[str] | None = None) -> pd.DataFrame:
         """A stored table, or only its rows matching ``filters`` (pyarrow's [(column, op, value)],
         applied while reading: the rest never becomes a pandas object)."""
-        return pd.read_parquet(self.path / relative, filters=filters, columns=columns)
+        with source(self.path / relative) as f:
+            return pd.read_parquet(f, filters=filters, columns=columns)
 
     def exists(self, relative: str) -> bool:
         return (self.path / relative).exists()
+
+    def files(self, folder: str, suffix: str = ".parquet") -> list[str]:
+        """The names (``stem``s) of the files directly in ``folder`` ending in ``suffix``, sorted;
+        none when the folder does not exist. Hidden files (a write in progress) are left out."""
+        where = self.path / folder
+        if not where.is_dir():
+            return []
+        return sorted(p.name[:-len(suffix)] for p in where.iterdir()
+                      if p.name.endswith(suffix) and not p.name.startswith("."))
 
     def claim_landing(self, landing: Path, record: bool = True) -> None:
         """Bind this storage to one landing folder. Its partitions are read by region and week,
@@ -67,7 +75,7 @@ class StorageResource(dg.ConfigurableResource):
         datasets in one training frame. The first publication records the folder; another one
         is refused, and the stored state stays as it was."""
         marker = self.path / LANDING_MARKER
-        here = str(Path(landing).resolve())
+        here = url(location(landing))
         if marker.exists():
             recorded = json.loads(marker.read_text())["landing"]
             if recorded != here:
@@ -89,7 +97,6 @@ class StorageResource(dg.ConfigurableResource):
         served from the MLflow registry, so an old folder is never what serves. ``keep_runs``:
         Dagster run ids whose holdout forecasts stay however old (the serving champions': the
         dashboard reads them). Returns the removed paths per kind, relative to the root."""
-        import shutil
         import time
 
         now = now if now is not None else time.time()
@@ -99,7 +106,14 @@ class StorageResource(dg.ConfigurableResource):
         def old(path: Path, seconds: float) -> bool:
             return now - path.stat().st_mtime > seconds
 
-        for tmp in self.path.rglob(".*.tmp"):
+        def written(folder: Path) -> float:  # a blob "folder" is a name prefix: no time of its own
+            if is_local(folder):
+                return folder.stat().st_mtime
+            manifest = folder / "model.json"
+            return manifest.stat().st_mtime if manifest.exists() else 0.0
+
+        # interrupted writes exist only locally: a blob upload is committed whole or not at all
+        for tmp in self.path.rglob(".*.tmp") if is_local(self.path) else ():
             if tmp.is_file() and old(tmp, tmp_age_seconds):
                 tmp.unlink()
                 removed["interrupted writes"].append(str(tmp.relative_to(self.path)))
@@ -111,11 +125,10 @@ class StorageResource(dg.ConfigurableResource):
         for region in sorted(p for p in (self.path / "region_model").glob("*") if p.is_dir()):
             pointer = region / "current.json"
             current = json.loads(pointer.read_text())["version"] if pointer.exists() else None
-            folders = sorted((p for p in region.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime,
-                             reverse=True)
+            folders = sorted((p for p in region.iterdir() if p.is_dir()), key=written, reverse=True)
             for folder in folders[self.keep_models:]:
                 if folder.name != current:
-                    shutil.rmtree(folder)
+                    remove_tree(folder)
                     removed["model folders"].append(str(folder.relative_to(self.path)))
         return {kind: sorted(paths) for kind, paths in removed.items()}
 
@@ -144,7 +157,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
                             f"got {type(obj).__name__}")
         if not context.has_asset_partitions:
             path = self.storage.write_parquet(f"{_asset_dir(context.asset_key)}.parquet", obj)
-            context.add_output_metadata({"path": dg.MetadataValue.path(str(path)), "rows": len(obj)})
+            context.add_output_metadata({"path": dg.MetadataValue.path(url(path)), "rows": len(obj)})
             return
         missing = {"region", "week_start"} - set(obj.columns)
         if missing:
@@ -207,17 +220,20 @@ class ModelIOManager(dg.ConfigurableIOManager):
         failed); ``current.json`` moves to it only if it passed its gates (``obj.gates_passed``),
         so a rejected model never becomes what downstream reads as the region's model."""
         region = self._region(context)
-        base = self.storage.path / _asset_dir(context.asset_key) / region
-        folder = base / context.run_id
-        obj.save(folder)
+        relative = f"{_asset_dir(context.asset_key)}/{region}"
+        folder = self.storage.path / relative / context.run_id
+        if is_local(folder):
+            obj.save(folder)
+        else:  # files are written locally, then uploaded: the model's code knows only local paths
+            with tempfile.TemporaryDirectory(prefix="mlops-model-") as tmp:
+                obj.save(Path(tmp))
+                upload_folder(Path(tmp), folder)
         passed = getattr(obj, "gates_passed", True)
-        if passed:
+        if passed:  # the pointer moves last, in one write: never to a half-written folder
             pointer = {"version": context.run_id, "as_of_week": obj.as_of_week}
-            tmp = base / f".current.{uuid.uuid4().hex}.tmp"
-            tmp.write_text(json.dumps(pointer) + "\n")
-            os.replace(tmp, base / "current.json")
+            self.storage.write_text(f"{relative}/current.json", json.dumps(pointer) + "\n")
         obj.version = context.run_id
-        context.add_output_metadata({"path": dg.MetadataValue.path(str(folder)), "model_version": context.run_id,
+        context.add_output_metadata({"path": dg.MetadataValue.path(url(folder)), "model_version": context.run_id,
                                      "current model": context.run_id if passed else
                                      "unchanged: this candidate failed its gates"})
 
@@ -231,7 +247,13 @@ class ModelIOManager(dg.ConfigurableIOManager):
 
 
 def load_model(region_folder: Path) -> ForecastModel:
-    pointer = json.loads((Path(region_folder) / "current.json").read_text())
-    model = ForecastModel.load(Path(region_folder) / pointer["version"])
-    model.version = pointer["version"]
+    """The model ``current.json`` points to, in a region's folder (local or on Azure)."""
+    pointer = json.loads((region_folder / "current.json").read_text())
+    return load_model_version(region_folder / pointer["version"])
+
+
+def load_model_version(folder: Path) -> ForecastModel:
+    with local_copy(folder) as local:  # read whole: nothing is left pointing at the copy
+        model = ForecastModel.load(local)
+    model.version = folder.name
     return model

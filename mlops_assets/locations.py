@@ -1,0 +1,135 @@
+"""Where data lives: a local folder, or a folder on Azure Blob Storage / ADLS Gen2.
+
+``MLOPS_LANDING_DIR`` and ``MLOPS_STORAGE_ROOT`` take either a path or a URL:
+
+- ``az://<container>/<prefix>``: Azure Blob Storage;
+- ``abfss://<container>@<account>.dfs.core.windows.net/<prefix>``: ADLS Gen2 (the account's
+  name comes from the URL).
+
+A URL is opened through fsspec's Azure backend (adlfs) as a ``UPath``: the same ``/``, ``open``,
+``exists``, ``glob`` and ``stat`` as a ``pathlib.Path``, so one code path reads and writes both.
+Credentials come only from the environment, never from Dagster config, the UI or the logs,
+under the names the Azure SDKs use: ``AZURE_STORAGE_CONNECTION_STRING``; or
+``AZURE_STORAGE_ACCOUNT_NAME`` with ``AZURE_STORAGE_ACCOUNT_KEY`` or ``AZURE_STORAGE_SAS_TOKEN``;
+or a service principal (``AZURE_STORAGE_CLIENT_ID``, ``_CLIENT_SECRET``, ``_TENANT_ID``);
+otherwise ``DefaultAzureCredential`` (a managed identity, ``az login``). MLflow's Azure artifact
+store reads the same connection string, so one secret serves both.
+"""
+
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+AZURE_SCHEMES = ("az", "abfs", "abfss")
+
+
+def location(text: str | os.PathLike, variable: str = "a data location") -> Path:
+    """A local folder as an absolute ``Path``, or an Azure URL as a ``UPath`` (which reads and
+    writes like one). Other URL schemes are refused: nothing here is tested against them."""
+    text = str(text)
+    if "://" not in text or text.startswith("file://"):
+        return Path(text.removeprefix("file://")).expanduser().resolve()
+    scheme = text.split("://", 1)[0].lower()
+    if scheme not in AZURE_SCHEMES:
+        raise ValueError(f"{variable}={text}: a local path or an Azure URL "
+                         f"({', '.join(s + '://' for s in AZURE_SCHEMES)}) is expected, not {scheme}://")
+    from upath import UPath
+
+    # no listings cache: a sensor polls the same folder for hours and must see what lands
+    return UPath(text, use_listings_cache=False)
+
+
+def is_local(path) -> bool:
+    """A ``pathlib.Path`` on this machine (``UPath`` of a local folder is one too)."""
+    return isinstance(path, Path)
+
+
+def source(path):
+    """What pandas and pyarrow read: a local path as it is (memory-mapped, fastest), or an open
+    binary file on Azure. Use as ``with source(path) as f: pd.read_parquet(f)``."""
+    if is_local(path):
+        return _as_is(path)
+    return path.open("rb")
+
+
+@contextmanager
+def _as_is(path) -> Iterator:
+    yield path
+
+
+def write_atomically(target, write: Callable[[IO[bytes]], None]) -> None:
+    """Write ``target`` so that no reader ever sees it half-written: locally a hidden ``.tmp``
+    file renamed over it; on Azure a blob upload, which becomes visible only when committed."""
+    if not is_local(target):
+        with target.open("wb") as f:
+            write(f)
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def remove_tree(path) -> None:
+    if is_local(path):
+        shutil.rmtree(path)
+    else:
+        path.fs.rm(path.path, recursive=True)
+
+
+def upload_folder(local: Path, target) -> None:
+    """Copy a local folder's files to ``target`` (a folder; local or on Azure)."""
+    if is_local(target):
+        shutil.copytree(local, target, dirs_exist_ok=True)
+        return
+    for file in sorted(p for p in Path(local).rglob("*") if p.is_file()):
+        relative = file.relative_to(local).as_posix()
+        with open(file, "rb") as src, (target / relative).open("wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+
+
+@contextmanager
+def local_copy(folder) -> Iterator[Path]:
+    """A folder as a local path: itself when local, else a temporary download of its files."""
+    if is_local(folder):
+        yield Path(folder)
+        return
+    with tempfile.TemporaryDirectory(prefix="mlops-") as tmp:
+        for file in folder.rglob("*"):
+            if file.is_file():
+                local = Path(tmp) / file.relative_to(folder).as_posix()
+                local.parent.mkdir(parents=True, exist_ok=True)
+                with file.open("rb") as src, open(local, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+        yield Path(tmp)
+
+
+def url(path) -> str:
+    """The text ``location`` turns back into ``path``, for config and metadata: UPath's own text of
+    an ADLS Gen2 URL drops the account (``abfss://container@account.dfs.core.windows.net/...``)."""
+    if is_local(path):
+        return str(path)
+    account = path.storage_options.get("account_name")
+    if account and path.protocol in ("abfs", "abfss"):
+        container, _, rest = path.path.partition("/")
+        return f"{path.protocol}://{container}@{account}.dfs.core.windows.net/{rest}".rstrip("/")
+    return str(path)
+
+
+def blob_uri(path) -> str:
+    """The location as MLflow's Azure stores name it (``wasbs://container@account.blob.core.windows.net/...``;
+    ADLS Gen2 as ``abfss://...``): how a training snapshot is recorded as an MLflow dataset source."""
+    if is_local(path) or path.protocol in ("abfs", "abfss"):
+        return url(path)
+    container, _, rest = path.path.partition("/")
+    return f"wasbs://{container}@{path.fs.account_name}.blob.core.windows.net/{rest}"
