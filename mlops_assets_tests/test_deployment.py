@@ -123,6 +123,32 @@ def test_the_helm_values_run_the_same_image_settings_and_limits():
     assert values["postgresql"]["enabled"] is False and values["dagsterWebserver"]["service"]["type"] == "ClusterIP"
 
 
+def test_every_pod_reaches_the_data_on_azure_and_the_step_logs_go_there_too(monkeypatch):
+    """The Helm values put the landing folder, the storage and MLflow's artifacts on ADLS Gen2, and
+    the compute logs in the same account through dagster-azure, with no secret in the values."""
+    from dagster._config import process_config
+    from dagster_azure.blob.compute_log_manager import AzureBlobComputeLogManager
+
+    from mlops_assets.locations import is_local, location
+
+    values = yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())
+    [deployment] = values["dagster-user-deployments"]["deployments"]
+    env = {e["name"]: e["value"] for e in deployment["env"]}
+    for name in ("MLOPS_LANDING_DIR", "MLOPS_STORAGE_ROOT"):
+        assert not is_local(location(env[name], name)), name
+    assert env["MLOPS_MLFLOW_ARTIFACTS"].startswith("abfss://")
+    custom = values["computeLogManager"]["config"]["customComputeLogManager"]
+    assert (custom["module"], custom["class"]) == ("dagster_azure.blob.compute_log_manager",
+                                                   "AzureBlobComputeLogManager")
+    checked = process_config(AzureBlobComputeLogManager.config_type(), custom["config"])
+    assert checked.success, checked.errors
+    assert not {"access_key_or_sas_token", "secret_credential"} & set(custom["config"])  # identity, no secret
+    for name in [k for k in os.environ if k.startswith("AZURE_")]:
+        monkeypatch.delenv(name)
+    manager = AzureBlobComputeLogManager(**checked.value)  # constructs offline: no request until a log
+    assert manager._container_client.url.startswith(f"https://{custom['config']['storage_account']}.blob.")
+
+
 def test_the_dask_workers_get_the_settings_of_the_code_location():
     """A worker rebuilds the definitions: the same environment, secrets and shared volume."""
     values = yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())
