@@ -12,11 +12,13 @@ Credentials come only from the environment, never from Dagster config, the UI or
 under the names the Azure SDKs use: ``AZURE_STORAGE_CONNECTION_STRING``; or
 ``AZURE_STORAGE_ACCOUNT_NAME`` with ``AZURE_STORAGE_ACCOUNT_KEY`` or ``AZURE_STORAGE_SAS_TOKEN``;
 or a service principal (``AZURE_STORAGE_CLIENT_ID``, ``_CLIENT_SECRET``, ``_TENANT_ID``);
-otherwise ``DefaultAzureCredential`` (a managed identity, ``az login``). MLflow's Azure artifact
-store reads the same connection string, so one secret serves both.
+otherwise ``DefaultAzureCredential`` (a managed identity, ``az login``). MLflow's Blob artifact
+store (``wasbs://``) reads the same connection string, so one secret serves both; its ADLS store
+(``abfss://``) takes only a SAS token or ``DefaultAzureCredential``.
 """
 
 
+import io
 import os
 import shutil
 import tempfile
@@ -31,13 +33,17 @@ AZURE_SCHEMES = ("az", "abfs", "abfss")
 
 def location(text: str | os.PathLike, variable: str = "a data location") -> Path:
     """A local folder as an absolute ``Path``, or an Azure URL as a ``UPath`` (which reads and
-    writes like one). Other URL schemes are refused: nothing here is tested against them."""
+    writes like one), unchanged if it is one already (its text may lack the account: see ``url``).
+    Other URL schemes are refused: nothing here is tested against them."""
+    if hasattr(text, "protocol") and not is_local(text):
+        return text
     text = str(text)
     if "://" not in text or text.startswith("file://"):
         return Path(text.removeprefix("file://")).expanduser().resolve()
     scheme = text.split("://", 1)[0].lower()
     if scheme not in AZURE_SCHEMES:
-        raise ValueError(f"{variable}={text}: a local path or an Azure URL "
+        shown = text.split("?", 1)[0]  # never echo a query string: it may hold a SAS token
+        raise ValueError(f"{variable}={shown}: a local path or an Azure URL "
                          f"({', '.join(s + '://' for s in AZURE_SCHEMES)}) is expected, not {scheme}://")
     from upath import UPath
 
@@ -64,11 +70,14 @@ def _as_is(path) -> Iterator:
 
 
 def write_atomically(target, write: Callable[[IO[bytes]], None]) -> None:
-    """Write ``target`` so that no reader ever sees it half-written: locally a hidden ``.tmp``
-    file renamed over it; on Azure a blob upload, which becomes visible only when committed."""
+    """Write ``target`` so that no reader ever sees it half-written, and a write that fails leaves
+    the previous content: locally a hidden ``.tmp`` file renamed over it; on Azure the bytes are
+    made in memory first and sent as one upload (a blob file object would commit what it holds
+    even when the write raised)."""
     if not is_local(target):
-        with target.open("wb") as f:
-            write(f)
+        buffer = io.BytesIO()
+        write(buffer)
+        target.fs.pipe_file(target.path, buffer.getvalue())
         return
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
@@ -92,10 +101,9 @@ def upload_folder(local: Path, target) -> None:
     if is_local(target):
         shutil.copytree(local, target, dirs_exist_ok=True)
         return
-    for file in sorted(p for p in Path(local).rglob("*") if p.is_file()):
-        relative = file.relative_to(local).as_posix()
-        with open(file, "rb") as src, (target / relative).open("wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
+    files = sorted((p for p in Path(local).rglob("*") if p.is_file()), key=lambda p: (p.name == "model.json", p))
+    for file in files:  # each one upload, whole or not at all; a model's manifest last
+        target.fs.put_file(str(file), (target / file.relative_to(local).as_posix()).path)
 
 
 @contextmanager
@@ -123,7 +131,7 @@ def url(path) -> str:
     if account and path.protocol in ("abfs", "abfss"):
         container, _, rest = path.path.partition("/")
         return f"{path.protocol}://{container}@{account}.dfs.core.windows.net/{rest}".rstrip("/")
-    return str(path)
+    return str(path).rstrip("/")
 
 
 def blob_uri(path) -> str:
@@ -132,4 +140,5 @@ def blob_uri(path) -> str:
     if is_local(path) or path.protocol in ("abfs", "abfss"):
         return url(path)
     container, _, rest = path.path.partition("/")
-    return f"wasbs://{container}@{path.fs.account_name}.blob.core.windows.net/{rest}"
+    account = path.fs.account_name or path.fs.service_client.account_name  # or the connection string's
+    return f"wasbs://{container}@{account}.blob.core.windows.net/{rest}"

@@ -19,7 +19,7 @@ from mlops_assets.ml.featurize import build_features
 def region_inputs(landing: Path, region: str, extra_weeks: int = 0) -> dict:
     """The keyword arguments of ``build_features`` for every week of ``region`` in the landing
     folder (and ``extra_weeks`` after the last observed one), conditioned as the graph does."""
-    checked = check_landing(Path(landing))
+    checked = check_landing(landing)
     t = {name: result.valid for name, result in checked.items()}
     first, last = t["shipments"]["week_start"].min(), t["shipments"]["week_start"].max()
     observed = pd.date_range(first, last, freq="7D").strftime("%Y-%m-%d").tolist()

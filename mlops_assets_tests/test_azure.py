@@ -31,6 +31,18 @@ print("forecasts", len(model.predict(rows)))
 DATA_SUFFIXES = (".parquet", ".csv", ".npz", ".json", ".html")
 
 
+@pytest.fixture(autouse=True)
+def fresh_azure_clients():
+    """fsspec keeps one file system per set of arguments, and the credentials are not among them
+    (adlfs reads them from the environment): a client made for one test's Azurite would serve the
+    next test's, on a port that is gone. A process of the pipeline has one environment."""
+    from adlfs import AzureBlobFileSystem
+
+    AzureBlobFileSystem.clear_instance_cache()
+    yield
+    AzureBlobFileSystem.clear_instance_cache()
+
+
 def _upload(connection: str, folder: Path, container: str, prefix: str) -> None:
     from azure.storage.blob import BlobServiceClient
 
@@ -110,6 +122,48 @@ def test_the_whole_pipeline_runs_with_every_byte_on_azure_blob_storage(trainable
     assert not [p for p in home.rglob("*") if p.is_file() and AZURITE_KEY.encode() in p.read_bytes()]
 
 
+@pytest.mark.azure
+def test_on_azure_a_failed_write_keeps_the_last_good_file_and_retention_spares_a_model_being_uploaded(
+        tmp_path, monkeypatch):
+    import json
+    import time
+
+    import pandas as pd
+
+    from mlops_assets.errors import ContractError
+    from mlops_assets.locations import blob_uri
+    from mlops_assets.resources.storage import StorageResource
+
+    with azurite_server(tmp_path / "azurite", containers=("data",)) as connection:
+        monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", connection)
+        storage = StorageResource(root="az://data/mlops", keep_models=1)
+        good = pd.DataFrame({"units": [1.0, 2.0]})
+        storage.write_parquet("t.parquet", good)
+        with pytest.raises(Exception):  # noqa: B017 - whatever pyarrow raises for mixed types
+            storage.write_parquet("t.parquet", pd.DataFrame({"units": [1.0, "two"]}))
+        pd.testing.assert_frame_equal(storage.read_parquet("t.parquet"), good)  # not a truncated blob
+
+        # the same folder, with or without a trailing slash, is the same landing folder
+        storage.claim_landing("az://landing/weekly")
+        storage.claim_landing("az://landing/weekly/")
+        with pytest.raises(ContractError, match="az://landing/other"):
+            storage.claim_landing("az://landing/other")
+        # an MLflow dataset source names the account, taken from the connection string
+        assert blob_uri(storage.path / "x.parquet") == "wasbs://data@devstoreaccount1.blob.core.windows.net/mlops/x.parquet"
+
+        # retention: the current model and the newest folder stay, even one still being uploaded
+        # (no model.json yet); an older one goes
+        for version in ("old", "current"):
+            storage.write_text(f"region_model/north/{version}/model.json", "{}")
+        storage.write_text("region_model/north/current.json", json.dumps({"version": "current"}))
+        time.sleep(1.1)  # blob times have a one-second resolution
+        storage.write_text("region_model/north/uploading/network.npz", "")
+        removed = storage.housekeeping(keep_runs=set())
+        assert removed["model folders"] == ["region_model/north/old"], removed
+        assert storage.files("region_model/north/uploading", ".npz") == ["network"]
+        assert storage.exists("region_model/north/current/model.json")
+
+
 def test_adls_gen2_takes_its_account_from_the_url_and_its_credentials_from_the_environment(monkeypatch):
     """ADLS Gen2 (abfss://) for real Azure: the account comes from the URL, the secret only from
     the environment, and the location survives being written into config and read back."""
@@ -127,6 +181,7 @@ def test_adls_gen2_takes_its_account_from_the_url_and_its_credentials_from_the_e
     assert fs.account_name == "prodacct" and fs.account_key == "c2VjcmV0LWtleQ=="
     assert fs.account_url == "https://prodacct.blob.core.windows.net"  # Blob API on an HNS account
     assert "c2VjcmV0" not in url(root) + repr(root)
+    assert location(target) is target  # a location passed on keeps its account
 
 
 def test_the_storage_resource_and_settings_carry_urls_not_secrets(monkeypatch, tmp_path):

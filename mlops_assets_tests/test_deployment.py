@@ -136,7 +136,7 @@ def test_every_pod_reaches_the_data_on_azure_and_the_step_logs_go_there_too(monk
     env = {e["name"]: e["value"] for e in deployment["env"]}
     for name in ("MLOPS_LANDING_DIR", "MLOPS_STORAGE_ROOT"):
         assert not is_local(location(env[name], name)), name
-    assert env["MLOPS_MLFLOW_ARTIFACTS"].startswith("abfss://")
+    assert env["MLOPS_MLFLOW_ARTIFACTS"].startswith("wasbs://")  # the store that reads the connection string
     custom = values["computeLogManager"]["config"]["customComputeLogManager"]
     assert (custom["module"], custom["class"]) == ("dagster_azure.blob.compute_log_manager",
                                                    "AzureBlobComputeLogManager")

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from mlops_assets.dashboard.build import build_dashboard
+from mlops_assets.locations import url
 from mlops_assets.registry.gates import GateConfig
 from mlops_assets.resources.alerting import MonitoringResource
 from mlops_assets.resources.mlflow_registry import MlflowRegistryResource
@@ -30,6 +31,6 @@ def monitoring_dashboard(context: dg.AssetExecutionContext, storage: StorageReso
     path = storage.write_text(PAGE, page.html)
     return dg.MaterializeResult(metadata={
         **page.figures,  # numeric: plotted across materializations
-        "page": dg.MetadataValue.path(str(path)),
+        "page": dg.MetadataValue.path(url(path)),
         "served at": dg.MetadataValue.url(monitoring.dashboard_url),
     })

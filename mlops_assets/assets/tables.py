@@ -13,6 +13,7 @@ import dagster as dg
 from mlops_assets.contract import validation as contract
 from mlops_assets.assets.raw import RAW_KEYS
 from mlops_assets.errors import ContractError
+from mlops_assets.locations import url
 from mlops_assets.resources import LandingResource, StorageResource
 
 SHOWN_PROBLEMS = 25
@@ -52,7 +53,7 @@ def _publish(context: dg.AssetExecutionContext, storage: StorageResource, result
         "problems": len(result.problems),
     }
     if quarantine_path is not None:
-        metadata["quarantine"] = dg.MetadataValue.path(str(quarantine_path))
+        metadata["quarantine"] = dg.MetadataValue.path(url(quarantine_path))
     if "week_start" in result.valid and len(result.valid):  # the sensors read the latest delivered week here
         metadata["first_week"] = result.valid["week_start"].min().strftime("%Y-%m-%d")
         metadata["last_week"] = result.valid["week_start"].max().strftime("%Y-%m-%d")

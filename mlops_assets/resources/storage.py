@@ -106,11 +106,12 @@ class StorageResource(dg.ConfigurableResource):
         def old(path: Path, seconds: float) -> bool:
             return now - path.stat().st_mtime > seconds
 
-        def written(folder: Path) -> float:  # a blob "folder" is a name prefix: no time of its own
+        def written(folder: Path) -> float:
+            """When a model folder was last written to: a folder being uploaded is the newest.
+            (A blob "folder" is a name prefix, with no time of its own: its newest file's.)"""
             if is_local(folder):
                 return folder.stat().st_mtime
-            manifest = folder / "model.json"
-            return manifest.stat().st_mtime if manifest.exists() else 0.0
+            return max((f.stat().st_mtime for f in folder.rglob("*") if f.is_file()), default=now)
 
         # interrupted writes exist only locally: a blob upload is committed whole or not at all
         for tmp in self.path.rglob(".*.tmp") if is_local(self.path) else ():
