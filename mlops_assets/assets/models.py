@@ -243,6 +243,9 @@ def region_model(context: dg.AssetExecutionContext, config: TrainingConfig, feat
     model.version = f"{registered_name(region)}/{release.version}"
 
     context.log.info(f"{region}: logged MLflow run {release.run_id}, registered {model.version}; running the gates")
+    # the model's folder is written before anything is promoted: a run killed while writing it has
+    # changed no champion (the IO manager then only moves current.json, if the gates pass)
+    storage.save_model(f"region_model/{region}/{context.run.run_id}", model)
     # the gates: what the registry serves must be what was validated
     reloaded = registry.load_forecast_model(release)
     # read the champion, compare, promote: one step per region (two trainings at once cannot both promote)

@@ -302,9 +302,10 @@ class ForecastModel:
             np.savez(folder / f"{stem}_lasso.npz", **seg.lasso)
             manifest["segments"][name] = {"preprocessor": seg.pre.to_json(), "weight_lasso": seg.weight,
                                           "hyperparameters": seg.hyperparameters, "files": [f"{stem}_lasso.npz"]}
-        (folder / "model.json").write_text(json.dumps(manifest, indent=2, default=_json_default) + "\n")
         for name in PROFILES:
             (folder / f"{name}.json").write_text(json.dumps(getattr(self, name), default=_json_default) + "\n")
+        # the manifest last: a folder without it is an interrupted save, never loaded as a model
+        (folder / "model.json").write_text(json.dumps(manifest, indent=2, default=_json_default) + "\n")
 
     @classmethod
     def load(cls, folder: Path) -> "ForecastModel":

@@ -133,6 +133,18 @@ class StorageResource(dg.ConfigurableResource):
                     removed["model folders"].append(str(folder.relative_to(self.path)))
         return {kind: sorted(paths) for kind, paths in removed.items()}
 
+    def save_model(self, relative: str, model: ForecastModel) -> Path:
+        """A model's folder of JSON and NPZ files at ``relative``, its manifest (``model.json``)
+        last: a folder without one was interrupted and is never loaded."""
+        folder = self.path / relative
+        if is_local(folder):
+            model.save(folder)
+        else:  # files are written locally, then uploaded: the model's code knows only local paths
+            with tempfile.TemporaryDirectory(prefix="mlops-model-") as tmp:
+                model.save(Path(tmp))
+                upload_folder(Path(tmp), folder)
+        return folder
+
     def write_quarantine(self, table: str, run_id: str, frame: pd.DataFrame) -> Path:
         """Rejected rows, as their original text with file, row and reasons, kept per run."""
         return self.write_parquet(f"quarantine/{table}/{run_id}.parquet", frame)
@@ -223,12 +235,8 @@ class ModelIOManager(dg.ConfigurableIOManager):
         region = self._region(context)
         relative = f"{_asset_dir(context.asset_key)}/{region}"
         folder = self.storage.path / relative / context.run_id
-        if is_local(folder):
-            obj.save(folder)
-        else:  # files are written locally, then uploaded: the model's code knows only local paths
-            with tempfile.TemporaryDirectory(prefix="mlops-model-") as tmp:
-                obj.save(Path(tmp))
-                upload_folder(Path(tmp), folder)
+        if not (folder / "model.json").exists():  # region_model saves it before promoting
+            self.storage.save_model(f"{relative}/{context.run_id}", obj)
         passed = getattr(obj, "gates_passed", True)
         if passed:  # the pointer moves last, in one write: never to a half-written folder
             pointer = {"version": context.run_id, "as_of_week": obj.as_of_week}
