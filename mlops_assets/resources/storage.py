@@ -45,7 +45,8 @@ class StorageResource(dg.ConfigurableResource):
 
     def write_text(self, relative: str, text: str) -> Path:
         target = self.path / relative
-        write_atomically(target, lambda f: f.write(text.encode()))
+        data = text.encode()
+        write_atomically(target, lambda where: where.write_bytes(data) if is_local(where) else where.write(data))
         return target
 
     def read_text(self, relative: str) -> str:
