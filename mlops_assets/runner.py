@@ -137,8 +137,8 @@ def _size_estimate(landing: Path) -> tuple[int, int]:
             regions = pd.read_csv(f, usecols=["region"], dtype=str)["region"].nunique()
     except (OSError, ValueError):
         return 1, 0
-    files = contract.table_files(landing, contract.TABLES["shipments"])
-    return max(1, regions), sum(p.stat().st_size for p in files) // 30
+    files = contract.table_stamps(landing, contract.TABLES["shipments"])
+    return max(1, regions), sum(size for _, size, _ in files) // 30
 
 
 def _prepare(settings: config.Settings, regions: list[str] | None, summary: RunSummary,

@@ -64,9 +64,8 @@ def file_stamps(landing: Path) -> dict[str, list[int]]:
     """{relative path: [size, mtime_ns]} of every landing file: one listing, no reads."""
     out = {}
     for table in contract.TABLES.values():
-        for path in contract.table_files(landing, table):
-            st = path.stat()
-            out[path.relative_to(landing).as_posix()] = [st.st_size, st.st_mtime_ns]
+        for path, size, mtime in contract.table_stamps(landing, table):
+            out[path.relative_to(landing).as_posix()] = [size, mtime]
     return out
 
 
@@ -228,8 +227,8 @@ def inputs_for(run, region: str, week: str, default_trigger: str) -> dg.RunReque
                 "Reads stores.csv only when it changed.",
 )
 def region_discovery_sensor(context: dg.SensorEvaluationContext, landing: LandingResource):
-    files = contract.table_files(landing.root, contract.TABLES["stores"])
-    stamp = json.dumps([[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files])
+    files = contract.table_stamps(landing.root, contract.TABLES["stores"])
+    stamp = json.dumps([[p.name, size, mtime] for p, size, mtime in files])
     known = set(context.instance.get_dynamic_partitions(region_partitions.name))
     if stamp == context.cursor:
         return dg.SkipReason(f"stores.csv unchanged ({len(known)} regions known)")

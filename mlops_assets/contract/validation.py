@@ -25,7 +25,7 @@ import pandera.pandas as pa
 from pandas.api.types import union_categoricals
 
 from mlops_assets.contract import schemas
-from mlops_assets.locations import location, source
+from mlops_assets.locations import files_in, is_local, location, source, stamp
 
 DATA_SUFFIXES = (".csv", ".parquet")
 FILE_COLUMN, ROW_COLUMN = "_file", "_row"
@@ -102,18 +102,20 @@ MASTERS = ("stores", "products", "demographics")
 
 def table_files(landing: Path, table: Table) -> list[Path]:
     """The files that make up a table (sorted), including stray ones to complain about."""
+    return [path for path, _, _ in table_stamps(landing, table)]
+
+
+def table_stamps(landing: Path, table: Table) -> list[tuple[Path, int, int]]:
+    """(path, size, modification time in ns) of a table's files, sorted: one listing per folder."""
     if table.is_folder:
-        folder = landing / table.pattern
-        if not folder.is_dir():
-            return []
-        return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
-    return [landing / f"{table.pattern}{suffix}" for suffix in DATA_SUFFIXES
-            if (landing / f"{table.pattern}{suffix}").exists()]
+        return files_in(landing / table.pattern)
+    return [(path, *stamp(path)) for path in (landing / f"{table.pattern}{suffix}" for suffix in DATA_SUFFIXES)
+            if path.exists()]
 
 
 def file_digest(path: Path) -> str:
     h = hashlib.sha256()
-    with path.open("rb") as f:
+    with open(path, "rb") if is_local(path) else source(path) as f:  # a blob: one request
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()

@@ -16,7 +16,7 @@ from mlops_assets.locations import location, url
 
 def _stamp(landing: Path, table: contract.Table) -> tuple:
     """Cheap identity of a table's files (name, size, modification time) for the in-process cache."""
-    return tuple((p.name, (st := p.stat()).st_size, st.st_mtime_ns) for p in contract.table_files(landing, table))
+    return tuple((p.name, size, mtime) for p, size, mtime in contract.table_stamps(landing, table))
 
 
 @functools.lru_cache(maxsize=1)  # at seed scale a checked landing folder holds gigabytes: keep one
