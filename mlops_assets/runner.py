@@ -62,10 +62,9 @@ def _check_landing(settings: config.Settings) -> None:
     """Before a run validates anything: a storage built from another landing folder is refused
     (the tables job would refuse it too, later)."""
     from mlops_assets.errors import ContractError
-    from mlops_assets.resources.storage import StorageResource
 
     try:
-        StorageResource(root=url(settings.storage_root)).claim_landing(settings.landing_dir, record=False)
+        _storage(settings).claim_landing(settings.landing_dir, record=False)
     except ContractError as error:
         raise RunFailed(str(error)) from None
 
@@ -265,8 +264,8 @@ def _run_region(defs: dg.Definitions, instance: dg.DagsterInstance, settings: co
                              and not e.asset_check_evaluation_data.passed},
             "evaluation": model.evaluation, "segments": evaluation_json(model)}
         summary.replay[region] = replay_region(
-            region, _stored(settings.storage_root, "features", region, model.evaluation["holdout"]["first_week"]),
-            _read(settings.storage_root / "holdout_forecasts" / region / f"{result.run_id}.parquet"),
+            region, _stored(settings, "features", region, model.evaluation["holdout"]["first_week"]),
+            _storage(settings).read_parquet(f"holdout_forecasts/{region}/{result.run_id}.parquet"),
             model.holdout_reference, model.evaluation, _week_before(model.evaluation["holdout"]["first_week"]),
             settings.drift, settings.retrain)
         # without a champion the baseline serves (marked, with an alert): a region is never unforecast
@@ -562,14 +561,16 @@ def _spans(weeks: list[str]) -> str:
     return ", ".join(r[0] if len(r) == 1 else f"{r[0]} .. {r[-1]}" for r in runs)
 
 
-def _stored(root: Path, asset: str, region: str, first_week: str) -> pd.DataFrame:
-    files = sorted((p for p in (root / asset / region).glob("*.parquet") if p.stem >= first_week), key=str)
-    return pd.concat([_read(p) for p in files], ignore_index=True)
+def _storage(settings: config.Settings):
+    from mlops_assets.resources.storage import StorageResource
+
+    return StorageResource(root=url(settings.storage_root))
 
 
-def _read(path: Path) -> pd.DataFrame:
-    with source(path) as f:
-        return pd.read_parquet(f)
+def _stored(settings: config.Settings, asset: str, region: str, first_week: str) -> pd.DataFrame:
+    storage = _storage(settings)
+    weeks = [w for w in storage.files(f"{asset}/{region}") if w >= first_week]
+    return pd.concat([storage.read_parquet(f"{asset}/{region}/{w}.parquet") for w in weeks], ignore_index=True)
 
 
 def _week_before(week: str) -> str:

@@ -9,12 +9,11 @@ from __future__ import annotations
 import datetime as dt
 import getpass
 import json
-from pathlib import Path
 
 import pandas as pd
 
 from mlops_assets.config import Settings
-from mlops_assets.locations import source, url
+from mlops_assets.locations import url
 from mlops_assets.registry.lineage import read_snapshot
 from mlops_assets.resources.mlflow_registry import MlflowRegistryResource
 from mlops_assets.resources.storage import StorageResource
@@ -32,8 +31,8 @@ def who() -> str:
         return "unknown"
 
 
-def _weeks_in(folder: Path) -> list[str]:
-    return sorted(p.stem for p in folder.glob("*.parquet")) if folder.is_dir() else []
+def _storage(settings: Settings) -> StorageResource:
+    return StorageResource(root=url(settings.storage_root))
 
 
 def status(settings: Settings) -> list[dict]:
@@ -44,7 +43,7 @@ def status(settings: Settings) -> list[dict]:
         versions = registry.versions(region)
         champion = registry.champion(region)
         latest = versions[-1] if versions else None
-        weeks = _weeks_in(settings.storage_root / "features" / region)
+        weeks = _storage(settings).files(f"features/{region}")
         reference = weeks[-1] if weeks else dt.date.today().isoformat()
         row = {"region": region, "champion": champion.version if champion else None,
                "as_of_week": champion.as_of_week if champion else None, "age_days": None, "stale": None,
@@ -60,11 +59,10 @@ def status(settings: Settings) -> list[dict]:
 
 def open_alerts(settings: Settings) -> list[dict]:
     """The alerts of the last ``alerts`` materialization (each region's latest monitored weeks)."""
-    path = settings.storage_root / "alerts.parquet"
-    if not path.exists():
+    storage = _storage(settings)
+    if not storage.exists("alerts.parquet"):
         return []
-    with source(path) as f:
-        table = pd.read_parquet(f)
+    table = storage.read_parquet("alerts.parquet")
     return json.loads(table.drop(columns=["run_id"], errors="ignore").to_json(orient="records"))
 
 
@@ -84,11 +82,11 @@ def format_status(rows: list[dict], settings: Settings, alerts: list[dict] | Non
 
 def trace(settings: Settings, region: str, week: str) -> dict:
     """forecast -> model version -> run -> hyperparameters -> training snapshot -> tables -> raw files."""
-    storage = StorageResource(root=url(settings.storage_root))
+    storage = _storage(settings)
     relative = f"scores/{region}/{week}.parquet"
     if not storage.exists(relative):
-        raise RegistryError(f"no scores for {region} week {week} in {settings.storage_root} "
-                            f"(weeks scored: {', '.join(_weeks_in(settings.storage_root / 'scores' / region)) or 'none'})")
+        raise RegistryError(f"no scores for {region} week {week} in {url(settings.storage_root)} "
+                            f"(weeks scored: {', '.join(storage.files(f'scores/{region}')) or 'none'})")
     scores = storage.read_parquet(relative)
     [model_version] = scores["model_version"].unique()
     name, version = model_version.rsplit("/", 1)
@@ -124,7 +122,7 @@ def trace(settings: Settings, region: str, week: str) -> dict:
 
 
 def rebuild_training_frame(settings: Settings, chain: dict) -> pd.DataFrame:
-    storage = StorageResource(root=url(settings.storage_root))
+    storage = _storage(settings)
     return read_snapshot(storage, chain["training_data"]["path"], chain["training_data"]["digest"])
 
 

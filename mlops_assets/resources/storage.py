@@ -17,7 +17,8 @@ import dagster as dg
 import pandas as pd
 
 from mlops_assets.errors import ContractError
-from mlops_assets.locations import is_local, local_copy, location, remove_tree, source, upload_folder, url, write_atomically
+from mlops_assets.locations import (files_in, is_local, local_copy, location, remove_tree, source, upload_folder, url,
+                                    write_atomically)
 from mlops_assets.ml.ensemble import ForecastModel
 from mlops_assets.partitions import split_key
 
@@ -49,9 +50,6 @@ class StorageResource(dg.ConfigurableResource):
         write_atomically(target, lambda where: where.write_bytes(data) if is_local(where) else where.write(data))
         return target
 
-    def read_text(self, relative: str) -> str:
-        return (self.path / relative).read_text()
-
     def read_parquet(self, relative: str, filters: list | None = None, columns: list[str] | None = None) -> pd.DataFrame:
         """A stored table, or only its rows matching ``filters`` (pyarrow's [(column, op, value)],
         applied while reading: the rest never becomes a pandas object)."""
@@ -64,11 +62,7 @@ class StorageResource(dg.ConfigurableResource):
     def files(self, folder: str, suffix: str = ".parquet") -> list[str]:
         """The names (``stem``s) of the files directly in ``folder`` ending in ``suffix``, sorted;
         none when the folder does not exist. Hidden files (a write in progress) are left out."""
-        where = self.path / folder
-        if not where.is_dir():
-            return []
-        return sorted(p.name[:-len(suffix)] for p in where.iterdir()
-                      if p.name.endswith(suffix) and not p.name.startswith("."))
+        return [p.name[:-len(suffix)] for p, _, _ in files_in(self.path / folder) if p.name.endswith(suffix)]
 
     def claim_landing(self, landing: Path, record: bool = True) -> None:
         """Bind this storage to one landing folder. Its partitions are read by region and week,
