@@ -214,7 +214,7 @@ def _latest_files(storage: StorageResource, asset: str) -> list[tuple[str, str]]
     out = []
     if root.is_dir():
         for region_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-            weeks = sorted(p.stem for p in region_dir.glob("*.parquet"))
+            weeks = storage.files(f"{asset}/{region_dir.name}")
             if weeks:
                 out.append((region_dir.name, weeks[-1]))
     return out
