@@ -306,3 +306,31 @@ def test_attributions_follow_what_each_member_reads(features, trained):
     assert len(embeddings) == 4 and attribution.loc[embeddings, "lasso"].isna().all()
     assert (attribution.fillna(0) >= 0).all().all() and attribution["nn"].max() > 0
     assert attribution.max(axis=1).is_monotonic_decreasing
+
+
+def test_a_lasso_that_stops_early_says_so_with_its_gap_not_a_warning(monkeypatch):
+    """Coordinate descent on nearly collinear columns at small alphas converges slowly: the fits
+    report it (for the segment's training log line), and nothing is printed as a warning."""
+    import warnings
+
+    from mlops_assets.ml import lasso
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 30))
+    X[:, 1] = X[:, 0] + 1e-3 * rng.normal(size=400)
+    y = X[:, 0] - X[:, 2] + rng.normal(size=400)
+    weeks = np.repeat(np.arange(40), 10)
+
+    def fitted(report):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a warning would fail the test
+            lasso.fit(X, y, lasso.choose_alpha(X, y, weeks, report), report)
+        return report
+
+    converged = fitted(lasso.Convergence())
+    assert converged.fits == 4 * len(lasso.ALPHAS) + 1 and converged.stopped == 0 and converged.note() == ""
+    monkeypatch.setattr(lasso, "MAX_ITER", 3)
+    stopped = fitted(lasso.Convergence())
+    assert stopped.stopped > 0 and stopped.gap > stopped.tolerance > 0
+    assert f"stopped at 3 iterations in {stopped.stopped} of {stopped.fits} fits" in stopped.note()
+    assert f"duality gap up to {stopped.gap:.3g}, tolerance {stopped.tolerance:.3g}" in stopped.note()

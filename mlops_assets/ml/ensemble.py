@@ -168,9 +168,11 @@ def _fit_region(rows: dict[str, pd.DataFrame], choice: dict, seed: int,
         started = time.perf_counter()
         hyper = choice["segments"][name]
         pre = Preprocessor.fit(frame)
-        params = lasso.fit(pre.lasso_design(frame), _log_target(frame), hyper["lasso_alpha"])
+        fitted = lasso.Convergence()
+        params = lasso.fit(pre.lasso_design(frame), _log_target(frame), hyper["lasso_alpha"], fitted)
         out[name] = SegmentModel(pre, params, net, sizes, hyper["ensemble_weight_lasso"], hyper, nn_pre)
-        progress.report(stage, f"{name} LASSO on {len(frame):,} rows (alpha {hyper['lasso_alpha']:.3g})", started)
+        progress.report(stage, f"{name} LASSO on {len(frame):,} rows (alpha {hyper['lasso_alpha']:.3g})"
+                               f"{fitted.note()}", started)
     return out
 
 
@@ -209,10 +211,11 @@ def _choose(rows: dict[str, pd.DataFrame], config: TrainConfig, progress: Progre
             started = time.perf_counter()
             pre = Preprocessor.fit(seg_in)
             X, y = pre.lasso_design(seg_in), _log_target(seg_in)
-            alpha = lasso.choose_alpha(X, y, seg_in["week_start"].to_numpy())
-            out[name] = (pre, alpha, lasso.fit(X, y, alpha))
-            progress.report(stage, f"{name} LASSO alpha {alpha:.3g} by time-ordered CV on {len(seg_in):,} rows",
-                            started)
+            fits = lasso.Convergence()
+            alpha = lasso.choose_alpha(X, y, seg_in["week_start"].to_numpy(), fits)
+            out[name] = (pre, alpha, lasso.fit(X, y, alpha, fits))
+            progress.report(stage, f"{name} LASSO alpha {alpha:.3g} by time-ordered CV on {len(seg_in):,} rows"
+                                   f"{fits.note()}", started)
         return out
 
     (nn_pre, net, history), fitted = parallel.run_both(network, lassos)
