@@ -15,12 +15,26 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+import pyarrow as pa
 
 from mlops_assets.errors import ContractError
 from mlops_assets.locations import (files_in, is_local, local_copy, location, remove_tree, source, upload_folder, url,
                                     write_atomically)
 from mlops_assets.ml.ensemble import ForecastModel
 from mlops_assets.partitions import split_key
+
+def parquet_schema(frame: pd.DataFrame) -> pa.Schema | None:
+    """The Arrow schema to store ``frame`` with where a text column holds no value (an empty
+    table, a column nobody filled): as text, where Parquet would store the null type, on which a
+    reader's filter (``store_id in [...]``) fails. None where Arrow's own inference serves."""
+    empty_text = [c for c in frame.columns if frame[c].dtype == object and frame[c].isna().all()]
+    if not empty_text:
+        return None
+    schema = pa.Schema.from_pandas(frame, preserve_index=False)
+    for name in empty_text:
+        schema = schema.set(schema.get_field_index(name), pa.field(name, pa.string()))
+    return schema
+
 
 ALLOW_MISSING = "allow_missing_partitions"
 LANDING_MARKER = "landing.json"  # the landing folder this storage's tables were published from
@@ -41,7 +55,8 @@ class StorageResource(dg.ConfigurableResource):
 
     def write_parquet(self, relative: str, frame: pd.DataFrame) -> Path:
         target = self.path / relative
-        write_atomically(target, lambda f: frame.to_parquet(f, index=False))  # never half-written
+        schema = parquet_schema(frame)
+        write_atomically(target, lambda f: frame.to_parquet(f, index=False, schema=schema))  # never half-written
         return target
 
     def write_text(self, relative: str, text: str) -> Path:
