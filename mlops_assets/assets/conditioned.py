@@ -169,14 +169,22 @@ def weekly_asset(name: str, schema: pa.DataFrameSchema, ins: dict[str, dg.AssetI
 
 def undelivered_weeks(region: str, weeks: list[str], storage: StorageResource, stores: pd.DataFrame,
                       **_) -> dict[str, str]:
-    """Demand of a week with no delivery to the region yet is unknown, not 0: such weeks are not
-    built (another region's deliveries say nothing of this one's)."""
+    """Demand of a week with no delivery to the region is unknown, not 0: such weeks are not built,
+    whether they come after the latest delivery or fall between two (a lost file). Another
+    region's deliveries say nothing of this one's."""
     delivered = storage.read_parquet("shipments.parquet", columns=["week_start"],
                                      filters=[("store_id", "in", _region_stores(stores, region))])["week_start"]
     latest = delivered.max() if len(delivered) else None
     latest_key = latest.strftime("%Y-%m-%d") if latest is not None else "none"
-    return {w: f"no shipments have landed for this week yet (latest delivered week: {latest_key})"
-            for w in weeks if latest is None or pd.Timestamp(w) > latest}
+    seen = set(delivered.dt.strftime("%Y-%m-%d").unique())
+    out = {}
+    for w in weeks:
+        if latest is None or pd.Timestamp(w) > latest:
+            out[w] = f"no shipments have landed for this week yet (latest delivered week: {latest_key})"
+        elif w not in seen:
+            out[w] = (f"no shipments were delivered for this week, though later weeks were (latest: {latest_key}): "
+                      "its demand is unknown, not 0; deliver its file to build it")
+    return out
 
 
 net_demand = weekly_asset(
