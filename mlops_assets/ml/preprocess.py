@@ -24,6 +24,12 @@ def _column(frame: pd.DataFrame, history: dict, name: str) -> pd.Series:
     return history[name] if name in history else frame[name]
 
 
+def _median(values: pd.Series) -> float:
+    """The median of the values present; 0 where there is none (no weather delivered at all)."""
+    present = values.dropna()
+    return float(present.median()) if len(present) else 0.0
+
+
 def event_vocabulary(frame: pd.DataFrame) -> list[str]:
     """The events named in ``frame`` (its ``events`` cells hold ``;``-joined names)."""
     return sorted({e for s in events_of(frame).unique() for e in s.split(";") if e})
@@ -56,8 +62,7 @@ class Preprocessor:
         demo = sorted(c for c in frame.columns if c.startswith("demo_"))
         numeric = DEMAND_HISTORY + OTHER_NUMERIC + demo
         history = imputed_history(frame)
-        fill = {c: float(np.nan_to_num(_column(frame, history, c).median())) if c in history or c in frame
-                else 0.0 for c in numeric}
+        fill = {c: _median(_column(frame, history, c)) if c in history or c in frame else 0.0 for c in numeric}
         events = event_vocabulary(frame)
         vocab = {c: [UNKNOWN, *sorted(frame[c].astype(str).unique())] for c in ("store_id", "product_id", "category")}
         pre = cls(numeric, events, fill, [], [], vocab)
