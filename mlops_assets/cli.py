@@ -318,6 +318,9 @@ def main(argv: list[str] | None = None) -> int:
     # Dagster warns, with the source line, on every beta or preview API the definitions use:
     # news for this project's developers, noise for a person running a command
     warnings.filterwarnings("ignore", message=r".*is currently in (beta|preview)")
+    # MLflow logs at INFO as it creates its tables and checks each input example: the summary says
+    # what was registered; its warnings and errors still show (MLFLOW_LOGGING_LEVEL overrides)
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     args = build_parser().parse_args(argv)
     return args.func(args)
 
