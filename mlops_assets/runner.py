@@ -263,11 +263,12 @@ def _run_region(defs: dg.Definitions, instance: dg.DagsterInstance, settings: co
                              for e in result.all_events if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
                              and not e.asset_check_evaluation_data.passed},
             "evaluation": model.evaluation, "segments": evaluation_json(model)}
-        summary.replay[region] = replay_region(
-            region, _stored(settings, "features", region, model.evaluation["holdout"]["first_week"]),
-            _storage(settings).read_parquet(f"holdout_forecasts/{region}/{result.run_id}.parquet"),
-            model.holdout_reference, model.evaluation, _week_before(model.evaluation["holdout"]["first_week"]),
-            settings.drift, settings.retrain)
+        if model.segments:  # else nothing was held out or forecast: nothing to replay
+            summary.replay[region] = replay_region(
+                region, _stored(settings, "features", region, model.evaluation["holdout"]["first_week"]),
+                _storage(settings).read_parquet(f"holdout_forecasts/{region}/{result.run_id}.parquet"),
+                model.holdout_reference, model.evaluation, _week_before(model.evaluation["holdout"]["first_week"]),
+                settings.drift, settings.retrain)
         # without a champion the baseline serves (marked, with an alert): a region is never unforecast
         _execute(defs, SCORING, instance, summary, on_stage=on_stage, label=f"scoring {region} {score_week}",
                  partition_key=f"{region}|{score_week}", tags=MANUAL)

@@ -152,10 +152,20 @@ def test_a_segment_with_too_little_data_is_skipped_not_fatal(features):
     assert (forecast.loc[~skipped_rows, "model"] == "ensemble").all()
 
 
-def test_a_region_without_enough_weeks_is_refused_clearly(features):
+def test_a_region_without_enough_weeks_gets_no_model_and_says_why(features):
+    """A region onboarded lately is not an error: every segment is skipped with the reason, and
+    its rows are forecast by the baseline, marked as such."""
     weeks = sorted(features["week_start"].unique())[:15]
-    with pytest.raises(ValueError, match="north: 15 observed weeks; need more than holdout"):
-        train_region(features[features["week_start"].isin(weeks)], "north", FAST)
+    young = features[features["week_start"].isin(weeks)]
+    model, holdout = train_region(young, "north", FAST)
+    assert not model.segments and holdout.empty and set(model.skipped) == set(SEGMENTS)
+    reason = "too little history: 15 observed weeks; training needs more than 13 holdout + 4 warm-up weeks"
+    assert set(model.skipped.values()) == {reason}
+    assert model.as_of_week == pd.Timestamp(weeks[-1]).strftime("%Y-%m-%d")
+    forecast = model.predict(young[young["week_start"] == weeks[-1]])
+    assert set(forecast["model"]) == {"baseline"} and np.isfinite(forecast["forecast"]).all()
+    with pytest.raises(ValueError, match="north: no observed week to train on"):
+        train_region(features[features["target"].isna()], "north", FAST)
 
 
 def test_a_stored_model_reloads_without_pickle_and_forecasts_identically(features, trained, tmp_path):

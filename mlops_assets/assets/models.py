@@ -227,6 +227,8 @@ def region_model(context: dg.AssetExecutionContext, config: TrainingConfig, feat
     weeks = sorted(observed["week_start"].dt.strftime("%Y-%m-%d").unique())
     lineage = lineage_document(context.instance, landing, storage, region, weeks, snapshot, digest, len(observed))
     holdout_rows = observed[observed["week_start"] >= pd.Timestamp(model.evaluation["holdout"]["first_week"])]
+    if holdout_rows.empty:  # a region too young to hold weeks out: its model (the baseline) is checked on its rows
+        holdout_rows = observed
 
     registry = mlflow.registry
     tags = {"dagster_run_id": context.run.run_id, "dagster_asset_key": "region_model", "dagster_partition": region,

@@ -403,9 +403,13 @@ def train_region(features: pd.DataFrame, region: str, config: TrainConfig | None
     if as_of_week is not None:
         observed = observed[observed["week_start"] <= pd.Timestamp(as_of_week)]
     weeks = np.sort(observed["week_start"].unique())
+    if not len(weeks):
+        raise ValueError(f"{region}: no observed week to train on (no shipments delivered for its stores)")
     if len(weeks) <= config.holdout_weeks + config.warmup_weeks:
-        raise ValueError(f"{region}: {len(weeks)} observed weeks; need more than holdout "
-                         f"({config.holdout_weeks}) + warm-up ({config.warmup_weeks})")
+        # a region onboarded lately: nothing to train yet, the baseline serves its rows (no champion)
+        return _untrained(region, pd.Timestamp(weeks[-1]), config,
+                          f"too little history: {len(weeks)} observed weeks; training needs more than "
+                          f"{config.holdout_weeks} holdout + {config.warmup_weeks} warm-up weeks")
     as_of = pd.Timestamp(weeks[-1])
     holdout_start = pd.Timestamp(weeks[-config.holdout_weeks])
     usable = observed[observed["week_start"] >= pd.Timestamp(weeks[config.warmup_weeks])]
@@ -476,6 +480,16 @@ def train_region(features: pd.DataFrame, region: str, config: TrainConfig | None
     model.holdout_reference = _profile(before, train_all, before.as_of_week)
     steps.report("done", f"{len(segments)} segments trained, {len(skipped)} skipped; drift references profiled")
     return model, holdout_forecasts
+
+
+def _untrained(region: str, as_of: pd.Timestamp, config: TrainConfig, reason: str) -> tuple[ForecastModel, pd.DataFrame]:
+    """A model of a region too young to train: every segment skipped for ``reason``, no holdout
+    (it would begin after the as-of week), no reference to monitor against."""
+    evaluation = {"segments": {name: {"skipped": reason} for name in SEGMENTS},
+                  "holdout": {"first_week": (as_of + pd.Timedelta(weeks=1)).strftime("%Y-%m-%d"), "weeks": 0},
+                  "protocol": EVALUATION_PROTOCOL}
+    model = ForecastModel(region, as_of.strftime("%Y-%m-%d"), {}, dict.fromkeys(SEGMENTS, reason), config, evaluation)
+    return model, pd.DataFrame()
 
 
 def _profile(model: ForecastModel, observed: pd.DataFrame, as_of_week: str) -> dict:

@@ -78,7 +78,7 @@ def training_gate(model: ForecastModel) -> dict:
     if unexplained:
         problems.append(f"skipped without a reason: {', '.join(unexplained)}")
     if not model.segments:
-        problems.append("no segment trained")
+        problems.append("no segment trained (" + "; ".join(sorted(set(model.skipped.values()))) + ")")
     losses = {}
     for name, seg in model.segments.items():
         arrays = [np.asarray(v) for v in seg.lasso.values()]
