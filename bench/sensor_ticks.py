@@ -83,9 +83,9 @@ def main() -> int:
     args = parser.parse_args()
 
     from mlops_assets.automation.sensors import affected_partitions, detect_changes, file_stamps, retrain_causes
+    from mlops_assets.monitoring.monitor import to_table
     from mlops_assets.contract import schemas
     from mlops_assets.contract.validation import TABLES, check_table
-    from mlops_assets.monitoring.drift import DriftThresholds
     from mlops_assets.monitoring.rules import RetrainRules
     from mlops_assets.registry.tracking import Release
     from mlops_assets.resources.storage import StorageResource
@@ -147,14 +147,18 @@ def main() -> int:
     regions = sorted({r for r in scope})
     for region in regions:
         version = f"demand-forecast-{region}/1"
+        calm = {"value": 0.0, "windows": {2: {"mean": 0.0, "center": 0.0, "scale": 1.0, "z": 0.0, "limit": 3.5}},
+                "flagged": False, "status": "measured"}
         for week in ("2026-11-09", "2026-11-16"):
-            storage.write_parquet(f"drift_metrics/{region}/{week}.parquet", pd.DataFrame(
-                {"column": ["lag_1", "temp_max_c", "mean_4"], "role": "feature", "drifted": [False, True, False],
-                 "model_version": version}))
+            storage.write_parquet(f"drift_metrics/{region}/{week}.parquet", to_table(
+                {"week": week, "stage": "forecast", "signals": {"forecast": calm, "weather:temp_max_c": calm}},
+                region, version))
         for k in range(5):
             week = (dt.date(2026, 10, 19) + dt.timedelta(weeks=k)).isoformat()
-            storage.write_parquet(f"forecast_accuracy/{region}/{week}.parquet", pd.DataFrame(
-                {"scope": ["region"], "mape": [0.3], "holdout_mape": [0.2], "model_version": [version]}))
+            signals = to_table({"week": week, "stage": "realized", "signals": {"demand": calm, "error": calm}},
+                               region, version).assign(scope="signal")
+            storage.write_parquet(f"forecast_accuracy/{region}/{week}.parquet", pd.concat([pd.DataFrame(
+                {"scope": ["region"], "mape": [0.3], "holdout_mape": [0.2], "model_version": [version]}), signals]))
         for k in range(args.weeks + 1):
             week = (dt.date(2026, 11, 16) - dt.timedelta(weeks=k)).isoformat()
             path = storage.path / "features" / region / f"{week}.parquet"
@@ -162,7 +166,7 @@ def main() -> int:
             path.touch()
     champion = {r: Release(r, "1", "run", {"as_of_week": "2026-11-09", "code_version": "x"}) for r in regions}
     found = timed("retrain_on_model_health, evidence of every region", lambda: {
-        r: retrain_causes(storage, champion[r], r, RetrainRules(), DriftThresholds().share, "x") for r in regions},
+        r: retrain_causes(storage, champion[r], r, RetrainRules(), "x") for r in regions},
         "regions", len(regions))
     print(f"  causes found: {sum(len(v) for v in found.values())} (expected none: healthy champions)")
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB; work folder {work}")

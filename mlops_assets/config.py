@@ -21,8 +21,8 @@ MLOPS_STALE_DAYS       a model older than this when it scores      ``60``
 MLOPS_AUTOMATION       schedules and sensors on (``on``/``off``)   ``on`` in prod, ``off`` in dev
 MLOPS_SENSOR_INTERVAL  seconds between sensor ticks                ``60``
 MLOPS_ALERT_WEBHOOK    URL that alerts are POSTed to (JSON)        none
-MLOPS_DRIFT_*          drift thresholds (``WASSERSTEIN``, ``PSI_WARN``, ``PSI_ALERT``, ``JS``, ``P_VALUE``,
-                       ``SHARE``, ``CALIBRATION``): see monitoring/drift.py
+MLOPS_MONITOR_*        monitor limits (``FALSE_ALARM``, ``LEVEL_FALSE_ALARM``, ``MIX_FLOOR``, ``JS_FLOOR``,
+                       ``JS_FACTOR``): see monitoring/monitor.py
 MLOPS_DEGRADATION      realized / holdout MAPE that counts as a bad week  ``1.5``
 MLOPS_EXECUTOR         ``in_process`` or ``dask`` (a run's steps   ``in_process``
                        on the cluster at MLOPS_DASK_SCHEDULER)
@@ -41,7 +41,7 @@ from pathlib import Path
 
 from mlops_assets.locations import location
 
-from mlops_assets.monitoring.drift import DriftThresholds
+from mlops_assets.monitoring.monitor import MonitorLimits
 from mlops_assets.monitoring.rules import RetrainRules
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
@@ -56,8 +56,8 @@ EXECUTORS = ("in_process", "dask")
 PROMOTION_MODE = {"dev": "enforce", "prod": "enforce"}
 DEFAULT_CHAMPION_TOL = 0.02  # a candidate may be 2% (relative) worse than the champion
 DEFAULT_STALE_DAYS = 60      # a model trained longer than this before the week it scores is stale
-# drift thresholds per environment; each can be overridden by MLOPS_DRIFT_<NAME>
-DRIFT = {"dev": DriftThresholds(), "prod": DriftThresholds()}
+# monitor limits per environment; each can be overridden by MLOPS_MONITOR_<NAME>
+MONITOR = {"dev": MonitorLimits(), "prod": MonitorLimits()}
 AUTOMATION = {"dev": False, "prod": True}
 
 
@@ -103,7 +103,7 @@ class Settings:
     stale_after_days: int = DEFAULT_STALE_DAYS
     automation: bool = False
     sensor_interval: int = 60
-    drift: DriftThresholds = field(default_factory=DriftThresholds)
+    monitor: MonitorLimits = field(default_factory=MonitorLimits)
     retrain: RetrainRules = field(default_factory=RetrainRules)
     retention_days: int = 90
     keep_models: int = 10
@@ -151,7 +151,7 @@ class Settings:
             stale_after_days=stale_days,
             automation=_flag("MLOPS_AUTOMATION", AUTOMATION[env]),
             sensor_interval=int(os.environ.get("MLOPS_SENSOR_INTERVAL", 60)),
-            drift=drift_thresholds(env),
+            monitor=monitor_limits(env),
             retention_days=int(os.environ.get("MLOPS_RETENTION_DAYS", 90)),
             keep_models=int(os.environ.get("MLOPS_KEEP_MODELS", 10)),
             executor=executor,
@@ -161,11 +161,11 @@ class Settings:
         )
 
 
-def drift_thresholds(env: str) -> DriftThresholds:
-    """The environment's drift thresholds, each overridable by ``MLOPS_DRIFT_<NAME>``."""
-    base, overrides = DRIFT[env], {}
-    for f in fields(DriftThresholds):
-        value = os.environ.get(f"MLOPS_DRIFT_{f.name.upper()}")
+def monitor_limits(env: str) -> MonitorLimits:
+    """The environment's monitor limits, each overridable by ``MLOPS_MONITOR_<NAME>``."""
+    base, overrides = MONITOR[env], {}
+    for f in fields(MonitorLimits):
+        value = os.environ.get(f"MLOPS_MONITOR_{f.name.upper()}")
         if value is not None:
             overrides[f.name] = type(getattr(base, f.name))(value)
     return replace(base, **overrides)

@@ -268,7 +268,7 @@ def _run_region(defs: dg.Definitions, instance: dg.DagsterInstance, settings: co
                 region, _stored(settings, "features", region, model.evaluation["holdout"]["first_week"]),
                 _storage(settings).read_parquet(f"holdout_forecasts/{region}/{result.run_id}.parquet"),
                 model.holdout_reference, model.evaluation, _week_before(model.evaluation["holdout"]["first_week"]),
-                settings.drift, settings.retrain)
+                settings.monitor, settings.retrain)
         # without a champion the baseline serves (marked, with an alert): a region is never unforecast
         _execute(defs, SCORING, instance, summary, on_stage=on_stage, label=f"scoring {region} {score_week}",
                  partition_key=f"{region}|{score_week}", tags=MANUAL)
@@ -609,6 +609,7 @@ def report_json(summary: RunSummary) -> dict:
             | ({"mape_reduction_vs_baseline": region_eval["mape_reduction_vs_baseline"]} if region_eval else {}),
         }
     out["drift"] = {r: rep["drift"] for r, rep in summary.replay.items()}
+    out["levels"] = {r: rep["levels"] for r, rep in summary.replay.items()}
     out["accuracy"] = {r: rep["accuracy"] for r, rep in summary.replay.items()}
     out["alerts"] = [a for rep in summary.replay.values() for a in rep["alerts"]]
     out["retrain_requests"] = [q for rep in summary.replay.values() for q in rep["retrain_requests"]]
@@ -616,15 +617,22 @@ def report_json(summary: RunSummary) -> dict:
 
 
 def replay_table(summary: RunSummary) -> str:
-    """Per region and holdout week: drift verdict, realized MAPE against the baseline, and the
-    retrain requests the sensors would have made."""
+    """Per region and holdout week: the signals that moved when the week was forecast and once its
+    actuals were in, demand against its reference (the level signal), the forecasts' bias, realized
+    MAPE against the baseline, and the retrain requests the sensors would have made."""
     lines = ["replay of the holdout weeks (each forecast by the model fit before them, monitored, then evaluated):"]
     for region, rep in summary.replay.items():
-        rows = [{"region": region, "week": week, "drifted": d["drifted"],
-                 "drift share": "-" if d["share"] is None else f"{d['share']:.2f}",
-                 "prediction drift": d["prediction_drift"],
-                 "MAPE": _fmt(rep["accuracy"][week]["mape"]), "baseline": _fmt(rep["accuracy"][week]["baseline_mape"]),
-                 "degradation": _fmt(rep["accuracy"][week]["degradation"], 2)} for week, d in rep["drift"].items()]
+        rows = []
+        for week, ahead in rep["drift"].items():
+            after, acc = rep["levels"].get(week, {}), rep["accuracy"][week]
+            demand = after.get("demand")
+            rows.append({"region": region, "week": week,
+                         "flagged": ", ".join(sorted({*ahead["signals"], *after.get("signals", [])})) or "-",
+                         "demand vs reference": "-" if demand is None else
+                         f"{demand['change']:+.0%} (z {demand['z']:+.1f}/{demand['limit']:.1f})",
+                         "bias": "-" if after.get("bias") is None else f"{after['bias']:+.0%}",
+                         "MAPE": _fmt(acc["mape"]), "baseline": _fmt(acc["baseline_mape"]),
+                         "degradation": _fmt(acc["degradation"], 2)})
         lines.append(pd.DataFrame(rows).to_string(index=False))
         requests = rep["retrain_requests"]
         lines.append(f"  {region}: " + ("; ".join(f"would retrain in week {q['week']} ({q['reason']}: {q['detail']})"

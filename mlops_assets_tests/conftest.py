@@ -18,12 +18,11 @@ TRAINABLE = dict(regions=("north", "south"), stores_per_region=6, products=12, w
                  seed=5 + SEED, realism=False)
 
 
-# two years, so a model's reference spans every season, and enough rows a week (about 110 per
-# region) for a week's demand to be told from the reference's own week-to-week variation
-# Without the sample's realism (level shifts, promotions, ...): south must not change unless a
-# test changes it, so that what the monitors see is the test's change alone.
-LOOP = dict(regions=("north", "south"), stores_per_region=8, products=16, weeks=106, end_week="2026-11-09", seed=5 + SEED,
-            realism=False)
+# two years, so a model's reference spans every season, and enough series (128 per region) for a
+# week's demand to be told from the reference's own week-to-week variation. With the sample's
+# realism (closures, promotions nobody announced, outliers, long tails): the monitor must find the
+# tests' change in demand shaped like the real thing, and nothing in the region left as it was.
+LOOP = dict(regions=("north", "south"), stores_per_region=8, products=16, weeks=106, end_week="2026-11-09", seed=5 + SEED)
 
 
 @pytest.fixture(scope="session")

@@ -1,39 +1,15 @@
-"""Drift statistics, profiles and retrain rules as plain functions, against values computed by hand."""
-
-import json
+"""The monitor's statistics, signals and retrain rules as plain functions, against values computed by hand."""
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from mlops_assets.monitoring import rules
-from mlops_assets.monitoring.drift import DriftThresholds, week_drift
-from mlops_assets.monitoring.profiles import build_profile
-from mlops_assets.monitoring.statistics import (chi_square_test, holm, js_distance, ks_test, psi, reference_cdf,
-                                                wasserstein_from_quantiles)
+from mlops_assets.monitoring import levels, rules
+from mlops_assets.monitoring.monitor import MonitorLimits, assess_week, build_reference, from_table, summary, to_table
+from mlops_assets.monitoring.statistics import js_distance
 
-
-def test_wasserstein_of_a_shift_is_the_shift():
-    reference = np.arange(0, 101, dtype=float)  # its quantiles at 0%, 1%, .. 100% are 0, 1, .. 100
-    assert wasserstein_from_quantiles(reference, reference + 10) == pytest.approx(10.0)
-    assert wasserstein_from_quantiles(reference, reference) == pytest.approx(0.0)
-
-
-def test_wasserstein_from_quantiles_matches_scipy_on_samples():
-    rng = np.random.default_rng(0)
-    ref, cur = rng.normal(0, 1, 20000), rng.normal(0.3, 1.2, 3000)
-    exact = scipy_stats.wasserstein_distance(ref, cur)
-    approx = wasserstein_from_quantiles(np.quantile(ref, np.linspace(0, 1, 101)), cur)
-    assert approx == pytest.approx(exact, rel=0.05)
-
-
-def test_psi_by_hand():
-    # shares .5/.5 against .25/.75: (.25-.5) ln(.25/.5) + (.75-.5) ln(.75/.5)
-    expected = -0.25 * np.log(0.5) + 0.25 * np.log(1.5)
-    assert psi([50, 50], [25, 75]) == pytest.approx(expected)
-    assert expected == pytest.approx(0.274653, abs=1e-6)
-    assert psi([10, 20, 30], [1, 2, 3]) == pytest.approx(0.0)
+WEEKS = pd.date_range("2025-01-06", periods=70, freq="7D")
 
 
 def test_jensen_shannon_distance_by_hand():
@@ -45,76 +21,147 @@ def test_jensen_shannon_distance_by_hand():
     assert np.sqrt((kl_p + kl_q) / 2) == pytest.approx(0.557923, abs=1e-6)
 
 
-def test_chi_square_by_hand():
-    # 2x2: n (ad - bc)^2 / ((a+b)(c+d)(a+c)(b+d)) = 200 * 2000^2 / (100*100*80*120)
-    statistic, p = chi_square_test({"x": 50, "y": 50}, {"x": 30, "y": 70})
-    assert statistic == pytest.approx(200 * 2000 ** 2 / (100 * 100 * 80 * 120))
-    assert p == pytest.approx(scipy_stats.chi2.sf(statistic, 1))
+def test_trimmed_mean_is_the_mean_of_the_middle_half():
+    values = np.array([100.0, 1, 2, 3, 4, 5, 6, 7, -50])  # 9 values: a quarter of each tail is 2 of them
+    assert levels.trimmed_mean(values) == pytest.approx(np.mean([2, 3, 4, 5, 6]))
+    assert levels.trimmed_mean(np.array([np.nan, 1.0, 1.0, 1.0])) == pytest.approx(1.0)
 
 
-def test_holm_adjusts_in_order_and_stays_monotone():
-    adjusted = holm({"a": 0.01, "b": 0.04, "c": 0.03})
-    assert adjusted == pytest.approx({"a": 0.03, "b": 0.06, "c": 0.06})
+def _series(values: list[float], start: int = 0) -> dict[str, float]:
+    return {WEEKS[start + i].strftime("%Y-%m-%d"): v for i, v in enumerate(values)}
 
 
-def test_ks_from_a_profile_matches_scipy():
-    ref = np.linspace(0, 100, 1001)
-    quantiles = np.quantile(ref, np.linspace(0, 1, 101))
-    rng = np.random.default_rng(1)
-    for cur in (rng.uniform(20, 120, 300), rng.normal(50, 20, 40)):
-        d, p = ks_test(quantiles, len(ref), cur)
-        # exactly the distance between the sample and the profile's (piecewise linear) CDF ...
-        exact = scipy_stats.kstest(cur, lambda x: reference_cdf(quantiles, np.asarray(x))).statistic
-        assert d == pytest.approx(exact, abs=1e-12)
-        # ... which is the raw two-sample statistic up to the profile's 1% resolution
-        raw = scipy_stats.ks_2samp(ref, cur, method="asymp")
-        assert d == pytest.approx(raw.statistic, abs=0.011)
-        assert p == pytest.approx(scipy_stats.kstwo.sf(d, round(len(ref) * len(cur) / (len(ref) + len(cur)))))
-    d, p = ks_test(quantiles, len(ref), rng.uniform(20, 120, 300))
-    assert p < 1e-6
-    d_same, p_same = ks_test(np.quantile(ref, np.linspace(0, 1, 101)), len(ref), rng.uniform(0, 100, 300))
-    assert d_same < 0.1 and p_same > 0.01
+def test_a_week_is_judged_against_the_weeks_that_end_four_before_it():
+    calibration = _series([0.0, 1.0] * 13)  # 26 weeks alternating 0 and 1
+    series = levels.Series(calibration, {})
+    week = WEEKS[26].strftime("%Y-%m-%d")
+    found = levels.baseline(series, week)
+    # the 13 weeks ending 4 before: weeks 10..22, which hold seven 0s and six 1s
+    assert found.center == pytest.approx(6 / 13) and found.weeks == 13
+    # the scale: the root mean square of every earlier week's departure from its own baseline (weeks
+    # up to 22, each with at least two baseline weeks: weeks 5.. 22)
+    departures = []
+    for t in range(5, 23):
+        base = [calibration[WEEKS[i].strftime("%Y-%m-%d")] for i in range(max(0, t - 16), t - 3)]
+        departures.append(calibration[WEEKS[t].strftime("%Y-%m-%d")] - np.mean(base))
+    assert found.residuals == len(departures) == 18
+    assert found.scale == pytest.approx(np.sqrt(np.mean(np.square(departures))))
+    # a two-week window: the mean of the week and the one before, against the same baseline
+    two = levels.baseline(series, week, weeks=2)
+    assert two.center == pytest.approx(found.center) and two.scale < found.scale  # 0 and 1 average out
 
 
-def _weekly(weeks: int, rows: int, shift_from: int | None = None, seed: int = 0) -> pd.DataFrame:
+def test_limits_follow_the_false_alarm_rate_and_widen_with_few_calibration_weeks():
+    limits = MonitorLimits(false_alarm=0.002)
+    assert limits.z_limit(200) == pytest.approx(scipy_stats.norm.ppf(1 - 0.001))
+    assert limits.z_limit(10) == pytest.approx(scipy_stats.t.ppf(1 - 0.001, df=9))
+    assert limits.z_limit(10) > limits.z_limit(40) > limits.z_limit(200)
+    # three windows share the rate
+    assert limits.z_limit(200, tests=3) == pytest.approx(scipy_stats.norm.ppf(1 - 0.001 / 3))
+
+
+def _panel(weeks, series: int = 60, level: float = 1.0, seed: int = 0, weather: float = 0.0) -> pd.DataFrame:
+    """Weekly demand of ``series`` store x product series, each at its own size (1 to 1,000 a
+    week) times ``level``, Poisson around it."""
     rng = np.random.default_rng(seed)
+    size = np.exp(np.linspace(0, np.log(1000), series))
     frames = []
-    for w, week in enumerate(pd.date_range("2025-01-06", periods=weeks, freq="7D")):
-        lag = rng.lognormal(3, 1, rows) * (3.0 if shift_from is not None and w >= shift_from else 1.0)
-        frames.append(pd.DataFrame({"week_start": week, "week_of_year": week.isocalendar().week,
-                                    "lag_1": lag, "temp_max_c": rng.normal(15, 3, rows),
-                                    "segment": rng.choice(["large/fast", "small/slow"], rows)}))
-    return pd.concat(frames, ignore_index=True)
+    for week in weeks:
+        frames.append(pd.DataFrame({
+            "week_start": week, "week_of_year": int(week.isocalendar().week),
+            "store_id": [f"s{i % 6}" for i in range(series)], "product_id": [f"p{i}" for i in range(series)],
+            "category": ["a", "b", "c"] * (series // 3), "events": "",
+            "target": rng.poisson(size * level).astype(float),
+            "temp_max_c": rng.normal(15 + weather, 1, series).round(1)}))
+    frame = pd.concat(frames, ignore_index=True)
+    frame["lag_1"] = frame["target"]
+    return frame
 
 
-def test_profile_holds_no_rows_and_a_shifted_week_drifts():
-    reference = _weekly(52, 400)
-    profile = build_profile(reference, forecast=reference["lag_1"].to_numpy(),
-                            numeric=("lag_1", "temp_max_c"), categorical=("segment",))
-    spec = profile["columns"]["lag_1"]
-    assert len(spec["quantiles"]) == 101 and sum(spec["counts"]) == len(reference)
-    assert len(json.dumps(profile)) < 20_000  # quantiles and counts, not 20,800 rows
-    assert spec["calibration"]["weeks"] == 52
+def test_a_panel_level_change_moves_the_demand_signal_by_its_log_and_nothing_else():
+    reference_rows = _panel(WEEKS[:52])
+    out_of_sample = reference_rows[reference_rows["week_start"] >= WEEKS[39]].assign(
+        actual=lambda f: f["target"], forecast=lambda f: f["target"].rolling(3, min_periods=1).mean())
+    reference = build_reference(reference_rows, reference_rows["target"].to_numpy(), out_of_sample)
+    # the levels of every series, no rows: a few kB, whatever the reference's size
+    assert len(reference["levels"]["demand"]["series"]["key"]) == 60
+    history, flagged = [], {}
+    for i, week in enumerate(WEEKS[52:64]):
+        rows = _panel([week], level=1.6 if i >= 8 else 1.0, seed=100 + i)
+        label = week.strftime("%Y-%m-%d")
+        forecasts = rows["target"].to_numpy() / (1.6 if i >= 8 else 1.0)  # forecasts that missed the change
+        found = assess_week(reference, rows, label, forecasts, rows["target"].to_numpy(), history=history)
+        history.append(found)
+        flagged[label] = found["signals"]["demand"]["flagged"]
+        if i == 8:
+            # the middle half of the series' log ratios moved by log 1.6 (Poisson noise aside)
+            assert found["signals"]["demand"]["change"] == pytest.approx(np.log(1.6), abs=0.05)
+            assert f"above its reference level since {label}" in found["reasons"][0]
+    assert [flagged[w.strftime("%Y-%m-%d")] for w in WEEKS[52:60]] == [False] * 8
+    assert all(flagged[w.strftime("%Y-%m-%d")] for w in WEEKS[60:64])
 
-    later = _weekly(3, 400, shift_from=1, seed=9)
-    same, shifted = later[later.week_start == later.week_start.min()], later[later.week_start == later.week_start.max()]
-    calm = week_drift(profile, same, same["lag_1"].to_numpy())
-    assert (calm["drifted"], calm["features"], calm["prediction_drift"]) == (False, [], False)
-    moved = week_drift(profile, shifted, shifted["lag_1"].to_numpy())
-    assert moved["features"] == ["lag_1"] and moved["share"] == pytest.approx(1 / 3)
-    assert moved["prediction_drift"] is True and moved["drifted"] is False  # 1 of 3 is under half
-    lowered = week_drift(profile, shifted, None, DriftThresholds(share=0.3))
-    assert lowered["drifted"] is True and lowered["prediction_drift"] is None
+
+def test_a_warm_weather_feed_is_named_by_the_weather_signal():
+    reference_rows = _panel(WEEKS[:52])
+    reference = build_reference(reference_rows, reference_rows["target"].to_numpy(), None)
+    history = []
+    for i, week in enumerate(WEEKS[52:60]):
+        rows = _panel([week], seed=200 + i, weather=5.0 if i >= 4 else 0.0)
+        found = assess_week(reference, rows, week.strftime("%Y-%m-%d"), rows["target"].to_numpy(), history=history)
+        history.append(found)
+    assert not any(h["flagged"] for h in history[:4])
+    assert history[5]["signals"]["weather:temp_max_c"]["flagged"]  # the mean of its 2 weeks
+    assert "weather:temp_max_c +5" in history[5]["reasons"][0] or "weather:temp_max_c +4" in history[5]["reasons"][0]
+    assert not history[5]["signals"]["forecast"]["flagged"]
 
 
-def test_small_references_use_tests_with_holm():
-    reference = _weekly(10, 50)  # 500 rows: small
-    profile = build_profile(reference, numeric=("lag_1", "temp_max_c"), categorical=("segment",))
-    week = _weekly(2, 300, shift_from=1, seed=4)
-    result = week_drift(profile, week[week.week_start == week.week_start.max()])
-    assert result["columns"]["lag_1"]["test"] == "ks" and result["columns"]["segment"]["test"] == "chi2"
-    assert result["features"] == ["lag_1"]
-    assert all("p_adjusted" in c for c in result["columns"].values())
+def test_a_new_product_line_and_a_delisting_are_named_by_the_mix():
+    reference_rows = _panel(WEEKS[:52])
+    reference = build_reference(reference_rows, reference_rows["target"].to_numpy(), None)
+    week = WEEKS[52]
+    rows = _panel([week], seed=5)
+    same = assess_week(reference, rows, week.strftime("%Y-%m-%d"), rows["target"].to_numpy())
+    assert not same["signals"]["mix"]["flagged"]
+    delisted = rows[~rows["product_id"].isin([f"p{i}" for i in range(20)])]
+    found = assess_week(reference, delisted, week.strftime("%Y-%m-%d"), delisted["target"].to_numpy())
+    assert found["signals"]["mix"]["parts"]["gone"]["value"] == pytest.approx(20 / 60)
+    assert found["signals"]["mix"]["flagged"]
+    assert found["reasons"][0].startswith("mix: 0% of this week's series are new")
+    launched = pd.concat([rows, rows.head(30).assign(product_id=lambda f: f["product_id"] + "_new")])
+    found = assess_week(reference, launched, week.strftime("%Y-%m-%d"), launched["target"].to_numpy())
+    assert found["signals"]["mix"]["parts"]["new"]["value"] == pytest.approx(30 / 90)
+    assert found["signals"]["mix"]["flagged"]
+
+
+def test_a_week_with_few_series_or_an_old_reference_says_so_and_never_flags():
+    reference_rows = _panel(WEEKS[:52])
+    reference = build_reference(reference_rows, reference_rows["target"].to_numpy(), None)
+    rows = _panel([WEEKS[52]], seed=3).head(5)
+    found = assess_week(reference, rows, WEEKS[52].strftime("%Y-%m-%d"), rows["target"].to_numpy())
+    assert not found["flagged"] and "too few to judge" in found["status"]
+    old = assess_week({"version": 1}, _panel([WEEKS[52]]), WEEKS[52].strftime("%Y-%m-%d"))
+    assert not old["flagged"] and "retrain it" in old["status"]
+    # the error signal has no out-of-sample weeks to calibrate on: measured, not judged
+    rows = _panel([WEEKS[52]], seed=4)
+    found = assess_week(reference, rows, WEEKS[52].strftime("%Y-%m-%d"), rows["target"].to_numpy(),
+                        rows["target"].to_numpy())
+    assert found["signals"]["error"]["status"] == "too few calibration weeks" and not found["flagged"]
+
+
+def test_an_assessment_survives_storage():
+    reference_rows = _panel(WEEKS[:52])
+    reference = build_reference(reference_rows, reference_rows["target"].to_numpy(), None)
+    rows = _panel([WEEKS[52]], level=2.0, seed=6)
+    found = assess_week(reference, rows, WEEKS[52].strftime("%Y-%m-%d"), rows["target"].to_numpy(),
+                        rows["target"].to_numpy())
+    table = to_table(found, "north", "demand-forecast-north/3")
+    # the week and the mean of the 2 and 4 weeks ending with it (the weeks before are the reference's last)
+    assert set(table["signal"]) == {"demand", "error"}
+    assert set(table.loc[table["signal"] == "demand", "window"]) == {1, 2, 4}
+    back = from_table(table)
+    assert back["signals"]["demand"]["value"] == pytest.approx(found["signals"]["demand"]["value"])
+    assert back["flagged"] and back["reasons"] == found["reasons"] and back["model_version"].endswith("/3")
+    assert summary(found)["signals"] == ["demand"] and summary(found)["demand"]["change"] > 0.8
 
 
 def test_accuracy_needs_two_bad_weeks_of_five_including_the_latest():
@@ -129,23 +176,29 @@ def test_accuracy_needs_two_bad_weeks_of_five_including_the_latest():
     assert rules.accuracy_cause(degraded, r) is not None
 
 
-def test_drift_stale_and_code_causes():
-    calm = {"drifted": False, "share": 0.1, "features": ["lag_1"], "prediction_drift": True}
-    assert rules.drift_cause([{"week": "2026-01-05", **calm}]) is None  # one week of prediction drift
-    assert rules.drift_cause([{"week": "2026-01-05", **calm}, {"week": "2026-01-12", **calm}])["cause"] == "drift"
-    drifted = {"drifted": True, "share": 0.6, "features": ["lag_1", "temp_max_c"], "prediction_drift": False}
-    assert "2 features drifted" in rules.drift_cause([{"week": "2026-01-12", **drifted}])["detail"]
+def test_level_drift_stale_and_code_causes():
+    calm = {"week": "2026-01-05", "flagged": False, "signals": {"demand": {"flagged": False}}, "reasons": []}
+    moved = {"week": "2026-01-12", "flagged": True, "signals": {"demand": {"flagged": True}},
+             "reasons": ["demand 58% above its reference level since 2026-01-12 (z +6.0, limit 3.3)"]}
+    assert rules.level_cause([calm]) is None
+    cause = rules.level_cause([calm, moved])
+    assert (cause["cause"], cause["week"], cause["signals"]) == ("level_shift", "2026-01-12", ["demand"])
+    assert "58% above" in cause["detail"]
+    assert rules.level_cause([moved, {**calm, "week": "2026-01-19"}]) is None  # the latest week decides
+    weather = {"week": "2026-01-12", "flagged": True, "signals": {"weather:temp_max_c": {"flagged": True}},
+               "reasons": ["weather:temp_max_c +5.1 against its recent weeks (mean of 2 weeks, z +5.0, limit 3.5)"]}
+    assert rules.drift_cause([weather])["detail"].startswith("weather:temp_max_c +5.1")
     assert rules.stale_cause("2026-01-05", "2026-03-09", rules.RetrainRules()) is not None  # 63 days
     assert rules.stale_cause("2026-01-05", "2026-03-02", rules.RetrainRules()) is None  # 56 days
     assert rules.code_cause("abc", "abc", "2026-01-05") is None
     assert rules.code_cause("abc", "def", "2026-01-05")["cause"] == "code_version"
-    assert rules.primary([{"cause": "stale"}, {"cause": "drift"}]) == "drift"
+    assert rules.primary([{"cause": "stale"}, {"cause": "drift"}, {"cause": "level_shift"}]) == "level_shift"
 
 
 def test_a_failing_webhook_is_reported_without_its_url_and_never_raises():
     from mlops_assets.resources.alerting import post_alerts
 
-    alert = [{"region": "north", "kind": "feature_drift"}]
+    alert = [{"region": "north", "kind": "level_shift"}]
     for url in ("hooks.example.com/T0/SECRET", "http://127.0.0.1:1/hook?token=SECRET", "http://bad host/SECRET"):
         reason = post_alerts(url, alert, timeout=2)
         assert reason and "SECRET" not in reason and "127.0.0.1" not in reason, reason

@@ -1,8 +1,13 @@
-"""The monitoring loop on a landing folder whose north region changes from one Monday on.
+"""The monitoring loop on a realistic landing folder whose north region changes from one Monday on.
 
 The change is made by editing copied landing files (not by the sample generator): from CHANGE on,
-every shipment of a north store doubles and north's zip codes get 8 degrees warmer. `mlops-assets
-run --json` replays the holdout weeks; the sensors then run against the same instance.
+every shipment of a north store doubles and north's zip codes get 8 degrees warmer (an
+acquisition, a feed from another place). `mlops-assets run --json` replays the
+holdout weeks; the sensors then run against the same instance. The monitor's false-alarm rate
+is set to 1 in 10,000 weeks per statistic here (a limit of z 4.6, where the change reaches about
+7): the unchanged region's 13 weeks cross it with a probability under 1%, whatever the machine
+or the seed (bench/drift_power.py measures the defaults' detection and false alarms, and the
+README shows a change of 1.6 found on the bundled sample).
 """
 
 import json
@@ -22,12 +27,14 @@ from mlops_assets.automation.jobs import FORECAST_INPUTS
 from mlops_assets.automation.sensors import detect_changes
 from mlops_assets.config import REPO_ROOT, Settings
 from mlops_assets.definitions import build_definitions
+from mlops_assets.monitoring.monitor import to_table
 from mlops_assets.resources import LandingResource, StorageResource
 from mlops_assets.resources.alerting import MonitoringResource
 from mlops_assets.resources.mlflow_registry import MlflowRegistryResource
 from mlops_assets_tests.conftest import isolated_home
 
 CHANGE = "2026-09-21"  # a Monday inside the 13 holdout weeks (from 2026-08-17)
+NEXT = "2026-09-28"
 
 
 def change_north(landing):
@@ -52,55 +59,59 @@ def replayed(loop_landing_template, tmp_path_factory):
     with isolated_home(loop_landing_template, tmp_path_factory, "loop") as landing:
         change_north(landing)
         report = landing.parent / "report.json"
-        # two regions, two worker processes: the results are the same as in one (test_training_pipeline)
-        assert cli.main(["run", "--landing", str(landing), "--json", str(report), "--workers", "2"]) == 0
-        yield json.loads(report.read_text()), report.read_text(), Settings.from_env()
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("MLOPS_MONITOR_FALSE_ALARM", "0.0001")
+            mp.setenv("MLOPS_MONITOR_LEVEL_FALSE_ALARM", "0.0001")
+            # two regions, two worker processes: the results are the same as in one (test_training_pipeline)
+            assert cli.main(["run", "--landing", str(landing), "--json", str(report), "--workers", "2"]) == 0
+            yield json.loads(report.read_text()), report.read_text(), Settings.from_env()
 
 
-def test_drift_is_flagged_for_the_changed_region_from_that_week_on_and_nowhere_else(replayed):
+def _first_flagged(weeks: dict, signal_prefix: str) -> str | None:
+    return next((w for w, v in sorted(weeks.items()) if any(s.startswith(signal_prefix) for s in v["signals"])), None)
+
+
+def test_the_changed_region_is_flagged_from_its_week_and_the_other_is_not(replayed):
     report, _, _ = replayed
-    north, south = report["drift"]["north"], report["drift"]["south"]
-    assert len(north) == len(south) == 13
-    for week, verdict in north.items():
-        weather = {"temp_max_c", "temp_min_c"} & set(verdict["features"])
-        # the week's weather is known when it is forecast: flagged from the change on, never before
-        assert (weather == {"temp_max_c", "temp_min_c"}) == (week >= CHANGE), (week, verdict)
-    # demand shows through the lags once they reach the changed weeks: the dataset verdict
-    # follows within two weeks and holds to the end, and never comes before the change
-    weeks = sorted(north)
-    settled = weeks[weeks.index(CHANGE) + 2:]
-    assert all(north[w]["drifted"] for w in settled), {w: north[w]["share"] for w in weeks}
-    assert not any(north[w]["drifted"] for w in weeks if w < CHANGE)
-    assert not any(v["drifted"] for v in south.values()), south
+    levels, drift = report["levels"], report["drift"]
+    assert len(levels["north"]) == len(levels["south"]) == 13
+    # demand, once the change's first week is in: in that week or the next, and from then on
+    assert _first_flagged(levels["north"], "demand") in (CHANGE, NEXT), levels["north"]
+    assert all(v["flagged"] for w, v in levels["north"].items() if w >= NEXT)
+    change = levels["north"][NEXT]["demand"]["change"]
+    assert 0.6 < change < 1.4, change  # about +100%, as measured against each series' reference level
+    # the warmer weather, named as such, when the weeks are forecast (the mean of two weeks)
+    assert _first_flagged(drift["north"], "weather:temp_") in (CHANGE, NEXT), drift["north"]
+    # nothing before the change, nothing in the unchanged region
+    assert not any(v["flagged"] for w, v in {**levels["north"], **drift["north"]}.items() if w < CHANGE)
+    assert not any(v["flagged"] for v in levels["south"].values()), levels["south"]
+    assert not any(v["flagged"] for v in drift["south"].values()), drift["south"]
 
 
 def test_only_the_changed_region_would_be_retrained_and_says_why(replayed):
     report, _, _ = replayed
     requests = report["retrain_requests"]
-    assert {(q["region"], q["reason"]) for q in requests if q["reason"] == "drift"} == {("north", "drift")}
-    [drift] = [q for q in requests if q["reason"] == "drift"]
-    assert drift["week"] > CHANGE and "features drifted" in drift["detail"]
-    # the changed region's accuracy drops at once; the other region's only reason is age: one model
-    # replays 13 weeks, and passes 60 days in both regions in the same week
+    north = {q["reason"]: q for q in requests if q["region"] == "north"}
+    assert north["level_shift"]["week"] in (CHANGE, NEXT)
+    assert "above its reference level since" in north["level_shift"]["detail"]
+    assert "weather:temp_" in north["drift"]["detail"]
+    # the other region's only reason is age: one model replays 13 weeks, 60 days pass in the same week
     assert {q["reason"] for q in requests if q["region"] == "south"} <= {"stale"}
-    assert {q["week"] for q in requests if q["reason"] == "stale"} == {
-        q["week"] for q in requests if q["reason"] == "stale" and q["region"] == "south"}
-    assert "accuracy" in {q["reason"] for q in requests if q["region"] == "north"}
-    assert any(a["region"] == "north" and a["kind"] == "feature_drift" for a in report["alerts"])
+    alerts = [a for a in report["alerts"] if a["region"] == "north" and a["kind"] == "level_shift"]
+    assert alerts and alerts[0]["message"].startswith("north: demand ") and "% above its reference level since " \
+        in alerts[0]["message"]
 
 
-def test_the_report_is_strict_json_with_realized_accuracy(replayed):
+def test_the_report_is_strict_json_with_realized_accuracy_and_bias(replayed):
     report, text, _ = replayed
     assert "NaN" not in text and "Infinity" not in text
     for region in ("north", "south"):
         weeks = report["accuracy"][region]
         assert len(weeks) == 13
-        assert all(0 < w["mape"] < 1 and w["baseline_mape"] > 0 for w in weeks.values())
-    # doubled demand: the model fit before the change under-forecasts north afterwards
-    north = report["accuracy"]["north"]
-    before = [w["mape"] for k, w in north.items() if k < CHANGE]
-    after = [w["mape"] for k, w in north.items() if k > CHANGE]
-    assert min(after) > max(before)
+        assert all(0 < w["mape"] < 1.5 and w["baseline_mape"] > 0 for w in weeks.values())
+    # the model fit before the change under-forecasts north afterwards: its bias says so
+    north = report["levels"]["north"]
+    assert all(north[w]["bias"] < 0 for w in north if w >= NEXT)
 
 
 def _sensor(defs, name):
@@ -163,13 +174,17 @@ def test_unchanged_files_are_not_hashed_again(replayed, monkeypatch):
     assert detect_changes(settings.landing_dir, state) == (state, [], [])
 
 
-def _drift_partition(storage, region, week, version, drifted):
-    rows = [{"region": region, "week_start": pd.Timestamp(week), "column": c, "role": "feature", "kind": "numeric",
-             "test": "wasserstein+psi", "rows": 50, "wasserstein": 0.5 if drifted else 0.01, "wasserstein_limit": 0.1,
-             "psi": 0.0, "psi_limit": 0.25, "js": None, "statistic": None, "p_value": None, "p_adjusted": None,
-             "drifted": drifted}
-            for c in ("lag_1", "mean_4")]
-    storage.write_parquet(f"drift_metrics/{region}/{week}.parquet", pd.DataFrame(rows).assign(model_version=version))
+def _flagged_partition(storage, asset, region, week, version, name):
+    """A stored monitor partition whose ``name`` signal flagged (z 5 at a limit of 3.3, its week's
+    value 0.5 above its baseline), as the monitors write them."""
+    assessment = {"week": week, "stage": "forecast" if asset == "drift_metrics" else "realized", "signals": {
+        name: {"value": 0.5, "windows": {1: {"mean": 0.5, "center": 0.0, "scale": 0.1, "z": 5.0, "limit": 3.3}},
+               "flagged": True, "weeks": 1, "z": 5.0, "limit": 3.3, "change": 0.5, "status": "measured"}},
+        "reasons": [], "flagged": True}
+    table = to_table(assessment, region, version)
+    if asset == "forecast_accuracy":
+        table = table.assign(scope="signal")
+    storage.write_parquet(f"{asset}/{region}/{week}.parquet", table)
 
 
 def test_retrain_sensor_requests_each_cause_once_per_region(replayed, monkeypatch):
@@ -184,7 +199,7 @@ def test_retrain_sensor_requests_each_cause_once_per_region(replayed, monkeypatc
     versions = {r: f"demand-forecast-{r}/{registry.champion(r).version}" for r in ("north", "south")
                 if registry.champion(r)}
     assert "south" in versions
-    _drift_partition(storage, "south", "2026-11-23", versions["south"], drifted=True)
+    _flagged_partition(storage, "drift_metrics", "south", "2026-11-23", versions["south"], "weather:temp_max_c")
 
     resources = {"storage": storage, "mlflow": MlflowRegistryResource.from_settings(settings),
                  "monitoring": MonitoringResource.from_settings(settings)}
@@ -196,7 +211,8 @@ def test_retrain_sensor_requests_each_cause_once_per_region(replayed, monkeypatc
     first = tick()
     drift = [r for r in first.run_requests if r.partition_key == "south"]
     assert [r.tags["mlops/trigger"] for r in drift] == ["drift"]
-    assert "2 features drifted" in drift[0].tags["mlops/reasons"]
+    assert "drift: weather:temp_max_c +0.5 against its recent weeks (z +5.0, limit 3.3)" in \
+        drift[0].tags["mlops/reasons"]
     again = tick(first.cursor)
     assert not [r for r in again.run_requests if r.partition_key == "south"]  # no duplicate on re-evaluation
     # new model code: a second cause for the same champion, requested once
@@ -218,10 +234,17 @@ def test_retrain_sensor_requests_each_cause_once_per_region(replayed, monkeypatc
     assert "2 of the last" in accuracy.run_requests[0].tags["mlops/reasons"]
     for week in ("2026-11-16", "2026-11-23"):
         (settings.storage_root / "forecast_accuracy" / "south" / f"{week}.parquet").unlink()
+    # a change of level once the week's actuals landed: its own cause, with the signal's reason
+    _flagged_partition(storage, "forecast_accuracy", "south", "2026-11-23", versions["south"], "demand")
+    shifted = tick(accuracy.cursor)
+    assert {r.partition_key: r.tags["mlops/trigger"] for r in shifted.run_requests} == {"south": "level_shift"}
+    assert "demand 65% above its reference level since 2026-11-23 (z +5.0, limit 3.3)" in \
+        shifted.run_requests[0].tags["mlops/reasons"]
+    (settings.storage_root / "forecast_accuracy" / "south" / "2026-11-23.parquet").unlink()
     # staleness: the same champions, judged with a 5-day limit
-    resources["monitoring"] = MonitoringResource(drift=settings.drift.to_json(),
+    resources["monitoring"] = MonitoringResource(limits=settings.monitor.to_json(),
                                                  rules={**settings.retrain.to_json(), "stale_days": 5})
-    stale = tick(accuracy.cursor)
+    stale = tick(shifted.cursor)
     assert {r.tags["mlops/trigger"] for r in stale.run_requests} == {"stale"}
     assert "days old" in stale.run_requests[0].tags["mlops/reasons"]
 
@@ -387,7 +410,8 @@ def test_the_daemon_conditions_monitors_and_scores_a_new_week(replayed, tmp_path
     log = tmp_path / "daemon.log"
     env = {**os.environ, "MLOPS_AUTOMATION": "on", "MLOPS_SENSOR_INTERVAL": "3",
            # this home's north champion has the changed weeks in its reference: keep retraining out of this test
-           "MLOPS_DRIFT_SHARE": "1.01", "MLOPS_STALE_DAYS": "365"}
+           "MLOPS_MONITOR_FALSE_ALARM": "1e-12", "MLOPS_MONITOR_LEVEL_FALSE_ALARM": "1e-12",
+           "MLOPS_MONITOR_MIX_FLOOR": "1.01", "MLOPS_MONITOR_JS_FLOOR": "1.01", "MLOPS_STALE_DAYS": "365"}
     new_data = dg.RunsFilter(tags={"mlops/trigger": "new_data"})
     earlier = {r.run_id for r in instance.get_runs(filters=new_data)}  # the tests above made some
     daemon = subprocess.Popen([str(Path(sys.executable).with_name("dagster-daemon")), "run",

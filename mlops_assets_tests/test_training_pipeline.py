@@ -127,7 +127,8 @@ def test_the_dashboard_shows_every_region_with_its_lineage_and_plottable_key_fig
         assert f"/#/models/demand-forecast-{region}/versions/{version}" in page
         assert f"/runs/{model['mlflow_run_id']}" in page and f"/runs/{run.run_id}" in page
         assert f"{region}: forecast vs actual units per week" in page and f"{region}: MAPE per week" in page
-        assert f"{region}: drift by column and week" in page
+        assert f"{region}: level and bias signals (z / limit)" in page
+        assert f"{region}: every signal by week (share of its limit)" in page
         for segment in SEGMENTS:
             assert f"{segment}: LASSO coefficients" in page and f"{segment}: permutation attribution" in page
     event = instance.get_latest_materialization_event(dg.AssetKey("monitoring_dashboard"))

@@ -17,13 +17,13 @@ import pandas as pd
 from mlops_assets.ml.ensemble import BASELINE_VERSION
 from mlops_assets.ml.featurize import at_forecast_time
 from mlops_assets.monitoring import alerts as alerting
+from mlops_assets.monitoring import monitor
 from mlops_assets.monitoring.accuracy import realized_accuracy, realized_rows
-from mlops_assets.monitoring.drift import drift_table, result_from_table, week_drift
 from mlops_assets.partitions import latest_materializations, region_partitions, weeks_by_region
+from mlops_assets.registry.tracking import RegistryError, Release
 from mlops_assets.resources.alerting import MonitoringResource
 from mlops_assets.resources.mlflow_registry import MlflowRegistryResource
 from mlops_assets.resources.storage import ALLOW_MISSING, SKIPPED, StorageResource
-from mlops_assets.registry.tracking import RegistryError, Release
 
 KEY = ["week_start", "store_id", "product_id"]
 RANGE_START = "dagster/asset_partition_range_start"
@@ -44,11 +44,19 @@ class _Models:
     def __init__(self, mlflow: MlflowRegistryResource):
         self.registry = mlflow.registry
         self._champions: dict[str, Release | None] = {}
+        self._loaded: dict = {}
 
     def champion(self, region: str) -> Release | None:
         if region not in self._champions:
             self._champions[region] = self.registry.champion(region)
         return self._champions[region]
+
+    def load(self, release: Release):
+        """The registered model of ``release``, loaded once per run."""
+        key = (release.region, release.version)
+        if key not in self._loaded:
+            self._loaded[key] = self.registry.load_forecast_model(release)
+        return self._loaded[key]
 
     def release_of(self, region: str, scores: pd.DataFrame) -> Release | None:
         version = str(scores["model_version"].iloc[0]) if len(scores) else ""
@@ -81,73 +89,118 @@ def _weeks(context: dg.AssetExecutionContext, features: pd.DataFrame, scores: pd
             yield region, week, _week(features, region, week), _week(scores, region, week)
 
 
+HISTORY_WEEKS = 60  # earlier weeks a monitor reads back: the baselines look back 17, the scales further
+
+
+def _history(storage: StorageResource, asset: str, region: str, week: str, version: str) -> list[dict]:
+    """The stored assessments of ``region``'s weeks before ``week`` by model ``version``, oldest
+    first (``monitoring.monitor.from_table``): what its baselines are made of."""
+    out = []
+    for earlier in [w for w in storage.files(f"{asset}/{region}") if w < week][-HISTORY_WEEKS:]:
+        table = storage.read_parquet(f"{asset}/{region}/{earlier}.parquet")
+        if "signal" in table:
+            table = table[table["signal"].notna()]
+            if len(table) and (table["model_version"] == version).all():
+                out.append(monitor.from_table(table))
+    return out
+
+
+class _Assessor:
+    """A run's assessments of one stage, week after week: each region's history read once from
+    storage, then extended by the run's own weeks (a range run assesses its weeks in order)."""
+
+    def __init__(self, storage: StorageResource, asset: str, limits: monitor.MonitorLimits):
+        self.storage, self.asset, self.limits, self._history = storage, asset, limits, {}
+
+    def assess(self, region: str, week: str, model, rows: pd.DataFrame, forecasts, actuals=None) -> dict:
+        key = (region, model.version)
+        if key not in self._history:
+            self._history[key] = _history(self.storage, self.asset, region, week, model.version)
+        history = self._history[key]
+        found = monitor.assess_week(model.reference, rows, week, forecasts, actuals, self.limits, history)
+        history.append(found)
+        return found
+
+
+def _serving(scored: pd.DataFrame, feats: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    """The week's rows as they were forecast, and the forecast that served each (NaN where none)."""
+    rows = at_forecast_time(feats).reset_index(drop=True)
+    forecasts = rows[KEY].merge(scored[[*KEY, "forecast"]], on=KEY, how="left")["forecast"]
+    return rows, forecasts
+
+
+def _plotted(assessment: dict, names: tuple[str, ...]) -> dict:
+    """A partition's numbers the UI plots over weeks: each signal's z and limit."""
+    out = {}
+    for name in names:
+        signal = assessment["signals"].get(name, {})
+        if signal.get("z") is not None:
+            out[f"{name} z"] = float(signal["z"])
+            out[f"{name} limit"] = float(signal["limit"])
+    return out
+
+
+def _verdict(assessment: dict) -> str:
+    if assessment.get("status") != "assessed":
+        return assessment.get("status", "not assessed")
+    return "flagged: " + "; ".join(assessment["reasons"]) if assessment["flagged"] else "no signal beyond its limit"
+
+
 def build_drift_metrics(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDefinition:
     @dg.asset(**_weekly_monitor(
         "drift_metrics", partitions_def,
-        [("feature_drift", "Fewer than half of the monitored features drifted from the serving model's training "
-                           "reference (WARN when some did, ERROR when half did)."),
-         ("prediction_drift", "The week's forecasts are distributed like the model's forecasts on its training "
-                              "reference.")],
-        "Per region and week, each monitored feature and the forecasts against the profile saved with the model "
-        "that serves the week (Wasserstein/std and PSI for numbers, Jensen-Shannon for categories; KS and "
-        "chi-square with Holm's correction for small references), thresholds calibrated on the reference's own "
-        "weeks. One row per column and week."))
+        [("feature_drift", "The week's covariates (weather, demographics) and its mix of series (new, gone, per "
+                           "category) within their limits."),
+         ("prediction_drift", "The week's forecasts within their limit of what the serving model's forecasts of its "
+                              "reference year say the week should look like.")],
+        "When a week is forecast, against the reference saved with the model that serves it: the forecasts' level "
+        "(each series against its own reference, a trimmed mean over series), each covariate's weekly mean, and the "
+        "mix of series. Each signal is judged against its own recent weeks, its limit from a stated false-alarm "
+        "rate (monitoring/monitor.py). One row per signal and window."))
     def drift_metrics(context: dg.AssetExecutionContext, features: pd.DataFrame, scores: pd.DataFrame,
-                      mlflow: MlflowRegistryResource, monitoring: MonitoringResource):
-        thresholds = monitoring.thresholds
+                      mlflow: MlflowRegistryResource, monitoring: MonitoringResource, storage: StorageResource):
         models = _Models(mlflow)
-        tables, verdicts, found, status = [], {}, [], {}
+        assessor = _Assessor(storage, "drift_metrics", monitoring.monitor_limits)
+        tables, found, status = [], {}, {}
         for region, week, feats, scored in _weeks(context, features, scores):
+            key = f"{region}|{week}"
             release = models.release_of(region, scored)
             if release is None or feats.empty:
-                status[f"{region}|{week}"] = ("skipped: " + ("no features for this week (its data has not landed)"
-                                                             if feats.empty else "no champion to compare with"))
-                context.log.warning(f"drift_metrics {region} {week}: {status[f'{region}|{week}']}")
+                status[key] = ("skipped: " + ("no features for this week (its data has not landed)"
+                                             if feats.empty else "no champion to compare with"))
+                context.log.warning(f"drift_metrics {region} {week}: {status[key]}")
                 continue
-            model = models.registry.load_forecast_model(release)
-            if not model.reference:
-                status[f"{region}|{week}"] = f"skipped: {model.version} has no reference profile"
-                continue  # trained before reference profiles were saved
-            forecasts = None
-            if len(scored):
-                forecasts = feats[KEY].merge(scored[[*KEY, "forecast"]], on=KEY, how="left")["forecast"]
-                forecasts = forecasts.to_numpy() if forecasts.notna().all() else None
-            # the week as it was forecast, like the reference (its weather the forecast, not the observation)
-            result = week_drift(model.reference, at_forecast_time(feats), forecasts, thresholds)
-            table = drift_table(result, region, week)
-            table["model_version"] = model.version
-            tables.append(table)
-            verdicts[f"{region}|{week}"] = {k: result[k] for k in ("drifted", "share", "features",
-                                                                   "prediction_drift")}
-            found += alerting.drift_alerts(region, week, result, thresholds)
-        out = pd.concat(tables, ignore_index=True) if tables else drift_table(
-            {"columns": {}, "monitored": []}, "", "2000-01-03").assign(model_version=pd.Series(dtype=str))
-        # a week with nothing compared writes no file: an empty one would read as "no drift" later
-        out.attrs[SKIPPED] = [key for key in map(str, context.partition_keys) if key not in verdicts]
-        drifted = [k for k, v in verdicts.items() if v["drifted"]]
-        some = [k for k, v in verdicts.items() if v["features"] and not v["drifted"]]
-        predicted = [k for k, v in verdicts.items() if v["prediction_drift"]]
-        # each partition's own figures (plottable over its weeks), whatever range the run covered
+            model = models.load(release)
+            rows, forecasts = _serving(scored, feats)
+            served = forecasts.to_numpy() if len(scored) and forecasts.notna().all() else None
+            assessment = assessor.assess(region, week, model, rows, served)
+            tables.append(monitor.to_table(assessment, region, model.version))
+            found[key] = assessment
+        out = pd.concat(tables, ignore_index=True) if tables else monitor.to_table(
+            {"week": "2000-01-03", "stage": monitor.FORECAST_TIME, "signals": {}}, "", "").iloc[0:0]
+        # a week with nothing assessed writes no file: an empty one would read as "nothing moved" later
+        out.attrs[SKIPPED] = [key for key in map(str, context.partition_keys) if key not in found]
         for key in context.partition_keys:
-            v = verdicts.get(str(key))
+            a = found.get(str(key))
             context.add_asset_metadata(
-                {"status": status.get(str(key), "skipped")} if v is None else
-                {"status": "compared", "dataset_drifted": v["drifted"], "prediction_drift": v["prediction_drift"],
-                 "drifted_features": ", ".join(v["features"]) or "none",
-                 **({"drifted_share": float(v["share"])} if v["share"] is not None else {})},
-                partition_key=key)
+                {"status": status.get(str(key), "skipped")} if a is None else
+                {"verdict": _verdict(a), "status": a["status"],
+                 "flagged signals": ", ".join(n for n, s in a["signals"].items() if s["flagged"]) or "none",
+                 **_plotted(a, ("forecast",)), "series": int(a.get("series", 0))}, partition_key=key)
         yield dg.Output(out)
+        moved = {k: names for k, a in found.items()
+                 for names in [[n for n, s in a["signals"].items() if s["flagged"] and n != "forecast"]] if names}
+        predicted = [k for k, a in found.items() if a["signals"].get("forecast", {}).get("flagged")]
         yield dg.AssetCheckResult(
-            check_name="feature_drift", passed=not drifted and not some,
-            severity=dg.AssetCheckSeverity.ERROR if drifted else dg.AssetCheckSeverity.WARN,
-            description=(f"dataset drift in {', '.join(drifted)}" if drifted else
-                         f"some features drifted in {', '.join(some)}" if some else "no feature drifted"),
-            metadata={"partitions": ", ".join(verdicts) or "none", "weeks_drifted": len(drifted),
-                      "threshold_share": thresholds.share})
+            check_name="feature_drift", passed=not moved, severity=dg.AssetCheckSeverity.WARN,
+            description="; ".join(f"{k}: {', '.join(v)}" for k, v in moved.items()) or
+            ("covariates and mix within their limits" if found else "nothing assessed"),
+            metadata={"partitions": ", ".join(found) or "none", "weeks_flagged": len(moved)})
         yield dg.AssetCheckResult(
             check_name="prediction_drift", passed=not predicted, severity=dg.AssetCheckSeverity.WARN,
-            description=f"forecasts drifted in {', '.join(predicted)}" if predicted else "forecasts as expected",
-            metadata={"partitions": ", ".join(verdicts) or "none", "weeks_prediction_drift": len(predicted)})
+            description=f"forecasts beyond their limit in {', '.join(predicted)}" if predicted else
+            ("forecasts within their limit" if found else "nothing assessed"),
+            metadata={"partitions": ", ".join(found) or "none", "weeks_flagged": len(predicted)})
 
     return drift_metrics
 
@@ -156,15 +209,19 @@ def build_forecast_accuracy(partitions_def: dg.MultiPartitionsDefinition) -> dg.
     @dg.asset(**_weekly_monitor(
         "forecast_accuracy", partitions_def,
         [("realized_accuracy", "Realized MAPE within the 0.45 target (ERROR otherwise) and within the configured "
-                               "factor of the model's holdout MAPE (WARN otherwise).")],
+                               "factor of the model's holdout MAPE (WARN otherwise)."),
+         ("level_shift", "The week's demand (each series against its reference level) and the forecasts' bias within "
+                         "their limits, this week and over the last 2 and 4 weeks.")],
         "Once a week's actuals land: realized MAPE (actual > 0), RMSE where actual = 0, RMSE and bias of the "
-        "forecasts that served, per segment and for the region; the historical-average baseline's on the same "
-        "rows; and the degradation ratio against the model's holdout MAPE."))
+        "forecasts that served, per segment and for the region (scope rows); the historical-average baseline's on the "
+        "same rows; the degradation ratio against the model's holdout MAPE; and the level signals (scope 'signal' "
+        "rows: demand and the forecasts' bias against their recent weeks, monitoring/monitor.py)."))
     def forecast_accuracy(context: dg.AssetExecutionContext, features: pd.DataFrame, scores: pd.DataFrame,
-                          mlflow: MlflowRegistryResource, monitoring: MonitoringResource):
+                          mlflow: MlflowRegistryResource, monitoring: MonitoringResource, storage: StorageResource):
         rules = monitoring.retrain_rules
         models = _Models(mlflow)
-        frames, found, evaluated, skipped = [], [], {}, []
+        assessor = _Assessor(storage, "forecast_accuracy", monitoring.monitor_limits)
+        frames, found, evaluated, skipped, levels_found = [], [], {}, [], {}
         for region, week, feats, scored in _weeks(context, features, scores):
             rows = realized_rows(scored, feats) if len(scored) and len(feats) else pd.DataFrame()
             if rows.empty:
@@ -181,6 +238,16 @@ def build_forecast_accuracy(partitions_def: dg.MultiPartitionsDefinition) -> dg.
             evaluated[f"{region}|{week}"] = {k: float(region_row[k]) for k in
                                              ("mape", "baseline_mape", "degradation", "rows")}
             found += alerting.accuracy_alerts(region, week, accuracy, rules)
+            if release is not None:  # the level signals: against the serving model's reference
+                model = models.load(release)
+                observed, forecasts = _serving(scored, feats)
+                observed = observed[forecasts.notna() & observed["target"].notna()].reset_index(drop=True)
+                served = forecasts[forecasts.notna() & at_forecast_time(feats).reset_index(drop=True)["target"].notna()]
+                assessment = assessor.assess(region, week, model, observed, served.to_numpy(),
+                                             observed["target"].to_numpy(dtype=float))
+                frames.append(monitor.to_table(assessment, region, model.version).assign(scope="signal"))
+                levels_found[f"{region}|{week}"] = assessment
+                found += alerting.signal_alerts(region, week, assessment)
         out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
             {"region": pd.Series(dtype=str), "week_start": pd.Series(dtype="datetime64[ns]")})
         # an unevaluated week writes no file: an empty one would read as the latest evaluation
@@ -190,19 +257,29 @@ def build_forecast_accuracy(partitions_def: dg.MultiPartitionsDefinition) -> dg.
             context.log.info(f"forecast_accuracy: nothing to evaluate for {len(skipped)} partition(s) (not "
                              f"scored, or actuals not in yet): {', '.join(skipped[:5])}")
         for key in context.partition_keys:
-            v = evaluated.get(str(key))
+            v, a = evaluated.get(str(key)), levels_found.get(str(key))
             context.add_asset_metadata(
                 {"status": "not evaluated: the week was not scored, or its actuals are not in yet"} if v is None else
-                {"status": "evaluated", "realized_mape": v["mape"], "baseline_mape": v["baseline_mape"],
-                 "degradation": v["degradation"], "rows": int(v["rows"])}, partition_key=key)
+                {"status": "evaluated", **({"verdict": _verdict(a)} if a else {}),
+                 "realized_mape": v["mape"], "baseline_mape": v["baseline_mape"],
+                 "degradation": v["degradation"], "rows": int(v["rows"]),
+                 **(_plotted(a, ("demand", "error")) if a else {}),
+                 **({"bias": float(a["bias"])} if a and a.get("bias") is not None else {})}, partition_key=key)
         yield dg.Output(out)
-        errors = [a for a in found if a["severity"] == alerting.ERROR]
+        accuracy_found = [a for a in found if a["kind"] in ("accuracy", "worse_than_baseline")]
+        errors = [a for a in accuracy_found if a["severity"] == alerting.ERROR]
         yield dg.AssetCheckResult(
-            check_name="realized_accuracy", passed=not found,
+            check_name="realized_accuracy", passed=not accuracy_found,
             severity=dg.AssetCheckSeverity.ERROR if errors else dg.AssetCheckSeverity.WARN,
-            description="; ".join(f"{a['region']} {a['week']}: {a['message']}" for a in found[:5]) or
+            description="; ".join(f"{a['region']} {a['week']}: {a['message']}" for a in accuracy_found[:5]) or
             (f"{len(evaluated)} week(s) within target" if evaluated else "no week to evaluate"),
             metadata={"partitions": ", ".join(evaluated) or "none", "target_mape": rules.mape_target})
+        shifted = {k: a for k, a in levels_found.items() if a["flagged"]}
+        yield dg.AssetCheckResult(
+            check_name="level_shift", passed=not shifted, severity=dg.AssetCheckSeverity.WARN,
+            description="; ".join(f"{k}: {'; '.join(a['reasons'])}" for k, a in list(shifted.items())[:5]) or
+            ("demand and bias within their limits" if levels_found else "nothing assessed"),
+            metadata={"partitions": ", ".join(levels_found) or "none", "weeks_flagged": len(shifted)})
 
     return forecast_accuracy
 
@@ -247,16 +324,20 @@ def _created(instance: dg.DagsterInstance, run) -> dt.datetime:
 def current_alerts(storage: StorageResource, instance: dg.DagsterInstance, monitoring: MonitoringResource,
                    stale_after_days: int) -> list[dict]:
     """Every alert open now: from each region's latest drift, accuracy and forecast, and failed runs."""
-    thresholds, rules = monitoring.thresholds, monitoring.retrain_rules
+    rules = monitoring.retrain_rules
     found: list[dict] = []
     for region, week in _latest_files(storage, "drift_metrics"):
         table = storage.read_parquet(f"drift_metrics/{region}/{week}.parquet")
-        if len(table):
-            found += alerting.drift_alerts(region, week, result_from_table(table, thresholds.share), thresholds)
+        if "signal" in table and len(table):
+            found += alerting.stored_alerts(region, week, monitor.from_table(table))
     for region, week in _latest_files(storage, "forecast_accuracy"):
         table = storage.read_parquet(f"forecast_accuracy/{region}/{week}.parquet")
-        if len(table):
-            found += alerting.accuracy_alerts(region, week, table, rules)
+        signals = table[table["scope"] == "signal"] if "scope" in table else table.iloc[0:0]
+        accuracy = table[table["scope"] != "signal"] if "scope" in table else table
+        if len(accuracy):
+            found += alerting.accuracy_alerts(region, week, accuracy, rules)
+        if len(signals):
+            found += alerting.stored_alerts(region, week, monitor.from_table(signals))
     for region, week in _latest_files(storage, "scores"):
         scores = storage.read_parquet(f"scores/{region}/{week}.parquet")
         if len(scores) and (scores["model_version"] == BASELINE_VERSION).all():

@@ -19,6 +19,7 @@ from mlops_assets.contract.validation import TABLES, file_digest
 from mlops_assets.registry.lineage import write_snapshot
 from mlops_assets.ml.ensemble import SEGMENTS, ForecastModel, TrainConfig, train_region
 from mlops_assets.ml.featurize import KEY
+from mlops_assets.monitoring.monitor import reference_profile
 from mlops_assets.ml.metrics import METRICS
 from mlops_assets.partitions import REGION, latest_materializations, region_partitions
 from mlops_assets.resources.landing_folder import LandingResource
@@ -217,7 +218,8 @@ def region_model(context: dg.AssetExecutionContext, config: TrainingConfig, feat
     # a line per stage and member in the run's log as it happens: a long training shows where it is
     context.log.info(f"{region}: training on {len(features):,} feature rows, holdout {config.holdout_weeks} weeks")
     model, holdout = train_region(features, region, train_config, as_of_week=config.as_of_week,
-                                  progress=lambda line: context.log.info(f"{region} {line}"))
+                                  progress=lambda line: context.log.info(f"{region} {line}"),
+                                  profiler=reference_profile)
     storage.write_parquet(f"holdout_forecasts/{region}/{context.run.run_id}.parquet", holdout)
 
     # exactly the rows the deployed model was fit on (and evaluated with), kept immutably

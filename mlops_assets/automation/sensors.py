@@ -38,7 +38,7 @@ from mlops_assets.locations import source
 from mlops_assets.ml.featurize import HISTORY_WEEKS
 from mlops_assets.monitoring import alerts as alerting
 from mlops_assets.monitoring import rules
-from mlops_assets.monitoring.drift import summarize
+from mlops_assets.monitoring.monitor import from_table
 from mlops_assets.partitions import region_partitions, week_partitions, week_to_score
 from mlops_assets.resources.alerting import MonitoringResource
 from mlops_assets.resources.landing_folder import LandingResource
@@ -167,33 +167,40 @@ def stored_weeks(storage: StorageResource, asset: str, region: str, last: int | 
     return weeks[-last:] if last else weeks
 
 
-def region_evidence(storage: StorageResource, region: str, version: str, share: float) -> tuple[list, list]:
-    """(drift history, accuracy history) of a region's recent weeks monitored against ``version``."""
-    drift, accuracy = [], []
-    for week in stored_weeks(storage, "drift_metrics", region, last=2):
+def region_evidence(storage: StorageResource, region: str, version: str) -> tuple[list, list, list]:
+    """(drift history, level history, accuracy history) of a region's recent weeks monitored
+    against ``version``: the latest week assessed when it was forecast, the latest assessed once
+    its actuals landed, and the realized MAPE of the last five evaluated weeks."""
+    drift, levels, accuracy = [], [], []
+    for week in stored_weeks(storage, "drift_metrics", region, last=1):
         table = storage.read_parquet(f"drift_metrics/{region}/{week}.parquet")
-        table = table[table["model_version"] == version] if "model_version" in table else table.iloc[0:0]
-        if len(table):
-            drift.append({"week": week, **summarize(table, share)})
+        if "signal" in table and len(table) and (table["model_version"] == version).all():
+            drift.append(from_table(table))
     for week in stored_weeks(storage, "forecast_accuracy", region, last=5):
         table = storage.read_parquet(f"forecast_accuracy/{region}/{week}.parquet")
-        row = table[(table["scope"] == "region") & (table["model_version"] == version)] if len(table) else table
+        if not len(table) or "model_version" not in table:
+            continue
+        table = table[table["model_version"] == version]
+        signals = table[table["scope"] == "signal"]
+        row = table[table["scope"] == "region"]
         if len(row):
             accuracy.append({"week": week, "mape": float(row["mape"].iloc[0]),
                              "holdout_mape": float(row["holdout_mape"].iloc[0])})
-    return drift, accuracy
+        if len(signals):
+            levels.append(from_table(signals))
+    return drift, levels, accuracy
 
 
-def retrain_causes(storage: StorageResource, champion, region: str, rules_: rules.RetrainRules, share: float,
+def retrain_causes(storage: StorageResource, champion, region: str, rules_: rules.RetrainRules,
                    current_code: str) -> list[dict]:
     """Why ``region`` should be retrained now, from its stored monitoring and its champion's tags."""
     if champion is None:
         return []
     version = f"demand-forecast-{region}/{champion.version}"
-    drift, accuracy = region_evidence(storage, region, version, share)
+    drift, levels, accuracy = region_evidence(storage, region, version)
     weeks = stored_weeks(storage, "features", region, last=1)
     upcoming = weeks[-1] if weeks else dt.date.today().isoformat()
-    found = [rules.drift_cause(drift), rules.accuracy_cause(accuracy, rules_),
+    found = [rules.level_cause(levels), rules.drift_cause(drift), rules.accuracy_cause(accuracy, rules_),
              rules.stale_cause(champion.as_of_week, upcoming, rules_),
              rules.code_cause(champion.tags.get("code_version"), current_code, upcoming)]
     return [c for c in found if c]
@@ -338,7 +345,8 @@ def build_sensors(settings: Settings) -> list:
 
     @dg.sensor(name="retrain_on_model_health", job=training_job, minimum_interval_seconds=every,
                default_status=status,
-               description="Retrains a region whose champion drifted, lost accuracy, went stale or was trained by "
+               description="Retrains a region whose demand or forecast bias shifted, whose champion drifted, lost "
+                           "accuracy, went stale or was trained by "
                            "other model code; one request per region and cause for each champion.")
     def retrain_on_model_health(context: dg.SensorEvaluationContext, storage: StorageResource,
                                 mlflow: MlflowRegistryResource, monitoring: MonitoringResource):
@@ -347,8 +355,7 @@ def build_sensors(settings: Settings) -> list:
         requests = []
         for region in context.instance.get_dynamic_partitions(region_partitions.name):
             champion = registry.champion(region)
-            causes = retrain_causes(storage, champion, region, monitoring.retrain_rules, monitoring.thresholds.share,
-                                    current_code)
+            causes = retrain_causes(storage, champion, region, monitoring.retrain_rules, current_code)
             done = requested.get(region, {})
             new = [c for c in causes if done.get(c["cause"]) != champion.version]
             if not new:

@@ -2,7 +2,7 @@
 
 - **Business**: forecast against actual per region and week, MAPE against the 0.45 target and
   against the historical-average baseline over the weeks, and the latest week's forecast totals.
-- **Data science**: drift per feature and week, segment metrics, champion versions and gate
+- **Data science**: the monitoring signals per week against their limits, segment metrics, champion versions and gate
   verdicts over time, and what drives each segment (LASSO coefficients, permutation attributions
   of both members).
 - **Support**: the last runs and their failures, stale champions, freshness of every table,
@@ -315,33 +315,39 @@ def _science(regions: dict[str, _Region], storage: StorageResource, registry: Re
             log = []
         if log:
             out.append(f"<h3>{esc(name)}: promotions and rollbacks</h3>" + _table(pd.DataFrame(log)))
-    out.append("<h2>Drift per feature and week</h2><p>Each cell: the column's drift statistic over its "
-               "threshold (PSI, Wasserstein/std, Jensen-Shannon or the test's p-value), white 0 to red at the "
-               "threshold; a black border marks a drifted column.</p>")
+    out.append("<h2>Monitoring signals per week</h2><p>Each signal against its limit (monitoring/monitor.py): "
+               "z over the limit of the window that came closest (this week, or the mean of the last 2 or 4), "
+               "so 1 is the limit and beyond it the week is flagged. Demand: each series against its reference "
+               "level; bias: actual demand against the forecasts; both once the week's actuals landed. Forecasts, "
+               "covariates and the mix: when the week was forecast.</p>")
     for name, r in regions.items():
-        if r.drift.empty:
-            out.append(f"<h3>{esc(name)}</h3><p class='none'>no drift measured yet</p>")
+        signals = _signal_rows(r)
+        if signals.empty:
+            out.append(f"<h3>{esc(name)}</h3><p class='none'>no week monitored yet</p>")
             continue
-        d = r.drift.assign(week=r.drift["week_start"].dt.strftime("%Y-%m-%d"))
-        weeks = sorted(d["week"].unique())[-DRIFT_WEEKS:]
-        d = d[d["week"].isin(weeks)]
-        cells = {(row["column"], row["week"]): row for row in d.to_dict("records")}
-        # the features by name, then the forecasts
-        columns = sorted(set(d.loc[d["role"] == "feature", "column"])) + sorted(set(d.loc[d["role"] != "feature",
-                                                                                         "column"]))
-
-        def value(col, week, cells=cells):
-            row = cells.get((col, week))
-            if row is None:
-                return None, False, "not measured"
-            ratio = _ratio(row)
-            return ratio, bool(row["drifted"]), f"{row['test']}, {'DRIFTED' if row['drifted'] else 'ok'}" + (
-                f", {ratio:.2f} of threshold" if ratio is not None else "")
+        weeks = sorted(signals["week"].unique())[-DRIFT_WEEKS:]
+        signals = signals[signals["week"].isin(weeks)]
+        closest = _closest(signals)
+        series = {label: [closest.get((signal, w)) for w in weeks]
+                  for signal, label in (("demand", "demand"), ("error", "bias"), ("forecast", "forecasts"))
+                  if any((signal, w) in closest for w in weeks)}
+        series.update({"limit": [1.0] * len(weeks), "-limit": [-1.0] * len(weeks)})
         out.append(f"<h3>{esc(name)}</h3><p class='lineage'>against "
-                   f"{esc(', '.join(sorted(d['model_version'].unique())))}'s reference · "
-                   f"{a(links.asset('drift_metrics', f'{name}|{weeks[-1]}'), 'latest drift_metrics partition')}</p>")
-        out.append(heatmap(columns, weeks, value, f"{name}: drift by column and week",
-                           legend="grey: not measured"))
+                   f"{esc(', '.join(sorted(signals['model_version'].dropna().unique())))}'s reference · "
+                   f"{a(links.asset('forecast_accuracy', f'{name}|{weeks[-1]}'), 'latest forecast_accuracy partition')}"
+                   f" · {a(links.asset('drift_metrics', f'{name}|{weeks[-1]}'), 'latest drift_metrics partition')}</p>")
+        out.append(line_chart(weeks, series, f"{name}: level and bias signals (z / limit)", width=560, height=200))
+        rows_ = sorted(set(signals["signal"]))
+        flagged = {(row["signal"], row["week"]): bool(row["flagged"]) for row in signals.to_dict("records")}
+
+        def value(signal, week, closest=closest, flagged=flagged, signals=signals):
+            ratio = closest.get((signal, week))
+            if ratio is None:
+                return None, False, "not measured"
+            hit = flagged.get((signal, week), False)
+            return abs(ratio), hit, f"{'FLAGGED' if hit else 'ok'}, {abs(ratio):.2f} of the limit"
+        out.append(heatmap(rows_, weeks, value, f"{name}: every signal by week (share of its limit)",
+                           legend="grey: not measured; a black border: flagged"))
     out.append("<h2>What drives each segment</h2><p>LASSO: coefficients on the standardized inputs (log demand "
                "per standard deviation; grey bars are negative). Attribution: mean absolute change of a member's log forecast when the "
                f"input is shuffled across the last {RECENT_WEEKS} weeks' rows; the network's embeddings included.</p>")
@@ -368,14 +374,35 @@ def _science(regions: dict[str, _Region], storage: StorageResource, registry: Re
     return "".join(out)
 
 
-def _ratio(row: dict) -> float | None:
-    """A drift statistic as a fraction of its threshold (p-values: how far below 0.05 it went)."""
-    for stat, limit in (("psi", "psi_limit"), ("wasserstein", "wasserstein_limit")):
-        if row.get(stat) is not None and np.isfinite(row[stat]) and row.get(limit) and np.isfinite(row[limit]):
-            return float(row[stat] / row[limit])
-    if row.get("p_adjusted") is not None and np.isfinite(row["p_adjusted"]):
-        return float(min(1.0, 0.05 / max(row["p_adjusted"], 1e-12)))
-    return None
+def _signal_rows(r: "_Region") -> pd.DataFrame:
+    """The region's stored signal rows, both stages, with a 'week' label."""
+    parts = [r.drift]
+    if len(r.accuracy) and "scope" in r.accuracy:
+        parts.append(r.accuracy[r.accuracy["scope"] == "signal"])
+    parts = [p for p in parts if len(p) and "signal" in p]
+    if not parts:
+        return pd.DataFrame()
+    rows = pd.concat(parts, ignore_index=True)
+    rows = rows[rows["signal"] != "status"]
+    return rows.assign(week=rows["week_start"].dt.strftime("%Y-%m-%d"))
+
+
+def _closest(signals: pd.DataFrame) -> dict[tuple[str, str], float]:
+    """(signal, week) -> the signed z over limit of the window closest to its limit (a mix part:
+    its value over its limit)."""
+    out: dict[tuple[str, str], float] = {}
+    for row in signals.to_dict("records"):
+        if row.get("limit") is None or not np.isfinite(row["limit"]) or row["limit"] == 0:
+            continue
+        stat = row["z"] if row.get("z") is not None and np.isfinite(row["z"]) else row.get("value")
+        if stat is None or not np.isfinite(stat):
+            continue
+        ratio = float(stat / row["limit"])
+        key = (row["signal"], row["week"])
+        if key not in out or abs(ratio) > abs(out[key]):
+            out[key] = ratio
+    return out
+
 
 
 def _support(regions: dict[str, _Region], storage: StorageResource, instance: dg.DagsterInstance, links: Links,

@@ -8,10 +8,10 @@ def code_version() -> str:
     """Changes when the modelling code changes: region models become out of date in the UI, and the
     retrain sensor retrains a region whose champion was trained by other code."""
     here = Path(__file__).resolve().parent
-    # the reference profile saved with each model is built by monitoring/profiles.py: part of the model
-    # peers.py is the benchmark's, not the model's: changing it must not retrain every region
+    # the reference saved with each model is built by monitoring/levels.py and monitor.py: part of the
+    # model. peers.py is the benchmark's, not the model's: changing it must not retrain every region
     files = [*sorted(p for p in here.glob("*.py") if p.name != "peers.py"),
-             here.parent / "monitoring" / "profiles.py", here.parent / "monitoring" / "statistics.py"]
+             here.parent / "monitoring" / "levels.py", here.parent / "monitoring" / "monitor.py"]
     digest = hashlib.sha256()
     for path in files:
         digest.update(path.name.encode() + path.read_bytes())

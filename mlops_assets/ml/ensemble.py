@@ -39,7 +39,6 @@ from mlops_assets.ml import lasso, metrics, parallel
 from mlops_assets.ml.lazy import LazyModule
 from mlops_assets.ml.featurize import KEY, at_forecast_time, impute_history
 from mlops_assets.ml.preprocess import Preprocessor
-from mlops_assets.monitoring.profiles import build_profile, reference_rows
 
 # torch is imported on first use: every process that loads the definitions (each run, the code
 # server, the CLI) would otherwise pay about a second and a half for it
@@ -176,12 +175,16 @@ def _fit_region(rows: dict[str, pd.DataFrame], choice: dict, seed: int,
     return out
 
 
-def _choose(rows: dict[str, pd.DataFrame], config: TrainConfig, progress: Progress | None = None) -> dict:
+def _choose(rows: dict[str, pd.DataFrame], config: TrainConfig,
+            progress: Progress | None = None) -> tuple[dict, pd.DataFrame]:
     """Hyperparameters from the training weeks alone: the network's epochs (early stopping on
     the region's last validation weeks), each segment's LASSO alpha (time-ordered CV) and each
     segment's ensemble weight. The weight minimizes the mean MAPE over ``VALIDATION_WINDOWS``
     consecutive windows of the validation weeks, not one short slice, so a member that is
-    good on one window and fails on the next does not take the whole weight."""
+    good on one window and fails on the next does not take the whole weight.
+
+    Also returns the validation weeks' forecasts at the chosen weights (KEY, actual, forecast):
+    forecasts of weeks the models had not seen, which calibrate the monitoring of their bias."""
     pooled = pd.concat(rows.values()).sort_values(KEY, kind="stable")
     weeks = np.sort(pooled["week_start"].unique())
     n_val = max(2 * VALIDATION_WINDOWS, int(round(len(weeks) * config.validation_share)))
@@ -224,7 +227,7 @@ def _choose(rows: dict[str, pd.DataFrame], config: TrainConfig, progress: Progre
               "nn_epoch_rows": int(history["epoch_rows"]), "nn_batch_size": int(history["batch_size"]),
               "validation_weeks": int(n_val), "validation_windows": VALIDATION_WINDOWS,
               "validation_first_week": pd.Timestamp(first_val).strftime("%Y-%m-%d")}
-    segments = {}
+    segments, validation = {}, []
     for name, frame in rows.items():
         seg_in, seg_val = frame[frame["week_start"] < first_val], frame[frame["week_start"] >= first_val]
         if len(seg_in) < MIN_CHOICE_ROWS or seg_val.empty:
@@ -246,11 +249,15 @@ def _choose(rows: dict[str, pd.DataFrame], config: TrainConfig, progress: Progre
         mean = np.nanmean(np.where(np.isfinite(grid), grid, np.nan), axis=1) if np.isfinite(grid).any() else \
             np.full(len(WEIGHTS), np.nan)
         best = int(np.nanargmin(mean)) if np.isfinite(mean).any() else len(WEIGHTS) // 2
+        validation.append(seg_val[KEY].assign(actual=actual, forecast=WEIGHTS[best] * val_lasso
+                                              + (1 - WEIGHTS[best]) * val_nn))
         segments[name] = {**shared, "lasso_alpha": alpha, "ensemble_weight_lasso": float(WEIGHTS[best]),
                           "validation_mape": float(metrics.mape(actual, WEIGHTS[best] * val_lasso
                                                                 + (1 - WEIGHTS[best]) * val_nn)),
                           "validation_window_mapes": [float(v) for v in grid[best]]}
-    return {**shared, "segments": segments}
+    frame = pd.concat(validation, ignore_index=True) if validation else pd.DataFrame(
+        columns=[*KEY, "actual", "forecast"])
+    return {**shared, "segments": segments}, frame
 
 
 @dataclass
@@ -264,7 +271,7 @@ class ForecastModel:
     config: TrainConfig
     evaluation: dict = field(default_factory=dict)
     version: str = ""  # set by the storage that holds it (the training run's id)
-    # what the training data and the forecasts looked like (monitoring.profiles): ``reference`` for
+    # what the training data and the forecasts looked like (monitoring.monitor): ``reference`` for
     # this model, ``holdout_reference`` for the model fit before the holdout weeks (the replay's)
     reference: dict = field(default_factory=dict)
     holdout_reference: dict = field(default_factory=dict)
@@ -380,14 +387,23 @@ def _evaluate(actual: np.ndarray, members: dict[str, np.ndarray], base: np.ndarr
     return out
 
 
+Profiler = Callable[[pd.DataFrame, str, Callable[[pd.DataFrame], np.ndarray], pd.DataFrame], dict]
+
+
 def train_region(features: pd.DataFrame, region: str, config: TrainConfig | None = None,
-                 as_of_week: str | None = None,
-                 progress: Callable[[str], None] | None = None) -> tuple[ForecastModel, pd.DataFrame]:
+                 as_of_week: str | None = None, progress: Callable[[str], None] | None = None,
+                 profiler: Profiler | None = None) -> tuple[ForecastModel, pd.DataFrame]:
     """Evaluate on the holdout, then refit on everything up to the as-of week.
 
     Returns the deployed model (its ``evaluation`` holds every metric) and the
     holdout forecasts (one row per store x product x holdout week, each member's forecast).
     ``progress``, when given, receives a line per member fitted and per stage, with the time taken.
+    ``profiler(observed, as_of_week, predict, out_of_sample)``, when given, builds the reference a
+    model is monitored against (``monitoring.monitor.reference_profile``, passed in by the caller:
+    modelling knows nothing of monitoring) from the rows observed up to its as-of week (as
+    forecast), its forecasts, and forecasts it made of weeks it had not seen: ``reference`` for
+    the deployed model (the validation and holdout weeks), ``holdout_reference`` for the model
+    fit before the holdout (the validation weeks: the replay's).
     """
     config = config or TrainConfig()
     steps = Progress(progress)
@@ -438,8 +454,9 @@ def train_region(features: pd.DataFrame, region: str, config: TrainConfig | None
                                      _last_value=last_value_forecast(holdout_all))
     for name, reason in skipped.items():
         steps.report("segments", f"{name} skipped: {reason}")
+    validation = pd.DataFrame(columns=[*KEY, "actual", "forecast"])
     if fit_rows:
-        choice = _choose(fit_rows, config, steps)
+        choice, validation = _choose(fit_rows, config, steps)
         # the model evaluated on the holdout and the deployed one are independent fits
         evaluated_segments, segments = parallel.run_both(
             lambda: _fit_region(fit_rows, choice, config.seed, steps, "evaluated fit (before the holdout)"),
@@ -474,11 +491,15 @@ def train_region(features: pd.DataFrame, region: str, config: TrainConfig | None
     evaluation["holdout"] = {"first_week": holdout_start.strftime("%Y-%m-%d"), "weeks": config.holdout_weeks}
     evaluation["protocol"] = EVALUATION_PROTOCOL
     model = ForecastModel(region, as_of.strftime("%Y-%m-%d"), segments, skipped, config, evaluation)
-    model.reference = _profile(model, usable, model.as_of_week)
     before = ForecastModel(region, (holdout_start - pd.Timedelta(weeks=1)).strftime("%Y-%m-%d"), evaluated_segments,
                            skipped, config, evaluation)
-    model.holdout_reference = _profile(before, train_all, before.as_of_week)
-    steps.report("done", f"{len(segments)} segments trained, {len(skipped)} skipped; drift references profiled")
+    if profiler is not None and segments:
+        unseen = holdout_forecasts.rename(columns={"target": "actual", "ensemble": "forecast"})
+        unseen = pd.concat([validation, unseen[[*KEY, "actual", "forecast"]]], ignore_index=True)
+        model.reference = profiler(usable, model.as_of_week, _forecasts(model), unseen)
+        model.holdout_reference = profiler(train_all, before.as_of_week, _forecasts(before), validation)
+    steps.report("done", f"{len(segments)} segments trained, {len(skipped)} skipped"
+                         + ("; monitoring references built" if model.reference else ""))
     return model, holdout_forecasts
 
 
@@ -492,8 +513,5 @@ def _untrained(region: str, as_of: pd.Timestamp, config: TrainConfig, reason: st
     return model, pd.DataFrame()
 
 
-def _profile(model: ForecastModel, observed: pd.DataFrame, as_of_week: str) -> dict:
-    """The reference a model is monitored against: its last year of training rows and its
-    forecasts for them."""
-    rows = reference_rows(observed, as_of_week)
-    return build_profile(rows, model.predict(rows)["forecast"].to_numpy()) if len(rows) else {}
+def _forecasts(model: ForecastModel) -> Callable[[pd.DataFrame], np.ndarray]:
+    return lambda rows: model.predict(rows)["forecast"].to_numpy()

@@ -6,7 +6,6 @@ import math
 
 import pandas as pd
 
-from mlops_assets.monitoring.drift import DriftThresholds
 from mlops_assets.monitoring.rules import RetrainRules, bad_week
 
 COLUMNS = ["region", "week", "kind", "severity", "value", "threshold", "message", "run_id"]
@@ -21,25 +20,35 @@ def alert(region: str, week: str, kind: str, severity: str, value, threshold, me
             "threshold": threshold, "message": message, "run_id": run_id}
 
 
-def drift_alerts(region: str, week: str, result: dict, thresholds: DriftThresholds) -> list[dict]:
+# a signal's alert kind and severity: a change of demand or of the forecasts' bias costs stock at
+# once; a covariate or the mix moving is worth a look
+KINDS = {"demand": ("level_shift", ERROR), "error": ("forecast_bias", ERROR), "forecast": ("prediction_drift", WARN),
+         "mix": ("mix_change", WARN)}
+
+
+def signal_alerts(region: str, week: str, assessment: dict) -> list[dict]:
+    """An alert per flagged signal of a week's assessment (``monitoring.monitor.assess_week``):
+    the signal, the region, the week, the size ('north: demand 58% above its reference level
+    since 2026-10-05 (...)')."""
+    from mlops_assets.monitoring.monitor import describe
+
     out = []
-    if result["drifted"]:
-        out.append(alert(region, week, "feature_drift", ERROR, result["share"], thresholds.share,
-                         f"{len(result['features'])} of {len(result['monitored'])} monitored features drifted: "
-                         f"{', '.join(result['features'])}"))
-    elif result["features"]:
-        out.append(alert(region, week, "feature_drift", WARN, result["share"], thresholds.share,
-                         f"some features drifted: {', '.join(result['features'])}"))
-    warned = [n for n, c in result["columns"].items() if c.get("psi_level") == "warn" and n not in result["features"]]
-    if warned:
-        out.append(alert(region, week, "psi_warn", WARN, max(result["columns"][n]["psi"] for n in warned),
-                         thresholds.psi_warn, f"PSI between the warn and drift levels: {', '.join(warned)}"))
-    if result["prediction_drift"]:
-        column = next(c for n, c in result["columns"].items() if n not in result["monitored"])
-        value = column.get("wasserstein", column.get("p_adjusted"))
-        out.append(alert(region, week, "prediction_drift", ERROR, value,
-                         thresholds.wasserstein if "wasserstein" in column else thresholds.p_value,
-                         "the forecasts' distribution drifted from the model's reference"))
+    for name, signal in assessment.get("signals", {}).items():
+        if not signal.get("flagged"):
+            continue
+        kind, severity = KINDS.get(name, ("covariate_drift", WARN))
+        value, limit = (signal.get("z"), signal.get("limit")) if name != "mix" else (signal["value"], None)
+        out.append(alert(region, week, kind, severity, value, limit, f"{region}: {describe(name, signal, week)}"))
+    return out
+
+
+def stored_alerts(region: str, week: str, assessment: dict) -> list[dict]:
+    """Alerts of a stored assessment (``monitoring.monitor.from_table``): a flagged signal's reason."""
+    out = []
+    for name, signal in assessment.get("signals", {}).items():
+        if signal.get("flagged"):
+            kind, severity = KINDS.get(name, ("covariate_drift", WARN))
+            out.append(alert(region, week, kind, severity, signal.get("z"), None, f"{region}: {signal['reason']}"))
     return out
 
 

@@ -1,10 +1,10 @@
 """Replay the holdout weeks as they would have happened live, week by week. Pure.
 
 Each holdout week is forecast one week ahead by the model fit before the holdout (its forecasts
-are the training run's holdout forecasts), monitored against that model's reference profile,
-evaluated once its actuals are in, and the retrain rules are applied to what was known by then:
-which regions would have been retrained, in which week, and why. One request per cause, as the
-sensor makes one per cause and champion.
+are the training run's holdout forecasts), assessed against that model's reference when it is
+forecast and again once its actuals are in (``monitoring.monitor``), evaluated, and the retrain
+rules are applied to what was known by then: which regions would have been retrained, in which
+week, and why. One request per cause, as the sensor makes one per cause and champion.
 """
 
 import math
@@ -16,7 +16,7 @@ from mlops_assets.ml.featurize import at_forecast_time
 from mlops_assets.monitoring import alerts as alerting
 from mlops_assets.monitoring import rules
 from mlops_assets.monitoring.accuracy import realized_accuracy
-from mlops_assets.monitoring.drift import DriftThresholds, week_drift
+from mlops_assets.monitoring.monitor import MonitorLimits, assess_week, summary
 
 KEY = ["week_start", "store_id", "product_id"]
 
@@ -45,35 +45,41 @@ def validation_mapes(evaluation: dict) -> dict[str, float]:
 
 
 def replay_region(region: str, features: pd.DataFrame, holdout: pd.DataFrame, reference: dict, evaluation: dict,
-                  as_of_week: str, thresholds: DriftThresholds, rules_: rules.RetrainRules) -> dict:
+                  as_of_week: str, limits: MonitorLimits, rules_: rules.RetrainRules) -> dict:
     """``features``: the region's features of the holdout weeks (with targets); ``holdout``: the
-    training run's holdout forecasts; ``reference``: the pre-holdout model's profile."""
+    training run's holdout forecasts; ``reference``: the pre-holdout model's reference.
+
+    Returns per week the assessment when it was forecast (``drift``) and once its actuals were in
+    (``levels``), the realized accuracy, the alerts and the retrain requests."""
     expected = validation_mapes(evaluation)
-    out = {"drift": {}, "accuracy": {}, "alerts": [], "retrain_requests": []}
-    drift_history, accuracy_history, requested = [], [], set()
+    out = {"drift": {}, "levels": {}, "accuracy": {}, "alerts": [], "retrain_requests": []}
+    forecast_time, realized, accuracy_history, requested = [], [], [], set()
     if holdout.empty or not reference:
         return out  # every segment was skipped: the baseline served, nothing to replay
     for week, forecasts in holdout.groupby("week_start", sort=True):
         label = pd.Timestamp(week).strftime("%Y-%m-%d")
         rows = at_forecast_time(features[features["week_start"] == week]).merge(
-            forecasts[[*KEY, "ensemble", "baseline"]], on=KEY)
-        result = week_drift(reference, rows, rows["ensemble"].to_numpy(), thresholds)
-        verdict = {"drifted": result["drifted"], "share": _clean(result["share"]), "features": result["features"],
-                   "prediction_drift": result["prediction_drift"]}
-        out["drift"][label] = verdict
-        drift_history.append({"week": label, **verdict})
+            forecasts[[*KEY, "ensemble", "baseline"]], on=KEY).reset_index(drop=True)
+        served = rows["ensemble"].to_numpy()
+        ahead = assess_week(reference, rows, label, served, limits=limits, history=forecast_time)
+        after = assess_week(reference, rows, label, served, rows["target"].to_numpy(dtype=float), limits=limits,
+                            history=realized)
+        forecast_time.append(ahead)
+        realized.append(after)
+        out["drift"][label], out["levels"][label] = summary(ahead), summary(after)
         scored = rows.rename(columns={"target": "actual", "ensemble": "forecast"})
         accuracy = realized_accuracy(scored, expected)
         region_row = accuracy[accuracy["scope"] == "region"].iloc[0]
-        out["accuracy"][label] = {k: _clean(float(region_row[k])) for k in ("mape", "baseline_mape", "degradation")}
+        out["accuracy"][label] = {k: _clean(float(region_row[k])) for k in ("mape", "baseline_mape", "degradation",
+                                                                              "bias")}
         accuracy_history.append({"week": label, "mape": float(region_row["mape"]),
                                  "holdout_mape": float(region_row["holdout_mape"])})
-        for found in (alerting.drift_alerts(region, label, result, thresholds)
+        for found in (alerting.signal_alerts(region, label, ahead) + alerting.signal_alerts(region, label, after)
                       + alerting.accuracy_alerts(region, label, accuracy, rules_)):
             out["alerts"].append({k: _clean(found[k]) for k in ("region", "week", "kind", "severity", "value",
                                                                  "threshold", "message")})
-        causes = [rules.drift_cause(drift_history), rules.accuracy_cause(accuracy_history, rules_),
-                  rules.stale_cause(as_of_week, label, rules_)]
+        causes = [rules.level_cause(realized), rules.drift_cause(forecast_time),
+                  rules.accuracy_cause(accuracy_history, rules_), rules.stale_cause(as_of_week, label, rules_)]
         for cause in filter(None, causes):
             if cause["cause"] not in requested:
                 requested.add(cause["cause"])

@@ -2,7 +2,11 @@
 
 Causes, each a value of the run tag ``mlops/trigger``:
 
-- ``drift``: the latest week's dataset drift verdict, or prediction drift two weeks running;
+- ``level_shift``: once a week's actuals land, its demand (against each series' reference level)
+  or the forecasts' bias moved beyond its limit, this week or over the last 2 or 4
+  (``monitoring.monitor``);
+- ``drift``: when the latest week was forecast, its forecasts, a covariate or the mix of series
+  moved beyond its limit;
 - ``accuracy``: realized MAPE above the target, or above ``degradation`` x the holdout MAPE, in
   at least ``min_bad_weeks`` of the last ``window`` evaluated weeks, the latest among them;
 - ``stale``: the champion would be older than ``stale_days`` at the next week it scores;
@@ -20,9 +24,9 @@ import pandas as pd
 
 TRIGGER_TAG = "mlops/trigger"
 REASONS_TAG = "mlops/reasons"
-TRIGGERS = ("new_data", "drift", "accuracy", "stale", "code_version", "schedule", "manual")
+TRIGGERS = ("new_data", "level_shift", "drift", "accuracy", "stale", "code_version", "schedule", "manual")
 # when several causes hold at once, the run is tagged with the first of them
-PRIORITY = ("code_version", "accuracy", "drift", "stale")
+PRIORITY = ("code_version", "level_shift", "accuracy", "drift", "stale")
 
 
 @dataclass(frozen=True)
@@ -60,23 +64,28 @@ def accuracy_cause(history: list[dict], rules: RetrainRules) -> dict | None:
     return None
 
 
-def drift_cause(history: list[dict]) -> dict | None:
-    """``history``: the region's monitored weeks, each {week, drifted, share, features,
-    prediction_drift}. Drift is the latest week's dataset verdict, or prediction drift in each of
-    the latest two weeks: one promotion week moves every forecast, and that is not drift."""
-    recent = sorted(history, key=lambda h: h["week"])[-2:]
-    if not recent:
+def _latest_flagged(history: list[dict], cause: str) -> dict | None:
+    """The cause, when the latest assessed week of ``history`` (assessments, ``monitoring.monitor``)
+    flagged: its week, the signals and the reasons."""
+    recent = sorted((h for h in history if h.get("signals")), key=lambda h: h["week"])
+    if not recent or not recent[-1].get("flagged"):
         return None
     latest = recent[-1]
-    persistent = len(recent) == 2 and all(h.get("prediction_drift") for h in recent)
-    if not (latest.get("drifted") or persistent):
-        return None
-    what = []
-    if latest.get("drifted"):
-        what.append(f"{len(latest['features'])} features drifted ({', '.join(latest['features'])})")
-    if persistent:
-        what.append("the forecasts drifted two weeks running")
-    return {"cause": "drift", "week": latest["week"], "value": latest.get("share"), "detail": "; ".join(what)}
+    names = sorted(n for n, s in latest["signals"].items() if s.get("flagged"))
+    return {"cause": cause, "week": latest["week"], "value": None, "signals": names,
+            "detail": "; ".join(latest.get("reasons") or names)}
+
+
+def level_cause(history: list[dict]) -> dict | None:
+    """``history``: the region's weeks assessed once their actuals landed. A change of level is
+    the latest week's demand or bias signal."""
+    return _latest_flagged(history, "level_shift")
+
+
+def drift_cause(history: list[dict]) -> dict | None:
+    """``history``: the region's weeks assessed when they were forecast. Drift is the latest
+    week's forecasts, a covariate or the mix beyond its limit."""
+    return _latest_flagged(history, "drift")
 
 
 def model_age_days(as_of_week: str, week: str) -> int:

@@ -17,7 +17,7 @@ import urllib.request
 import dagster as dg
 
 from mlops_assets.config import Settings, env_value
-from mlops_assets.monitoring.drift import DriftThresholds
+from mlops_assets.monitoring.monitor import MonitorLimits
 from mlops_assets.monitoring.rules import RetrainRules
 
 WEBHOOK_ENV = "MLOPS_ALERT_WEBHOOK"
@@ -45,9 +45,9 @@ DEFAULT_DASHBOARD_URL = "http://127.0.0.1:8765/"
 
 
 class MonitoringResource(dg.ConfigurableResource):
-    """Drift thresholds and retrain rules of this environment, and where alerts go."""
+    """Monitor limits and retrain rules of this environment, and where alerts go."""
 
-    drift: dict
+    limits: dict
     rules: dict
     webhook_url: str = ""
     dashboard_url: str = DEFAULT_DASHBOARD_URL  # where `mlops-assets dashboard` serves the persona views
@@ -55,12 +55,12 @@ class MonitoringResource(dg.ConfigurableResource):
     @classmethod
     def from_settings(cls, settings: Settings) -> "MonitoringResource":
         url = dg.EnvVar(WEBHOOK_ENV) if os.environ.get(WEBHOOK_ENV) else ""
-        return cls(drift=settings.drift.to_json(), rules=settings.retrain.to_json(), webhook_url=url,
+        return cls(limits=settings.monitor.to_json(), rules=settings.retrain.to_json(), webhook_url=url,
                    dashboard_url=os.environ.get("MLOPS_DASHBOARD_URL", DEFAULT_DASHBOARD_URL))
 
     @property
-    def thresholds(self) -> DriftThresholds:
-        return DriftThresholds(**self.drift)
+    def monitor_limits(self) -> MonitorLimits:
+        return MonitorLimits(**self.limits)
 
     @property
     def retrain_rules(self) -> RetrainRules:

@@ -1,0 +1,258 @@
+"""Level signals of a panel of demand series: each series against its own reference. Pure.
+
+A region's rows are a panel: hundreds of store x product series whose sizes differ by three
+orders of magnitude. Pooled into one distribution, a change of every series' level by 60%
+moves the distribution by a fraction of its width. Here every series is compared with
+itself, and a region's statistic is a trimmed mean over its series of log ratios, which a
+change of level moves by the log of its size, whatever the series' sizes:
+
+- ``forecast`` (when the week is forecast): the forecast against what the reference says the
+  series sells that week: its reference level (the mean of its log demand over the reference
+  year), plus its category's annual season and the lift its category showed in the reference
+  at the week's events. Prediction drift: the forecasts moved away from what the week should
+  look like.
+- ``demand`` (once the week's actuals land): the actual demand against the same expectation.
+- ``error`` (then too): the log ratio of actual to forecast: the forecasts' bias. A trimmed
+  mean, so a few promoted series or a bulk order do not move it.
+
+Each statistic is judged against its own recent past: the mean of the ``BASELINE`` weeks that
+end ``GUARD`` weeks before the week judged (so a change is measured against what came before it
+for ``GUARD`` weeks, while a model's slowly wandering seasonal bias, or a trend, is followed),
+scaled by how far weeks fell from such a baseline over the calibration weeks: the reference year
+for ``demand`` and ``forecast``, and for ``error`` weeks the model's forecasts had not seen (the
+training run's holdout, or for the model fit before it, its validation weeks). Once a model
+serves, its own weeks extend the calibration. A week's series share weather, holidays and
+promotions, so the variation across weeks, not across series, is the noise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+TRIM = 0.25  # of each tail of a week's series log ratios: the mean of the middle half
+MIN_SERIES = 10  # series with a reference level a week needs before its statistics mean anything
+MIN_WEEKS = 4  # calibration weeks a statistic needs before it can be standardized
+GUARD = 4  # the baseline of a week ends this many weeks before it
+BASELINE = 13  # weeks in the baseline (a quarter: long enough to be precise, short enough to follow a trend)
+YEAR_WEEKS = 52.18
+# distinct weeks of the year a season needs: fitted on less, it is extrapolated into the weeks monitored
+MIN_WEEKS_FOR_SEASON = 50
+LEVEL_VERSION = 1
+
+
+def series_of(frame: pd.DataFrame) -> pd.Series:
+    """The series a row belongs to: 'store|product'."""
+    return frame["store_id"].astype(str) + "|" + frame["product_id"].astype(str)
+
+
+def log_units(values) -> np.ndarray:
+    return np.log1p(np.clip(np.asarray(values, dtype=float), 0, None))
+
+
+def trimmed_mean(values: np.ndarray) -> float:
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    return float(stats.trim_mean(values, TRIM)) if len(values) else float("nan")
+
+
+def harmonics(week_of_year) -> np.ndarray:
+    angle = 2 * np.pi * np.asarray(week_of_year, dtype=float) / YEAR_WEEKS
+    return np.column_stack([np.sin(angle), np.cos(angle)])
+
+
+def _events(frame: pd.DataFrame) -> list[list[str]]:
+    cells = frame["events"].fillna("").astype(str) if "events" in frame else pd.Series("", index=frame.index)
+    return [[e for e in cell.split(";") if e] for cell in cells]
+
+
+def _season(deviation: np.ndarray, woy: np.ndarray, category: np.ndarray) -> dict[str, list[float]]:
+    """Per category, [b, c] of ``b sin + c cos`` of the week of year fitted to the series'
+    deviations from their own levels; none where the reference spans less than most of a year."""
+    out = {}
+    for cat in np.unique(category):
+        at = (category == cat) & np.isfinite(deviation)
+        if len(np.unique(woy[at])) < MIN_WEEKS_FOR_SEASON:
+            continue
+        coef, *_ = np.linalg.lstsq(harmonics(woy[at]), deviation[at], rcond=None)
+        out[str(cat)] = [float(coef[0]), float(coef[1])]
+    return out
+
+
+def _lifts(residual: np.ndarray, frame: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Per category and event, the mean residual of the rows of weeks with that event: what the
+    category sold above its level and season at the event (0 where it did not move)."""
+    rows = [(cat, e, r) for cat, names, r in zip(frame["category"].astype(str), _events(frame), residual)
+            for e in names if np.isfinite(r)]
+    if not rows:
+        return {}
+    table = pd.DataFrame(rows, columns=["category", "event", "residual"]).groupby(["category", "event"])["residual"]
+    out: dict[str, dict[str, float]] = {}
+    for (cat, event), mean in table.mean().items():
+        out.setdefault(cat, {})[event] = round(float(mean), 6)
+    return out
+
+
+def expected(model: dict, frame: pd.DataFrame) -> np.ndarray:
+    """What an expectation model (``expectation_model``) says each row's series sells in its week,
+    in log units (NaN for a series it never saw)."""
+    key = series_of(frame)
+    level = pd.Series(model["series"]["level"], index=model["series"]["key"]).reindex(key.to_numpy())
+    category = frame["category"].astype(str).to_numpy()
+    out = level.to_numpy(dtype=float) + season_of(model, category, frame["week_of_year"].to_numpy(dtype=float))
+    lifts = model.get("lifts", {})
+    if lifts:
+        out = out + np.array([sum(lifts.get(cat, {}).get(e, 0.0) for e in names)
+                              for cat, names in zip(category, _events(frame))])
+    return out
+
+
+def expectation_model(rows: pd.DataFrame, values: np.ndarray) -> dict:
+    """Each series' level (the mean of ``values``, log units, over its rows), its category's
+    annual season, and its category's lift at each event, fitted on ``rows`` (the reference year)."""
+    key = series_of(rows)
+    level = pd.Series(values).groupby(key.to_numpy()).mean()
+    deviation = values - level.reindex(key.to_numpy()).to_numpy()
+    woy = rows["week_of_year"].to_numpy(dtype=float)
+    model = {"series": {"key": level.index.tolist(), "level": level.round(6).tolist()},
+             "season": _season(deviation, woy, rows["category"].astype(str).to_numpy())}
+    model["lifts"] = _lifts(deviation - season_of(model, rows["category"], woy), rows)
+    return model
+
+
+def season_of(reference: dict, category, woy) -> np.ndarray:
+    """The reference's seasonal term for each row (0 for a category without one)."""
+    category = np.asarray(category).astype(str)
+    out = np.zeros(len(category))
+    terms = harmonics(woy)
+    for cat, coef in reference["season"].items():
+        at = category == cat
+        out[at] = terms[at] @ np.asarray(coef)
+    return out
+
+
+def weekly(frame: pd.DataFrame, values: np.ndarray) -> pd.Series:
+    """Each week's trimmed mean of ``values`` (one per row of ``frame``) over at least
+    ``MIN_SERIES`` series, by week (label 'YYYY-MM-DD')."""
+    labels = pd.to_datetime(frame["week_start"]).dt.strftime("%Y-%m-%d").to_numpy()
+    grouped = pd.Series(np.asarray(values, dtype=float)).groupby(labels)
+    out = grouped.agg(lambda v: trimmed_mean(v.to_numpy()) if v.notna().sum() >= MIN_SERIES else np.nan)
+    return out.dropna().round(6)
+
+
+def build_level_reference(rows: pd.DataFrame, forecasts: np.ndarray, out_of_sample: pd.DataFrame | None) -> dict:
+    """The level reference saved with a model: an expectation model of demand and one of the
+    model's own forecasts, and each statistic's weekly values over its calibration weeks.
+
+    ``rows``: the reference year's observed rows (week_start, store_id, product_id, category,
+    week_of_year, events, target), as they were forecast; ``forecasts``: the model's forecasts of
+    them; ``out_of_sample``: rows (week_start, store_id, product_id, actual, forecast) the model
+    forecast without having seen them, to calibrate ``error``."""
+    y, f = log_units(rows["target"]), log_units(forecasts)
+    demand, forecast = expectation_model(rows, y), expectation_model(rows, f)
+    calibration = {"demand": weekly(rows, y - expected(demand, rows)).to_dict(),
+                   "forecast": weekly(rows, f - expected(forecast, rows)).to_dict(), "error": {}}
+    if out_of_sample is not None and len(out_of_sample):
+        errors = log_units(out_of_sample["actual"]) - log_units(out_of_sample["forecast"])
+        calibration["error"] = weekly(out_of_sample, errors).to_dict()
+    return {"version": LEVEL_VERSION, "demand": demand, "forecast": forecast, "calibration": calibration}
+
+
+def week_statistics(reference: dict, rows: pd.DataFrame, forecasts: np.ndarray | None = None,
+                    actuals: np.ndarray | None = None) -> dict:
+    """A week's statistics (None where one cannot be computed): ``forecast`` with the forecasts,
+    ``demand``, ``error`` and the planner's ``bias`` (total forecast / total actual - 1) with the
+    actuals too. ``rows``: the week's features, one per series; the arrays in the same order."""
+    expectation = expected(reference["demand"], rows)
+    known = np.isfinite(expectation)
+    out = {"series": int(len(rows)), "series_in_reference": int(known.sum()),
+           "forecast": None, "demand": None, "error": None, "bias": None}
+    enough = known.sum() >= MIN_SERIES
+    if forecasts is not None and enough:
+        out["forecast"] = trimmed_mean((log_units(forecasts) - expected(reference["forecast"], rows))[known])
+    if actuals is not None:
+        actual = np.asarray(actuals, dtype=float)
+        seen = np.isfinite(actual)
+        if enough and (seen & known).sum() >= MIN_SERIES:
+            out["demand"] = trimmed_mean((log_units(actual) - expectation)[seen & known])
+        if forecasts is not None and seen.sum() >= MIN_SERIES:
+            forecast = np.asarray(forecasts, dtype=float)
+            out["error"] = trimmed_mean(log_units(actual[seen]) - log_units(forecast[seen]))
+            out["bias"] = float(forecast[seen].sum() / max(actual[seen].sum(), 1e-9) - 1)
+    return out
+
+
+@dataclass(frozen=True)
+class Baseline:
+    center: float  # what the week was expected to be: the mean of its baseline weeks
+    scale: float  # how far weeks fell from their baselines over the calibration weeks (root mean square)
+    weeks: int  # baseline weeks behind ``center``
+    served: int  # of them, weeks the model served (the rest are calibration weeks)
+    residuals: int  # calibration weeks behind ``scale``
+
+
+def _week_numbers(labels) -> np.ndarray:
+    return (pd.to_datetime(list(labels)).to_numpy().astype("datetime64[D]").astype(np.int64) // 7).astype(np.int64)
+
+
+class Series:
+    """A statistic's weekly values (calibration weeks, then the weeks a model served), sorted.
+    ``excluded`` weeks count in a recent window but never in a baseline (a change still flagged)."""
+
+    def __init__(self, calibration: dict[str, float], served: dict[str, float], excluded: frozenset = frozenset()):
+        dated = {w: float(v) for w, v in {**calibration, **served}.items() if v is not None and np.isfinite(v)}
+        labels = sorted(dated)
+        self.labels = labels
+        self.week = _week_numbers(labels) if labels else np.zeros(0, dtype=np.int64)
+        self.value = np.array([dated[w] for w in labels], dtype=float)
+        self.usable = np.array([w not in excluded for w in labels], dtype=bool)
+        self.served = _week_numbers(sorted(set(served) - set(excluded))) if served else np.zeros(0, dtype=np.int64)
+        # cumulative sums: the mean of any span of weeks in O(1)
+        self._sum = np.concatenate([[0.0], np.cumsum(self.value)])
+        self._base_sum = np.concatenate([[0.0], np.cumsum(np.where(self.usable, self.value, 0.0))])
+        self._base_count = np.concatenate([[0], np.cumsum(self.usable)])
+
+    def _bounds(self, first: int, last: int) -> tuple[int, int]:
+        return int(np.searchsorted(self.week, first, "left")), int(np.searchsorted(self.week, last, "right"))
+
+    def baseline_of(self, week: int) -> tuple[int, float]:
+        """(count, mean) of the ``BASELINE`` weeks ending ``GUARD`` weeks before ``week``."""
+        i, j = self._bounds(week - GUARD - BASELINE + 1, week - GUARD)
+        n = int(self._base_count[j] - self._base_count[i])
+        return n, (float(self._base_sum[j] - self._base_sum[i]) / n if n else float("nan"))
+
+    def recent(self, week: int, weeks: int) -> float | None:
+        """The mean of the ``weeks`` weeks ending with ``week``, or None if one is missing."""
+        i, j = self._bounds(week - weeks + 1, week)
+        return float(self._sum[j] - self._sum[i]) / (j - i) if j - i == weeks else None
+
+
+def baseline(series: Series, week: str, weeks: int = 1) -> Baseline | None:
+    """The baseline of the mean of the ``weeks`` weeks ending with ``week``, and the scale of such
+    a mean's departure from its baseline, measured the same way over every earlier week (at least
+    ``GUARD`` weeks earlier, so a change's own weeks do not widen its scale) that has one. None
+    without enough of either."""
+    at = int(_week_numbers([week])[0])
+    count, center = series.baseline_of(at)
+    if count < 2:  # a gap longer than the baseline: the latest weeks before it
+        before = series.value[(series.week <= at - GUARD) & series.usable][-BASELINE:]
+        count, center = len(before), float(before.mean()) if len(before) else float("nan")
+    residuals = []
+    for w in series.week[(series.week <= at - GUARD) & series.usable]:
+        n, mean = series.baseline_of(int(w))
+        recent = series.recent(int(w), weeks)
+        if n >= 2 and recent is not None:
+            residuals.append(recent - mean)
+    if count < 2 or len(residuals) < MIN_WEEKS:
+        return None
+    served = int(np.sum((series.served > at - GUARD - BASELINE) & (series.served <= at - GUARD)))
+    scale = float(max(np.sqrt(np.mean(np.square(residuals))), 1e-6))
+    return Baseline(center, scale, count, served, len(residuals))
+
+
+def ratio(log_value: float | None) -> float | None:
+    """A log ratio as a relative change: 0.47 -> +60%."""
+    return None if log_value is None else float(np.expm1(log_value))

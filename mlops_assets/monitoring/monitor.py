@@ -1,0 +1,386 @@
+"""A region's week against its model's reference: which signal moved, by how much, and why. Pure.
+
+When a week is forecast (``drift_metrics``):
+
+- ``forecast``: the forecasts against what the model's own forecasts of the reference year say
+  the week should look like (``monitoring.levels``): prediction drift;
+- ``weather:<column>`` and ``demographics:<column>``: a covariate's weekly mean over the
+  region's rows (weather de-seasonalized) against its own recent weeks: a weather feed that runs
+  5 C warm moves the mean by 5 C, where the weeks move by about one;
+- ``mix``: the week's series against the reference's: the share the reference never saw (a new
+  product line), the share of its active series that are gone (a third of the products
+  delisted), and the Jensen-Shannon distance of the rows per category.
+
+Once its actuals land (``forecast_accuracy``):
+
+- ``demand``: each series' demand against its reference level, season and event lifts
+  (``monitoring.levels``): a change of level, this week or over the last 2 or 4 weeks;
+- ``error``: the forecasts' bias, the same way.
+
+A week is flagged when any signal is: the verdict never needs half of all columns, and names
+what it saw. Limits follow from a stated false-alarm rate per statistic and week
+(``MonitorLimits``), with Student's t quantile where few calibration weeks stand behind a
+scale; each statistic is judged against its own recent weeks (``levels.baseline``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from mlops_assets.monitoring import levels
+from mlops_assets.monitoring.statistics import js_distance
+
+WEATHER = ("temp_max_c", "temp_min_c", "precip_mm")
+SCALE_FLOOR = 0.01  # a covariate's scale is at least this share of its level (demographics barely move)
+CHURN_WEEKS = 13  # the reference's own churn of series is measured over this many weeks
+ACTIVE_WEEKS = 4  # a reference series is active when listed in its last weeks
+REFERENCE_WEEKS = 52  # a year: every season is in the reference
+WINDOWS = (1, 2, 4)  # a level is judged over this week, and the mean of the last 2 and 4 weeks
+# the forecasts and a covariate over the mean of the last 2 and 4 weeks: one odd week (a storm, a
+# holiday the reference year saw a week earlier) is no drift, a feed that runs 5 C warm is there the
+# week after too
+SLOW_WINDOWS = (2, 4)
+FORECAST_TIME = "forecast"  # the stage of drift_metrics
+REALIZED = "realized"  # the stage of forecast_accuracy
+MONITOR_VERSION = 2
+
+
+@dataclass(frozen=True)
+class MonitorLimits:
+    """When a signal flags a week.
+
+    ``false_alarm``: the share of unchanged weeks allowed across one statistic's limit
+    (two-sided, shared by its windows); ``level_false_alarm``, the same for ``demand``, the
+    signal a change of level is found by. ``mix_floor``: the least share of new or gone series
+    that is a change of mix, raised to twice the reference's own churn where that is larger; the
+    category distance limit is ``js_factor`` times the reference's 95th percentile of weekly
+    distances, at least ``js_floor``. Measured on the bundled sample and on real orange-juice
+    demand by ``bench/drift_power.py``."""
+
+    false_alarm: float = 0.002
+    level_false_alarm: float = 0.005
+    mix_floor: float = 0.10
+    js_floor: float = 0.10
+    js_factor: float = 1.5
+
+    def z_limit(self, weeks: int, tests: int = 1, false_alarm: float | None = None) -> float:
+        """|z| a statistic must reach, given ``weeks`` calibration weeks behind its scale, when
+        ``tests`` statistics share the false-alarm rate (Bonferroni)."""
+        tail = 1 - (false_alarm or self.false_alarm) / 2 / tests
+        return float(stats.t.ppf(tail, df=max(weeks - 1, 1)) if weeks < 60 else stats.norm.ppf(tail))
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+# --- the reference ---------------------------------------------------------------------------
+
+
+def reference_rows(observed: pd.DataFrame, as_of_week: str, weeks: int = REFERENCE_WEEKS) -> pd.DataFrame:
+    """The rows a reference is built from: the last ``weeks`` observed weeks up to ``as_of_week``."""
+    end = pd.Timestamp(as_of_week)
+    start = end - pd.Timedelta(weeks=weeks - 1)
+    return observed[(observed["week_start"] >= start) & (observed["week_start"] <= end)]
+
+
+def covariates(frame: pd.DataFrame) -> list[str]:
+    """The covariates monitored: the weather and every demographics column."""
+    return [*(c for c in WEATHER if c in frame), *sorted(c for c in frame.columns if c.startswith("demo_"))]
+
+
+def _covariate_reference(rows: pd.DataFrame, column: str) -> dict | None:
+    values = pd.to_numeric(rows[column], errors="coerce").to_numpy(dtype=float)
+    ok = np.isfinite(values)
+    if ok.sum() < levels.MIN_SERIES:
+        return None
+    woy = rows["week_of_year"].to_numpy(dtype=float)
+    season = None
+    if column in WEATHER and len(np.unique(woy[ok])) >= levels.MIN_WEEKS_FOR_SEASON:
+        design = np.column_stack([np.ones(ok.sum()), levels.harmonics(woy[ok])])
+        coef, *_ = np.linalg.lstsq(design, values[ok], rcond=None)
+        season = [float(coef[1]), float(coef[2])]
+    weekly = pd.Series(_deseasonalized(values, woy, season)).groupby(_labels(rows)).mean().dropna().round(6)
+    return {"season": season, "calibration": weekly.to_dict()} if len(weekly) >= levels.MIN_WEEKS else None
+
+
+def _deseasonalized(values: np.ndarray, woy: np.ndarray, season: list[float] | None) -> np.ndarray:
+    return values - levels.harmonics(woy) @ np.asarray(season) if season else values
+
+
+def _labels(frame: pd.DataFrame) -> np.ndarray:
+    return pd.to_datetime(frame["week_start"]).dt.strftime("%Y-%m-%d").to_numpy()
+
+
+def _category_counts(frame: pd.DataFrame) -> dict[str, int]:
+    return {str(k): int(v) for k, v in frame["category"].astype(str).value_counts().items()}
+
+
+def _mix_reference(rows: pd.DataFrame) -> dict:
+    labels = _labels(rows)
+    weeks = sorted(set(labels))
+    series = levels.series_of(rows).to_numpy()
+    by_week = {w: set(series[labels == w]) for w in weeks}
+    active = set().union(*(by_week[w] for w in weeks[-ACTIVE_WEEKS:])) if weeks else set()
+    # the reference's own churn over CHURN_WEEKS: the share of a week's series gone that many weeks
+    # later, and of a week's series, the share never listed before
+    new, gone, seen = [], [], set()
+    for i, w in enumerate(weeks):
+        if i >= CHURN_WEEKS:
+            before = by_week[weeks[i - CHURN_WEEKS]]
+            gone.append(len(before - by_week[w]) / max(len(before), 1))
+            new.append(len(by_week[w] - seen) / max(len(by_week[w]), 1))
+        seen |= by_week[w]
+    counts = _category_counts(rows)
+    distances = [js_distance(counts, _category_counts(rows[labels == w])) for w in weeks]
+    distances = [d for d in distances if np.isfinite(d)]
+    return {"active": sorted(active), "categories": counts,
+            "churn": {"new": float(max(new, default=0.0)), "gone": float(max(gone, default=0.0))},
+            "js_95": float(np.quantile(distances, 0.95)) if distances else None}
+
+
+def build_reference(rows: pd.DataFrame, forecasts: np.ndarray, out_of_sample: pd.DataFrame | None) -> dict:
+    """What a model is monitored against, saved with it: ``rows`` are the reference year's
+    observed rows as they were forecast, ``forecasts`` the model's forecasts of them, and
+    ``out_of_sample`` rows it forecast unseen (week_start, store_id, product_id, actual, forecast)."""
+    found = {c: _covariate_reference(rows, c) for c in covariates(rows)}
+    return {"version": MONITOR_VERSION,
+            "first_week": pd.Timestamp(rows["week_start"].min()).strftime("%Y-%m-%d"),
+            "last_week": pd.Timestamp(rows["week_start"].max()).strftime("%Y-%m-%d"),
+            "rows": int(len(rows)),
+            "levels": levels.build_level_reference(rows, forecasts, out_of_sample),
+            "covariates": {c: spec for c, spec in found.items() if spec},
+            "mix": _mix_reference(rows)}
+
+
+def reference_profile(observed: pd.DataFrame, as_of_week: str, predict, out_of_sample: pd.DataFrame) -> dict:
+    """The reference a model is monitored against (``ml.ensemble.train_region``'s ``profiler``): its
+    last year of observed rows up to ``as_of_week`` (as they were forecast), ``predict``'s
+    forecasts of them, and ``out_of_sample``: forecasts of weeks the model had not seen."""
+    rows = reference_rows(observed, as_of_week).reset_index(drop=True)
+    return build_reference(rows, predict(rows), out_of_sample) if len(rows) else {}
+
+
+# --- a week ------------------------------------------------------------------------------------
+
+
+def _signal(name: str, value: float | None, calibration: dict[str, float], week: str, history: list[dict],
+            limit: tuple[MonitorLimits, float], windows: tuple[int, ...] = (1,), floor: float = 0.0) -> dict:
+    """A statistic against its baseline (``levels.baseline``: from the calibration weeks and the
+    weeks this model served, but those the signal flagged): for each window (this week, or the
+    mean of the last 2 or 4), its mean, its z against the baseline and its limit; flagged when a z
+    crosses its limit. The windows share the false-alarm rate ``limit[1]``."""
+    limits, false_alarm = limit
+    # a week the signal flagged stays out of its baselines: a change is measured against what came
+    # before it for as long as it lasts, not absorbed as the new normal while nobody acted on it
+    served = {h["week"]: h["signals"][name]["value"] for h in history
+              if h.get("signals", {}).get(name, {}).get("value") is not None}
+    flagged = frozenset(h["week"] for h in history if h.get("signals", {}).get(name, {}).get("flagged"))
+    if value is None or not np.isfinite(value):
+        return {"value": None, "flagged": False, "status": "not measured"}
+    series = levels.Series(calibration, {**served, week: value}, flagged)
+    out = {"value": float(value), "windows": {}, "flagged": False, "status": "measured"}
+    at = int(levels._week_numbers([week])[0])
+    for weeks in windows:
+        spec, mean = levels.baseline(series, week, weeks), series.recent(at, weeks)
+        if spec is None or mean is None:
+            continue
+        scale = max(spec.scale, floor * abs(spec.center))
+        out["windows"][weeks] = {"mean": mean, "center": spec.center, "scale": scale,
+                                 "z": float((mean - spec.center) / scale),
+                                 "limit": limits.z_limit(spec.residuals, len(windows), false_alarm),
+                                 "baseline_weeks": spec.weeks, "calibration_weeks": spec.residuals}
+    if not out["windows"]:
+        out["status"] = "too few calibration weeks"
+        return out
+    crossed = [n for n, w in out["windows"].items() if abs(w["z"]) >= w["limit"]]
+    lead = out["windows"][crossed[0] if crossed else min(out["windows"])]
+    out.update(flagged=bool(crossed), weeks=crossed[0] if crossed else min(out["windows"]), z=lead["z"],
+               limit=lead["limit"], change=lead["mean"] - lead["center"])
+    return out
+
+
+def _mix(spec: dict, known: set, rows: pd.DataFrame, limits: MonitorLimits) -> dict:
+    series = set(levels.series_of(rows))
+    active = set(spec["active"])
+    new = len(series - known) / max(len(series), 1)
+    gone = len(active - series) / max(len(active), 1) if active else 0.0
+    distance = js_distance(spec["categories"], _category_counts(rows)) if len(rows) else float("nan")
+    parts = {"new": (new, max(limits.mix_floor, 2 * spec["churn"]["new"])),
+             "gone": (gone, max(limits.mix_floor, 2 * spec["churn"]["gone"])),
+             "category": (distance if np.isfinite(distance) else None,
+                          max(limits.js_floor, limits.js_factor * (spec.get("js_95") or 0.0)))}
+    crossed = [k for k, (v, lim) in parts.items() if v is not None and v >= lim]
+    return {"parts": {k: {"value": v, "limit": lim, "flagged": k in crossed} for k, (v, lim) in parts.items()},
+            "value": new, "flagged": bool(crossed), "status": "measured"}
+
+
+def assess_week(reference: dict, rows: pd.DataFrame, week: str, forecasts: np.ndarray | None = None,
+                actuals: np.ndarray | None = None, limits: MonitorLimits | None = None,
+                history: list[dict] | None = None) -> dict:
+    """A region's ``week``: ``rows`` its features as they were forecast (one row per series),
+    ``forecasts`` and, once they landed, ``actuals`` in the same order; ``history`` the same
+    model's earlier assessments of the same stage (oldest first). Without actuals, the stage when
+    the week is forecast (forecasts, covariates, mix); with them, demand and the forecasts' bias.
+    Returns every signal, and the verdict with its reasons."""
+    limits, history = limits or MonitorLimits(), history or []
+    stage = REALIZED if actuals is not None else FORECAST_TIME
+    out: dict = {"week": week, "stage": stage, "rows": int(len(rows)), "signals": {}, "reasons": [],
+                 "flagged": False}
+    if reference.get("version") != MONITOR_VERSION:
+        out["status"] = f"the model has no reference of monitor version {MONITOR_VERSION}: retrain it"
+        return out
+    if len(rows) < levels.MIN_SERIES:
+        out["status"] = f"only {len(rows)} series this week: too few to judge"
+        return out
+    found = levels.week_statistics(reference["levels"], rows, forecasts, actuals)
+    out.update(series=found["series"], series_in_reference=found["series_in_reference"], bias=found["bias"])
+    calibration = reference["levels"]["calibration"]
+    usual = (limits, limits.false_alarm)
+    if stage == REALIZED:
+        out["signals"]["demand"] = _signal("demand", found["demand"], calibration["demand"], week, history,
+                                           (limits, limits.level_false_alarm), WINDOWS)
+        out["signals"]["error"] = _signal("error", found["error"], calibration["error"], week, history, usual,
+                                          WINDOWS)
+    else:
+        out["signals"]["forecast"] = _signal("forecast", found["forecast"], calibration["forecast"], week, history,
+                                             usual, SLOW_WINDOWS)
+        woy = rows["week_of_year"].to_numpy(dtype=float)
+        for column, spec in reference.get("covariates", {}).items():
+            if column not in rows:
+                continue
+            values = _deseasonalized(pd.to_numeric(rows[column], errors="coerce").to_numpy(dtype=float), woy,
+                                     spec["season"])
+            mean = float(np.nanmean(values)) if np.isfinite(values).any() else None
+            out["signals"][covariate_signal(column)] = _signal(covariate_signal(column), mean, spec["calibration"],
+                                                               week, history, usual, SLOW_WINDOWS,
+                                                               floor=SCALE_FLOOR)
+        out["signals"]["mix"] = _mix(reference["mix"], set(reference["levels"]["demand"]["series"]["key"]), rows,
+                                     limits)
+    out["reasons"] = [describe(name, s, week) for name, s in out["signals"].items() if s["flagged"]]
+    out["flagged"] = bool(out["reasons"])
+    out["status"] = "assessed"
+    return out
+
+
+def covariate_signal(column: str) -> str:
+    return f"weather:{column}" if column in WEATHER else f"demographics:{column.removeprefix('demo_')}"
+
+
+def since(week: str, weeks: int) -> str:
+    """The first week of a window of ``weeks`` weeks ending with ``week``."""
+    return (pd.Timestamp(week) - pd.Timedelta(weeks=weeks - 1)).strftime("%Y-%m-%d")
+
+
+def describe(name: str, signal: dict, week: str) -> str:
+    """One line a person reads: what moved, by how much, since when, against which limit."""
+    if name == "mix":
+        p = signal["parts"]
+        text = [f"{p['new']['value']:.0%} of this week's series are new (limit {p['new']['limit']:.0%})",
+                f"{p['gone']['value']:.0%} of the reference's active series are gone (limit {p['gone']['limit']:.0%})"]
+        if p["category"]["value"] is not None:
+            text.append(f"rows per category {p['category']['value']:.2f} from the reference's (Jensen-Shannon, "
+                        f"limit {p['category']['limit']:.2f})")
+        return "mix: " + "; ".join(text)
+    weeks = signal["weeks"]
+    how = f"z {signal['z']:+.1f}, limit {signal['limit']:.1f}"
+    if weeks > 1:
+        how = f"mean of {weeks} weeks, {how}"
+    if name.startswith(("weather:", "demographics:")):
+        return f"{name} {signal['change']:+.3g} against its recent weeks ({how})"
+    change = levels.ratio(signal["change"])
+    what = {"demand": "demand", "error": "actual demand against the forecasts", "forecast": "the forecasts"}[name]
+    direction = "above" if change >= 0 else "below"
+    reference = {"demand": "its reference level", "error": "what the forecasts said",
+                 "forecast": "what the reference says for the week"}[name]
+    text = f"{what} {abs(change):.0%} {direction} {reference}" if name != "error" else \
+        f"actual demand {abs(change):.0%} {direction} the forecasts, more than usual"
+    return f"{text} since {since(week, weeks)} ({how})"
+
+
+# --- stored form -----------------------------------------------------------------------------
+
+TABLE_COLUMNS = ["region", "week_start", "stage", "signal", "window", "value", "mean", "center", "scale", "z", "limit",
+                 "flagged", "detail", "model_version"]
+
+
+def to_table(assessment: dict, region: str, model_version: str) -> pd.DataFrame:
+    """An assessment as rows (what a monitor partition stores): per signal and window its mean,
+    baseline centre and scale, z and limit; a mix part as value and limit; ``detail`` holds the
+    reason line of a flagged signal (on its window 1 row, or its first row), else its status."""
+    rows = []
+    base = {"region": region, "week_start": pd.Timestamp(assessment["week"]), "stage": assessment["stage"],
+            "model_version": model_version}
+    for name, s in assessment["signals"].items():
+        detail = describe(name, s, assessment["week"]) if s["flagged"] else s["status"]
+        if name == "mix":
+            for part, p in s["parts"].items():
+                rows.append({**base, "signal": f"mix:{part}", "window": 1, "value": p["value"], "limit": p["limit"],
+                             "flagged": p["flagged"], "detail": detail})
+            continue
+        if not s.get("windows"):
+            rows.append({**base, "signal": name, "window": 1, "value": s["value"], "flagged": False, "detail": detail})
+            continue
+        for i, (n, w) in enumerate(sorted(s["windows"].items())):
+            rows.append({**base, "signal": name, "window": n, "value": s["value"], "mean": w["mean"],
+                         "center": w["center"], "scale": w["scale"], "z": w["z"], "limit": w["limit"],
+                         "flagged": abs(w["z"]) >= w["limit"], "detail": detail if i == 0 else ""})
+    if not rows:  # nothing measured: one row says why
+        rows.append({**base, "signal": "status", "window": 1, "flagged": False,
+                     "detail": assessment.get("status", "")})
+    frame = pd.DataFrame(rows).reindex(columns=TABLE_COLUMNS)
+    for c in ("value", "mean", "center", "scale", "z", "limit"):
+        frame[c] = frame[c].astype(float)
+    frame["window"] = frame["window"].astype("int64")
+    frame["flagged"] = frame["flagged"].fillna(False).astype(bool)
+    frame["detail"] = frame["detail"].fillna("").astype(str)
+    return frame
+
+
+def from_table(table: pd.DataFrame) -> dict:
+    """A stored assessment, as much of it as later weeks and the rules read: per signal its
+    week's value, whether it flagged, and the reasons."""
+    if table.empty:
+        return {"signals": {}, "flagged": False, "reasons": []}
+    first = table.iloc[0]
+    signals = {}
+    for name, part in table.groupby("signal", sort=False):
+        if name == "status":
+            continue
+        signal = name.split(":")[0] if name.startswith("mix:") else name
+        entry = signals.setdefault(signal, {"value": None, "flagged": False})
+        if not name.startswith("mix:"):
+            value = part["value"].iloc[0]
+            entry["value"] = float(value) if pd.notna(value) else None
+            ones = part[part["window"] == 1]
+            if len(ones) and pd.notna(ones["z"].iloc[0]):
+                entry["z"] = float(ones["z"].iloc[0])
+        entry["flagged"] = bool(entry["flagged"] or part["flagged"].any())
+        if entry["flagged"]:
+            entry["reason"] = next(d for d in part["detail"] if d)
+    reasons = [s["reason"] for s in signals.values() if s["flagged"]]
+    return {"week": pd.Timestamp(first["week_start"]).strftime("%Y-%m-%d"), "stage": first["stage"],
+            "signals": signals, "flagged": any(s["flagged"] for s in signals.values()), "reasons": reasons,
+            "model_version": first["model_version"]}
+
+
+def summary(assessment: dict) -> dict:
+    """What the replay and ``--json`` show of a week: the verdict, the signals that flagged and
+    why, and each level statistic's week value (as a relative change) and z."""
+    out = {"flagged": assessment["flagged"], "signals": sorted(n for n, s in assessment["signals"].items()
+                                                             if s["flagged"]),
+           "reasons": assessment["reasons"]}
+    if assessment.get("status") and assessment["status"] != "assessed":
+        out["status"] = assessment["status"]
+    for name in ("forecast", "demand", "error"):
+        s = assessment["signals"].get(name)
+        if s and s.get("windows"):
+            out[name] = {"change": levels.ratio(s["change"]), "z": s["z"], "limit": s["limit"],
+                         "weeks": s["weeks"]}
+    if assessment.get("bias") is not None:
+        out["bias"] = assessment["bias"]
+    return json.loads(json.dumps(out, default=float))
