@@ -1,0 +1,320 @@
+"""Benchmark: does the monitor see a real change, how soon, and how often does it cry wolf?
+
+    .venv/bin/pip install -e '.[bench]'     # Evidently, the peer (bench only)
+    .venv/bin/python bench/drift_power.py                                  # the bundled sample
+    .venv/bin/python bench/drift_power.py --landing /tmp/oj --name "orange juice"   # bench/real_data.py
+    [--trials 12] [--span 26] [--seed 0] [--no-evidently] [--json FILE]
+
+Per region, a model is trained as the pipeline trains it (``train_region``), as of the week
+before the last ``--span`` weeks, and its reference is built as the ``region_model`` asset
+builds it. The monitored span is then replayed week by week: the week's features as they were
+forecast, the model's forecasts, the actuals once in, and ``monitoring.monitor.assess_week``.
+
+Shifts are injected into one region's conditioned data from a random week of the span (at
+least 2 weeks in and 5 before its end), independent of the sample generator's own drift:
+
+- demand level x0.6, x0.85, x1.15, x1.3, x1.6, in every store, and separately in a random
+  third of the region's stores (units scaled with random rounding, so small counts move too);
+- a covariate: the region's weather feed 5 C warmer (observed and forecast; data with weather);
+- the mix: a new product line (a third of the products again under new ids, each selling
+  0.5-1.5x the product it copies), and a third of the products delisted.
+
+Prints, per shift: detection within 1, 2 and 4 weeks (1 = in the week the shift begins: its
+actuals, or the next week's lags), the median delay of the detected, whether the shifted region
+alone was flagged in those weeks, and which signal flagged it; and the false alarms per
+region-week on the unchanged data. The same for Evidently's data-drift preset with its defaults
+(dataset drift when half of the columns drift; Wasserstein and Jensen-Shannon at 0.1 on
+thousands of rows), on the same weeks, columns and reference rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+os.environ.setdefault("DO_NOT_TRACK", "1")  # Evidently's usage telemetry off (there is no network anyway)
+
+KEY = ["week_start", "store_id", "product_id"]
+LEVELS = (0.6, 0.85, 1.15, 1.3, 1.6)
+EVIDENTLY_NUMERIC = ["lag_1", "lag_2", "lag_3", "lag_4", "mean_4", "mean_13", "nonzero_mean_13", "zero_share_13",
+                     "temp_max_c", "temp_min_c", "precip_mm", "forecast"]
+EVIDENTLY_CATEGORICAL = ["segment", "category"]
+
+
+@dataclass
+class Region:
+    name: str
+    inputs: dict           # build_features' keyword arguments, unchanged
+    weeks: list[str]       # the monitored span
+    model: object
+    reference: dict        # monitoring.monitor.build_reference
+    reference_rows: pd.DataFrame  # for Evidently
+
+
+def _inputs(checked: dict, region: str) -> dict:
+    from mlops_assets.contract import conditioning
+
+    t = {name: result.valid for name, result in checked.items()}
+    first, last = t["shipments"]["week_start"].min(), t["shipments"]["week_start"].max()
+    weeks = pd.date_range(first, last, freq="7D").strftime("%Y-%m-%d").tolist()
+    return {"demand": conditioning.net_demand(t["stores"], t["shipments"], t["returns"], region, weeks),
+            "weeks": weeks, "stores": t["stores"], "products": t["products"], "demographics": t["demographics"],
+            "weather": conditioning.weekly_weather(t["stores"], t["weather"], region, weeks),
+            "events": conditioning.weekly_events(t["events"], region, weeks)}
+
+
+def prepare(landing: Path, span: int, regions: list[str] | None) -> list[Region]:
+    from mlops_assets.contract.validation import check_landing
+    from mlops_assets.ml.ensemble import TrainConfig, train_region
+    from mlops_assets.ml.featurize import at_forecast_time, build_features
+    from mlops_assets.monitoring.monitor import reference_profile, reference_rows
+
+    checked = check_landing(landing)
+    names = regions or list(dict.fromkeys(checked["stores"].valid["region"]))
+    out = []
+    for name in names:
+        started = time.perf_counter()
+        inputs = _inputs(checked, name)
+        features = build_features(**inputs)
+        weeks = sorted(features.loc[features["target"].notna(), "week_start"].dt.strftime("%Y-%m-%d").unique())
+        monitored, as_of = weeks[-span:], weeks[-span - 1]
+        model, holdout = train_region(features, name, TrainConfig(), as_of_week=as_of, profiler=reference_profile)
+        observed = at_forecast_time(features[features["target"].notna() & (features["week_start"] <= as_of)])
+        rows = reference_rows(observed, as_of)
+        out.append(Region(name, inputs, monitored, model, model.reference,
+                          rows.assign(forecast=model.predict(rows)["forecast"].to_numpy())))
+        print(f"  {name}: trained as of {as_of} in {time.perf_counter() - started:.0f} s "
+              f"({len(model.segments)} segments)", file=sys.stderr)
+    return out
+
+
+# --- shifts --------------------------------------------------------------------------------
+
+
+def _scale(units: pd.Series, factor: float, rng: np.random.Generator) -> np.ndarray:
+    """Units times ``factor``, rounded at random (unbiased: 1 unit x 1.15 is 2 in 15% of weeks)."""
+    scaled = units.to_numpy(dtype=float) * factor
+    return np.floor(scaled + rng.random(len(scaled))).astype("int64")
+
+
+def shifted(inputs: dict, kind: str, size: float, start: str, rng: np.random.Generator) -> dict:
+    """``inputs`` with one change from week ``start`` on."""
+    out = dict(inputs)
+    demand = inputs["demand"].copy()
+    after = demand["week_start"] >= pd.Timestamp(start)
+    if kind in ("level", "level_third"):
+        rows = after
+        if kind == "level_third":
+            stores = demand["store_id"].unique()
+            chosen = rng.choice(stores, size=max(1, len(stores) // 3), replace=False)
+            rows = after & demand["store_id"].isin(chosen)
+        demand.loc[rows, "net_demand"] = _scale(demand.loc[rows, "net_demand"], size, rng)
+    elif kind == "weather":
+        weather = inputs["weather"].copy()
+        later = weather["week_start"] >= pd.Timestamp(start)
+        for column in ("temp_max_c", "temp_min_c", "forecast_temp_max_c", "forecast_temp_min_c"):
+            if column in weather:
+                weather.loc[later, column] = weather.loc[later, column] + size
+        out["weather"] = weather
+    elif kind == "new_products":
+        products = inputs["products"]
+        ids = demand["product_id"].unique()
+        chosen = rng.choice(ids, size=max(1, len(ids) // 3), replace=False)
+        copies = demand[after & demand["product_id"].isin(chosen)].copy()
+        factor = dict(zip(chosen, rng.uniform(0.5, 1.5, len(chosen))))
+        copies["net_demand"] = _scale(copies["net_demand"] * copies["product_id"].map(factor), 1.0, rng)
+        copies["product_id"] = copies["product_id"] + "_new"
+        demand = pd.concat([demand, copies], ignore_index=True)
+        new = products[products["product_id"].isin(chosen)].assign(product_id=lambda f: f["product_id"] + "_new")
+        out["products"] = pd.concat([products, new], ignore_index=True)
+    elif kind == "delisted":
+        ids = demand["product_id"].unique()
+        chosen = rng.choice(ids, size=max(1, len(ids) // 3), replace=False)
+        demand = demand[~(after & demand["product_id"].isin(chosen))]
+    out["demand"] = demand
+    return out
+
+
+def shift_kinds(has_weather: bool) -> list[tuple[str, float, str]]:
+    """(kind, size, label)."""
+    kinds = [("level", s, f"demand x{s} (all stores)") for s in LEVELS]
+    kinds += [("level_third", s, f"demand x{s} (a third of the stores)") for s in LEVELS]
+    if has_weather:
+        kinds.append(("weather", 5.0, "weather feed +5 C"))
+    kinds += [("new_products", 1.0, "mix: a new product line"), ("delisted", 1.0, "mix: a third of products delisted")]
+    return kinds
+
+
+# --- monitoring ----------------------------------------------------------------------------
+
+
+def monitor(region: Region, inputs: dict, weeks: list[str]) -> dict[str, dict]:
+    """The project's assessment of each of ``weeks`` (in order; the CUSUMs start at the span's start)."""
+    from mlops_assets.ml.featurize import at_forecast_time, build_features
+    from mlops_assets.monitoring.monitor import assess_week
+
+    features = at_forecast_time(build_features(**{**inputs, "weeks": weeks}))
+    forecast_time, realized, out = [], [], {}
+    for week in weeks:
+        rows = features[features["week_start"] == pd.Timestamp(week)].reset_index(drop=True)
+        forecasts = region.model.predict(rows)["forecast"].to_numpy()
+        # when the week is forecast, then once its actuals land (the end of the same week)
+        ahead = assess_week(region.reference, rows, week, forecasts, history=forecast_time)
+        after = assess_week(region.reference, rows, week, forecasts, rows["target"].to_numpy(dtype=float),
+                            history=realized)
+        forecast_time.append(ahead)
+        realized.append(after)
+        by = sorted(n for found in (ahead, after) for n, s in found["signals"].items() if s["flagged"])
+        out[week] = {"flagged": bool(by), "by": by, "rows": rows.assign(forecast=forecasts)}
+    return out
+
+
+def evidently_flags(region: Region, weeks: dict[str, dict]) -> dict[str, bool]:
+    """Evidently's dataset drift verdict (defaults) of each week, on the project's reference rows."""
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+    reference = region.reference_rows
+    numeric = [c for c in EVIDENTLY_NUMERIC if c in reference and reference[c].notna().any()]
+    columns = [*numeric, *EVIDENTLY_CATEGORICAL]
+    definition = DataDefinition(numerical_columns=numeric, categorical_columns=EVIDENTLY_CATEGORICAL)
+    ref = Dataset.from_pandas(reference[columns].reset_index(drop=True), data_definition=definition)
+    out = {}
+    for week, found in weeks.items():
+        current = Dataset.from_pandas(found["rows"][columns].reset_index(drop=True), data_definition=definition)
+        metrics = Report([DataDriftPreset()]).run(current_data=current, reference_data=ref).dict()["metrics"]
+        [count] = [m for m in metrics if m["metric_name"].startswith("DriftedColumnsCount")]
+        out[week] = bool(count["value"]["share"] >= 0.5)
+    return out
+
+
+def run(landing: Path, name: str, trials: int, span: int, seed: int, evidently: bool,
+        regions: list[str] | None) -> dict:
+    started = time.perf_counter()
+    print(f"{name}: training {landing}", file=sys.stderr)
+    prepared = prepare(landing, span, regions)
+    # the unchanged span of every region: false alarms, and "only the shifted region" in a trial
+    unchanged = {r.name: monitor(r, r.inputs, r.weeks) for r in prepared}
+    peer_unchanged = {r.name: evidently_flags(r, unchanged[r.name]) for r in prepared} if evidently else {}
+    has_weather = all(r.inputs["weather"]["temp_max_c"].notna().any() for r in prepared)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for kind, size, label in shift_kinds(has_weather):
+        for trial in range(trials):
+            region = prepared[trial % len(prepared)]
+            start = region.weeks[int(rng.integers(2, len(region.weeks) - 5))]
+            window = [w for w in region.weeks if w >= start][:4]
+            found = monitor(region, shifted(region.inputs, kind, size, start, rng), region.weeks)
+            others = [o for o in prepared if o is not region]
+            record = {"shift": label, "kind": kind, "region": region.name, "start": start}
+            record["project"] = _detection(found, window, {o.name: {w: unchanged[o.name][w]["flagged"] for w in window}
+                                                           for o in others})
+            signals = [found[w]["by"] for w in window if found[w]["flagged"]]
+            record["project"]["signals"] = signals[0] if signals else []
+            if evidently:
+                peer = evidently_flags(region, {w: found[w] for w in window})
+                record["evidently"] = _detection({w: {"flagged": v} for w, v in peer.items()}, window,
+                                                 {o.name: {w: peer_unchanged[o.name][w] for w in window}
+                                                  for o in others})
+            rows.append(record)
+        print(f"  {label}: {trials} trials ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
+    false_alarms = {"project": _false_alarms({r: {w: v["flagged"] for w, v in weeks.items()}
+                                              for r, weeks in unchanged.items()}),
+                    "by_signal": _by_signal(unchanged)}
+    if evidently:
+        false_alarms["evidently"] = _false_alarms(peer_unchanged)
+    return {"name": name, "landing": str(landing), "regions": [r.name for r in prepared], "span_weeks": span,
+            "trials_per_shift": trials, "trials": rows, "false_alarms": false_alarms,
+            "seconds": time.perf_counter() - started}
+
+
+def _detection(found: dict, window: list[str], others: dict[str, dict[str, bool]]) -> dict:
+    delay = next((i for i, w in enumerate(window) if found[w]["flagged"]), None)
+    return {"delay": delay, "only_shifted": not any(any(v.values()) for v in others.values())}
+
+
+def _false_alarms(flags: dict[str, dict[str, bool]]) -> dict:
+    values = [v for weeks in flags.values() for v in weeks.values()]
+    return {"region_weeks": len(values), "flagged": int(sum(values)),
+            "rate": sum(values) / len(values) if values else float("nan")}
+
+
+def _by_signal(unchanged: dict[str, dict]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for weeks in unchanged.values():
+        for found in weeks.values():
+            for name in found["by"]:
+                out[name] = out.get(name, 0) + 1
+    return out
+
+
+def table(result: dict, who: str) -> pd.DataFrame:
+    records = []
+    frame = pd.DataFrame(result["trials"])
+    for label, part in frame.groupby("shift", sort=False):
+        delays = [t[who]["delay"] for t in part.to_dict("records")]
+        detected = [d for d in delays if d is not None]
+        row = {"shift": label, "trials": len(part)}
+        for within in (1, 2, 4):
+            row[f"within {within} wk"] = float(np.mean([d is not None and d < within for d in delays]))
+        row["median delay (wk)"] = float(np.median(detected)) if detected else float("nan")
+        row["only shifted region"] = float(np.mean([t[who]["only_shifted"] for t in part.to_dict("records")]))
+        if who == "project":
+            names = [s.split(":")[0] for t in part.to_dict("records") for s in t["project"]["signals"]]
+            row["flagged by"] = ", ".join(f"{n} {names.count(n)}" for n in dict.fromkeys(names)) or "-"
+        records.append(row)
+    return pd.DataFrame(records)
+
+
+def main() -> int:
+    from mlops_assets.config import SAMPLE_LANDING_DIR
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--landing", action="append", help="a landing folder (repeatable); default the sample")
+    parser.add_argument("--name", action="append", help="its name in the tables (one per --landing)")
+    parser.add_argument("--regions", help="only these regions, comma-separated")
+    parser.add_argument("--trials", type=int, default=12, help="trials per shift (spread over the regions)")
+    parser.add_argument("--span", type=int, default=26, help="monitored weeks after the model's as-of week")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-evidently", action="store_true")
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    landings = args.landing or [str(SAMPLE_LANDING_DIR)]
+    names = args.name or [Path(p).name for p in landings]
+    started = time.perf_counter()
+    results = []
+    for landing, name in zip(landings, names):
+        result = run(Path(landing), name, args.trials, args.span, args.seed, not args.no_evidently,
+                     args.regions.split(",") if args.regions else None)
+        results.append(result)
+        for who in ("project", *(() if args.no_evidently else ("evidently",))):
+            fa = result["false_alarms"][who]
+            print(f"\n{name} ({', '.join(result['regions'])}; {result['span_weeks']} monitored weeks per region, "
+                  f"{result['trials_per_shift']} trials per shift) - {who}")
+            print(table(result, who).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+            print(f"false alarms on the unchanged data: {fa['flagged']} of {fa['region_weeks']} region-weeks "
+                  f"({fa['rate']:.1%})" + (f"; by signal: {result['false_alarms']['by_signal']}"
+                                           if who == "project" else ""))
+    seconds = time.perf_counter() - started
+    print(f"\n{seconds:.0f} s, peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    if args.json:
+        def clean(value):
+            if isinstance(value, float) and not math.isfinite(value):
+                return None
+            return value
+        Path(args.json).write_text(json.dumps(results, default=clean, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
