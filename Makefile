@@ -1,5 +1,6 @@
 # make demo  - install into .venv (first time), then run the whole graph on data/sample
 # make test  - install into .venv (first time), chromium and postgresql (apt-get) and azurite (npm), if missing, then run the test suite
+# make lint  - ruff over the whole tree
 # make ui    - the Dagster UI on http://127.0.0.1:3000 over the same instance as `make demo`
 
 PYTHON ?= python3
@@ -8,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 AZURITE := $(VENV)/azurite/node_modules/.bin/azurite-blob
 
-.PHONY: demo test ui sample bench clean chromium postgresql
+.PHONY: demo test lint ui sample bench clean chromium postgresql
 
 $(STAMP): setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +28,10 @@ demo: $(STAMP)
 # against 7 min 24 s with two)
 test: $(STAMP) chromium postgresql $(AZURITE)
 	$(BIN)/pytest -q -n 3 --dist loadfile
+
+# ruff (pyproject.toml: pyflakes, pycodestyle, import order, 120 columns); .ci/run runs it before the tests
+lint: $(STAMP)
+	$(BIN)/ruff check .
 
 # the browser tests drive Debian's chromium through Playwright (its own browser download is not
 # reachable here); installed with apt-get when missing (as root, or through sudo)

@@ -39,6 +39,9 @@ setup(
     # playwright: drives the machine's chromium in the browser tests (its own browser download is not used)
     # pytest-xdist: the suite's modules in three processes (make test), most tests wait on servers
     # k8s: the run launcher of the Helm deployment (deploy/helm/values.yaml), in the image only
-    extras_require={"k8s": ["dagster-k8s==0.29.27"], "test": ["pytest>=8", "playwright==1.63.0", "pytest-xdist==3.8.0"], "bench": ["lightgbm==4.7.0", "rdata>=1.0", "evidently==0.7.23"]},
+    # ruff: the linter .ci/run runs before the tests
+    extras_require={"k8s": ["dagster-k8s==0.29.27"],
+                    "test": ["pytest>=8", "playwright==1.63.0", "pytest-xdist==3.8.0", "ruff==0.17.6"],
+                    "bench": ["lightgbm==4.7.0", "rdata>=1.0", "evidently==0.7.23"]},
     entry_points={"console_scripts": ["mlops-assets=mlops_assets.cli:main"]},
 )

@@ -82,7 +82,8 @@ def convert(rda: Path, out: Path) -> dict:
     stores["zip_code"] = "60601"
     products = pd.DataFrame({"product_id": list(BRANDS.values()),
                              "category": [CATEGORY.get(b, "national") for b in BRANDS], "velocity": ""})
-    extra = {c.lower(): demo[c].astype(float).round(6) for c in demo.columns if c not in ("STORE", "INCOME", "store_id")}
+    extra = {c.lower(): demo[c].astype(float).round(6) for c in demo.columns
+             if c not in ("STORE", "INCOME", "store_id")}
     demographics = pd.DataFrame({"store_id": demo["store_id"], "population": 0,
                                  "median_income": np.exp(demo["INCOME"].astype(float)).round(0), **extra})
     events = pd.DataFrame([(d, "*", name) for name, days in HOLIDAYS.items() for d in days],

@@ -83,9 +83,9 @@ def main() -> int:
     args = parser.parse_args()
 
     from mlops_assets.automation.sensors import affected_partitions, detect_changes, file_stamps, retrain_causes
-    from mlops_assets.monitoring.monitor import to_table
     from mlops_assets.contract import schemas
     from mlops_assets.contract.validation import TABLES, check_table
+    from mlops_assets.monitoring.monitor import to_table
     from mlops_assets.monitoring.rules import RetrainRules
     from mlops_assets.registry.tracking import Release
     from mlops_assets.resources.storage import StorageResource

@@ -139,7 +139,8 @@ def _ui(args) -> int:
     from mlops_assets.runner import prepare_environment
 
     prepare_environment(args.landing or None)
-    cmd = [_tool("dagster"), "dev", "-w", str(config.REPO_ROOT / "workspace.yaml"), "-h", args.host, "-p", str(args.port)]
+    cmd = [_tool("dagster"), "dev", "-w", str(config.REPO_ROOT / "workspace.yaml"), "-h", args.host,
+           "-p", str(args.port)]
     print(f"DAGSTER_HOME={os.environ['DAGSTER_HOME']} {' '.join(cmd)}", file=sys.stderr)
     os.execvp(cmd[0], cmd)
     return 0
@@ -174,7 +175,8 @@ def _promote(args) -> int:
     except RegistryError as exc:
         print(f"mlops-assets promote: {exc}", file=sys.stderr)
         return 1
-    print(f"{args.region}: champion is now version {release.version} (was {release.tags['previous_champion'] or 'none'})")
+    was = release.tags["previous_champion"] or "none"
+    print(f"{args.region}: champion is now version {release.version} (was {was})")
     return 0
 
 
@@ -206,7 +208,8 @@ def _lineage(args) -> int:
     if args.rebuild:
         frame = rebuild_training_frame(settings, chain)
         frame.to_parquet(args.rebuild, index=False)
-        print(f"training frame ({len(frame)} rows, digest {chain['training_data']['digest']}) written to {args.rebuild}",
+        print(f"training frame ({len(frame)} rows, digest {chain['training_data']['digest']}) "
+              f"written to {args.rebuild}",
               file=sys.stderr)
     return 0
 
@@ -274,7 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     served = urllib.parse.urlsplit(os.environ.get("MLOPS_DASHBOARD_URL", "http://127.0.0.1:8765/"))
     p.add_argument("--host", default=served.hostname or "127.0.0.1", help="default: from $MLOPS_DASHBOARD_URL, "
                                                                           "else 127.0.0.1")
-    p.add_argument("--port", type=int, default=served.port or 8765, help="default: from $MLOPS_DASHBOARD_URL, else 8765")
+    p.add_argument("--port", type=int, default=served.port or 8765,
+                   help="default: from $MLOPS_DASHBOARD_URL, else 8765")
     p.add_argument("--refresh", action="store_true", help="materialize monitoring_dashboard first")
     p.set_defaults(func=_dashboard)
 

@@ -40,7 +40,6 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from mlops_assets.locations import location
-
 from mlops_assets.monitoring.monitor import MonitorLimits
 from mlops_assets.monitoring.rules import RetrainRules
 
@@ -64,8 +63,9 @@ AUTOMATION = {"dev": False, "prod": True}
 def _home() -> Path:
     """``MLOPS_HOME``; else the folder above ``DAGSTER_HOME`` when that is a folder named ``dagster``
     (``$MLOPS_HOME/dagster`` is where the CLI puts the instance); else ``.mlops`` in the source
-    checkout, or ``~/.mlops`` for an installed package. Never the working directory: the definitions (where data lives, where the
-    weeks begin) are the same wherever a process starts, `dagster dev`, the daemon or a run worker."""
+    checkout, or ``~/.mlops`` for an installed package. Never the working directory: the
+    definitions (where data lives, where the weeks begin) are the same wherever a process starts,
+    `dagster dev`, the daemon or a run worker."""
     if os.environ.get("MLOPS_HOME"):
         return Path(os.environ["MLOPS_HOME"]).expanduser().resolve()
     dagster_home = Path(os.environ.get("DAGSTER_HOME", "")).expanduser()

@@ -50,8 +50,10 @@ def execute_in_location(job_def: dg.JobDefinition, instance: dg.DagsterInstance,
     from dagster._core.definitions.job_base import InMemoryJob
     from dagster._core.definitions.partitions.context import partition_loading_context
     from dagster._core.execution.api import ExecuteRunWithPlanIterable, create_execution_plan, job_execution_iterator
-    from dagster._core.execution.context_creation_job import (PlanOrchestrationContextManager,
-                                                              orchestration_context_event_generator)
+    from dagster._core.execution.context_creation_job import (
+        PlanOrchestrationContextManager,
+        orchestration_context_event_generator,
+    )
     from dagster._core.execution.execute_in_process import merge_run_tags
     from dagster._core.origin import JobPythonOrigin
 

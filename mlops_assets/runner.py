@@ -22,19 +22,25 @@ import dagster as dg
 import pandas as pd
 
 from mlops_assets import config
-from mlops_assets.automation.jobs import (ALERTING, FORECAST_INPUTS, MONITORING, OBSERVE_LANDING, SCORING, TABLES,
-                                          TRAINING, WEEKLY)
-from mlops_assets.assets.models import (CHAMPION_VERSION, GATE_VERDICT, MEMBERS, REGISTERED_VERSION,
-                                        evaluation_json)
+from mlops_assets.assets.models import CHAMPION_VERSION, GATE_VERDICT, MEMBERS, REGISTERED_VERSION, evaluation_json
+from mlops_assets.automation.jobs import (
+    ALERTING,
+    FORECAST_INPUTS,
+    MONITORING,
+    OBSERVE_LANDING,
+    SCORING,
+    TABLES,
+    TRAINING,
+    WEEKLY,
+)
+from mlops_assets.automation.sensors import monitored_span
 from mlops_assets.location import execute_in_location
+from mlops_assets.locations import location, source, url
 from mlops_assets.ml.metrics import METRICS
 from mlops_assets.monitoring.replay import replay_region
-from mlops_assets.automation.sensors import monitored_span
 from mlops_assets.partitions import region_partitions, week_to_score
 from mlops_assets.resources.landing_folder import LandingResource, forget_checked
-from mlops_assets.locations import location, source, url
 from mlops_assets.resources.storage import load_model_version
-
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
@@ -109,7 +115,8 @@ def _execute(defs: dg.Definitions, job: str, instance: dg.DagsterInstance, summa
                                      for e in failures)
         if tolerate_gates and gate_only:
             return result  # a candidate failed its gates: recorded, and the champion did not move
-        raise RunFailed(f"run {result.run_id} of job {job} failed:\n{_failure_detail(result) or '  (see the Dagster UI)'}")
+        detail = _failure_detail(result) or "  (see the Dagster UI)"
+        raise RunFailed(f"run {result.run_id} of job {job} failed:\n{detail}")
     return result
 
 
@@ -335,7 +342,8 @@ def _region_worker(task: str, region: str, params: dict) -> str:
         settings = config.Settings.from_env()
         if task != "prepare":  # it records the first week the definitions are built with
             _WORKER.update(settings=settings, defs=build_definitions(settings), instance=dg.DagsterInstance.get())
-    summary = RunSummary(location(os.environ.get("MLOPS_LANDING_DIR", "."), "MLOPS_LANDING_DIR"), params.get("first", ""),
+    summary = RunSummary(location(os.environ.get("MLOPS_LANDING_DIR", "."), "MLOPS_LANDING_DIR"),
+                         params.get("first", ""),
                          params.get("last", ""))
     result = None
 
@@ -695,6 +703,7 @@ def format_summary(summary: RunSummary) -> str:
     lines.append("")
     lines.append(f"{quarantined} rows quarantined" + (" (see mlops-assets validate, and <storage>/quarantine/)"
                                                       if quarantined else ""))
-    lines.append(f"{len(summary.run_ids)} Dagster runs, {sum(t for _, t in summary.timings):.1f} s, in {os.environ.get('DAGSTER_HOME')}: "
+    lines.append(f"{len(summary.run_ids)} Dagster runs, {sum(t for _, t in summary.timings):.1f} s, "
+                 f"in {os.environ.get('DAGSTER_HOME')}: "
                  "`mlops-assets ui` shows them")
     return "\n".join(lines)

@@ -195,7 +195,8 @@ def generate(spec: SampleSpec) -> dict[str, int]:
     n_prod = spec.products
     prod_cat = np.array([cats[i % len(cats)] for i in range(n_prod)])
     slow = rng.random(n_prod) < 0.5
-    base = np.where(slow, rng.lognormal(np.log(SLOW_LEVEL), 0.3, n_prod), rng.lognormal(np.log(FAST_LEVEL), 0.4, n_prod))
+    base = np.where(slow, rng.lognormal(np.log(SLOW_LEVEL), 0.3, n_prod),
+                    rng.lognormal(np.log(FAST_LEVEL), 0.4, n_prod))
     if spec.realism:  # without it, the draws (hence the data) are those of the learnable effects alone
         tail = rng.random(n_prod) < TAIL_SHARE  # intermittent low-volume products
         slow = slow | tail

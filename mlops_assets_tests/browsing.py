@@ -80,7 +80,8 @@ def open_page(page, url: str, expect: str, shot: str):
 
 
 def graphql(base: str, query: str, variables: dict) -> dict:
-    request = urllib.request.Request(f"{base}/graphql", data=json.dumps({"query": query, "variables": variables}).encode(),
+    request = urllib.request.Request(f"{base}/graphql",
+                                     data=json.dumps({"query": query, "variables": variables}).encode(),
                                      headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=60) as response:
         return json.loads(response.read())["data"]

@@ -10,7 +10,8 @@ from mlops_assets.sample import SampleSpec, generate
 # MLOPS_TEST_SEED shifts every seed of the test data: the suite must pass on other data of the
 # same shape too, not only on the draws it was written on
 SEED = int(os.environ.get("MLOPS_TEST_SEED", "0"))
-SMALL = dict(regions=("north", "south"), stores_per_region=4, products=10, weeks=30, end_week="2026-11-09", seed=3 + SEED)
+SMALL = dict(regions=("north", "south"), stores_per_region=4, products=10, weeks=30, end_week="2026-11-09",
+             seed=3 + SEED)
 # the smallest set on which every segment trains (about 500-1100 rows each): seconds per region
 # Without the realism too: these tests are about training, gates and releases, and on so few series
 # a closure or an unannounced promotion decides whether a candidate beats its champion.
@@ -22,7 +23,8 @@ TRAINABLE = dict(regions=("north", "south"), stores_per_region=6, products=12, w
 # week's demand to be told from the reference's own week-to-week variation. With the sample's
 # realism (closures, promotions nobody announced, outliers, long tails): the monitor must find the
 # tests' change in demand shaped like the real thing, and nothing in the region left as it was.
-LOOP = dict(regions=("north", "south"), stores_per_region=8, products=16, weeks=106, end_week="2026-11-09", seed=5 + SEED)
+LOOP = dict(regions=("north", "south"), stores_per_region=8, products=16, weeks=106, end_week="2026-11-09",
+            seed=5 + SEED)
 
 
 @pytest.fixture(scope="session")

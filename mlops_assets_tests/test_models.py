@@ -9,6 +9,7 @@ import pytest
 from mlops_assets.ml.ensemble import SEGMENTS, ForecastModel, TrainConfig, train_region
 from mlops_assets.ml.featurize import FORECAST_WEATHER, at_forecast_time, build_features, impute_history
 from mlops_assets.offline import region_inputs
+
 FAST = TrainConfig(max_epochs=30)
 HISTORY = [c for c in ("lag_1", "lag_2", "lag_3", "lag_4", "lag_52", "mean_4", "mean_13", "mean_52",
                        "nonzero_mean_13", "zero_share_13", "weeks_listed", "velocity")]
@@ -201,7 +202,8 @@ def test_a_model_of_the_previous_format_still_loads_and_serves(features, trained
         seg = model.segments[name]
         sizes = {k: v for k, v in seg.net_sizes.items() if k != "n_segment"}
         sizes["n_store"], sizes["n_product"] = len(seg.pre.vocab["store_id"]), len(seg.pre.vocab["product_id"])
-        sizes["n_category"], sizes["n_numeric"] = len(seg.pre.vocab["category"]), seg.pre.lasso_design(rows[:1]).shape[1]
+        sizes["n_category"] = len(seg.pre.vocab["category"])
+        sizes["n_numeric"] = seg.pre.lasso_design(rows[:1]).shape[1]
         torch.manual_seed(0)
         net = embedding_net.EmbeddingNet(**sizes)
         stem = name.replace("/", "_")

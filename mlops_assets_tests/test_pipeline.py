@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from mlops_assets.config import Settings
-from mlops_assets.definitions import build_definitions
 from mlops_assets.contract.validation import check_landing
+from mlops_assets.definitions import build_definitions
 from mlops_assets.resources import LandingResource
 from mlops_assets.runner import RunFailed, run_pipeline, user_error
 from mlops_assets_tests.conftest import SMALL, edit_csv, isolated_home

@@ -13,8 +13,16 @@ from mlops_assets.location import repository_label
 from mlops_assets.ml.ensemble import SEGMENTS, TrainConfig, train_region
 from mlops_assets.offline import region_features
 from mlops_assets.runner import report_json, run_new_weeks, run_pipeline
-from mlops_assets_tests.browsing import (ARTIFACTS, BIN, LAUNCH_BACKFILL, finished_backfill, free_port, graphql,
-                                         open_page, serving)
+from mlops_assets_tests.browsing import (
+    ARTIFACTS,
+    BIN,
+    LAUNCH_BACKFILL,
+    finished_backfill,
+    free_port,
+    graphql,
+    open_page,
+    serving,
+)
 from mlops_assets_tests.conftest import isolated_home
 
 
@@ -103,11 +111,13 @@ def test_the_runs_belong_to_their_jobs_in_the_code_location(trained):
     runs = instance.get_runs(filters=dg.RunsFilter(run_ids=summary.run_ids))
     assert len(runs) == len(summary.run_ids) > 8
     for run in runs:
-        assert run.remote_job_origin.repository_origin.get_label() == repository_label() == "__repository__@mlops_assets"
+        label = run.remote_job_origin.repository_origin.get_label()
+        assert label == repository_label() == "__repository__@mlops_assets"
         assert run.remote_job_origin.job_name == run.job_name
         assert run.remote_job_origin.location_name == "mlops_assets"
     # the filter the job's Runs tab uses
-    by_job = instance.get_runs(filters=dg.RunsFilter(job_name="training", tags={".dagster/repository": repository_label()}))
+    by_job = instance.get_runs(filters=dg.RunsFilter(job_name="training",
+                                                     tags={".dagster/repository": repository_label()}))
     assert {r.tags["dagster/partition"] for r in by_job} >= {"north", "south"}
 
 
@@ -287,7 +297,8 @@ def test_a_new_week_is_validated_conditioned_monitored_and_the_week_after_foreca
     _, settings, instance = trained
     new_week, upcoming = "2026-11-16", "2026-11-23"
     last = settings.landing_dir / "shipments" / "2026-11-09.csv"
-    (settings.landing_dir / "shipments" / f"{new_week}.csv").write_text(last.read_text().replace("2026-11-09", new_week))
+    (settings.landing_dir / "shipments" / f"{new_week}.csv").write_text(
+        last.read_text().replace("2026-11-09", new_week))
     before = {r.run_id for r in instance.get_runs()}
 
     result = run_new_weeks(workers=1)

@@ -2,8 +2,8 @@
 
 import dagster as dg
 
-from mlops_assets.contract import schemas
 from mlops_assets.assets.conditioned import weekly_asset
+from mlops_assets.contract import schemas
 from mlops_assets.ml.featurize import HISTORY_WEEKS, build_features
 from mlops_assets.partitions import REGION, WEEK
 from mlops_assets.resources.storage import ALLOW_MISSING, StorageResource, partition_file

@@ -11,21 +11,21 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from mlops_assets.registry import gates
 from mlops_assets.config import REPO_ROOT
+from mlops_assets.contract.validation import TABLES, file_digest
 from mlops_assets.locations import blob_uri, url
 from mlops_assets.ml import code_version
-from mlops_assets.contract.validation import TABLES, file_digest
-from mlops_assets.registry.lineage import write_snapshot
 from mlops_assets.ml.ensemble import SEGMENTS, ForecastModel, TrainConfig, train_region
 from mlops_assets.ml.featurize import KEY
-from mlops_assets.monitoring.monitor import reference_profile
 from mlops_assets.ml.metrics import METRICS
+from mlops_assets.monitoring.monitor import reference_profile
 from mlops_assets.partitions import REGION, latest_materializations, region_partitions
+from mlops_assets.registry import gates
+from mlops_assets.registry.lineage import write_snapshot
+from mlops_assets.registry.tracking import registered_name
 from mlops_assets.resources.landing_folder import LandingResource
 from mlops_assets.resources.mlflow_registry import MlflowRegistryResource
 from mlops_assets.resources.storage import ALLOW_MISSING, StorageResource, partition_file
-from mlops_assets.registry.tracking import registered_name
 
 MAPE_TARGET = gates.GateConfig().mape_target
 MEMBERS = ("ensemble", "lasso", "nn", "baseline")
@@ -288,10 +288,12 @@ def region_model(context: dg.AssetExecutionContext, config: TrainingConfig, feat
     })
     for gate, result in results.items():
         details = {k: v for k, v in result.items() if k not in ("passed", "reason")}
-        yield dg.AssetCheckResult(check_name=GATE_CHECKS[gate], passed=result["passed"], severity=dg.AssetCheckSeverity.ERROR,
+        yield dg.AssetCheckResult(check_name=GATE_CHECKS[gate], passed=result["passed"],
+                                  severity=dg.AssetCheckSeverity.ERROR,
                                   description=f"{region}: {result['reason']}",
                                   metadata={"region": region, "reason": result["reason"],
-                                            "details": dg.MetadataValue.json(json.loads(json.dumps(details, default=str))),
+                                            "details": dg.MetadataValue.json(
+                                                json.loads(json.dumps(details, default=str))),
                                             "registered_version": int(release.version)})
 
 

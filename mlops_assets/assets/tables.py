@@ -10,8 +10,9 @@ missing) fails the step: the last good materialization stays in use.
 
 
 import dagster as dg
-from mlops_assets.contract import validation as contract
+
 from mlops_assets.assets.raw import RAW_KEYS
+from mlops_assets.contract import validation as contract
 from mlops_assets.errors import ContractError
 from mlops_assets.locations import url
 from mlops_assets.resources import LandingResource, StorageResource

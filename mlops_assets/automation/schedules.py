@@ -10,7 +10,8 @@ import datetime as dt
 import dagster as dg
 
 from mlops_assets.automation.jobs import FORECAST_INPUTS, training_job, weekly_job
-from mlops_assets.automation.sensors import INPUTS, REGION as REGION_TAG, SCORE_WEEK, STAGE
+from mlops_assets.automation.sensors import INPUTS, SCORE_WEEK, STAGE
+from mlops_assets.automation.sensors import REGION as REGION_TAG
 from mlops_assets.monitoring.rules import TRIGGER_TAG
 from mlops_assets.partitions import region_partitions, region_week_key
 

@@ -28,13 +28,21 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from mlops_assets.automation.jobs import (FORECAST_INPUTS, alerting_job, monitoring_job, observe_landing_job,
-                                          scoring_job, tables_job, training_job, weekly_job)
+from mlops_assets.automation.jobs import (
+    FORECAST_INPUTS,
+    alerting_job,
+    monitoring_job,
+    observe_landing_job,
+    scoring_job,
+    tables_job,
+    training_job,
+    weekly_job,
+)
 from mlops_assets.config import Settings
 from mlops_assets.contract import schemas
 from mlops_assets.contract import validation as contract
-from mlops_assets.ml import code_version
 from mlops_assets.locations import source
+from mlops_assets.ml import code_version
 from mlops_assets.ml.featurize import HISTORY_WEEKS
 from mlops_assets.monitoring import alerts as alerting
 from mlops_assets.monitoring import rules
@@ -363,7 +371,8 @@ def build_sensors(settings: Settings) -> list:
             names = "+".join(c["cause"] for c in new)
             requests.append(dg.RunRequest(
                 run_key=f"retrain-{region}-v{champion.version}-{names}", partition_key=region,
-                tags={TRIGGER: rules.primary(new), REASONS: "; ".join(f"{c['cause']}: {c['detail']}" for c in new)[:1000],
+                tags={TRIGGER: rules.primary(new),
+                      REASONS: "; ".join(f"{c['cause']}: {c['detail']}" for c in new)[:1000],
                       REGION: region}))
             requested[region] = {**done, **{c["cause"]: champion.version for c in new}}
             context.log.info(f"retrain {region}: " + "; ".join(f"{c['cause']} ({c['detail']})" for c in new))

@@ -154,7 +154,8 @@ class _Region:
         realized = {}
         if len(self.accuracy):
             region_rows = self.accuracy[self.accuracy["scope"] == "region"]
-            realized = {w.strftime("%Y-%m-%d"): r for w, r in zip(region_rows["week_start"], region_rows.to_dict("records"))}
+            realized = {w.strftime("%Y-%m-%d"): r
+                        for w, r in zip(region_rows["week_start"], region_rows.to_dict("records"))}
         holdout_weeks = {r["week"] for r in rows}
         for week, scores in self.scores:
             if week in holdout_weeks or scores.empty:
@@ -231,10 +232,12 @@ def _business(regions: dict[str, _Region], links: Links, target: float) -> tuple
             out.append('<p class="none">no forecasts yet</p></div>')
             continue
         x = weekly["week"].tolist()
-        out.append(line_chart(x, {"actual": weekly["actual"].tolist(), "forecast (ensemble)": weekly["forecast"].tolist(),
+        out.append(line_chart(x, {"actual": weekly["actual"].tolist(),
+                                  "forecast (ensemble)": weekly["forecast"].tolist(),
                                   "baseline": weekly["baseline"].tolist()},
                               f"{name}: forecast vs actual units per week", dashed=("baseline",), y_label="units"))
-        out.append(line_chart(x, {"ensemble MAPE": weekly["mape"].tolist(), "baseline MAPE": weekly["baseline_mape"].tolist()},
+        out.append(line_chart(x, {"ensemble MAPE": weekly["mape"].tolist(),
+                                  "baseline MAPE": weekly["baseline_mape"].tolist()},
                               f"{name}: MAPE per week (target {target})", hline=(target, f"target {target}"),
                               dashed=("baseline MAPE",)))
         if r.model is not None and "region" in r.model.evaluation:
@@ -349,7 +352,8 @@ def _science(regions: dict[str, _Region], storage: StorageResource, registry: Re
         out.append(heatmap(rows_, weeks, value, f"{name}: every signal by week (share of its limit)",
                            legend="grey: not measured; a black border: flagged"))
     out.append("<h2>What drives each segment</h2><p>LASSO: coefficients on the standardized inputs (log demand "
-               "per standard deviation; grey bars are negative). Attribution: mean absolute change of a member's log forecast when the "
+               "per standard deviation; grey bars are negative). Attribution: mean absolute change of a member's "
+               "log forecast when the "
                f"input is shuffled across the last {RECENT_WEEKS} weeks' rows; the network's embeddings included.</p>")
     for name, r in regions.items():
         if r.model is None:
@@ -414,7 +418,8 @@ def _support(regions: dict[str, _Region], storage: StorageResource, instance: dg
         run = rec.dagster_run
         start, end = rec.start_time, rec.end_time
         partition = run.tags.get("dagster/partition") or (
-            f"{run.tags.get('dagster/asset_partition_range_start')} .. {run.tags.get('dagster/asset_partition_range_end')}"
+            f"{run.tags.get('dagster/asset_partition_range_start')} .. "
+            f"{run.tags.get('dagster/asset_partition_range_end')}"
             if run.tags.get("dagster/asset_partition_range_start") else "")
         runs.append({"run": run.run_id, "job": run.job_name, "status": run.status.value, "partition": partition,
                      "trigger": run.tags.get("mlops/trigger", run.tags.get("dagster/sensor_name",
@@ -433,7 +438,8 @@ def _support(regions: dict[str, _Region], storage: StorageResource, instance: dg
         age = (pd.Timestamp(latest) - pd.Timestamp(r.champion.as_of_week)).days if r.champion and latest and \
             r.champion.as_of_week else None
         stale_rows.append({"region": name, "champion": f"v{r.champion.version}" if r.champion else "none",
-                           "trained up to": r.champion.as_of_week if r.champion else "", "latest scored week": latest or "",
+                           "trained up to": r.champion.as_of_week if r.champion else "",
+                           "latest scored week": latest or "",
                            "age days": age, "stale": bool(age is not None and age > stale_after_days),
                            "_class": "bad" if (r.champion is None or (age or 0) > stale_after_days) else ""})
     stale = sum(r["stale"] for r in stale_rows)
@@ -444,7 +450,8 @@ def _support(regions: dict[str, _Region], storage: StorageResource, instance: dg
     for table in TABLES:
         event = instance.get_latest_materialization_event(dg.AssetKey(table))
         meta = event.asset_materialization.metadata if event else {}
-        value = (lambda k: meta[k].value if k in meta else None)
+        def value(k, meta=meta):
+            return meta[k].value if k in meta else None
         q = value("rows_quarantined") or 0
         quarantined += int(q)
         fresh.append({"table": table, "validated": dt.datetime.fromtimestamp(event.timestamp, dt.timezone.utc)
@@ -478,7 +485,8 @@ header {{ background: #243447; color: #fff; padding: 10px 20px; }}
 header a {{ color: #cde; margin-right: 16px; }}
 nav a {{ color: #fff; font-weight: bold; margin-right: 18px; }}
 section {{ padding: 4px 20px 24px; border-bottom: 4px solid #eef; }}
-.card {{ display: inline-block; vertical-align: top; margin: 6px; padding: 6px; border: 1px solid #ddd; max-width: 1140px; }}
+.card {{ display: inline-block; vertical-align: top; margin: 6px; padding: 6px; border: 1px solid #ddd;
+         max-width: 1140px; }}
 .grid {{ display: flex; flex-wrap: wrap; align-items: flex-start; }}
 .pair {{ display: flex; flex-direction: column; margin: 4px 10px 10px 0; border-left: 3px solid #eef; }}
 table {{ border-collapse: collapse; font-size: 12px; margin: 6px 0; }}
@@ -487,7 +495,8 @@ tr.bad td {{ background: #fde2e1; }} tr.warn td {{ background: #fff4d6; }}
 .lineage {{ font-size: 12px; color: #555; }} .none {{ color: #777; font-style: italic; }}
 </style></head>
 <body>
-<header><nav><a href="#business">Business</a><a href="#data-science">Data science</a><a href="#support">Support</a></nav>
+<header><nav><a href="#business">Business</a><a href="#data-science">Data science</a>
+<a href="#support">Support</a></nav>
 <p>Built {stamp} by the <code>monitoring_dashboard</code> asset · <a href="{dagster}">Dagster UI</a>
 <a href="{mlflow}">MLflow UI</a><br><small>{summary}</small></p></header>
 <section id="business"><h1>Business</h1>{business}</section>

@@ -48,8 +48,11 @@ def line_chart(x: Sequence[str], series: dict[str, Sequence[float | None]], titl
         return _empty(title, width, height)
     lo, hi = min(0.0, min(values)), max(values) * 1.08 or 1.0
     w, h = width - left - right, height - top - bottom
-    px = (lambda i: left + (w * i / (len(x) - 1) if len(x) > 1 else w / 2))
-    py = (lambda v: top + h - (v - lo) / (hi - lo) * h)
+    def px(i):
+        return left + (w * i / (len(x) - 1) if len(x) > 1 else w / 2)
+
+    def py(v):
+        return top + h - (v - lo) / (hi - lo) * h
     out = [_open(width, height, title)]
     for t in _ticks(lo, hi):
         out.append(f'<line x1="{left}" x2="{left + w}" y1="{py(t):.1f}" y2="{py(t):.1f}" stroke="#eee"/>'
@@ -57,7 +60,8 @@ def line_chart(x: Sequence[str], series: dict[str, Sequence[float | None]], titl
     every = max(1, len(x) // 6)
     for i, label in enumerate(x):
         if (i % every == 0 and len(x) - 1 - i >= every / 2) or i == len(x) - 1:
-            out.append(f'<text x="{px(i):.1f}" y="{top + h + 14}" text-anchor="middle" font-size="10">{esc(label)}</text>')
+            out.append(f'<text x="{px(i):.1f}" y="{top + h + 14}" text-anchor="middle" font-size="10">'
+                       f'{esc(label)}</text>')
     if hline:
         out.append(f'<line x1="{left}" x2="{left + w}" y1="{py(hline[0]):.1f}" y2="{py(hline[0]):.1f}" '
                    f'stroke="#d62728" stroke-dasharray="4 3"><title>{esc(hline[1])}</title></line>'
@@ -100,7 +104,8 @@ def bar_chart(labels: Sequence[str], series: dict[str, Sequence[float]], title: 
     out = [_open(width, height, title)]
     for i, label in enumerate(labels):
         y0 = top + i * group
-        out.append(f'<text x="{left - 6}" y="{y0 + group / 2 + 2}" text-anchor="end" font-size="10">{esc(label)}</text>')
+        out.append(f'<text x="{left - 6}" y="{y0 + group / 2 + 2}" text-anchor="end" font-size="10">'
+                   f'{esc(label)}</text>')
         for k, (name, vals) in enumerate(series.items()):
             v = vals[i]
             if v is None or not math.isfinite(v):
@@ -128,7 +133,8 @@ def heatmap(rows: Sequence[str], cols: Sequence[str], value, title: str, *, cell
     width, height = left + cell * len(cols) + 80, top + cell * len(rows) + 80
     out = [_open(width, height, title)]
     for i, r in enumerate(rows):
-        out.append(f'<text x="{left - 4}" y="{top + i * cell + cell - 4}" text-anchor="end" font-size="10">{esc(r)}</text>')
+        out.append(f'<text x="{left - 4}" y="{top + i * cell + cell - 4}" text-anchor="end" font-size="10">'
+                   f'{esc(r)}</text>')
         for j, c in enumerate(cols):
             ratio, flagged, tip = value(r, c)
             if ratio is None:

@@ -36,8 +36,8 @@ import numpy as np
 import pandas as pd
 
 from mlops_assets.ml import lasso, metrics, parallel
-from mlops_assets.ml.lazy import LazyModule
 from mlops_assets.ml.featurize import KEY, at_forecast_time, impute_history
+from mlops_assets.ml.lazy import LazyModule
 from mlops_assets.ml.preprocess import Preprocessor
 
 # torch is imported on first use: every process that loads the definitions (each run, the code
@@ -222,7 +222,8 @@ def _choose(rows: dict[str, pd.DataFrame], config: TrainConfig,
         return out
 
     (nn_pre, net, history), fitted = parallel.run_both(network, lassos)
-    shared = {"nn_epochs": int(history["best_epoch"]), "nn_loss": config.nn_loss, "nn_start_val_loss": history["start_val_loss"],
+    shared = {"nn_epochs": int(history["best_epoch"]), "nn_loss": config.nn_loss,
+              "nn_start_val_loss": history["start_val_loss"],
               "nn_best_val_loss": history.get("best_val_loss", float("nan")), "nn_pooled_rows": len(inner),
               "nn_epoch_rows": int(history["epoch_rows"]), "nn_batch_size": int(history["batch_size"]),
               "validation_weeks": int(n_val), "validation_windows": VALIDATION_WINDOWS,
@@ -503,7 +504,8 @@ def train_region(features: pd.DataFrame, region: str, config: TrainConfig | None
     return model, holdout_forecasts
 
 
-def _untrained(region: str, as_of: pd.Timestamp, config: TrainConfig, reason: str) -> tuple[ForecastModel, pd.DataFrame]:
+def _untrained(region: str, as_of: pd.Timestamp, config: TrainConfig,
+               reason: str) -> tuple[ForecastModel, pd.DataFrame]:
     """A model of a region too young to train: every segment skipped for ``reason``, no holdout
     (it would begin after the as-of week), no reference to monitor against."""
     evaluation = {"segments": {name: {"skipped": reason} for name in SEGMENTS},

@@ -15,7 +15,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 
-
 def workers() -> int:
     configured = os.environ.get("MLOPS_TRAIN_THREADS")
     if configured:

@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from mlops_assets.contract import schemas
 from mlops_assets.config import DEFAULT_CHAMPION_TOL, PROMOTION_MODES
+from mlops_assets.contract import schemas
 from mlops_assets.ml.ensemble import SEGMENTS, ForecastModel
 
 GATES = ("data", "training", "scoring", "performance")

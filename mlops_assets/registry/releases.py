@@ -15,9 +15,9 @@ import pandas as pd
 from mlops_assets.config import Settings
 from mlops_assets.locations import url
 from mlops_assets.registry.lineage import read_snapshot
+from mlops_assets.registry.tracking import Registry, RegistryError, registered_name
 from mlops_assets.resources.mlflow_registry import MlflowRegistryResource
 from mlops_assets.resources.storage import StorageResource
-from mlops_assets.registry.tracking import Registry, RegistryError, registered_name
 
 
 def registry_for(settings: Settings) -> Registry:
@@ -107,7 +107,8 @@ def trace(settings: Settings, region: str, week: str) -> dict:
         "forecast": {"region": region, "week": week, "rows": len(scores), "total": float(scores["forecast"].sum()),
                      "model_version": model_version, "model_age_days": int(scores["model_age_days"].max())},
         "model": {"name": name, "version": version, "verdict": release.verdict, "as_of_week": release.as_of_week,
-                  "promoted_at": release.tags.get("promoted_at"), "promotion_reason": release.tags.get("promotion_reason")},
+                  "promoted_at": release.tags.get("promoted_at"),
+                  "promotion_reason": release.tags.get("promotion_reason")},
         "run": {"run_id": release.run_id, "experiment_id": run.info.experiment_id,
                 "dagster_run_id": run.data.tags.get("dagster_run_id"), "git_commit": run.data.tags.get("git_commit"),
                 "code_version": run.data.tags.get("code_version"),

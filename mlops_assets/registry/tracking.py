@@ -170,7 +170,8 @@ class Registry:
             warnings.filterwarnings("ignore", message=r".*Inferred schema contains integer column")
             warnings.filterwarnings("ignore", message=r".*dataset source can be interpreted in multiple ways")
             signature = infer_signature(example, predicted)
-            run = client.create_run(self.experiment_id(client), run_name=f"{region} {tags.get('as_of_week', '')}".strip(),
+            run = client.create_run(self.experiment_id(client),
+                                    run_name=f"{region} {tags.get('as_of_week', '')}".strip(),
                                     tags={k: str(v) for k, v in tags.items()})
             run_id = run.info.run_id
             try:
@@ -286,8 +287,9 @@ class Registry:
         with the same champion and both promote, the later silently replacing the other.
         A lock per region: a PostgreSQL advisory lock when the store is PostgreSQL (held across
         machines), else a file lock beside the SQLite store, or for a server store in
-        ``MLOPS_LOCK_DIR`` / ``$MLOPS_HOME/locks`` (shared by every machine that mounts it). Re-entrant in a thread (``promote`` takes it too); another thread of this process
-        waits like another process."""
+        ``MLOPS_LOCK_DIR`` / ``$MLOPS_HOME/locks`` (shared by every machine that mounts it).
+        Re-entrant in a thread (``promote`` takes it too); another thread of this process waits
+        like another process."""
         me = (threading.get_ident(), region)
         with self._thread_lock:
             held = me in self._held

@@ -41,7 +41,8 @@ class MlflowRegistryResource(dg.ConfigurableResource):
     def from_settings(cls, settings: Settings) -> "MlflowRegistryResource":
         # a tracking URI from the environment may carry a database password: Dagster resolves it
         # at run time and shows the variable's name, never its value, in the UI
-        uri = dg.EnvVar("MLFLOW_TRACKING_URI") if os.environ.get("MLFLOW_TRACKING_URI") else settings.mlflow_tracking_uri
+        uri = (dg.EnvVar("MLFLOW_TRACKING_URI") if os.environ.get("MLFLOW_TRACKING_URI")
+               else settings.mlflow_tracking_uri)
         return cls(tracking_uri=uri, artifact_root=settings.mlflow_artifact_root,
                    experiment=f"demand-forecast-{settings.env}", mode=settings.promotion_mode,
                    champion_tolerance=settings.champion_tolerance, stale_after_days=settings.stale_after_days)

@@ -18,10 +18,20 @@ import pandas as pd
 import pyarrow as pa
 
 from mlops_assets.errors import ContractError
-from mlops_assets.locations import (files_in, is_local, local_copy, location, remove_tree, source, upload_folder, url,
-                                    write_atomically)
+from mlops_assets.locations import (
+    files_in,
+    is_local,
+    local_copy,
+    location,
+    remove_tree,
+    source,
+    upload_folder,
+    url,
+    write_atomically,
+)
 from mlops_assets.ml.ensemble import ForecastModel
 from mlops_assets.partitions import split_key
+
 
 def parquet_schema(frame: pd.DataFrame) -> pa.Schema | None:
     """The Arrow schema to store ``frame`` with where a text column holds no value (an empty
@@ -65,7 +75,8 @@ class StorageResource(dg.ConfigurableResource):
         write_atomically(target, lambda where: where.write_bytes(data) if is_local(where) else where.write(data))
         return target
 
-    def read_parquet(self, relative: str, filters: list | None = None, columns: list[str] | None = None) -> pd.DataFrame:
+    def read_parquet(self, relative: str, filters: list | None = None,
+                     columns: list[str] | None = None) -> pd.DataFrame:
         """A stored table, or only its rows matching ``filters`` (pyarrow's [(column, op, value)],
         applied while reading: the rest never becomes a pandas object)."""
         with source(self.path / relative) as f:
