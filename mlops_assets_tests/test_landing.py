@@ -152,3 +152,13 @@ def test_checking_each_distinct_value_once_finds_exactly_what_checking_every_cel
     for name in fast:
         pd.testing.assert_frame_equal(fast[name].valid, slow[name].valid, check_dtype=True)
         pd.testing.assert_frame_equal(fast[name].quarantine, slow[name].quarantine)
+
+
+def test_a_business_without_events_delivers_the_header_alone(small_landing):
+    (small_landing / "events.csv").write_text("date,region,event\n")
+    results = check_landing(small_landing)
+    assert results["events"].problems == [] and results["events"].valid.empty
+    # a master with its header alone is another matter: nothing to build from
+    (small_landing / "products.csv").write_text("product_id,category,velocity\n")
+    assert [str(p) for p in check_landing(small_landing)["products"].problems] == [
+        "products.csv:1: -: file has a header but no data rows"]

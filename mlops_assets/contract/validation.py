@@ -62,6 +62,7 @@ class Table:
     columns: tuple[Column, ...]
     required: bool = True
     extra_numeric: bool = False  # demographics: further columns are numeric features
+    may_be_empty: bool = False  # events: a business with none delivers the header alone
 
     @property
     def is_folder(self) -> bool:
@@ -84,7 +85,7 @@ TABLES: dict[str, Table] = {
         Table("products", "products", _cols("product_id:string category:string velocity:string?")),
         Table("demographics", "demographics",
               _cols("store_id:string population:number median_income:number"), extra_numeric=True),
-        Table("events", "events", _cols("date:date region:string event:string")),
+        Table("events", "events", _cols("date:date region:string event:string"), may_be_empty=True),
         Table("shipments", "shipments/",
               _cols("week_start:date store_id:string product_id:string units_shipped:integer")),
         Table("returns", "returns/",
@@ -137,7 +138,7 @@ def _text_of(series: pd.Series) -> pd.Series:
     return series.map(lambda v: "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
 
 
-def read_text_frame(path: Path, rel: str) -> tuple[pd.DataFrame | None, list[Problem]]:
+def read_text_frame(path: Path, rel: str, may_be_empty: bool = False) -> tuple[pd.DataFrame | None, list[Problem]]:
     """A file as a frame of strings with its file name and line numbers, or the reason it can't be read."""
     if path.suffix not in DATA_SUFFIXES:
         return None, [Problem(rel, 0, "-", "not a CSV or Parquet file; move it out of the landing folder")]
@@ -159,7 +160,7 @@ def read_text_frame(path: Path, rel: str) -> tuple[pd.DataFrame | None, list[Pro
     except Exception as exc:  # noqa: BLE001 - any reader failure is a file-level contract problem
         return None, [Problem(rel, 0, "-", f"unreadable: {type(exc).__name__}: {str(exc).strip()}")]
     frame.columns = [str(c).strip() for c in frame.columns]
-    if frame.empty:
+    if frame.empty and not may_be_empty:
         return None, [Problem(rel, 1, "-", "file has a header but no data rows")]
     frame = frame.reset_index(drop=True)
     frame[FILE_COLUMN] = pd.Categorical.from_codes(np.zeros(len(frame), dtype=np.int8), [rel])
@@ -380,7 +381,7 @@ def check_table(
 
     required = [c.name for c in table.columns if not c.optional]
     for path in files:
-        frame, file_problems = read_text_frame(path, rel[path])
+        frame, file_problems = read_text_frame(path, rel[path], table.may_be_empty)
         if frame is not None:
             missing = [c for c in required if c not in frame.columns]
             file_problems = [Problem(rel[path], 1, c, "required column missing") for c in missing]
