@@ -1,9 +1,12 @@
-"""Real weekly demand in the data contract: Dominick's Finer Foods refrigerated orange juice.
+"""Real weekly demand in the data contract: two data sets of the R package bayesm.
 
     apt-get download r-cran-bayesm && dpkg -x r-cran-bayesm_*.deb /tmp/bayesm   # Debian package, GPL-2+
     .venv/bin/pip install -e '.[bench]'                                          # rdata reads the .rda
     .venv/bin/python bench/real_data.py /tmp/bayesm/usr/lib/R/site-library/bayesm/data/orangeJuice.rda /tmp/oj
+    .venv/bin/python bench/real_data.py /tmp/bayesm/usr/lib/R/site-library/bayesm/data/cheese.rda /tmp/cheese
     .venv/bin/python bench/peers.py --landing /tmp/oj
+
+**Orange juice** (``orangeJuice.rda``):
 
 The data set ``orangeJuice`` of the R package bayesm (also on CRAN) is the scanner data of the
 Dominick's Finer Foods chain (Chicago, 1989-1994; James M. Kilts Center, University of Chicago
@@ -31,6 +34,25 @@ How it is mapped into the contract (nothing is invented except where said):
 - ``weather``: none (the contract's weather folder is optional).
 - Price, deal and feature advertising are in the data but not in the contract: no model here
   sees them, the peers included.
+
+**Sliced cheese** (``cheese.rda``): weekly unit volume of one product (Borden sliced cheese) at
+88 retailers (key accounts) in 46 US markets, 52 to 68 weeks each, with the retailer's price and
+the share of its stores with a display (IRI scanner data as published with bayesm; Rossi,
+Allenby and McCulloch, *Bayesian Statistics and Marketing*, 2005). A second real data set of
+the same kind (a product's weekly sales across many outlets), chosen because it is offline in
+the same Debian package, nobody here made it, and its outlets are whole retail chains: far fewer,
+far larger series than orange juice, one product, no promotions calendar. How it is mapped:
+
+- ``shipments``: ``units_shipped`` = ``VOLUME`` per retailer and week. The data holds no dates:
+  its rows are week after week, each week listing its retailers; a retailer's k-th row is its
+  week k, filed under the k-th Monday from 1990-01-01 (a calendar of convenience: no events).
+- ``stores``: one per retailer; ``region`` = the US Census region of its market (``west``,
+  ``midwest``, ``south``, ``northeast``: a fact of geography); ``format`` = ``large`` when its
+  mean weekly volume over its first 26 weeks is at least the median retailer's; ``zip_code`` =
+  00000 (no weather).
+- ``products``: the one product, category ``cheese``, ``velocity`` left empty (derived).
+- ``demographics``: none in the data: ``population`` and ``median_income`` are 0.
+- Price and display are in the data but not in the contract, as for orange juice.
 """
 
 from __future__ import annotations
@@ -58,37 +80,31 @@ HOLIDAYS = {  # 1990-1992, from the calendar
 }
 
 
+CENSUS = {  # the US Census region of each market of the cheese data
+    "west": ["LOS ANGELES", "SAN DIEGO", "SAN FRANCISCO", "SACRAMENTO", "PHOENIX", "DENVER", "SALT LAKE CITY"],
+    "midwest": ["CHICAGO", "CINCINNATI", "CLEVELAND", "COLUMBUS,OH", "DETROIT", "INDIANAPOLIS", "MILWAUKEE",
+                "ST. LOUIS", "WICHITA"],
+    "south": ["ATLANTA", "BALTI/WASH", "BIRMINGHAM/MONTGOM", "CHARLOTTE", "DALLAS/FT. WORTH", "HOUSTON",
+              "JACKSONVILLE,FL", "LITTLE ROCK", "LOUISVILLE", "MIAMI", "NASHVILLE", "NEW ORLEANS", "OKLAHOMA CITY",
+              "ORLANDO,FL", "RALEIGH/GREENSBORO", "RICHMOND/NORFOLK", "ROANOKE (NEW)", "SAN ANT/CORPUS CHR",
+              "SOUTH CAROLINA", "TAMPA/ST. PETE"],
+    "northeast": ["ALBANY,NY", "BOSTON", "BUFFALO/ROCHESTER", "HARRISBURG/SCRANTN", "HARTFORD", "NEW ENGLAND (NORTH)",
+                  "NEW YORK (NEW)", "PHILADELPHIA", "PITTSBURGH", "SYRACUSE"],
+}
+CHEESE_WEEK_ONE = pd.Timestamp("1990-01-01")  # a Monday: the data has no dates
+
+
 def convert(rda: Path, out: Path) -> dict:
+    """The landing folder of the data set in ``rda`` (orangeJuice or cheese)."""
     import rdata  # the bench extra
 
-    data = rdata.read_rda(str(rda))["orangeJuice"]
-    yx, demo = data["yx"], data["storedemo"]
-    sales = pd.DataFrame({
-        "week_start": WEEK_ONE_MONDAY + pd.to_timedelta((yx["week"].astype(int) - 1) * 7, unit="D"),
-        "store_id": "s" + yx["store"].astype(int).astype(str).str.zfill(3),
-        "product_id": yx["brand"].astype(int).map(BRANDS),
-        "units_shipped": np.round(np.exp(yx["logmove"].astype(float))).astype("int64"),
-    })
-    demo = demo.assign(store_id="s" + demo["STORE"].astype(int).astype(str).str.zfill(3))
-    sales = sales[sales["store_id"].isin(demo["store_id"])]
+    data = rdata.read_rda(str(rda))
+    if "cheese" in data:
+        return convert_cheese(data["cheese"], out)
+    return convert_orange_juice(data["orangeJuice"], out)
 
-    first = sales[sales["week_start"] < sales["week_start"].min() + pd.Timedelta(weeks=26)]
-    volume = first.groupby(["store_id", "week_start"])["units_shipped"].sum().groupby("store_id").mean()
-    tercile = pd.qcut(demo.set_index("store_id")["SSTRDIST"], 3,
-                      labels=["near_discounter", "mid_distance", "far_from_discounter"])
-    stores = pd.DataFrame({"store_id": demo["store_id"]})
-    stores["region"] = stores["store_id"].map(tercile).astype(str)
-    stores["format"] = np.where(stores["store_id"].map(volume) >= volume.median(), "large", "small")
-    stores["zip_code"] = "60601"
-    products = pd.DataFrame({"product_id": list(BRANDS.values()),
-                             "category": [CATEGORY.get(b, "national") for b in BRANDS], "velocity": ""})
-    extra = {c.lower(): demo[c].astype(float).round(6) for c in demo.columns
-             if c not in ("STORE", "INCOME", "store_id")}
-    demographics = pd.DataFrame({"store_id": demo["store_id"], "population": 0,
-                                 "median_income": np.exp(demo["INCOME"].astype(float)).round(0), **extra})
-    events = pd.DataFrame([(d, "*", name) for name, days in HOLIDAYS.items() for d in days],
-                          columns=["date", "region", "event"]).sort_values("date")
 
+def _write(out: Path, stores, products, demographics, events, sales) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     (out / "shipments").mkdir(exist_ok=True)
     stores.to_csv(out / "stores.csv", index=False)
@@ -101,9 +117,67 @@ def convert(rda: Path, out: Path) -> dict:
             "weeks": sales["week_start"].nunique(), "regions": stores["region"].value_counts().to_dict()}
 
 
+def _formats(sales: pd.DataFrame) -> pd.Series:
+    """large or small per store: its mean weekly units over its first 26 weeks against the median store's."""
+    first = sales[sales["week_start"] < sales["week_start"].min() + pd.Timedelta(weeks=26)]
+    volume = first.groupby(["store_id", "week_start"])["units_shipped"].sum().groupby("store_id").mean()
+    return pd.Series(np.where(volume >= volume.median(), "large", "small"), index=volume.index)
+
+
+def convert_cheese(cheese: pd.DataFrame, out: Path) -> dict:
+    region_of = {market: region for region, markets in CENSUS.items() for market in markets}
+    retailer = cheese["RETAILER"].astype(str)
+    names = sorted(retailer.unique())
+    store_of = {name: f"r{i + 1:03d}" for i, name in enumerate(names)}
+    week = retailer.groupby(retailer).cumcount()  # the k-th row of a retailer is its week k
+    sales = pd.DataFrame({"week_start": CHEESE_WEEK_ONE + pd.to_timedelta(week * 7, unit="D"),
+                          "store_id": retailer.map(store_of), "product_id": "borden_sliced_cheese",
+                          "units_shipped": cheese["VOLUME"].astype("int64")})
+    markets = {name: name.split(" - ")[0] for name in names}
+    unknown = sorted({m for m in markets.values() if m not in region_of})
+    if unknown:
+        raise ValueError(f"markets without a Census region: {unknown}")
+    stores = pd.DataFrame({"store_id": [store_of[n] for n in names],
+                           "region": [region_of[markets[n]] for n in names]})
+    stores["format"] = stores["store_id"].map(_formats(sales))
+    stores["zip_code"] = "00000"
+    products = pd.DataFrame({"product_id": ["borden_sliced_cheese"], "category": ["cheese"], "velocity": [""]})
+    demographics = pd.DataFrame({"store_id": stores["store_id"], "population": 0, "median_income": 0})
+    events = pd.DataFrame(columns=["date", "region", "event"])
+    return _write(out, stores, products, demographics, events, sales)
+
+
+def convert_orange_juice(data: dict, out: Path) -> dict:
+    yx, demo = data["yx"], data["storedemo"]
+    sales = pd.DataFrame({
+        "week_start": WEEK_ONE_MONDAY + pd.to_timedelta((yx["week"].astype(int) - 1) * 7, unit="D"),
+        "store_id": "s" + yx["store"].astype(int).astype(str).str.zfill(3),
+        "product_id": yx["brand"].astype(int).map(BRANDS),
+        "units_shipped": np.round(np.exp(yx["logmove"].astype(float))).astype("int64"),
+    })
+    demo = demo.assign(store_id="s" + demo["STORE"].astype(int).astype(str).str.zfill(3))
+    sales = sales[sales["store_id"].isin(demo["store_id"])]
+
+    tercile = pd.qcut(demo.set_index("store_id")["SSTRDIST"], 3,
+                      labels=["near_discounter", "mid_distance", "far_from_discounter"])
+    stores = pd.DataFrame({"store_id": demo["store_id"]})
+    stores["region"] = stores["store_id"].map(tercile).astype(str)
+    stores["format"] = stores["store_id"].map(_formats(sales)).fillna("small")  # no sales in its first weeks
+    stores["zip_code"] = "60601"
+    products = pd.DataFrame({"product_id": list(BRANDS.values()),
+                             "category": [CATEGORY.get(b, "national") for b in BRANDS], "velocity": ""})
+    extra = {c.lower(): demo[c].astype(float).round(6) for c in demo.columns
+             if c not in ("STORE", "INCOME", "store_id")}
+    demographics = pd.DataFrame({"store_id": demo["store_id"], "population": 0,
+                                 "median_income": np.exp(demo["INCOME"].astype(float)).round(0), **extra})
+    events = pd.DataFrame([(d, "*", name) for name, days in HOLIDAYS.items() for d in days],
+                          columns=["date", "region", "event"]).sort_values("date")
+    return _write(out, stores, products, demographics, events, sales)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("rda", type=Path, help="bayesm's data/orangeJuice.rda")
+    parser.add_argument("rda", type=Path, help="bayesm's data/orangeJuice.rda or data/cheese.rda")
     parser.add_argument("out", type=Path, help="the landing folder to write")
     args = parser.parse_args()
     print(convert(args.rda, args.out))
