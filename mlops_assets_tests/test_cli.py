@@ -1,13 +1,17 @@
 """The mlops-assets command and the Dagster CLI on this project, as a person runs them."""
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from mlops_assets.cli import main
 from mlops_assets.config import SAMPLE_LANDING_DIR
-from mlops_assets_tests.conftest import edit_csv
+from mlops_assets_tests.conftest import edit_csv, isolated_home
 
 
 def test_validate_accepts_the_bundled_sample(capsys):
@@ -36,9 +40,17 @@ def test_sample_command_writes_a_valid_landing_folder(tmp_path, capsys):
     assert main(["validate", str(out)]) == 0
 
 
-def test_run_prints_a_summary_per_region_and_table(env, capsys):
-    assert main(["run", "--landing", str(env), "--regions", "south"]) == 0
-    out = capsys.readouterr().out
+@pytest.fixture(scope="module")
+def ran(small_landing_template, tmp_path_factory):
+    """One `mlops-assets run --regions south` in a home of its own: its output and settings."""
+    with isolated_home(small_landing_template, tmp_path_factory, "cli") as landing:
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            assert main(["run", "--landing", str(landing), "--regions", "south"]) == 0
+        yield out.getvalue(), landing
+
+
+def test_run_prints_a_summary_per_region_and_table(ran):
+    out, _ = ran
     assert "region" in out and "south" in out and "north" not in out.split("table")[0]
     assert "shipments" in out and "0 rows quarantined" in out
 
@@ -53,15 +65,14 @@ def _dagster(args, env_vars, cwd):
     return subprocess.run([str(exe), *args], env=env_vars, cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
-def test_dagster_cli_validates_definitions_and_materializes_one_partition(env, tmp_path):
-    assert main(["run", "--landing", str(env), "--regions", "north"]) == 0
+def test_dagster_cli_validates_definitions_and_materializes_one_partition(ran, tmp_path):
     env_vars = {**os.environ}
     validated = _dagster(["definitions", "validate", "-m", "mlops_assets.definitions"], env_vars, tmp_path)
     assert validated.returncode == 0, validated.stderr[-2000:]
     # a fresh partition of one region x week, launched from the Dagster CLI
-    storage = Path(env_vars["MLOPS_HOME"]) / "storage" / "weekly_events" / "north" / "2026-11-09.parquet"
+    storage = Path(env_vars["MLOPS_HOME"]) / "storage" / "weekly_events" / "south" / "2026-11-09.parquet"
     storage.unlink()
     done = _dagster(["asset", "materialize", "-m", "mlops_assets.definitions", "--select", "weekly_events",
-                     "--partition", "north|2026-11-09"], env_vars, tmp_path)
+                     "--partition", "south|2026-11-09"], env_vars, tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert storage.exists()

@@ -414,6 +414,10 @@ def test_the_daemon_conditions_monitors_and_scores_a_new_week(replayed, tmp_path
            "MLOPS_MONITOR_MIX_FLOOR": "1.01", "MLOPS_MONITOR_JS_FLOOR": "1.01", "MLOPS_STALE_DAYS": "365"}
     new_data = dg.RunsFilter(tags={"mlops/trigger": "new_data"})
     earlier = {r.run_id for r in instance.get_runs(filters=new_data)}  # the tests above made some
+    # the two regions' runs side by side, as production takes them (four at most there,
+    # deploy/dagster.prod.yaml); the template runs one at a time, for a laptop
+    config = settings.dagster_home / "dagster.yaml"
+    config.write_text(config.read_text().replace("max_concurrent_runs: 1", "max_concurrent_runs: 2"))
     daemon = subprocess.Popen([str(Path(sys.executable).with_name("dagster-daemon")), "run",
                                "-w", str(REPO_ROOT / "workspace.yaml")],
                               env=env, cwd=tmp_path, stdout=log.open("w"), stderr=subprocess.STDOUT,

@@ -186,9 +186,8 @@ def test_an_unusable_master_fails_its_step_and_the_last_good_version_stays(env):
         run_pipeline(env, ["north"])
 
 
-def test_demand_of_an_undelivered_week_is_refused_not_zero(env):
-    run_pipeline(env, ["north"])
-    settings = Settings.from_env()
+def test_demand_of_an_undelivered_week_is_refused_not_zero(pipeline):
+    _, settings, _ = pipeline
     defs = build_definitions(settings)
     result = defs.resolve_job_def("weekly").execute_in_process(
         instance=dg.DagsterInstance.get(), partition_key="north|2026-11-16", raise_on_error=False,

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 TRIM = 0.25  # of each tail of a week's series log ratios: the mean of the middle half
 MIN_SERIES = 10  # series with a reference level a week needs before its statistics mean anything
@@ -54,9 +53,12 @@ def log_units(values) -> np.ndarray:
 
 
 def trimmed_mean(values: np.ndarray) -> float:
-    values = np.asarray(values, dtype=float)
+    """The mean of the values left when ``TRIM`` of them are cut from each end (scipy's
+    ``trim_mean``: the cut rounds down)."""
+    values = np.sort(np.asarray(values, dtype=float))
     values = values[np.isfinite(values)]
-    return float(stats.trim_mean(values, TRIM)) if len(values) else float("nan")
+    cut = int(TRIM * len(values))
+    return float(values[cut:len(values) - cut].mean()) if len(values) else float("nan")
 
 
 def harmonics(week_of_year) -> np.ndarray:

@@ -30,7 +30,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from mlops_assets.monitoring import levels
 from mlops_assets.monitoring.statistics import js_distance
@@ -71,6 +70,8 @@ class MonitorLimits:
     def z_limit(self, weeks: int, tests: int = 1, false_alarm: float | None = None) -> float:
         """|z| a statistic must reach, given ``weeks`` calibration weeks behind its scale, when
         ``tests`` statistics share the false-alarm rate (Bonferroni)."""
+        from scipy import stats  # here: every process that loads the settings would pay half a second
+
         tail = 1 - (false_alarm or self.false_alarm) / 2 / tests
         return float(stats.t.ppf(tail, df=max(weeks - 1, 1)) if weeks < 60 else stats.norm.ppf(tail))
 

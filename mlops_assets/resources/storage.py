@@ -37,7 +37,8 @@ def parquet_schema(frame: pd.DataFrame) -> pa.Schema | None:
     """The Arrow schema to store ``frame`` with where a text column holds no value (an empty
     table, a column nobody filled): as text, where Parquet would store the null type, on which a
     reader's filter (``store_id in [...]``) fails. None where Arrow's own inference serves."""
-    empty_text = [c for c in frame.columns if frame[c].dtype == object and frame[c].isna().all()]
+    # first_valid_index stops at the first value: a column with one is never scanned to the end
+    empty_text = [c for c in frame.columns if frame[c].dtype == object and frame[c].first_valid_index() is None]
     if not empty_text:
         return None
     schema = pa.Schema.from_pandas(frame, preserve_index=False)
