@@ -44,8 +44,10 @@ the same Debian package, nobody here made it, and its outlets are whole retail c
 far larger series than orange juice, one product, no promotions calendar. How it is mapped:
 
 - ``shipments``: ``units_shipped`` = ``VOLUME`` per retailer and week. The data holds no dates:
-  its rows are week after week, each week listing its retailers; a retailer's k-th row is its
-  week k, filed under the k-th Monday from 1990-01-01 (a calendar of convenience: no events).
+  its rows are week after week, each week listing its retailers, and a retailer has 52 to 68 of
+  them. Every retailer's series is taken to end in the last week (one that ended early would
+  read, under the contract, as weeks of zero demand): its last row is week 68, filed under
+  Mondays from 1990-01-01 (a calendar of convenience: no events).
 - ``stores``: one per retailer; ``region`` = the US Census region of its market (``west``,
   ``midwest``, ``south``, ``northeast``: a fact of geography); ``format`` = ``large`` when its
   mean weekly volume over its first 26 weeks is at least the median retailer's; ``zip_code`` =
@@ -129,7 +131,9 @@ def convert_cheese(cheese: pd.DataFrame, out: Path) -> dict:
     retailer = cheese["RETAILER"].astype(str)
     names = sorted(retailer.unique())
     store_of = {name: f"r{i + 1:03d}" for i, name in enumerate(names)}
-    week = retailer.groupby(retailer).cumcount()  # the k-th row of a retailer is its week k
+    # a retailer's k-th row is its week k, counted back from the last week: every series ends there
+    rows = retailer.groupby(retailer).transform("size")
+    week = retailer.groupby(retailer).cumcount() + (rows.max() - rows)
     sales = pd.DataFrame({"week_start": CHEESE_WEEK_ONE + pd.to_timedelta(week * 7, unit="D"),
                           "store_id": retailer.map(store_of), "product_id": "borden_sliced_cheese",
                           "units_shipped": cheese["VOLUME"].astype("int64")})
