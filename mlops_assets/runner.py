@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from mlops_assets import config
@@ -36,6 +37,7 @@ from mlops_assets.automation.jobs import (
 from mlops_assets.automation.sensors import monitored_span
 from mlops_assets.location import execute_in_location
 from mlops_assets.locations import location, source, url
+from mlops_assets.ml import quantiles
 from mlops_assets.ml.metrics import METRICS
 from mlops_assets.monitoring.replay import replay_region
 from mlops_assets.partitions import region_partitions, week_to_score
@@ -271,15 +273,46 @@ def _run_region(defs: dg.Definitions, instance: dg.DagsterInstance, settings: co
                              and not e.asset_check_evaluation_data.passed},
             "evaluation": model.evaluation, "segments": evaluation_json(model)}
         if model.segments:  # else nothing was held out or forecast: nothing to replay
+            holdout = _storage(settings).read_parquet(f"holdout_forecasts/{region}/{result.run_id}.parquet")
+            summary.models[region]["holdout_totals"] = holdout_totals(holdout)
             summary.replay[region] = replay_region(
                 region, _stored(settings, "features", region, model.evaluation["holdout"]["first_week"]),
-                _storage(settings).read_parquet(f"holdout_forecasts/{region}/{result.run_id}.parquet"),
+                holdout,
                 model.holdout_reference, model.evaluation, _week_before(model.evaluation["holdout"]["first_week"]),
                 settings.monitor, settings.retrain)
         # without a champion the baseline serves (marked, with an alert): a region is never unforecast
         _execute(defs, SCORING, instance, summary, on_stage=on_stage, label=f"scoring {region} {score_week}",
                  partition_key=f"{region}|{score_week}", tags=MANUAL)
         summary.models[region]["scored_week"] = score_week
+
+
+def holdout_totals(holdout: pd.DataFrame) -> dict:
+    """Sums over a region's holdout forecasts from which the figures of several regions pooled
+    follow: rows, demand, forecast, absolute error, and the actuals below each quantile."""
+    actual, forecast = holdout["target"].to_numpy(dtype=float), holdout["ensemble"].to_numpy(dtype=float)
+    out = {"rows": len(holdout), "actual": float(actual.sum()), "forecast": float(forecast.sum()),
+           "abs_error": float(np.abs(forecast - actual).sum())}
+    for name, level in zip(quantiles.NAMES, quantiles.LEVELS):
+        if name in holdout:
+            q = holdout[name].to_numpy(dtype=float)
+            out[f"below_{name}"] = int((actual < q).sum())
+            out[f"pinball_{name}"] = quantiles.pinball(actual, q, level) * len(holdout)
+    return out
+
+
+def pooled(totals: list[dict]) -> dict:
+    """All regions' holdout rows as one: WAPE, bias (total forecast / total demand - 1), the share
+    of actuals below P10, P50 and P90 and their pinball losses."""
+    rows, actual = sum(t["rows"] for t in totals), sum(t["actual"] for t in totals)
+    if not rows:
+        return {}
+    out = {"rows": rows, "wape": sum(t["abs_error"] for t in totals) / actual if actual else None,
+           "bias_ratio": sum(t["forecast"] for t in totals) / actual - 1 if actual else None}
+    for name in quantiles.NAMES:
+        if all(f"below_{name}" in t for t in totals):
+            out[f"below_{name}"] = sum(t[f"below_{name}"] for t in totals) / rows
+            out[f"pinball_{name}"] = sum(t[f"pinball_{name}"] for t in totals) / rows
+    return out
 
 
 def lanes(requested: int | None, regions: int, shipment_rows: int) -> int:
@@ -613,9 +646,11 @@ def report_json(summary: RunSummary) -> dict:
             "holdout_first_week": model["evaluation"]["holdout"]["first_week"],
             "scored_week": model.get("scored_week"),
             "segments": model["segments"],
-            "region": {m: {k: region_eval[m][k] for k in METRICS} for m in MEMBERS if m in region_eval}
-            | ({"mape_reduction_vs_baseline": region_eval["mape_reduction_vs_baseline"]} if region_eval else {}),
+            "region": {m: {k: region_eval[m].get(k) for k in METRICS} for m in MEMBERS if m in region_eval}
+            | ({"mape_reduction_vs_baseline": region_eval["mape_reduction_vs_baseline"]} if region_eval else {})
+            | {k: region_eval[k] for k in ("quantiles", "baseline_quantiles") if k in region_eval},
         }
+    out["pooled"] = pooled([m["holdout_totals"] for m in summary.models.values() if "holdout_totals" in m])
     out["drift"] = {r: rep["drift"] for r, rep in summary.replay.items()}
     out["levels"] = {r: rep["levels"] for r, rep in summary.replay.items()}
     out["accuracy"] = {r: rep["accuracy"] for r, rep in summary.replay.items()}
@@ -659,16 +694,28 @@ def _models_table(summary: RunSummary) -> str:
             if "skipped" in report:
                 rows.append({"region": region, "segment": segment, "ensemble": "skipped: " + report["skipped"]})
                 continue
-            rows.append({"region": region, "segment": segment,
-                         **{m: round(report[m]["mape"], 3) for m in MEMBERS},
-                         "reduction": f"{report['mape_reduction_vs_baseline']:.0%}"})
+            rows.append({"region": region, "segment": segment, **_model_row(report)})
         region_eval = model["evaluation"].get("region")
         if region_eval:
-            rows.append({"region": region, "segment": "(all)",
-                         **{m: round(region_eval[m]["mape"], 3) for m in MEMBERS},
-                         "reduction": f"{region_eval['mape_reduction_vs_baseline']:.0%}"})
+            rows.append({"region": region, "segment": "(all)", **_model_row(region_eval)})
     table = pd.DataFrame(rows).fillna("")
-    return "holdout MAPE (actual > 0), one week ahead:\n" + table.to_string(index=False)
+    lines = ["holdout MAPE (actual > 0), one week ahead; the ensemble's bias (total forecast / total demand - 1) "
+             "and the share of actuals below its P10 / P50 / P90 (nominal 0.10 / 0.50 / 0.90):",
+             table.to_string(index=False)]
+    both = pooled([m["holdout_totals"] for m in summary.models.values() if "holdout_totals" in m])
+    if both and len(summary.models) > 1 and "below_p10" in both:
+        lines.append(f"all regions pooled: WAPE {both['wape']:.3f}, bias {both['bias_ratio']:+.1%}, below P10 / P50 / "
+                     f"P90 {both['below_p10']:.2f} / {both['below_p50']:.2f} / {both['below_p90']:.2f}")
+    return "\n".join(lines)
+
+
+def _model_row(report: dict) -> dict:
+    q = report.get("quantiles") or {}
+    return {**{m: round(report[m]["mape"], 3) for m in MEMBERS},
+            "reduction": f"{report['mape_reduction_vs_baseline']:.0%}",
+            "bias": f"{report['ensemble'].get('bias_ratio', float('nan')):+.1%}",
+            "P10/P50/P90": (f"{q['below_p10']:.2f}/{q['below_p50']:.2f}/{q['below_p90']:.2f}"
+                            if "below_p10" in q else "")}
 
 
 def format_summary(summary: RunSummary) -> str:

@@ -56,6 +56,9 @@ def small_landing(small_landing_template, tmp_path) -> Path:
     return out
 
 
+TOY_COVERAGE_TOL = "0.5"  # see isolated_env
+
+
 def isolated_env(mp: pytest.MonkeyPatch, root: Path, landing: Path) -> None:
     """Point every setting at ``root`` so a test never touches the developer's .mlops/."""
     mp.setenv("MLOPS_HOME", str(root / "home"))
@@ -65,6 +68,11 @@ def isolated_env(mp: pytest.MonkeyPatch, root: Path, landing: Path) -> None:
     mp.delenv("MLOPS_FIRST_WEEK", raising=False)
     mp.delenv("MLOPS_FIRST_SCORED_WEEK", raising=False)
     mp.delenv("MLOPS_ENV", raising=False)
+    # the trainable toy (6 stores, 60 weeks, no full year) drifts through its 13 holdout weeks
+    # faster than its small models follow: 0.57 to 0.75 of actuals below their P90 where the
+    # validation weeks calibrated 0.90. The tests are about the system around the models; the
+    # coverage rule has its own test (test_models) and the band its benchmark (bench/peers.py)
+    mp.setenv("MLOPS_COVERAGE_TOL", TOY_COVERAGE_TOL)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops_assets_tests.conftest import edit_csv
+from mlops_assets_tests.conftest import TOY_COVERAGE_TOL, edit_csv
 from mlops_assets_tests.servers import AZURITE_KEY, azurite_server
 
 BIN = Path(sys.executable).parent
@@ -75,7 +75,7 @@ def test_the_whole_pipeline_runs_with_every_byte_on_azure_blob_storage(trainable
                    MLOPS_STORAGE_ROOT="az://data/mlops",
                    MLOPS_MLFLOW_ARTIFACTS="wasbs://mlflow@devstoreaccount1.blob.core.windows.net/artifacts",
                    # credentials only from the environment: adlfs and MLflow both read this
-                   AZURE_STORAGE_CONNECTION_STRING=connection)
+                   AZURE_STORAGE_CONNECTION_STRING=connection, MLOPS_COVERAGE_TOL=TOY_COVERAGE_TOL)
         run = subprocess.run([str(BIN / "mlops-assets"), "run", "--regions", "north"], env=env, cwd=tmp_path,
                              capture_output=True, text=True, timeout=600)
         assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]

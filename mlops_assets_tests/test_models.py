@@ -286,7 +286,10 @@ def test_the_performance_gate_knows_the_naive_peers(trained):
     assert ok["region"]["last_value_mape"] == model.evaluation["region"]["last_value"]["mape"]
 
     def judged(**region_changes):
+        # from a region that meets every peer rule, so each change below trips exactly its own
         ev = json.loads(json.dumps(model.evaluation))
+        ev["region"]["quantiles"].update({"below_p10": 0.1, "below_p50": 0.5, "below_p90": 0.9})
+        ev["region"]["ensemble"]["bias_ratio"] = ev["region"]["baseline"]["bias_ratio"] = 0.0
         for member, changes in region_changes.items():
             ev["region"][member].update(changes)
         clone = ForecastModel(model.region, model.as_of_week, model.segments, model.skipped, model.config, ev)
@@ -296,8 +299,10 @@ def test_the_performance_gate_knows_the_naive_peers(trained):
     assert "not below last value's" in judged(last_value={"mape": ens["mape"] * 0.99})["reason"]
     base = model.evaluation["region"]["baseline"]
     assert "RMSE at actual = 0" in judged(ensemble={"rmse0": 2 * base["rmse0"]})["reason"]
-    far = 3 * abs(base["bias"]) + model.evaluation["region"]["mean_actual"]
-    assert "bias" in judged(ensemble={"bias": -far})["reason"]
+    assert "the forecasts total -20.0% against demand, beyond +-10%" in judged(ensemble={"bias_ratio": -0.2})["reason"]
+    assert "WAPE" in judged(ensemble={"wape": base["wape"] * 1.01})["reason"]
+    quantiles = {**model.evaluation["region"]["quantiles"], "below_p90": 0.6}
+    assert "60% of actuals below P90 (nominal 90%" in judged(quantiles=quantiles)["reason"]
 
 
 def test_attributions_follow_what_each_member_reads(features, trained):

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_assets.ml.peers import LAG_INPUTS, compare, peer_forecasts
+from mlops_assets.ml.peers import LAG_INPUTS, band_columns, compare, peer_forecasts
 
 
 def test_metrics_and_reductions_match_hand_computed_values():
@@ -42,7 +42,10 @@ def test_peers_forecast_from_each_rows_lags_and_the_fitted_one_learns_the_rule()
     panel = _panel(30, 0)
     train, holdout = panel[panel["week_start"] < panel["week_start"].unique()[-4]], panel.tail(240)
     peers = peer_forecasts(train, holdout, with_lightgbm=False)
-    assert list(peers.columns) == ["historical_average", "last_value", "seasonal_naive", "lasso_lags"]
+    assert list(peers.columns) == ["historical_average", "last_value", "seasonal_naive", "lasso_lags",
+                                   "historical_average_p10", "historical_average_p50", "historical_average_p90"]
+    band = peers[band_columns(peers, "historical_average")].to_numpy()  # a Poisson count's around the mean
+    assert (band >= 0).all() and (np.diff(band, axis=1) >= 0).all()
     np.testing.assert_array_equal(peers["last_value"], holdout["lag_1"])
     np.testing.assert_array_equal(peers["seasonal_naive"], holdout["lag_52"])
     np.testing.assert_array_equal(peers["historical_average"], holdout["mean_52"])

@@ -130,6 +130,34 @@ def test_the_registered_model_forecasts_exactly_like_the_stored_one(home):
                                   stored.predict(features).drop(columns="model_version"))
 
 
+PYFUNC = """
+import json, sys
+import mlflow, pandas as pd
+mlflow.set_tracking_uri(sys.argv[1])
+model = mlflow.pyfunc.load_model("models:/demand-forecast-north@champion")
+out = model.predict(pd.read_parquet(sys.argv[2]))
+outputs = [c["name"] for c in model.metadata.get_output_schema().to_dict()]
+print(json.dumps({"columns": list(out.columns), "outputs": outputs, "rows": len(out),
+                  "ordered": bool(((out.p10 <= out.p50) & (out.p50 <= out.p90)).all()),
+                  "negative": int((out[["p10", "p50", "p90", "forecast"]] < 0).sum().sum())}))
+"""
+
+
+def test_the_champion_loads_as_a_pyfunc_anywhere_and_forecasts_its_quantiles(home, tmp_path):
+    """A user's own process in another working directory, only the tracking URI in hand, gets the
+    point forecast and its P10 / P50 / P90 per row, ordered and never negative, and the model's
+    signature names them."""
+    features = home.storage_root / "features" / "north" / f"{NEXT_WEEK}.parquet"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "DAGSTER_"))}
+    done = subprocess.run([sys.executable, "-c", PYFUNC, home.mlflow_tracking_uri, str(features)], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert {"forecast", "p10", "p50", "p90", "store_id", "product_id", "week_start"} <= set(got["columns"])
+    assert {"forecast", "p10", "p50", "p90"} <= set(got["outputs"])
+    assert got["rows"] == len(pd.read_parquet(features)) and got["ordered"] and got["negative"] == 0
+
+
 def _shuffle_targets(settings, region):
     """Corrupt the stored training features: every target moved to a random other row."""
     rng = np.random.default_rng(0)

@@ -92,9 +92,12 @@ def test_run_reports_every_segment_of_every_region(trained):
     for region in report["regions"].values():
         assert set(region["segments"]) == set(SEGMENTS)
         for segment in region["segments"].values():
-            assert set(segment) == {"ensemble", "lasso", "nn", "baseline", "mape_reduction_vs_baseline"}
-            assert set(segment["ensemble"]) == {"mape", "wape", "rmse0", "rmse", "bias"}
+            assert set(segment) == {"ensemble", "lasso", "nn", "baseline", "mape_reduction_vs_baseline", "quantiles"}
+            assert set(segment["ensemble"]) == {"mape", "wape", "rmse0", "rmse", "bias", "bias_ratio"}
             assert 0 < segment["ensemble"]["mape"] < 1
+            band = segment["quantiles"]  # the share of actuals below each quantile, and its pinball loss
+            assert set(band) == {f"{kind}_{name}" for kind in ("below", "pinball") for name in ("p10", "p50", "p90")}
+            assert 0 <= band["below_p10"] <= band["below_p50"] <= band["below_p90"] <= 1
     json.dumps(report, allow_nan=False)  # strict JSON: no NaN tokens
 
 

@@ -236,7 +236,8 @@ def build_forecast_accuracy(partitions_def: dg.MultiPartitionsDefinition) -> dg.
             frames.append(accuracy)
             region_row = accuracy[accuracy["scope"] == "region"].iloc[0]
             evaluated[f"{region}|{week}"] = {k: float(region_row[k]) for k in
-                                             ("mape", "baseline_mape", "degradation", "rows")}
+                                             ("mape", "baseline_mape", "degradation", "rows", "bias_ratio",
+                                              "below_p10", "below_p50", "below_p90") if k in region_row}
             found += alerting.accuracy_alerts(region, week, accuracy, rules)
             if release is not None:  # the level signals: against the serving model's reference
                 model = models.load(release)
@@ -263,6 +264,8 @@ def build_forecast_accuracy(partitions_def: dg.MultiPartitionsDefinition) -> dg.
                 {"status": "evaluated", **({"verdict": _verdict(a)} if a else {}),
                  "realized_mape": v["mape"], "baseline_mape": v["baseline_mape"],
                  "degradation": v["degradation"], "rows": int(v["rows"]),
+                 # the band's realized calibration: the share of actuals below each quantile
+                 **{k: v[k] for k in ("below_p10", "below_p50", "below_p90") if k in v},
                  **(_plotted(a, ("demand", "error")) if a else {}),
                  **({"bias": float(a["bias"])} if a and a.get("bias") is not None else {})}, partition_key=key)
         yield dg.Output(out)

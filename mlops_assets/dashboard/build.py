@@ -137,8 +137,9 @@ class _Region:
         self.drift = pd.concat(_read_weeks(storage, "drift_metrics", region, _weeks(storage, "drift_metrics", region))
                                or [pd.DataFrame()], ignore_index=True)
         actual = [w for w in _weeks(storage, "net_demand", region) if w in set(weeks)]
-        self.actual = {w: float(frame["net_demand"].sum()) for w, frame in
-                       zip(actual, _read_weeks(storage, "net_demand", region, actual, columns=["net_demand"]))}
+        self.demand = dict(zip(actual, _read_weeks(storage, "net_demand", region, actual,
+                                                   columns=["store_id", "product_id", "net_demand"])))
+        self.actual = {w: float(frame["net_demand"].sum()) for w, frame in self.demand.items()}
 
     def weekly(self) -> pd.DataFrame:
         """Per week: forecast, baseline and actual totals and MAPEs. The holdout weeks are the
@@ -149,6 +150,8 @@ class _Region:
             for week, part in self.holdout.groupby("week_start"):
                 rows.append({"week": week.strftime("%Y-%m-%d"), "source": "holdout",
                              "forecast": part["ensemble"].sum(), "baseline": part["baseline"].sum(),
+                             "p10": part["p10"].sum() if "p10" in part else None,
+                             "p90": part["p90"].sum() if "p90" in part else None,
                              "actual": part["target"].sum(), "mape": metrics.mape(part["target"], part["ensemble"]),
                              "baseline_mape": metrics.mape(part["target"], part["baseline"])})
         realized = {}
@@ -163,8 +166,42 @@ class _Region:
             r = realized.get(week, {})
             rows.append({"week": week, "source": "served", "forecast": float(scores["forecast"].sum()),
                          "baseline": None, "actual": self.actual.get(week),
+                         "p10": float(scores["p10"].sum()) if "p10" in scores else None,
+                         "p90": float(scores["p90"].sum()) if "p90" in scores else None,
                          "mape": r.get("mape"), "baseline_mape": r.get("baseline_mape")})
         return pd.DataFrame(rows).sort_values("week").reset_index(drop=True) if rows else pd.DataFrame()
+
+    def stocking(self) -> dict | None:
+        """What stocking every store and product to its P90 forecast would have left over or left
+        short, summed over the weeks that served forecasts and whose actuals landed (the holdout
+        weeks when none has yet)."""
+        parts, source = [], "served"
+        for week, scores in self.scores:
+            if week in self.demand and len(scores) and "p90" in scores:
+                demand = self.demand[week]
+                joined = scores[["store_id", "product_id", "p90"]].merge(
+                    demand, on=["store_id", "product_id"], how="outer")
+                parts.append(pd.DataFrame({"stock": joined["p90"].fillna(0.0),
+                                           "demand": joined["net_demand"].fillna(0.0)}))
+        if not parts and len(self.holdout) and "p90" in self.holdout:
+            parts, source = [pd.DataFrame({"stock": self.holdout["p90"], "demand": self.holdout["target"]})], "holdout"
+        if not parts:
+            return None
+        rows = pd.concat(parts, ignore_index=True)
+        weeks = len([w for w, s in self.scores if w in self.demand]) if source == "served" else \
+            self.holdout["week_start"].nunique()
+        return stocking_summary(rows["stock"], rows["demand"]) | {"weeks": weeks, "source": source}
+
+
+def stocking_summary(stock, demand) -> dict:
+    """Units stocked and demanded, left over (stocked, not sold) and short (demanded, not stocked)
+    when every row is stocked to ``stock``; fill rate = demand served / demand."""
+    stock, demand = np.asarray(stock, dtype=float), np.asarray(demand, dtype=float)
+    over, short = np.clip(stock - demand, 0, None).sum(), np.clip(demand - stock, 0, None).sum()
+    total = demand.sum()
+    return {"stocked": float(stock.sum()), "demand": float(total), "left_over": float(over), "short": float(short),
+            "fill_rate": float(1 - short / total) if total > 0 else float("nan"),
+            "rows_short": float(np.mean(demand > stock)) if len(demand) else float("nan")}
 
 
 def build_dashboard(storage: StorageResource, instance: dg.DagsterInstance, registry: Registry,
@@ -232,10 +269,24 @@ def _business(regions: dict[str, _Region], links: Links, target: float) -> tuple
             out.append('<p class="none">no forecasts yet</p></div>')
             continue
         x = weekly["week"].tolist()
+        band = None
+        if "p10" in weekly and weekly["p10"].notna().any():
+            band = (weekly["p10"].tolist(), weekly["p90"].tolist(), "forecast P10 to P90")
         out.append(line_chart(x, {"actual": weekly["actual"].tolist(),
                                   "forecast (ensemble)": weekly["forecast"].tolist(),
                                   "baseline": weekly["baseline"].tolist()},
-                              f"{name}: forecast vs actual units per week", dashed=("baseline",), y_label="units"))
+                              f"{name}: forecast vs actual units per week", dashed=("baseline",), y_label="units",
+                              band=band))
+        stock = r.stocking()
+        if stock:
+            where = "served weeks with actuals" if stock["source"] == "served" else \
+                "holdout weeks (no served week has its actuals yet)"
+            out.append(f'<p class="stocking">Stocking every store and product to its P90 over the {stock["weeks"]} '
+                       f'{where}: {stock["stocked"]:,.0f} units for {stock["demand"]:,.0f} demanded; '
+                       f'<b>{stock["left_over"]:,.0f} left over</b> '
+                       f'({stock["left_over"] / max(stock["demand"], 1):.0%} of demand), '
+                       f'<b>{stock["short"]:,.0f} short</b> (fill rate {stock["fill_rate"]:.1%}, '
+                       f'{stock["rows_short"]:.0%} of store-product weeks short).</p>')
         out.append(line_chart(x, {"ensemble MAPE": weekly["mape"].tolist(),
                                   "baseline MAPE": weekly["baseline_mape"].tolist()},
                               f"{name}: MAPE per week (target {target})", hline=(target, f"target {target}"),

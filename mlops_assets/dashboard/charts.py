@@ -37,13 +37,16 @@ def _fmt(v: float) -> str:
 
 def line_chart(x: Sequence[str], series: dict[str, Sequence[float | None]], title: str, *, width: int = 560,
                height: int = 220, hline: tuple[float, str] | None = None, dashed: Sequence[str] = (),
-               y_label: str = "") -> str:
+               y_label: str = "", band: tuple[Sequence, Sequence, str] | None = None) -> str:
     """One line per series over the categorical x (weeks); ``None`` leaves a gap; ``hline``: (value,
-    label) drawn as a red reference line (a target)."""
+    label) drawn as a red reference line (a target); ``band``: (lower, upper, label) shaded under
+    the lines."""
     left, right, top, bottom = 56, 12, 28, 40
     values = [v for s in series.values() for v in s if v is not None and math.isfinite(v)]
     if hline:
         values.append(hline[0])
+    if band:
+        values += [v for v in band[1] if v is not None and math.isfinite(v)]
     if not x or not values:
         return _empty(title, width, height)
     lo, hi = min(0.0, min(values)), max(values) * 1.08 or 1.0
@@ -62,6 +65,8 @@ def line_chart(x: Sequence[str], series: dict[str, Sequence[float | None]], titl
         if (i % every == 0 and len(x) - 1 - i >= every / 2) or i == len(x) - 1:
             out.append(f'<text x="{px(i):.1f}" y="{top + h + 14}" text-anchor="middle" font-size="10">'
                        f'{esc(label)}</text>')
+    if band:
+        out.append(_band(band, px, py, left, height))
     if hline:
         out.append(f'<line x1="{left}" x2="{left + w}" y1="{py(hline[0]):.1f}" y2="{py(hline[0]):.1f}" '
                    f'stroke="#d62728" stroke-dasharray="4 3"><title>{esc(hline[1])}</title></line>'
@@ -88,6 +93,29 @@ def line_chart(x: Sequence[str], series: dict[str, Sequence[float | None]], titl
                    f'text-anchor="middle">{esc(y_label)}</text>')
     out.append("</svg>")
     return "".join(out)
+
+
+def _band(band, px, py, left: float, height: float) -> str:
+    """The shaded area between two series, one polygon per run of weeks where both exist, and its
+    legend entry at the right of the legend row."""
+    lower, upper, label = band
+    out, run = [], []
+    for i, (lo, hi) in enumerate([*zip(lower, upper), (None, None)]):
+        if lo is not None and hi is not None and math.isfinite(lo) and math.isfinite(hi):
+            run.append((i, lo, hi))
+            continue
+        if run:
+            points = [f"{px(j):.1f},{py(h):.1f}" for j, _, h in run] + \
+                     [f"{px(j):.1f},{py(low):.1f}" for j, low, _ in reversed(run)]
+            out.append(f'<polygon points="{" ".join(points)}" fill="{BAND_COLOR}" fill-opacity="0.25" stroke="none">'
+                       f'<title>{esc(label)}</title></polygon>')
+            run = []
+    out.append(f'<rect x="{left + 366}" y="{height - 18}" width="10" height="10" fill="{BAND_COLOR}" '
+               f'fill-opacity="0.25"/><text x="{left + 380}" y="{height - 10}" font-size="10">{esc(label)}</text>')
+    return "".join(out)
+
+
+BAND_COLOR = "#ff7f0e"  # the forecast's colour: its band
 
 
 def bar_chart(labels: Sequence[str], series: dict[str, Sequence[float]], title: str, *, width: int = 560,

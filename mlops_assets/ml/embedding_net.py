@@ -16,10 +16,12 @@ ID_DROPOUT = 0.05
 
 class EmbeddingNet(nn.Module):
     """``n_segment`` > 0: one network for a region's segments, the segment as a fifth embedding
-    (categorical column 4), so thin segments borrow strength from the others."""
+    (categorical column 4), so thin segments borrow strength from the others. ``quantiles``:
+    levels of further outputs beside the point forecast, each the level's quantile of log demand
+    (quantiles survive the log: the level's quantile of demand is its ``expm1``)."""
 
     def __init__(self, n_store: int, n_product: int, n_category: int, n_numeric: int, hidden: int = 64,
-                 n_segment: int = 0):
+                 n_segment: int = 0, quantiles: tuple | list = ()):
         super().__init__()
         self.store = nn.Embedding(n_store, EMBED["store"])
         self.product = nn.Embedding(n_product, EMBED["product"])
@@ -27,15 +29,17 @@ class EmbeddingNet(nn.Module):
         self.week = nn.Embedding(54, EMBED["week"])
         self.segment = nn.Embedding(n_segment, EMBED["segment"]) if n_segment else None
         width = n_numeric + sum(v for k, v in EMBED.items() if k != "segment" or n_segment)
+        self.quantiles = tuple(float(q) for q in quantiles)
         self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Linear(hidden, hidden // 2), nn.ReLU(),
-                                 nn.Linear(hidden // 2, 1))
+                                 nn.Linear(hidden // 2, 1 + len(self.quantiles)))
 
     def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
         parts = [numeric, self.store(categorical[:, 0]), self.product(categorical[:, 1]),
                  self.category(categorical[:, 2]), self.week(categorical[:, 3])]
         if self.segment is not None:
             parts.append(self.segment(categorical[:, 4]))
-        return self.mlp(torch.cat(parts, dim=1)).squeeze(1)
+        out = self.mlp(torch.cat(parts, dim=1))
+        return out.squeeze(1) if not self.quantiles else out  # the point alone, or point and quantiles
 
 
 def _tensors(numeric, categorical, y=None):
@@ -61,6 +65,25 @@ def relative_error(pred_log: torch.Tensor, target_log: torch.Tensor) -> torch.Te
 
 
 LOSSES = {"mse_log": nn.MSELoss(), "mape": relative_error}
+
+
+def pinball(pred_log: torch.Tensor, target_log: torch.Tensor, level: float) -> torch.Tensor:
+    """The quantile (pinball) loss of ``level``: its minimum is the level's quantile."""
+    d = target_log - pred_log
+    return torch.maximum(level * d, (level - 1.0) * d).mean()
+
+
+def combined_loss(point_loss, quantiles: tuple):
+    """The point's loss on output 0, plus each quantile output's pinball loss."""
+    if not quantiles:
+        return point_loss
+
+    def loss(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        total = point_loss(out[:, 0], target)
+        for k, level in enumerate(quantiles, start=1):
+            total = total + pinball(out[:, k], target, level)
+        return total
+    return loss
 
 
 # An epoch is at most this many rows, drawn afresh each epoch, in minibatches of at least
@@ -90,7 +113,7 @@ def train(numeric, categorical, y, sizes: dict, seed: int, epochs: int, val=None
     opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=1e-5)
     x_num, x_cat, target = _tensors(numeric, categorical, y)
     val_t = _tensors(*val) if val is not None else None
-    loss_fn = LOSSES[loss]
+    loss_fn = combined_loss(LOSSES[loss], tuple(sizes.get("quantiles", ())))
 
     def val_loss() -> float:
         net.eval()
@@ -131,6 +154,13 @@ def train(numeric, categorical, y, sizes: dict, seed: int, epochs: int, val=None
 
 
 def predict_log(net: EmbeddingNet, numeric, categorical) -> np.ndarray:
+    """The point forecast, log units."""
+    out = predict_outputs(net, numeric, categorical)
+    return out[:, 0] if out.ndim == 2 else out
+
+
+def predict_outputs(net: EmbeddingNet, numeric, categorical) -> np.ndarray:
+    """Every output, log units: the point, or a column for the point and one per quantile level."""
     x_num, x_cat = _tensors(numeric, categorical)
     with torch.no_grad():
         return net(x_num, x_cat).numpy().astype(np.float64)

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mlops_assets.ml import lasso, metrics, parallel
+from mlops_assets.ml import lasso, metrics, parallel, quantiles
 from mlops_assets.ml.featurize import KEY, at_forecast_time, impute_history
 from mlops_assets.ml.lazy import LazyModule
 from mlops_assets.ml.preprocess import Preprocessor
@@ -51,9 +51,10 @@ MIN_CHOICE_ROWS = 50  # a segment's rows before the validation weeks needed to c
 # 2: history missing not zero, weather as forecast, the region's network (1: before). Metrics
 # recorded under another protocol are not compared with this one's.
 EVALUATION_PROTOCOL = 2
-# 3: one network per region shared by its segments (2: a network per segment, weights as NPZ;
-# 1: torch.save). Format 2 still loads.
-FORMAT_VERSION = 3
+# 4: the network has quantile heads (P10, P50, P90); 3: one network per region shared by its
+# segments (2: a network per segment, weights as NPZ; 1: torch.save). Formats 2 and 3 still load
+# (their quantiles: a Poisson count around the forecast).
+FORMAT_VERSION = 4
 PROFILES = ("reference", "holdout_reference")  # JSON files beside model.json
 BASELINE_VERSION = "baseline"  # the model_version of forecasts made without a model (no champion)
 
@@ -105,11 +106,19 @@ class SegmentModel:
     nn_pre: Preprocessor | None = None  # None: a per-segment network (model format 2) reads ``pre``
 
     def members(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Each member's forecast and the ensemble's, in units; ``quantiles`` (rows x levels of
+        ``quantiles.LEVELS``): the network's spread of quantiles around the ensemble's forecast,
+        calibrated for the segment (a network without quantile heads, model format 3: a Poisson
+        count around the ensemble)."""
         lasso_log = lasso.predict_log(self.lasso, self.pre.lasso_design(frame))
-        nn_log = embedding_net.predict_log(self.net, *_nn_inputs(self.nn_pre or self.pre, frame,
-                                                                 pooled=self.nn_pre is not None))
+        nn_out = embedding_net.predict_outputs(self.net, *_nn_inputs(self.nn_pre or self.pre, frame,
+                                                                     pooled=self.nn_pre is not None))
+        nn_log = nn_out[:, 0] if nn_out.ndim == 2 else nn_out
         out = {"lasso": np.clip(np.expm1(lasso_log), 0, None), "nn": np.clip(np.expm1(nn_log), 0, None)}
         out["ensemble"] = self.weight * out["lasso"] + (1 - self.weight) * out["nn"]
+        out["quantiles"] = (quantiles.from_log(quantiles.anchored(np.log1p(out["ensemble"]), nn_out[:, 1:]),
+                                               self.hyperparameters.get("quantile_shift"))
+                            if nn_out.ndim == 2 else quantiles.poisson(out["ensemble"]))
         return out
 
 
@@ -125,7 +134,8 @@ def _nn_inputs(pre: Preprocessor, frame: pd.DataFrame, pooled: bool = True) -> t
 
 def _net_sizes(pre: Preprocessor, X: np.ndarray) -> dict:
     return {"n_store": len(pre.vocab["store_id"]), "n_product": len(pre.vocab["product_id"]),
-            "n_category": len(pre.vocab["category"]), "n_numeric": X.shape[1], "n_segment": len(SEGMENTS) + 1}
+            "n_category": len(pre.vocab["category"]), "n_numeric": X.shape[1], "n_segment": len(SEGMENTS) + 1,
+            "quantiles": list(quantiles.LEVELS)}
 
 
 def _log_target(frame: pd.DataFrame) -> np.ndarray:
@@ -175,16 +185,20 @@ def _fit_region(rows: dict[str, pd.DataFrame], choice: dict, seed: int,
     return out
 
 
-def _choose(rows: dict[str, pd.DataFrame], config: TrainConfig,
-            progress: Progress | None = None) -> tuple[dict, pd.DataFrame]:
+def _choose(rows: dict[str, pd.DataFrame], config: TrainConfig, progress: Progress | None = None,
+            calibration: dict[str, pd.DataFrame] | None = None) -> tuple[dict, pd.DataFrame]:
     """Hyperparameters from the training weeks alone: the network's epochs (early stopping on
     the region's last validation weeks), each segment's LASSO alpha (time-ordered CV) and each
     segment's ensemble weight. The weight minimizes the mean MAPE over ``VALIDATION_WINDOWS``
     consecutive windows of the validation weeks, not one short slice, so a member that is
     good on one window and fails on the next does not take the whole weight.
 
-    Also returns the validation weeks' forecasts at the chosen weights (KEY, actual, forecast):
-    forecasts of weeks the models had not seen, which calibrate the monitoring of their bias."""
+    ``calibration``: each segment's rows the quantiles are calibrated on, in their validation weeks
+    (default ``rows``; with ``rows`` fit on selling weeks only, every week, zeros included: the
+    quantiles must hold for the weeks that sell nothing too). Also returns the validation weeks'
+    forecasts of those rows at the chosen weights (KEY, actual, forecast): forecasts of weeks the
+    models had not seen, which calibrate the monitoring of their bias."""
+    calibration = calibration or rows
     pooled = pd.concat(rows.values()).sort_values(KEY, kind="stable")
     weeks = np.sort(pooled["week_start"].unique())
     n_val = max(2 * VALIDATION_WINDOWS, int(round(len(weeks) * config.validation_share)))
@@ -229,6 +243,13 @@ def _choose(rows: dict[str, pd.DataFrame], config: TrainConfig,
               "validation_weeks": int(n_val), "validation_windows": VALIDATION_WINDOWS,
               "validation_first_week": pd.Timestamp(first_val).strftime("%Y-%m-%d")}
     segments, validation = {}, []
+    # the network's outputs on every validation row of the calibration rows, and the region's
+    # calibration of its quantiles (a segment with too few validation rows of its own takes its region's)
+    cal_val = {name: frame[frame["week_start"] >= first_val] for name, frame in calibration.items()}
+    pooled_cal = pd.concat(cal_val.values())
+    val_out = pd.DataFrame(embedding_net.predict_outputs(net, *_nn_inputs(nn_pre, pooled_cal)), index=pooled_cal.index)
+    region_shift = quantiles.calibration_shift(pooled_cal["target"].to_numpy(dtype=float),
+                                               quantiles.anchored(val_out.to_numpy()[:, 0], val_out.to_numpy()[:, 1:]))
     for name, frame in rows.items():
         seg_in, seg_val = frame[frame["week_start"] < first_val], frame[frame["week_start"] >= first_val]
         if len(seg_in) < MIN_CHOICE_ROWS or seg_val.empty:
@@ -236,12 +257,12 @@ def _choose(rows: dict[str, pd.DataFrame], config: TrainConfig,
             # region's network alone serves it, the LASSO at a middle alpha is kept for the record
             segments[name] = {**shared, "lasso_alpha": float(lasso.ALPHAS[len(lasso.ALPHAS) // 2]),
                               "ensemble_weight_lasso": 0.0, "validation_mape": float("nan"),
-                              "validation_window_mapes": [],
+                              "validation_window_mapes": [], "quantile_shift": region_shift,
                               "choice": f"{len(seg_in)} rows before and {len(seg_val)} in the validation weeks"}
             continue
         pre, alpha, params = fitted[name]
         val_lasso = np.clip(np.expm1(lasso.predict_log(params, pre.lasso_design(seg_val))), 0, None)
-        val_nn = np.clip(np.expm1(embedding_net.predict_log(net, *_nn_inputs(nn_pre, seg_val))), 0, None)
+        val_nn = np.clip(np.expm1(val_out.loc[seg_val.index].to_numpy()[:, 0]), 0, None)
         actual = seg_val["target"].to_numpy(dtype=float)
         window_of = seg_val["week_start"].to_numpy()
         masks = [np.isin(window_of, w) for w in windows]
@@ -250,12 +271,19 @@ def _choose(rows: dict[str, pd.DataFrame], config: TrainConfig,
         mean = np.nanmean(np.where(np.isfinite(grid), grid, np.nan), axis=1) if np.isfinite(grid).any() else \
             np.full(len(WEIGHTS), np.nan)
         best = int(np.nanargmin(mean)) if np.isfinite(mean).any() else len(WEIGHTS) // 2
-        validation.append(seg_val[KEY].assign(actual=actual, forecast=WEIGHTS[best] * val_lasso
-                                              + (1 - WEIGHTS[best]) * val_nn))
+        seg_cal = cal_val[name]
+        cal_out = val_out.loc[seg_cal.index].to_numpy()
+        cal_lasso = np.clip(np.expm1(lasso.predict_log(params, pre.lasso_design(seg_cal))), 0, None)
+        cal_point = WEIGHTS[best] * cal_lasso + (1 - WEIGHTS[best]) * np.clip(np.expm1(cal_out[:, 0]), 0, None)
+        validation.append(seg_cal[KEY].assign(actual=seg_cal["target"].to_numpy(dtype=float), forecast=cal_point))
         segments[name] = {**shared, "lasso_alpha": alpha, "ensemble_weight_lasso": float(WEIGHTS[best]),
                           "validation_mape": float(metrics.mape(actual, WEIGHTS[best] * val_lasso
                                                                 + (1 - WEIGHTS[best]) * val_nn)),
-                          "validation_window_mapes": [float(v) for v in grid[best]]}
+                          "validation_window_mapes": [float(v) for v in grid[best]],
+                          "quantile_shift": quantiles.calibration_shift(
+                              seg_cal["target"].to_numpy(dtype=float),
+                              quantiles.anchored(np.log1p(cal_point), cal_out[:, 1:]))
+                          if len(seg_cal) >= MIN_CHOICE_ROWS else region_shift}
     frame = pd.concat(validation, ignore_index=True) if validation else pd.DataFrame(
         columns=[*KEY, "actual", "forecast"])
     return {**shared, "segments": segments}, frame
@@ -279,17 +307,22 @@ class ForecastModel:
 
     def predict(self, features: pd.DataFrame) -> pd.DataFrame:
         """Forecast every row from what was known before its week (``at_forecast_time``: the
-        weather forecast, not the observation); rows of a skipped or unknown segment get the
-        baseline and say so."""
+        weather forecast, not the observation), with its P10, P50 and P90; rows of a skipped or
+        unknown segment get the baseline (quantiles: a Poisson count around it) and say so."""
         features = at_forecast_time(features)
         out = features[["region", "week_start", "store_id", "product_id", "segment"]].copy()
         out["forecast"] = baseline_forecast(features)
+        band = quantiles.poisson(out["forecast"].to_numpy())
         out["model"] = "baseline"
         for name, seg in self.segments.items():
             mask = (features["segment"] == name).to_numpy()
             if mask.any():
-                out.loc[mask, "forecast"] = seg.members(features[mask])["ensemble"]
+                members = seg.members(features[mask])
+                out.loc[mask, "forecast"] = members["ensemble"]
+                band[mask] = members["quantiles"]
                 out.loc[mask, "model"] = "ensemble"
+        for k, name in enumerate(quantiles.NAMES):
+            out[name] = band[:, k]
         out["model_version"] = self.version
         out["model_as_of_week"] = pd.Timestamp(self.as_of_week)
         return out
@@ -323,8 +356,8 @@ class ForecastModel:
         folder = Path(folder)
         manifest = json.loads((folder / "model.json").read_text())
         version = manifest.get("format_version")
-        if version not in (2, FORMAT_VERSION):
-            raise ValueError(f"{folder}: model format {version} is neither 2 nor {FORMAT_VERSION}")
+        if version not in (2, 3, FORMAT_VERSION):
+            raise ValueError(f"{folder}: model format {version} is not one of 2, 3, {FORMAT_VERSION}")
         shared = manifest.get("network")
         if shared:
             net = embedding_net.load(folder / shared["file"], shared["net_sizes"])
@@ -438,7 +471,7 @@ def train_region(features: pd.DataFrame, region: str, config: TrainConfig | None
 
     skipped, evaluation, holdout_frames = {}, {"segments": {}}, []
     selling = (lambda f: f[f["target"] > 0]) if config.fit_selling_weeks_only else (lambda f: f)
-    fit_rows, deploy_rows = {}, {}
+    fit_rows, deploy_rows, calibration_rows = {}, {}, {}
     for name in SEGMENTS:
         train = train_all[train_all["segment"] == name]
         reason = _skip_reason(train, holdout_all[holdout_all["segment"] == name], config)
@@ -447,6 +480,7 @@ def train_region(features: pd.DataFrame, region: str, config: TrainConfig | None
             evaluation["segments"][name] = {"skipped": reason}
             continue
         fit_rows[name] = selling(train)
+        calibration_rows[name] = train
         deploy_rows[name] = selling(usable[usable["segment"] == name])
     segments, evaluated_segments = {}, {}
     # the naive forecasts over the region's whole holdout (a new pair's baseline is its product's
@@ -457,7 +491,7 @@ def train_region(features: pd.DataFrame, region: str, config: TrainConfig | None
         steps.report("segments", f"{name} skipped: {reason}")
     validation = pd.DataFrame(columns=[*KEY, "actual", "forecast"])
     if fit_rows:
-        choice, validation = _choose(fit_rows, config, steps)
+        choice, validation = _choose(fit_rows, config, steps, calibration=calibration_rows)
         # the model evaluated on the holdout and the deployed one are independent fits
         evaluated_segments, segments = parallel.run_both(
             lambda: _fit_region(fit_rows, choice, config.seed, steps, "evaluated fit (before the holdout)"),
@@ -465,14 +499,17 @@ def train_region(features: pd.DataFrame, region: str, config: TrainConfig | None
         for name, evaluated in evaluated_segments.items():
             holdout = holdout_all[holdout_all["segment"] == name]
             members = evaluated.members(holdout)
+            band = members.pop("quantiles")
             actual = holdout["target"].to_numpy(dtype=float)
             base, last = holdout["_baseline"].to_numpy(), holdout["_last_value"].to_numpy()
             report = _evaluate(actual, members, base, last)
+            report["quantiles"] = quantiles.summary(actual, band)
             report["rows"] = {"train": int((train_all["segment"] == name).sum()), "holdout": len(holdout)}
             report["hyperparameters"] = evaluated.hyperparameters
             evaluation["segments"][name] = report
             frame = holdout[["region", "week_start", "store_id", "product_id", "segment", "target"]].copy()
-            holdout_frames.append(frame.assign(**members, baseline=base, last_value=last))
+            holdout_frames.append(frame.assign(**members, **dict(zip(quantiles.NAMES, band.T)), baseline=base,
+                                               last_value=last))
 
     holdout_forecasts = pd.concat(holdout_frames, ignore_index=True) if holdout_frames else pd.DataFrame()
     if len(holdout_forecasts):
@@ -481,6 +518,10 @@ def train_region(features: pd.DataFrame, region: str, config: TrainConfig | None
                                                   ("ensemble", "lasso", "nn")}, holdout_forecasts["baseline"],
                                          holdout_forecasts["last_value"])
         evaluation["region"]["mean_actual"] = float(np.mean(actual))
+        evaluation["region"]["quantiles"] = quantiles.summary(actual, holdout_forecasts[list(quantiles.NAMES)])
+        # the baseline's band (a Poisson count around it), for comparison
+        evaluation["region"]["baseline_quantiles"] = quantiles.summary(
+            actual, quantiles.poisson(holdout_forecasts["baseline"].to_numpy()))
         by_format = {}
         for fmt, part in holdout_forecasts.groupby(holdout_forecasts["segment"].str.split("/").str[0]):
             by_format[fmt] = metrics.summary(part["target"], part["baseline"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-METRICS = ("mape", "wape", "rmse0", "rmse", "bias")  # what ``summary`` reports besides the row count
+METRICS = ("mape", "wape", "rmse0", "rmse", "bias", "bias_ratio")  # what ``summary`` reports besides the row count
 
 
 def mape(actual, forecast) -> float:
@@ -41,9 +41,18 @@ def bias(actual, forecast) -> float:
     return float(np.mean(forecast - actual)) if len(actual) else float("nan")
 
 
+def bias_ratio(actual, forecast) -> float:
+    """Total forecast over total demand, less 1: what a planner shipping the forecast over- or
+    under-ships (-0.39: 39% less than sold)."""
+    actual, forecast = np.asarray(actual, float), np.asarray(forecast, float)
+    total = actual.sum()
+    return float(forecast.sum() / total - 1) if total > 0 else float("nan")
+
+
 def summary(actual, forecast) -> dict[str, float]:
     return {"mape": mape(actual, forecast), "wape": wape(actual, forecast), "rmse0": rmse_zero(actual, forecast),
-            "rmse": rmse(actual, forecast), "bias": bias(actual, forecast), "rows": int(len(actual))}
+            "rmse": rmse(actual, forecast), "bias": bias(actual, forecast), "bias_ratio": bias_ratio(actual, forecast),
+            "rows": int(len(actual))}
 
 
 def reduction(model_mape: float, baseline_mape: float) -> float:

@@ -12,6 +12,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from mlops_assets.ml import quantiles
 from mlops_assets.ml.featurize import at_forecast_time
 from mlops_assets.monitoring import alerts as alerting
 from mlops_assets.monitoring import rules
@@ -58,8 +59,9 @@ def replay_region(region: str, features: pd.DataFrame, holdout: pd.DataFrame, re
         return out  # every segment was skipped: the baseline served, nothing to replay
     for week, forecasts in holdout.groupby("week_start", sort=True):
         label = pd.Timestamp(week).strftime("%Y-%m-%d")
+        band = [c for c in quantiles.NAMES if c in forecasts]
         rows = at_forecast_time(features[features["week_start"] == week]).merge(
-            forecasts[[*KEY, "ensemble", "baseline"]], on=KEY).reset_index(drop=True)
+            forecasts[[*KEY, "ensemble", "baseline", *band]], on=KEY).reset_index(drop=True)
         served = rows["ensemble"].to_numpy()
         ahead = assess_week(reference, rows, label, served, limits=limits, history=forecast_time)
         after = assess_week(reference, rows, label, served, rows["target"].to_numpy(dtype=float), limits=limits,
@@ -70,8 +72,8 @@ def replay_region(region: str, features: pd.DataFrame, holdout: pd.DataFrame, re
         scored = rows.rename(columns={"target": "actual", "ensemble": "forecast"})
         accuracy = realized_accuracy(scored, expected)
         region_row = accuracy[accuracy["scope"] == "region"].iloc[0]
-        out["accuracy"][label] = {k: _clean(float(region_row[k])) for k in ("mape", "baseline_mape", "degradation",
-                                                                              "bias")}
+        out["accuracy"][label] = {k: _clean(float(region_row[k])) for k in (
+            "mape", "baseline_mape", "degradation", "bias_ratio", *(f"below_{n}" for n in band)) if k in region_row}
         accuracy_history.append({"week": label, "mape": float(region_row["mape"]),
                                  "holdout_mape": float(region_row["holdout_mape"])})
         for found in (alerting.signal_alerts(region, label, ahead) + alerting.signal_alerts(region, label, after)

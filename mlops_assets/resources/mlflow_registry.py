@@ -13,7 +13,7 @@ from functools import lru_cache
 
 import dagster as dg
 
-from mlops_assets.config import DEFAULT_CHAMPION_TOL, DEFAULT_STALE_DAYS, Settings, env_value
+from mlops_assets.config import DEFAULT_CHAMPION_TOL, DEFAULT_COVERAGE_TOL, DEFAULT_STALE_DAYS, Settings, env_value
 from mlops_assets.registry.gates import GateConfig
 from mlops_assets.registry.tracking import Registry
 
@@ -35,6 +35,7 @@ class MlflowRegistryResource(dg.ConfigurableResource):
     mode: str = "enforce"
     mape_target: float = GateConfig.mape_target
     champion_tolerance: float = DEFAULT_CHAMPION_TOL
+    coverage_tolerance: float = DEFAULT_COVERAGE_TOL
     stale_after_days: int = DEFAULT_STALE_DAYS
 
     @classmethod
@@ -45,7 +46,8 @@ class MlflowRegistryResource(dg.ConfigurableResource):
                else settings.mlflow_tracking_uri)
         return cls(tracking_uri=uri, artifact_root=settings.mlflow_artifact_root,
                    experiment=f"demand-forecast-{settings.env}", mode=settings.promotion_mode,
-                   champion_tolerance=settings.champion_tolerance, stale_after_days=settings.stale_after_days)
+                   champion_tolerance=settings.champion_tolerance, coverage_tolerance=settings.coverage_tolerance,
+                   stale_after_days=settings.stale_after_days)
 
     @property
     def registry(self) -> Registry:
@@ -53,4 +55,5 @@ class MlflowRegistryResource(dg.ConfigurableResource):
 
     @property
     def gate_config(self) -> GateConfig:
-        return GateConfig(mape_target=self.mape_target, champion_tolerance=self.champion_tolerance)
+        return GateConfig(mape_target=self.mape_target, champion_tolerance=self.champion_tolerance,
+                          coverage_tolerance=self.coverage_tolerance)
