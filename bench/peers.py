@@ -8,9 +8,11 @@ For every region of the landing folder (default: the bundled sample) it builds t
 and runs the project's evaluation (``train_region``: choices on the training weeks, the last
 13 weeks forecast one week ahead). The peers (``mlops_assets/ml/peers.py``) are fit once, on
 the weeks before the holdout, across all regions, and forecast the same holdout rows. Prints
-MAPE (actual > 0), WAPE, RMSE where actual = 0 and RMSE, pooled and per region, for the
-ensemble, each member and each peer, with the reduction against the historical average; and
-seconds and peak memory.
+MAPE (actual > 0), WAPE, RMSE where actual = 0, RMSE and bias (total forecast / total demand
+- 1), pooled and per region, for the ensemble, each member and each peer, with the reduction
+against the historical average; for the methods with a P10 / P50 / P90 band (the ensemble,
+LightGBM's quantile objective, a Poisson count around the historical average) the share of
+actuals below each quantile and its pinball loss; and seconds and peak memory.
 """
 
 import argparse
@@ -25,6 +27,7 @@ import pandas as pd
 
 KEY = ["week_start", "store_id", "product_id"]
 MEMBERS = ["ensemble", "lasso", "nn"]
+BAND = ("_p10", "_p50", "_p90")  # a peer's band columns, not methods of their own
 
 
 def main() -> int:
@@ -66,7 +69,7 @@ def main() -> int:
     print(f"peers fit on {len(train)} rows before the holdout in {time.perf_counter() - t:.1f} s", file=sys.stderr)
     rows = pd.concat([rows, peers.drop(columns=[c for c in peers if c in rows])], axis=1)
     rows["historical_average"] = peers["historical_average"]
-    methods = [*MEMBERS, *[c for c in peers.columns]]
+    methods = [*MEMBERS, *[c for c in peers.columns if not c.endswith(BAND)]]
     table = compare(rows, methods)
 
     print(f"\n{landing}: {len(regions)} regions, {len(rows)} holdout rows ({args.holdout_weeks} weeks, one week "

@@ -8,7 +8,12 @@ series and regions:
 - ``last_value``: last week's demand;
 - ``seasonal_naive``: the demand 52 weeks earlier;
 - ``lasso_lags``: one LASSO on the log lags and trailing means (alpha by time-ordered CV);
-- ``lightgbm``: gradient-boosted trees on the same inputs (needs the ``bench`` extra).
+- ``lightgbm``: gradient-boosted trees on the same inputs (needs the ``bench`` extra);
+- ``lightgbm_quantile``: the same trees, one model per level with LightGBM's ``quantile``
+  objective (P10, P50, P90; its point forecast is its P50).
+
+Bands (P10 / P50 / P90), where a method has one: the ensemble's own, the quantile peer's, and
+for the historical average a Poisson count around it (as the baseline serves them).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import pandas as pd
 from sklearn.linear_model import LassoCV
 from sklearn.preprocessing import StandardScaler
 
-from mlops_assets.ml import lasso, metrics
+from mlops_assets.ml import lasso, metrics, quantiles
 from mlops_assets.ml.ensemble import naive_forecast
 from mlops_assets.ml.featurize import impute_history
 
@@ -44,12 +49,14 @@ def fit_lag_lasso(train: pd.DataFrame):
     return scaler, model
 
 
-def fit_lightgbm(train: pd.DataFrame, seed: int = 0):
+def fit_lightgbm(train: pd.DataFrame, seed: int = 0, **objective):
+    """Trees on log1p demand: least squares by default; ``objective="quantile", alpha=level`` for
+    a quantile (a quantile of log1p demand is log1p of the quantile of demand)."""
     import lightgbm  # the bench extra: pip install -e '.[bench]'
 
     model = lightgbm.LGBMRegressor(n_estimators=400, learning_rate=0.05, num_leaves=31, min_child_samples=20,
                                    subsample=0.8, subsample_freq=1, colsample_bytree=0.8, random_state=seed,
-                                   n_jobs=2, verbose=-1)
+                                   n_jobs=2, verbose=-1, **objective)
     return model.fit(inputs(train), np.log1p(train["target"].to_numpy(dtype=float)))
 
 
@@ -61,8 +68,24 @@ def peer_forecasts(train: pd.DataFrame, holdout: pd.DataFrame, with_lightgbm: bo
     scaler, model = fit_lag_lasso(train)
     out["lasso_lags"] = np.clip(np.expm1(model.predict(scaler.transform(inputs(holdout)))), 0, None)
     if with_lightgbm:
-        out["lightgbm"] = np.clip(np.expm1(fit_lightgbm(train).predict(inputs(holdout))), 0, None)
+        X = inputs(holdout)
+        out["lightgbm"] = np.clip(np.expm1(fit_lightgbm(train).predict(X)), 0, None)
+        band = np.column_stack([np.expm1(fit_lightgbm(train, objective="quantile", alpha=level).predict(X))
+                                for level in quantiles.LEVELS])
+        band = np.sort(np.clip(band, 0, None), axis=1)  # separately fit quantiles may cross
+        for k, name in enumerate(quantiles.NAMES):
+            out[f"lightgbm_quantile_{name}"] = band[:, k]
+        out["lightgbm_quantile"] = out["lightgbm_quantile_p50"]
+    base = quantiles.poisson(out["historical_average"].to_numpy())
+    for k, name in enumerate(quantiles.NAMES):
+        out[f"historical_average_{name}"] = base[:, k]
     return out
+
+
+def band_columns(frame: pd.DataFrame, method: str) -> list[str] | None:
+    """The columns of ``method``'s P10 / P50 / P90 in ``frame`` (the ensemble's are ``p10`` ...)."""
+    names = list(quantiles.NAMES) if method == "ensemble" else [f"{method}_{n}" for n in quantiles.NAMES]
+    return names if all(c in frame for c in names) else None
 
 
 def compare(frame: pd.DataFrame, methods: list[str], reference: str = "historical_average",
@@ -76,7 +99,9 @@ def compare(frame: pd.DataFrame, methods: list[str], reference: str = "historica
         base = metrics.summary(actual, part[reference])
         for method in methods:
             s = metrics.summary(actual, part[method])
+            band = band_columns(part, method)
             rows.append({"scope": scope, "method": method, **s,
                          "mape_reduction": metrics.reduction(s["mape"], base["mape"]),
-                         "wape_reduction": metrics.reduction(s["wape"], base["wape"])})
+                         "wape_reduction": metrics.reduction(s["wape"], base["wape"]),
+                         **(quantiles.summary(actual, part[band].to_numpy()) if band else {})})
     return pd.DataFrame(rows)
