@@ -93,7 +93,7 @@ def _dashboard(args) -> int:
     """Serve the persona dashboards (the ``monitoring_dashboard`` asset's page) on 127.0.0.1."""
     import http.server
 
-    from mlops_assets.assets.dashboard import PAGE
+    from mlops_assets.dashboard.build import PAGE
     from mlops_assets.runner import RunFailed, refresh_dashboard
 
     settings = _settings()
@@ -153,7 +153,7 @@ def _settings():
 
 
 def _status(args) -> int:
-    from mlops_assets.registry.releases import format_status, open_alerts, status
+    from mlops_assets.releases import format_status, open_alerts, status
 
     settings = _settings()
     rows, alerts = status(settings), open_alerts(settings)
@@ -163,8 +163,8 @@ def _status(args) -> int:
 
 
 def _promote(args) -> int:
-    from mlops_assets.registry.releases import registry_for, who
     from mlops_assets.registry.tracking import RegistryError
+    from mlops_assets.releases import registry_for, who
 
     if args.force and not args.reason:
         print("mlops-assets promote: --force needs --reason", file=sys.stderr)
@@ -181,8 +181,8 @@ def _promote(args) -> int:
 
 
 def _rollback(args) -> int:
-    from mlops_assets.registry.releases import registry_for, who
     from mlops_assets.registry.tracking import RegistryError
+    from mlops_assets.releases import registry_for, who
 
     try:
         release = registry_for(_settings()).rollback(args.region, by=who(), reason=args.reason)
@@ -195,8 +195,8 @@ def _rollback(args) -> int:
 
 
 def _lineage(args) -> int:
-    from mlops_assets.registry.releases import format_trace, rebuild_training_frame, trace, trace_json
     from mlops_assets.registry.tracking import RegistryError
+    from mlops_assets.releases import format_trace, rebuild_training_frame, trace, trace_json
 
     settings = _settings()
     try:

@@ -23,7 +23,6 @@ import numpy as np
 import pandas as pd
 
 from mlops_assets import config
-from mlops_assets.assets.models import CHAMPION_VERSION, GATE_VERDICT, MEMBERS, REGISTERED_VERSION, evaluation_json
 from mlops_assets.automation.jobs import (
     ALERTING,
     FORECAST_INPUTS,
@@ -35,12 +34,14 @@ from mlops_assets.automation.jobs import (
     WEEKLY,
 )
 from mlops_assets.automation.sensors import monitored_span
-from mlops_assets.location import execute_in_location
+from mlops_assets.code_location import execute_in_location
 from mlops_assets.locations import location, source, url
 from mlops_assets.ml import quantiles
+from mlops_assets.ml.ensemble import MEMBERS, evaluation_json
 from mlops_assets.ml.metrics import METRICS
 from mlops_assets.monitoring.replay import replay_region
 from mlops_assets.partitions import region_partitions, week_to_score
+from mlops_assets.registry import gates
 from mlops_assets.resources.landing_folder import LandingResource, forget_checked
 from mlops_assets.resources.storage import load_model_version
 
@@ -264,10 +265,10 @@ def _run_region(defs: dg.Definitions, instance: dg.DagsterInstance, settings: co
         model = load_model_version(settings.storage_root / "region_model" / region / result.run_id)
         meta = result.asset_materializations_for_node("region_model")[-1].metadata
         summary.models[region] = {
-            "model_version": f"{meta['registered model'].value}/{meta[REGISTERED_VERSION].value}",
+            "model_version": f"{meta['registered model'].value}/{meta[gates.VERSION_ENTRY].value}",
             "mlflow_run_id": meta["mlflow run"].value, "as_of_week": model.as_of_week,
-            "gate_verdict": meta[GATE_VERDICT].value.split(":")[0], "promoted": meta["promoted"].value,
-            "champion_version": str(meta[CHAMPION_VERSION].value),
+            "gate_verdict": meta[gates.VERDICT_ENTRY].value.split(":")[0], "promoted": meta["promoted"].value,
+            "champion_version": str(meta[gates.CHAMPION_ENTRY].value),
             "failed_gates": {e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.description
                              for e in result.all_events if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
                              and not e.asset_check_evaluation_data.passed},

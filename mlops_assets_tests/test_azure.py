@@ -18,7 +18,7 @@ BIN = Path(sys.executable).parent
 LOAD = """
 from mlops_assets.config import Settings
 from mlops_assets.locations import source
-from mlops_assets.registry.releases import registry_for
+from mlops_assets.releases import registry_for
 import pandas as pd
 settings = Settings.from_env()
 registry = registry_for(settings)

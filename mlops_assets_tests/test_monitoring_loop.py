@@ -193,7 +193,7 @@ def test_retrain_sensor_requests_each_cause_once_per_region(replayed, monkeypatc
     sensor = _sensor(defs, "retrain_on_model_health")
     instance = dg.DagsterInstance.get()
     storage = StorageResource(root=str(settings.storage_root))
-    from mlops_assets.registry.releases import registry_for
+    from mlops_assets.releases import registry_for
 
     registry = registry_for(settings)
     versions = {r: f"demand-forecast-{r}/{registry.champion(r).version}" for r in ("north", "south")
@@ -259,7 +259,7 @@ def test_a_promoting_training_run_rescores_the_coming_week(replayed):
     defs = build_definitions(settings)
     instance = dg.DagsterInstance.get()
     sensor = _sensor(defs, "scoring_after_promotion")
-    from mlops_assets.registry.releases import registry_for
+    from mlops_assets.releases import registry_for
 
     # south: north's holdout holds its doubled demand, where "same as last week" is as good as a
     # model fit before the change, so north's first model rightly fails its gate

@@ -68,7 +68,7 @@ def test_the_instance_and_mlflow_live_on_postgres_and_the_run_queue_survives_dae
     assert all(status == "SUCCESS" for job, status in runs if job != "training"), runs
     assert seen["models"] == ["north"]
     registry = _python(
-        "import json; from mlops_assets.config import Settings; from mlops_assets.registry.releases import "
+        "import json; from mlops_assets.config import Settings; from mlops_assets.releases import "
         "registry_for; r = registry_for(Settings.from_env()).release('north', '1'); "
         "print(json.dumps({'version': r.version, 'verdict': r.verdict, 'run': r.run_id}))", env)
     assert registry["version"] == "1" and registry["verdict"] in ("passed", "failed")

@@ -20,7 +20,7 @@ from mlops_assets.config import Settings
 from mlops_assets.definitions import build_definitions
 from mlops_assets.ml.ensemble import ForecastModel
 from mlops_assets.registry.lineage import frame_digest
-from mlops_assets.registry.releases import registry_for, status, trace
+from mlops_assets.releases import registry_for, status, trace
 from mlops_assets.runner import run_pipeline
 from mlops_assets_tests.conftest import isolated_home
 

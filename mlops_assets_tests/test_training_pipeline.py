@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mlops_assets.code_location import repository_label
 from mlops_assets.config import REPO_ROOT, Settings
 from mlops_assets.definitions import build_definitions
-from mlops_assets.location import repository_label
 from mlops_assets.ml.ensemble import SEGMENTS
 from mlops_assets.offline import region_features
 from mlops_assets.runner import report_json, run_new_weeks, run_pipeline
@@ -53,7 +53,7 @@ def test_the_graph_trains_on_the_frame_the_functions_build(trained):
     one torch thread and this process with two may round differently, on another machine too.)"""
     from mlops_assets.ml.featurize import KEY
     from mlops_assets.registry.lineage import frame_digest
-    from mlops_assets.registry.releases import registry_for
+    from mlops_assets.releases import registry_for
 
     summary, settings, _ = trained
     features = region_features(settings.landing_dir, "south", extra_weeks=1)

@@ -2,14 +2,12 @@
 
 import dagster as dg
 
-from mlops_assets.dashboard.build import build_dashboard
+from mlops_assets.dashboard.build import PAGE, build_dashboard
 from mlops_assets.locations import url
 from mlops_assets.registry.gates import GateConfig
 from mlops_assets.resources.alerting import MonitoringResource
 from mlops_assets.resources.mlflow_registry import MlflowRegistryResource
 from mlops_assets.resources.storage import StorageResource
-
-PAGE = "dashboard/index.html"
 
 
 @dg.asset(

@@ -15,7 +15,7 @@ from mlops_assets.config import REPO_ROOT
 from mlops_assets.contract.validation import TABLES, file_digest
 from mlops_assets.locations import blob_uri, url
 from mlops_assets.ml import code_version
-from mlops_assets.ml.ensemble import SEGMENTS, ForecastModel, TrainConfig, train_region
+from mlops_assets.ml.ensemble import MEMBERS, SEGMENTS, ForecastModel, TrainConfig, train_region
 from mlops_assets.ml.featurize import KEY
 from mlops_assets.ml.metrics import METRICS
 from mlops_assets.monitoring.monitor import reference_profile
@@ -28,9 +28,6 @@ from mlops_assets.resources.mlflow_registry import MlflowRegistryResource
 from mlops_assets.resources.storage import ALLOW_MISSING, StorageResource, partition_file
 
 MAPE_TARGET = gates.GateConfig().mape_target
-MEMBERS = ("ensemble", "lasso", "nn", "baseline")
-
-
 class TrainingConfig(dg.Config):
     holdout_weeks: int = 13
     seed: int = 0
@@ -98,7 +95,7 @@ BAND_LEGEND = (" Below P10 / P50 / P90: the share of holdout actuals under the e
 # the figures a person looks for first, in this order; each numeric one is plotted over the
 # region's materializations (the UI plots numeric entries, alphabetically: so only these few)
 ENSEMBLE_MAPE, BASELINE_MAPE, REDUCTION = "ensemble MAPE", "baseline MAPE", "MAPE reduction vs baseline"
-GATE_VERDICT, CHAMPION_VERSION, REGISTERED_VERSION = "gate verdict", "champion version", "registered version"
+GATE_VERDICT, CHAMPION_VERSION, REGISTERED_VERSION = gates.VERDICT_ENTRY, gates.CHAMPION_ENTRY, gates.VERSION_ENTRY
 
 
 def key_figures(model: ForecastModel) -> dict:
@@ -313,18 +310,3 @@ def region_model(context: dg.AssetExecutionContext, config: TrainingConfig, feat
                                             "details": dg.MetadataValue.json(
                                                 json.loads(json.dumps(details, default=str))),
                                             "registered_version": int(release.version)})
-
-
-def evaluation_json(model: ForecastModel) -> dict:
-    """The per-segment metrics as `mlops-assets run --json` writes them."""
-    out = {}
-    for name in SEGMENTS:
-        report = model.evaluation["segments"].get(name, {"skipped": "no rows in this segment"})
-        if "skipped" in report:
-            out[name] = {"skipped": report["skipped"]}
-            continue
-        out[name] = {m: {k: report[m].get(k) for k in METRICS} for m in MEMBERS}
-        out[name]["mape_reduction_vs_baseline"] = report["mape_reduction_vs_baseline"]
-        if "quantiles" in report:  # the ensemble's band: the share of actuals below each quantile, pinball
-            out[name]["quantiles"] = report["quantiles"]
-    return json.loads(json.dumps(out, default=float))

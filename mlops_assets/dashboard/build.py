@@ -31,6 +31,7 @@ from mlops_assets.ml.ensemble import SEGMENTS
 from mlops_assets.registry.tracking import Registry, registered_name
 from mlops_assets.resources.storage import StorageResource
 
+PAGE = "dashboard/index.html"  # where the page is written, under the storage root
 RECENT_WEEKS = 8  # the features an attribution is measured on
 RUNS_SHOWN = 30
 DRIFT_WEEKS = 26  # the drift map's latest weeks

@@ -45,6 +45,7 @@ from mlops_assets.ml.preprocess import Preprocessor
 embedding_net = LazyModule("mlops_assets.ml.embedding_net")
 
 SEGMENTS = ("large/fast", "large/slow", "small/fast", "small/slow")
+MEMBERS = ("ensemble", "lasso", "nn", "baseline")  # what a segment's evaluation reports
 WEIGHTS = np.round(np.linspace(0, 1, 21), 2)
 VALIDATION_WINDOWS = 3  # the ensemble weight is chosen on this many consecutive validation windows
 MIN_CHOICE_ROWS = 50  # a segment's rows before the validation weeks needed to choose its alpha and weight
@@ -558,3 +559,18 @@ def _untrained(region: str, as_of: pd.Timestamp, config: TrainConfig,
 
 def _forecasts(model: ForecastModel) -> Callable[[pd.DataFrame], np.ndarray]:
     return lambda rows: model.predict(rows)["forecast"].to_numpy()
+
+
+def evaluation_json(model: ForecastModel) -> dict:
+    """The per-segment metrics as `mlops-assets run --json` writes them."""
+    out = {}
+    for name in SEGMENTS:
+        report = model.evaluation["segments"].get(name, {"skipped": "no rows in this segment"})
+        if "skipped" in report:
+            out[name] = {"skipped": report["skipped"]}
+            continue
+        out[name] = {m: {k: report[m].get(k) for k in metrics.METRICS} for m in MEMBERS}
+        out[name]["mape_reduction_vs_baseline"] = report["mape_reduction_vs_baseline"]
+        if "quantiles" in report:  # the ensemble's band: the share of actuals below each quantile, pinball
+            out[name]["quantiles"] = report["quantiles"]
+    return json.loads(json.dumps(out, default=float))

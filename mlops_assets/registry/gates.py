@@ -36,6 +36,10 @@ from mlops_assets.ml.ensemble import SEGMENTS, ForecastModel
 GATES = ("data", "training", "scoring", "performance")
 
 
+# the entries of a region_model materialization's metadata that say what the gates decided
+VERDICT_ENTRY, CHAMPION_ENTRY, VERSION_ENTRY = "gate verdict", "champion version", "registered version"
+
+
 @dataclass(frozen=True)
 class GateConfig:
     mape_target: float = 0.45
