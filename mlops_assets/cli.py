@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import urllib.parse
 import warnings
@@ -222,7 +221,7 @@ def _mlflow_ui(args) -> int:
         root = settings.mlflow_artifact_root
         cmd += ["--default-artifact-root", root if "://" in root else Path(root).as_uri()]
     # a database URI may carry a password: never printed
-    print(re.sub(r"://([^:/@\s]+):[^@\s]+@", r"://\1:***@", " ".join(cmd)), file=sys.stderr)
+    print(" ".join(config.redacted(part) if "://" in part else part for part in cmd), file=sys.stderr)
     os.execvp(cmd[0], cmd)
     return 0
 

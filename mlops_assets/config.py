@@ -212,6 +212,37 @@ def record_weeks(home: Path, **weeks: str) -> None:
     path.write_text(json.dumps({**recorded_weeks(home), **weeks}, indent=2) + "\n")
 
 
+SECRET_QUERY_KEYS = ("sig", "accountkey", "sharedaccesssignature", "password", "pwd", "token", "access_token")
+
+
+def redacted(uri: str) -> str:
+    """``uri`` fit to print: a password in its user part and the values of secret query keys (SAS
+    signatures, account keys, tokens) replaced by ``***``; anything else as it was."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit
+
+    text = str(uri)
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return "***"
+    netloc = parts.netloc
+    if "@" in netloc:
+        user, _, host = netloc.rpartition("@")
+        if ":" in user:
+            user = user.split(":", 1)[0] + ":***"
+        netloc = f"{user}@{host}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, "***" if k.lower() in SECRET_QUERY_KEYS else v) for k, v in pairs], safe="*")
+    # in place, not through urlunsplit: that would drop the empty authority of sqlite:////path
+    if netloc != parts.netloc:
+        text = text.replace(parts.netloc, netloc, 1)
+    if query != parts.query:
+        text = text.replace(parts.query, query, 1)
+    return text
+
+
 def env_value(value):
     """A resource field given as ``dg.EnvVar`` (a secret), resolved from the environment: inside a
     run Dagster has resolved it already; the CLI and sensor helpers use resources outside one."""

@@ -12,7 +12,7 @@ import json
 
 import pandas as pd
 
-from mlops_assets.config import Settings
+from mlops_assets.config import Settings, redacted
 from mlops_assets.locations import url
 from mlops_assets.registry.lineage import read_snapshot
 from mlops_assets.registry.tracking import Registry, RegistryError, registered_name
@@ -68,10 +68,10 @@ def open_alerts(settings: Settings) -> list[dict]:
 
 def format_status(rows: list[dict], settings: Settings, alerts: list[dict] | None = None) -> str:
     if not rows:
-        return f"no registered models in {settings.mlflow_tracking_uri}; train with mlops-assets run"
+        return f"no registered models in {redacted(settings.mlflow_tracking_uri)}; train with mlops-assets run"
     table = pd.DataFrame(rows).fillna("-")
     text = (table.to_string(index=False) + f"\n\nage: days from the champion's last training week to the next week "
-            f"to score; stale after {settings.stale_after_days} days. Store: {settings.mlflow_tracking_uri}")
+            f"to score; stale after {settings.stale_after_days} days. Store: {redacted(settings.mlflow_tracking_uri)}")
     alerts = alerts or []
     text += f"\n\n{len(alerts)} open alerts" + (":" if alerts else " (from the alerts asset)")
     if alerts:

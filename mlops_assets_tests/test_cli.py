@@ -76,3 +76,22 @@ def test_dagster_cli_validates_definitions_and_materializes_one_partition(ran, t
                      "--partition", "south|2026-11-09"], env_vars, tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert storage.exists()
+
+
+def test_no_secret_of_a_store_uri_is_printed(env):
+    """A tracking URI may carry a database password, a blob URL a SAS signature or account key:
+    what the commands print keeps the rest, masks those."""
+    import dataclasses
+
+    from mlops_assets.config import Settings, redacted
+    from mlops_assets.releases import format_status
+
+    uri = "postgresql+psycopg2://mlflow:s3cret-pw@db.internal:5432/mlflow"
+    assert redacted(uri) == "postgresql+psycopg2://mlflow:***@db.internal:5432/mlflow"
+    sas = "https://acct.blob.core.windows.net/c/x?sv=2024-01-01&sig=abc%2Bdef&se=2027-01-01"
+    assert "abc" not in redacted(sas) and "sv=2024-01-01" in redacted(sas) and "sig=***" in redacted(sas)
+    assert redacted("sqlite:////tmp/mlflow.db") == "sqlite:////tmp/mlflow.db"
+    settings = dataclasses.replace(Settings.from_env(), mlflow_tracking_uri=uri)
+    row = {"region": "north", "champion": "1", "age_days": 7, "stale": False}
+    for text in (format_status([], settings), format_status([row], settings)):
+        assert "s3cret-pw" not in text and "mlflow:***@db.internal" in text
