@@ -101,6 +101,28 @@ def test_a_panel_level_change_moves_the_demand_signal_by_its_log_and_nothing_els
     assert all(flagged[w.strftime("%Y-%m-%d")] for w in WEEKS[60:64])
 
 
+def test_the_forecast_signal_is_calibrated_on_the_weeks_the_model_forecast_unseen():
+    """Fitted values of the reference year track it closely; the weeks forecast unseen (here 20%
+    high, a model's ordinary miss) calibrate the forecast signal in their place: by hand, the
+    middle half of each week's log(1 + forecast) - expected."""
+    rows = _panel(WEEKS[:52])
+    fitted = rows["target"].to_numpy()
+    unseen = rows[rows["week_start"] >= WEEKS[39]].assign(actual=lambda f: f["target"],
+                                                           forecast=lambda f: f["target"] * 1.2)
+    reference = levels.build_level_reference(rows, fitted, unseen)
+    calibration = reference["calibration"]["forecast"]
+    assert len(calibration) == 52
+    for week in (WEEKS[0], WEEKS[38]):  # fitted weeks: the fitted values against their own expectation
+        part = rows[rows["week_start"] == week]
+        by_hand = levels.trimmed_mean(np.log1p(part["target"]) - levels.expected(reference["forecast"], part))
+        assert calibration[week.strftime("%Y-%m-%d")] == pytest.approx(by_hand, abs=1e-6)
+    for week in (WEEKS[39], WEEKS[51]):  # unseen weeks: the unseen forecasts in their place
+        part = unseen[unseen["week_start"] == week]
+        by_hand = levels.trimmed_mean(np.log1p(part["forecast"]) - levels.expected(reference["forecast"], part))
+        assert calibration[week.strftime("%Y-%m-%d")] == pytest.approx(by_hand, abs=1e-6)
+        assert calibration[week.strftime("%Y-%m-%d")] > 0.1  # about log 1.2 above the fitted values
+
+
 def test_a_warm_weather_feed_is_named_by_the_weather_signal():
     reference_rows = _panel(WEEKS[:52])
     reference = build_reference(reference_rows, reference_rows["target"].to_numpy(), None)

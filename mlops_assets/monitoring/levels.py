@@ -19,8 +19,9 @@ Each statistic is judged against its own recent past: the mean of the ``BASELINE
 end ``GUARD`` weeks before the week judged (so a change is measured against what came before it
 for ``GUARD`` weeks, while a model's slowly wandering seasonal bias, or a trend, is followed),
 scaled by how far weeks fell from such a baseline over the calibration weeks: the reference year
-for ``demand`` and ``forecast``, and for ``error`` weeks the model's forecasts had not seen (the
-training run's holdout, or for the model fit before it, its validation weeks). Once a model
+for ``demand``; for ``error`` weeks the model's forecasts had not seen (the training run's
+holdout, or for the model fit before it, its validation weeks); for ``forecast`` the reference
+year, its weeks forecast unseen in their place. Once a model
 serves, its own weeks extend the calibration. A week's series share weather, holidays and
 promotions, so the variation across weeks, not across series, is the noise.
 """
@@ -160,7 +161,23 @@ def build_level_reference(rows: pd.DataFrame, forecasts: np.ndarray, out_of_samp
     if out_of_sample is not None and len(out_of_sample):
         errors = log_units(out_of_sample["actual"]) - log_units(out_of_sample["forecast"])
         calibration["error"] = weekly(out_of_sample, errors).to_dict()
+        calibration["forecast"].update(_unseen_forecast_weeks(rows, forecast, out_of_sample))
     return {"version": LEVEL_VERSION, "demand": demand, "forecast": forecast, "calibration": calibration}
+
+
+def _unseen_forecast_weeks(rows: pd.DataFrame, forecast: dict, out_of_sample: pd.DataFrame) -> dict[str, float]:
+    """The ``forecast`` statistic of the weeks the model forecast unseen. A served week is forecast
+    unseen too, and such forecasts wander farther from the reference than the model's fitted
+    values of the weeks it trained on: calibrated on the fitted values alone, the signal's scale
+    is too small and it flags weeks where nothing changed. Where both exist, these weeks win."""
+    key = ["week_start", "store_id", "product_id"]
+    described = rows[[c for c in (*key, "category", "week_of_year", "events") if c in rows]].assign(
+        week_start=pd.to_datetime(rows["week_start"]))
+    unseen = out_of_sample[[*key, "forecast"]].assign(week_start=pd.to_datetime(out_of_sample["week_start"]))
+    unseen = unseen.merge(described, on=key, how="inner")
+    if unseen.empty:
+        return {}
+    return weekly(unseen, log_units(unseen["forecast"]) - expected(forecast, unseen)).to_dict()
 
 
 def week_statistics(reference: dict, rows: pd.DataFrame, forecasts: np.ndarray | None = None,
