@@ -54,6 +54,7 @@ EXECUTORS = ("in_process", "dask")
 # MLOPS_PROMOTION_MODE=manual where a person must sign off each release
 PROMOTION_MODE = {"dev": "enforce", "prod": "enforce"}
 DEFAULT_CHAMPION_TOL = 0.02  # a candidate may be 2% (relative) worse than the champion
+DEFAULT_BIAS_LIMIT = 0.15  # |total forecast / total demand - 1| on the holdout
 DEFAULT_COVERAGE_TOL = 0.15  # P10/P50/P90: the share of actuals below each may miss nominal by this
 DEFAULT_STALE_DAYS = 60      # a model trained longer than this before the week it scores is stale
 # monitor limits per environment; each can be overridden by MLOPS_MONITOR_<NAME>
@@ -102,6 +103,7 @@ class Settings:
     promotion_mode: str = "enforce"
     champion_tolerance: float = DEFAULT_CHAMPION_TOL
     coverage_tolerance: float = DEFAULT_COVERAGE_TOL
+    bias_limit: float = DEFAULT_BIAS_LIMIT
     stale_after_days: int = DEFAULT_STALE_DAYS
     automation: bool = False
     sensor_interval: int = 60
@@ -151,6 +153,7 @@ class Settings:
             promotion_mode=mode,
             champion_tolerance=float(os.environ.get("MLOPS_CHAMPION_TOL", DEFAULT_CHAMPION_TOL)),
             coverage_tolerance=float(os.environ.get("MLOPS_COVERAGE_TOL", DEFAULT_COVERAGE_TOL)),
+            bias_limit=float(os.environ.get("MLOPS_BIAS_LIMIT", DEFAULT_BIAS_LIMIT)),
             stale_after_days=stale_days,
             automation=_flag("MLOPS_AUTOMATION", AUTOMATION[env]),
             sensor_interval=int(os.environ.get("MLOPS_SENSOR_INTERVAL", 60)),

@@ -298,8 +298,10 @@ def test_the_performance_gate_knows_the_naive_peers(trained):
     ens = model.evaluation["region"]["ensemble"]
     assert "not below last value's" in judged(last_value={"mape": ens["mape"] * 0.99})["reason"]
     base = model.evaluation["region"]["baseline"]
-    assert "RMSE at actual = 0" in judged(ensemble={"rmse0": 2 * base["rmse0"]})["reason"]
-    assert "the forecasts total -20.0% against demand, beyond +-10%" in judged(ensemble={"bias_ratio": -0.2})["reason"]
+    assert "RMSE at actual = 0" in judged(ensemble={"rmse0": 2 * base["rmse0"], "rows0": 50})["reason"]
+    # over a handful of weeks that sold nothing it says little, and is not judged
+    assert judged(ensemble={"rmse0": 2 * base["rmse0"], "rows0": 10})["passed"]
+    assert "the forecasts total -20.0% against demand, beyond +-15%" in judged(ensemble={"bias_ratio": -0.2})["reason"]
     assert "WAPE" in judged(ensemble={"wape": base["wape"] * 1.01})["reason"]
     quantiles = {**model.evaluation["region"]["quantiles"], "below_p90": 0.6}
     assert "60% of actuals below P90 (nominal 90%" in judged(quantiles=quantiles)["reason"]

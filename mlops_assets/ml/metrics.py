@@ -52,7 +52,7 @@ def bias_ratio(actual, forecast) -> float:
 def summary(actual, forecast) -> dict[str, float]:
     return {"mape": mape(actual, forecast), "wape": wape(actual, forecast), "rmse0": rmse_zero(actual, forecast),
             "rmse": rmse(actual, forecast), "bias": bias(actual, forecast), "bias_ratio": bias_ratio(actual, forecast),
-            "rows": int(len(actual))}
+            "rows": int(len(actual)), "rows0": int(np.sum(np.asarray(actual, dtype=float) == 0))}
 
 
 def reduction(model_mape: float, baseline_mape: float) -> float:

@@ -13,7 +13,14 @@ from functools import lru_cache
 
 import dagster as dg
 
-from mlops_assets.config import DEFAULT_CHAMPION_TOL, DEFAULT_COVERAGE_TOL, DEFAULT_STALE_DAYS, Settings, env_value
+from mlops_assets.config import (
+    DEFAULT_BIAS_LIMIT,
+    DEFAULT_CHAMPION_TOL,
+    DEFAULT_COVERAGE_TOL,
+    DEFAULT_STALE_DAYS,
+    Settings,
+    env_value,
+)
 from mlops_assets.registry.gates import GateConfig
 from mlops_assets.registry.tracking import Registry
 
@@ -36,6 +43,7 @@ class MlflowRegistryResource(dg.ConfigurableResource):
     mape_target: float = GateConfig.mape_target
     champion_tolerance: float = DEFAULT_CHAMPION_TOL
     coverage_tolerance: float = DEFAULT_COVERAGE_TOL
+    bias_limit: float = DEFAULT_BIAS_LIMIT
     stale_after_days: int = DEFAULT_STALE_DAYS
 
     @classmethod
@@ -47,6 +55,7 @@ class MlflowRegistryResource(dg.ConfigurableResource):
         return cls(tracking_uri=uri, artifact_root=settings.mlflow_artifact_root,
                    experiment=f"demand-forecast-{settings.env}", mode=settings.promotion_mode,
                    champion_tolerance=settings.champion_tolerance, coverage_tolerance=settings.coverage_tolerance,
+                   bias_limit=settings.bias_limit,
                    stale_after_days=settings.stale_after_days)
 
     @property
@@ -56,4 +65,4 @@ class MlflowRegistryResource(dg.ConfigurableResource):
     @property
     def gate_config(self) -> GateConfig:
         return GateConfig(mape_target=self.mape_target, champion_tolerance=self.champion_tolerance,
-                          coverage_tolerance=self.coverage_tolerance)
+                          coverage_tolerance=self.coverage_tolerance, bias_limit=self.bias_limit)
