@@ -518,7 +518,6 @@ def train_region(features: pd.DataFrame, region: str, config: TrainConfig | None
         evaluation["region"] = _evaluate(actual, {k: holdout_forecasts[k].to_numpy() for k in
                                                   ("ensemble", "lasso", "nn")}, holdout_forecasts["baseline"],
                                          holdout_forecasts["last_value"])
-        evaluation["region"]["mean_actual"] = float(np.mean(actual))
         evaluation["region"]["quantiles"] = quantiles.summary(actual, holdout_forecasts[list(quantiles.NAMES)])
         # the baseline's band (a Poisson count around it), for comparison
         evaluation["region"]["baseline_quantiles"] = quantiles.summary(

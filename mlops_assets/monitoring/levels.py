@@ -33,6 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from mlops_assets.ml.featurize import KEY
+
 TRIM = 0.25  # of each tail of a week's series log ratios: the mean of the middle half
 MIN_SERIES = 10  # series with a reference level a week needs before its statistics mean anything
 MIN_WEEKS = 4  # calibration weeks a statistic needs before it can be standardized
@@ -170,11 +172,10 @@ def _unseen_forecast_weeks(rows: pd.DataFrame, forecast: dict, out_of_sample: pd
     unseen too, and such forecasts wander farther from the reference than the model's fitted
     values of the weeks it trained on: calibrated on the fitted values alone, the signal's scale
     is too small and it flags weeks where nothing changed. Where both exist, these weeks win."""
-    key = ["week_start", "store_id", "product_id"]
-    described = rows[[c for c in (*key, "category", "week_of_year", "events") if c in rows]].assign(
+    described = rows[[c for c in (*KEY, "category", "week_of_year", "events") if c in rows]].assign(
         week_start=pd.to_datetime(rows["week_start"]))
-    unseen = out_of_sample[[*key, "forecast"]].assign(week_start=pd.to_datetime(out_of_sample["week_start"]))
-    unseen = unseen.merge(described, on=key, how="inner")
+    unseen = out_of_sample[[*KEY, "forecast"]].assign(week_start=pd.to_datetime(out_of_sample["week_start"]))
+    unseen = unseen.merge(described, on=KEY, how="inner")
     if unseen.empty:
         return {}
     return weekly(unseen, log_units(unseen["forecast"]) - expected(forecast, unseen)).to_dict()
