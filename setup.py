@@ -2,18 +2,21 @@ from setuptools import find_packages, setup
 
 # Pinned to a set that resolves together (checked 2026-11-22). torch is exactly the
 # CPU build 2.13.0: a looser pin lets a resolver pull a multi-GB CUDA build.
-# pandas<3: dagster-pandera and dagster-mlflow 0.29.27 require it.
+# Not here, on purpose: dagster-mlflow (its mlflow_tracking resource opens one MLflow run per
+# Dagster run and ends it from a job hook; here each region_model partition is one MLflow run with
+# a registered version and gate verdicts, so resources/mlflow_registry.py wraps MlflowClient) and
+# dagster-pandera (its Dagster types fail a step on the first bad frame; contract/validation.py
+# names file, row, column and rule, and quarantines bad rows while the rest flows on).
+# pandas stays at the 2.x the suite runs on (nothing installed requires <3 any more).
 INSTALL_REQUIRES = [
     "dagster==1.13.27",
     "dagster-webserver==1.13.27",
-    "dagster-mlflow==0.29.27",
     "dagster-azure==0.29.27",
     # fsspec's Azure backend: the landing folder and asset storage on Blob Storage / ADLS Gen2
     # (az://, abfss://) through universal_pathlib, which dagster already installs. dagster-azure's
     # own IO manager pickles, and its blob resource is a bare client: no Parquet, no listing by path
     "adlfs==2026.8.0",
     "universal_pathlib>=0.3,<0.4",
-    "dagster-pandera==0.29.27",
     # production: the Dagster instance (runs, events, schedules) and the MLflow store on PostgreSQL
     "dagster-postgres==0.29.27",
     # production: a run's steps on a Dask cluster (MLOPS_EXECUTOR=dask); no broker to run

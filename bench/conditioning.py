@@ -35,8 +35,8 @@ def main() -> int:
     os.environ.update(MLOPS_HOME=str(work / "home"), DAGSTER_HOME=str(work / "home" / "dagster"))
     os.environ.pop("MLOPS_FIRST_WEEK", None)
 
+    from mlops_assets.app.pipeline import run_pipeline
     from mlops_assets.contract.validation import check_landing
-    from mlops_assets.runner import run_pipeline
     from mlops_assets.sample import SampleSpec, generate, parse_regions
 
     weeks = 52 * args.years

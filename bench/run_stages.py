@@ -13,7 +13,7 @@ and runs the whole graph on the rest in a Dagster home under the work folder.
 
 `--increment` then lands the held-back week in that same work folder (what a week's delivery
 is: a new shipments file, returns and observations appended to the year's files, a new weather
-forecast) and runs what the sensors run for it (`runner.run_new_weeks`): validation, per region
+forecast) and runs what the sensors run for it (`app.pipeline.run_new_weeks`): validation, per region
 the new week's conditioning, features, drift and realized accuracy, the coming week's forecast
 and its drift, then the alerts.
 
@@ -156,9 +156,9 @@ def main() -> int:
     for name in ("MLOPS_FIRST_WEEK", "MLOPS_FIRST_SCORED_WEEK", "MLOPS_STORAGE_ROOT", "MLOPS_ENV"):
         os.environ.pop(name, None)
 
+    from mlops_assets.app.pipeline import run_new_weeks, run_pipeline
     from mlops_assets.contract.validation import check_landing
     from mlops_assets.resources.landing_folder import forget_checked
-    from mlops_assets.runner import run_new_weeks, run_pipeline
     from mlops_assets.sample import SampleSpec, generate, parse_regions
 
     stages: list[tuple[str, float, int]] = []

@@ -48,13 +48,15 @@ def _validate(args) -> int:
 
 
 def _run(args) -> int:
-    from mlops_assets.runner import RunFailed, format_summary, report_json, run_pipeline
+    from mlops_assets.app.execution import RunFailed
+    from mlops_assets.app.pipeline import run_pipeline
+    from mlops_assets.app.report import format_summary, report_json
 
     regions = [r.strip() for r in args.regions.split(",")] if args.regions else None
     landing = args.landing or None  # a folder or an Azure URL (mlops_assets.locations)
     try:
         if args.new_weeks:
-            from mlops_assets.runner import run_new_weeks
+            from mlops_assets.app.pipeline import run_new_weeks
 
             summary = run_new_weeks(landing, workers=args.workers)
             if summary.first_week > summary.last_week:
@@ -76,7 +78,8 @@ def _run(args) -> int:
 
 
 def _backfill(args) -> int:
-    from mlops_assets.runner import RunFailed, backfill, format_backfill
+    from mlops_assets.app.backfill import backfill, format_backfill
+    from mlops_assets.app.execution import RunFailed
 
     try:
         results = backfill([r.strip() for r in args.regions.split(",")], [a.strip() for a in args.assets.split(",")],
@@ -92,8 +95,9 @@ def _dashboard(args) -> int:
     """Serve the persona dashboards (the ``monitoring_dashboard`` asset's page) on 127.0.0.1."""
     import http.server
 
+    from mlops_assets.app.backfill import refresh_dashboard
+    from mlops_assets.app.execution import RunFailed
     from mlops_assets.dashboard.build import PAGE
-    from mlops_assets.runner import RunFailed, refresh_dashboard
 
     settings = _settings()
     page = settings.storage_root / PAGE
@@ -135,7 +139,7 @@ def _tool(name: str) -> str:
 
 
 def _ui(args) -> int:
-    from mlops_assets.runner import prepare_environment
+    from mlops_assets.app.execution import prepare_environment
 
     prepare_environment(args.landing or None)
     cmd = [_tool("dagster"), "dev", "-w", str(config.REPO_ROOT / "workspace.yaml"), "-h", args.host,
@@ -145,16 +149,25 @@ def _ui(args) -> int:
     return 0
 
 
-def _settings():
-    from mlops_assets.runner import prepare_environment
+def _settings(command: str = ""):
+    """The settings; for a ``command`` that reads the MLflow store, first one short try to reach
+    it: a store that does not answer ends the command with one line, the masked URI and why."""
+    from mlops_assets.app.execution import prepare_environment
+    from mlops_assets.registry.tracking import store_problem
 
-    return prepare_environment()
+    settings = prepare_environment()
+    problem = store_problem(settings.mlflow_tracking_uri) if command else None
+    if problem:
+        print(f"mlops-assets {command}: cannot reach the MLflow store {config.redacted(settings.mlflow_tracking_uri)}"
+              f" ({problem})", file=sys.stderr)
+        raise SystemExit(1)
+    return settings
 
 
 def _status(args) -> int:
     from mlops_assets.releases import format_status, open_alerts, status
 
-    settings = _settings()
+    settings = _settings("status")
     rows, alerts = status(settings), open_alerts(settings)
     print(json.dumps({"regions": rows, "alerts": alerts}, indent=2) if args.json
           else format_status(rows, settings, alerts))
@@ -169,7 +182,7 @@ def _promote(args) -> int:
         print("mlops-assets promote: --force needs --reason", file=sys.stderr)
         return 2
     try:
-        release = registry_for(_settings()).promote(args.region, args.version, by=who(),
+        release = registry_for(_settings("promote")).promote(args.region, args.version, by=who(),
                                                     reason=args.reason or "promoted by hand", force=args.force)
     except RegistryError as exc:
         print(f"mlops-assets promote: {exc}", file=sys.stderr)
@@ -184,7 +197,7 @@ def _rollback(args) -> int:
     from mlops_assets.releases import registry_for, who
 
     try:
-        release = registry_for(_settings()).rollback(args.region, by=who(), reason=args.reason)
+        release = registry_for(_settings("rollback")).rollback(args.region, by=who(), reason=args.reason)
     except RegistryError as exc:
         print(f"mlops-assets rollback: {exc}", file=sys.stderr)
         return 1
@@ -197,7 +210,7 @@ def _lineage(args) -> int:
     from mlops_assets.registry.tracking import RegistryError
     from mlops_assets.releases import format_trace, rebuild_training_frame, trace, trace_json
 
-    settings = _settings()
+    settings = _settings("lineage")
     try:
         chain = trace(settings, args.region, args.week)
     except (RegistryError, ValueError) as exc:
@@ -215,13 +228,14 @@ def _lineage(args) -> int:
 
 def _mlflow_ui(args) -> int:
     settings = _settings()
-    cmd = [_tool("mlflow"), "ui", "--backend-store-uri", settings.mlflow_tracking_uri, "--host", args.host,
-           "--port", str(args.port), "--workers", "1"]
+    cmd = [_tool("mlflow"), "server", "--host", args.host, "--port", str(args.port), "--workers", "1"]
     if settings.mlflow_artifact_root:
         root = settings.mlflow_artifact_root
         cmd += ["--default-artifact-root", root if "://" in root else Path(root).as_uri()]
-    # a database URI may carry a password: never printed
-    print(" ".join(config.redacted(part) if "://" in part else part for part in cmd), file=sys.stderr)
+    # the store's URI may carry a password: it goes to the server through its environment
+    # (MLflow reads MLFLOW_BACKEND_STORE_URI), never on the command line that `ps` shows
+    os.environ["MLFLOW_BACKEND_STORE_URI"] = settings.mlflow_tracking_uri
+    print(f"MLFLOW_BACKEND_STORE_URI={config.redacted(settings.mlflow_tracking_uri)} {' '.join(cmd)}", file=sys.stderr)
     os.execvp(cmd[0], cmd)
     return 0
 
@@ -273,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("dashboard", help="serve the business, data-science and support dashboards "
                                          "(the monitoring_dashboard asset's page)")
-    served = urllib.parse.urlsplit(os.environ.get("MLOPS_DASHBOARD_URL", "http://127.0.0.1:8765/"))
+    served = urllib.parse.urlsplit(config.dashboard_url())
     p.add_argument("--host", default=served.hostname or "127.0.0.1", help="default: from $MLOPS_DASHBOARD_URL, "
                                                                           "else 127.0.0.1")
     p.add_argument("--port", type=int, default=served.port or 8765,

@@ -28,6 +28,12 @@ MLOPS_EXECUTOR         ``in_process`` or ``dask`` (a run's steps   ``in_process`
                        on the cluster at MLOPS_DASK_SCHEDULER)
 MLOPS_RETENTION_DAYS   holdout forecasts, quarantined rows kept    ``90`` days
 MLOPS_KEEP_MODELS      model folders kept per region               ``10`` (and the current one)
+MLOPS_RUN_WORKERS      regions ``mlops-assets run`` runs at once   ``0``: 2 on 2 cores for big regions, else 1
+MLOPS_TRAIN_THREADS    threads of a region's training in ``run``   ``0``: as many as the cores, at most 2
+MLOPS_LOCK_DIR         the champion locks of a server store        ``$MLOPS_HOME/locks``
+MLOPS_DASHBOARD_URL    where ``mlops-assets dashboard`` serves     ``http://127.0.0.1:8765/``
+MLOPS_DAGSTER_URL      the Dagster UI, for the dashboard's links   ``http://127.0.0.1:3000``
+MLOPS_MLFLOW_URL       the MLflow UI, for the dashboard's links    ``http://127.0.0.1:5000``
 =====================  ==========================================  ===========================
 """
 
@@ -57,6 +63,12 @@ DEFAULT_CHAMPION_TOL = 0.02  # a candidate may be 2% (relative) worse than the c
 DEFAULT_BIAS_LIMIT = 0.15  # |total forecast / total demand - 1| on the holdout
 DEFAULT_COVERAGE_TOL = 0.15  # P10/P50/P90: the share of actuals below each may miss nominal by this
 DEFAULT_STALE_DAYS = 60      # a model trained longer than this before the week it scores is stale
+DEFAULT_DASHBOARD_URL = "http://127.0.0.1:8765/"
+DEFAULT_DAGSTER_URL = "http://127.0.0.1:3000"
+DEFAULT_MLFLOW_URL = "http://127.0.0.1:5000"
+# variables that hold secrets: a resource names them (dg.EnvVar) rather than holding their value,
+# so the UI shows the name
+SECRET_VARIABLES = ("MLFLOW_TRACKING_URI", "MLOPS_ALERT_WEBHOOK")
 # monitor limits per environment; each can be overridden by MLOPS_MONITOR_<NAME>
 MONITOR = {"dev": MonitorLimits(), "prod": MonitorLimits()}
 AUTOMATION = {"dev": False, "prod": True}
@@ -113,6 +125,15 @@ class Settings:
     keep_models: int = 10
     executor: str = "in_process"  # or "dask": a run's steps on the Dask cluster at dask_scheduler
     dask_scheduler: str = ""
+    run_workers: int = 0    # regions `mlops-assets run` runs at once; 0: lanes() chooses
+    train_threads: int = 0  # threads of a region's training in `mlops-assets run`; 0: up to 2 cores
+    lock_dir: Path | None = None  # the champion locks of a server store; None: $MLOPS_HOME/locks
+    dashboard_url: str = DEFAULT_DASHBOARD_URL
+    dagster_url: str = DEFAULT_DAGSTER_URL
+    mlflow_url: str = DEFAULT_MLFLOW_URL
+    first_week_from_env: bool = False         # MLOPS_FIRST_WEEK given: nothing to record
+    first_scored_week_from_env: bool = False  # MLOPS_FIRST_SCORED_WEEK given
+    secrets_in_env: tuple[str, ...] = ()      # the SECRET_VARIABLES that are set
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -164,7 +185,21 @@ class Settings:
             dask_scheduler=os.environ.get("MLOPS_DASK_SCHEDULER", ""),
             retrain=RetrainRules(degradation=float(os.environ.get("MLOPS_DEGRADATION", RetrainRules.degradation)),
                                  stale_days=stale_days),
+            run_workers=int(os.environ.get("MLOPS_RUN_WORKERS") or 0),
+            train_threads=int(os.environ.get("MLOPS_TRAIN_THREADS") or 0),
+            lock_dir=Path(os.environ.get("MLOPS_LOCK_DIR") or home / "locks"),
+            dashboard_url=dashboard_url(),
+            dagster_url=os.environ.get("MLOPS_DAGSTER_URL", DEFAULT_DAGSTER_URL).rstrip("/"),
+            mlflow_url=os.environ.get("MLOPS_MLFLOW_URL", DEFAULT_MLFLOW_URL).rstrip("/"),
+            first_week_from_env=bool(os.environ.get("MLOPS_FIRST_WEEK")),
+            first_scored_week_from_env=bool(os.environ.get("MLOPS_FIRST_SCORED_WEEK")),
+            secrets_in_env=tuple(name for name in SECRET_VARIABLES if os.environ.get(name)),
         )
+
+
+def dashboard_url() -> str:
+    """``MLOPS_DASHBOARD_URL``: also the default address of ``mlops-assets dashboard``."""
+    return os.environ.get("MLOPS_DASHBOARD_URL", DEFAULT_DASHBOARD_URL)
 
 
 def monitor_limits(env: str) -> MonitorLimits:
@@ -199,6 +234,11 @@ def resolve_first_week(home: Path, key: str = "first_week", variable: str = "MLO
     if day.weekday() != 0:
         raise ValueError(f"{variable}={value}: weeks start on Monday; use {monday_on_or_before(day)}")
     return max(value, floor) if floor else value
+
+
+def first_week_is_set(home: Path) -> bool:
+    """Whether the week partitions' start was chosen (``MLOPS_FIRST_WEEK``) or recorded from data."""
+    return bool(os.environ.get("MLOPS_FIRST_WEEK") or recorded_weeks(home).get("first_week"))
 
 
 def recorded_weeks(home: Path) -> dict:

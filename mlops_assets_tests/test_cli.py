@@ -3,6 +3,7 @@
 import contextlib
 import io
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -95,3 +96,34 @@ def test_no_secret_of_a_store_uri_is_printed(env):
     row = {"region": "north", "champion": "1", "age_days": 7, "stale": False}
     for text in (format_status([], settings), format_status([row], settings)):
         assert "s3cret-pw" not in text and "mlflow:***@db.internal" in text
+
+
+def test_a_store_that_does_not_answer_is_one_line_without_its_password(env, monkeypatch, capsys):
+    """status, lineage, promote and rollback try the store once, briefly: no two minutes of
+    MLflow's retries, no traceback, and the password masked in the one line they print."""
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"postgresql+psycopg2://mlflow:s3cret-pw@127.0.0.1:{port}/mlflow")
+    for argv in (["status"], ["rollback", "north", "--reason", "test"]):
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        out, err = capsys.readouterr()
+        assert exit_.value.code == 1 and out == ""
+        [line] = err.splitlines()
+        assert line.startswith(f"mlops-assets {argv[0]}: cannot reach the MLflow store "
+                               f"postgresql+psycopg2://mlflow:***@127.0.0.1:{port}/mlflow (OperationalError: ")
+        assert "s3cret-pw" not in err
+
+
+def test_the_mlflow_ui_gets_the_store_uri_from_its_environment_not_its_command_line(env, monkeypatch, capsys):
+    """A process's arguments are visible to every user of the machine (`ps`); its environment is not."""
+    uri = "postgresql+psycopg2://mlflow:s3cret-pw@db.internal:5432/mlflow"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    started = []
+    monkeypatch.setattr(os, "execvp", lambda file, argv: started.append((argv, dict(os.environ))))
+    main(["mlflow-ui"])
+    [(argv, environ)] = started
+    assert argv[1] == "server" and not any("s3cret-pw" in a for a in argv)
+    assert environ["MLFLOW_BACKEND_STORE_URI"] == uri
+    assert "s3cret-pw" not in capsys.readouterr().err

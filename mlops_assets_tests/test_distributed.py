@@ -14,8 +14,8 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from mlops_assets.app.pipeline import run_pipeline
 from mlops_assets.config import Settings
-from mlops_assets.runner import run_pipeline
 from mlops_assets_tests.browsing import free_port
 from mlops_assets_tests.conftest import isolated_home
 

@@ -19,11 +19,12 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from mlops_assets.app.execution import RunFailed
+from mlops_assets.app.pipeline import run_pipeline
 from mlops_assets.config import Settings
 from mlops_assets.definitions import build_definitions
 from mlops_assets.errors import ContractError
 from mlops_assets.resources.storage import StorageResource
-from mlops_assets.runner import RunFailed, run_pipeline
 from mlops_assets_tests.conftest import isolated_home
 
 pytestmark = pytest.mark.faults

@@ -17,10 +17,10 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from mlops_assets.app.pipeline import run_pipeline
 from mlops_assets.config import Settings
 from mlops_assets.releases import registry_for
 from mlops_assets.resources.storage import StorageResource, load_model
-from mlops_assets.runner import run_pipeline
 from mlops_assets_tests.conftest import isolated_home
 
 pytestmark = pytest.mark.faults

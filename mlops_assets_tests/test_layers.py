@@ -19,13 +19,13 @@ LAYERS = [
     {"assets"},                          # the asset graph
     {"automation"},                      # jobs, schedules, sensors
     {"definitions"},                     # the one Definitions
-    {"releases", "offline", "sample", "code_location", "runner", "cli", "__init__", "__main__"},
+    {"releases", "offline", "sample", "code_location", "app", "cli", "__init__", "__main__"},
 ]
 LAYER = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 
 
 def _unit(module: str) -> str:
-    """``mlops_assets.ml.ensemble`` -> ``ml``; ``mlops_assets.runner`` -> ``runner``."""
+    """``mlops_assets.ml.ensemble`` -> ``ml``; ``mlops_assets.app.pipeline`` -> ``app``."""
     return module.split(".")[1] if module.count(".") else "__init__"
 
 

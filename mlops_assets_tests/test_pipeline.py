@@ -8,11 +8,12 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from mlops_assets.app.execution import RunFailed, user_error
+from mlops_assets.app.pipeline import run_pipeline
 from mlops_assets.config import Settings
 from mlops_assets.contract.validation import check_landing
 from mlops_assets.definitions import build_definitions
 from mlops_assets.resources import LandingResource
-from mlops_assets.runner import RunFailed, run_pipeline, user_error
 from mlops_assets_tests.conftest import SMALL, edit_csv, isolated_home
 
 
@@ -277,19 +278,22 @@ def test_weekly_schedules_score_and_retrain_every_region(env, monkeypatch):
 
 
 class _Receiver(http.server.BaseHTTPRequestHandler):
+    """A webhook that is down for its first call (HTTP 503), then takes every POST."""
     received: list = []
+    refused: list = []
 
     def do_POST(self):  # noqa: N802 - the http.server API
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        _Receiver.received.append(json.loads(body))
-        self.send_response(204)
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        down = not _Receiver.refused
+        (_Receiver.refused if down else _Receiver.received).append(body)
+        self.send_response(503 if down else 204)
         self.end_headers()
 
     def log_message(self, *args):
         pass
 
 
-def test_a_region_without_champion_is_forecast_by_the_baseline_with_an_alert(env, monkeypatch):
+def test_a_region_without_champion_is_forecast_by_the_baseline_with_an_alert_delivered_at_least_once(env, monkeypatch):
     server = http.server.HTTPServer(("127.0.0.1", 0), _Receiver)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
@@ -301,8 +305,10 @@ def test_a_region_without_champion_is_forecast_by_the_baseline_with_an_alert(env
             instance=dg.DagsterInstance.get(), partition_key="north|2026-11-16",
             asset_selection=[dg.AssetKey("scores")])
         assert result.success  # a missing champion is an alert, not a failed forecast
-        for _ in range(2):  # the alert is posted once, when it opens
-            defs.resolve_job_def("alerting").execute_in_process(instance=dg.DagsterInstance.get())
+        undelivered = []
+        for _ in range(3):  # refused, sent again and taken, then never again
+            alerting = defs.resolve_job_def("alerting").execute_in_process(instance=dg.DagsterInstance.get())
+            undelivered.append(alerting.asset_materializations_for_node("alerts")[0].metadata["undelivered"].value)
     finally:
         server.shutdown()
     scores = pd.read_parquet(settings.storage_root / "scores" / "north" / "2026-11-16.parquet")
@@ -314,7 +320,10 @@ def test_a_region_without_champion_is_forecast_by_the_baseline_with_an_alert(env
                if e.event_type_value == "ASSET_CHECK_EVALUATION"
                and e.asset_check_evaluation_data.check_name == "champion_serves"]
     assert not check.passed and "has no champion" in check.description
+    assert undelivered == [1, 0, 0]  # at least once: the failed delivery is retried by the next run
+    [refused] = _Receiver.refused
     [posted] = _Receiver.received
+    assert refused == posted
     [alert] = posted["alerts"]
     assert (alert["region"], alert["kind"], alert["severity"]) == ("north", "no_champion", "ERROR")
     assert alert["run_id"] == result.run_id
@@ -335,3 +344,30 @@ def test_an_appended_weather_file_touches_only_its_new_week_and_region(env):
     after, changed, removed = detect_changes(env, state)
     assert changed == [f"weather/{weather.name}"] and not removed
     assert affected_partitions(env, changed, removed, state, after) == {"north": ["2026-11-16", "2026-11-16"]}
+
+
+def test_a_deployment_fed_by_sensors_alone_starts_at_the_landings_first_week(env):
+    """No `mlops-assets run`, no MLOPS_FIRST_WEEK (compose and Helm set none): the first validated
+    delivery says where the weeks begin, for the conditioning it starts and for every process
+    that builds the definitions afterwards; never every week from 2001 for every region."""
+    from mlops_assets.app.execution import prepare_environment
+    from mlops_assets.config import recorded_weeks
+    from mlops_assets.resources import StorageResource
+
+    settings = prepare_environment()  # the instance's home, nothing recorded in it
+    assert settings.first_week == "2001-01-01" and not recorded_weeks(settings.home)
+    defs = build_definitions(settings)
+    instance = dg.DagsterInstance.get()
+    tables = defs.resolve_job_def("tables").execute_in_process(
+        instance=instance, tags={"mlops/trigger": "new_data", "mlops/affected": json.dumps("all")})
+    run = instance.get_run_by_id(tables.run_id)
+    sensor = defs.resolve_sensor_def("conditioning_after_validation")
+    [event] = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_SUCCESS)
+    with dg.build_run_status_sensor_context(
+            sensor_name=sensor.name, dagster_event=event.dagster_event, dagster_instance=instance, dagster_run=run,
+            resources={"storage": StorageResource(root=str(settings.storage_root))}) as ctx:
+        result = sensor(ctx)
+    first = min(pd.read_csv(p)["week_start"].min() for p in (env / "shipments").glob("*.csv"))
+    starts = {r.tags["mlops/region"]: r.tags["dagster/asset_partition_range_start"] for r in result.run_requests}
+    assert starts == {"north": f"north|{first}", "south": f"south|{first}"}
+    assert recorded_weeks(settings.home)["first_week"] == first == Settings.from_env().first_week

@@ -16,12 +16,12 @@ import pandas as pd
 import pytest
 
 from mlops_assets import cli
+from mlops_assets.app.pipeline import run_pipeline
 from mlops_assets.config import Settings
 from mlops_assets.definitions import build_definitions
 from mlops_assets.ml.ensemble import ForecastModel
 from mlops_assets.registry.lineage import frame_digest
 from mlops_assets.releases import registry_for, status, trace
-from mlops_assets.runner import run_pipeline
 from mlops_assets_tests.conftest import isolated_home
 
 NEXT_WEEK = "2026-11-16"  # the trainable sample's last delivery is 2026-11-09

@@ -7,12 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mlops_assets.app.pipeline import run_new_weeks, run_pipeline
+from mlops_assets.app.report import report_json
 from mlops_assets.code_location import repository_label
 from mlops_assets.config import REPO_ROOT, Settings
 from mlops_assets.definitions import build_definitions
 from mlops_assets.ml.ensemble import SEGMENTS
 from mlops_assets.offline import region_features
-from mlops_assets.runner import report_json, run_new_weeks, run_pipeline
 from mlops_assets_tests.browsing import (
     ARTIFACTS,
     BIN,

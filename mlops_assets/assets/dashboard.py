@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from mlops_assets.dashboard.build import PAGE, build_dashboard
+from mlops_assets.dashboard.build import PAGE, Links, build_dashboard
 from mlops_assets.locations import url
 from mlops_assets.registry.gates import GateConfig
 from mlops_assets.resources.alerting import MonitoringResource
@@ -25,7 +25,7 @@ from mlops_assets.resources.storage import StorageResource
 def monitoring_dashboard(context: dg.AssetExecutionContext, storage: StorageResource, mlflow: MlflowRegistryResource,
                          monitoring: MonitoringResource) -> dg.MaterializeResult:
     page = build_dashboard(storage, context.instance, mlflow.registry, mlflow.stale_after_days,
-                           GateConfig().mape_target)
+                           GateConfig().mape_target, Links(monitoring.dagster_url, monitoring.mlflow_url))
     path = storage.write_text(PAGE, page.html)
     return dg.MaterializeResult(metadata={
         **page.figures,  # numeric: plotted across materializations

@@ -377,14 +377,23 @@ def alerts(context: dg.AssetExecutionContext, storage: StorageResource, monitori
                                          zip(table.loc[rows, "region"], table.loc[rows, "week"])]
     table["link"] = ["/runs/" + r if r else "" for r in table["run_id"]]
     before = storage.read_parquet("alerts.parquet") if storage.exists("alerts.parquet") else table.iloc[0:0]
+    if "delivered" not in before.columns:  # a table from before delivery was recorded: sent when it opened
+        before = before.assign(delivered=True)
+    keys = [tuple(k) for k in table[ALERT_KEY].astype(str).to_numpy()]
+    delivered = {tuple(k) for k, done in zip(before[ALERT_KEY].astype(str).to_numpy(), before["delivered"]) if done}
     seen = set(map(tuple, before[ALERT_KEY].astype(str).to_numpy()))
-    new = table[[tuple(k) not in seen for k in table[ALERT_KEY].astype(str).to_numpy()]]
+    new = table[[k not in seen for k in keys]]
+    # at least once: an open alert whose delivery failed (or had no webhook to go to) goes again
+    # with the next alerting run, until one POST of it succeeds
+    pending = table[[k not in delivered for k in keys]]
+    sent = monitoring.notify(context.log, json.loads(pending.to_json(orient="records")))
+    table["delivered"] = [sent or k in delivered for k in keys]
     storage.write_parquet("alerts.parquet", table)
-    monitoring.notify(context.log, json.loads(new.to_json(orient="records")))
     return dg.MaterializeResult(metadata={
-        "open_alerts": len(table), "new_alerts": len(new), "errors": int((table["severity"] == alerting.ERROR).sum()),
+        "open_alerts": len(table), "new_alerts": len(new), "undelivered": int((~table["delivered"]).sum()),
+        "errors": int((table["severity"] == alerting.ERROR).sum()),
         "regions": ", ".join(sorted(set(table["region"]))) or "none",
-        "alerts": dg.MetadataValue.md(table.drop(columns=["run_id"]).head(30).to_markdown(index=False)
+        "alerts": dg.MetadataValue.md(table.drop(columns=["run_id", "delivered"]).head(30).to_markdown(index=False)
                                       if len(table) else "none")})
 
 

@@ -32,6 +32,9 @@ class TrainingConfig(dg.Config):
     holdout_weeks: int = 13
     seed: int = 0
     as_of_week: str | None = None  # default: the latest observed week
+    # the network and the LASSOs fit side by side in threads; 0: as many as the cores, at most 2.
+    # `mlops-assets run` sets MLOPS_TRAIN_THREADS here, and 1 where regions train side by side
+    threads: int = 0
 
 
 def _num(value) -> float | None:
@@ -234,7 +237,7 @@ def region_model(context: dg.AssetExecutionContext, config: TrainingConfig, feat
     context.log.info(f"{region}: training on {len(features):,} feature rows, holdout {config.holdout_weeks} weeks")
     model, holdout = train_region(features, region, train_config, as_of_week=config.as_of_week,
                                   progress=lambda line: context.log.info(f"{region} {line}"),
-                                  profiler=reference_profile)
+                                  profiler=reference_profile, threads=config.threads)
     storage.write_parquet(f"holdout_forecasts/{region}/{context.run.run_id}.parquet", holdout)
 
     # exactly the rows the deployed model was fit on (and evaluated with), kept immutably

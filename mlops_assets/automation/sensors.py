@@ -38,7 +38,7 @@ from mlops_assets.automation.jobs import (
     training_job,
     weekly_job,
 )
-from mlops_assets.config import Settings
+from mlops_assets.config import Settings, first_week_is_set, record_weeks
 from mlops_assets.contract import schemas
 from mlops_assets.contract import validation as contract
 from mlops_assets.locations import source
@@ -152,11 +152,17 @@ def affected_partitions(landing: Path, changed: list[str], removed: list[str], k
 # --- reading the instance and the storage cheaply ------------------------------------------------
 
 
-def last_delivered_week(instance: dg.DagsterInstance) -> str | None:
-    """The latest week with shipments, from the ``shipments`` table's metadata (no table read)."""
+def delivered_weeks(instance: dg.DagsterInstance) -> tuple[str, str] | None:
+    """The first and the latest week with shipments, from the ``shipments`` table's metadata (no
+    table read); None before any."""
     event = instance.get_latest_materialization_event(dg.AssetKey("shipments"))
     meta = event.asset_materialization.metadata if event else {}
-    return meta["last_week"].value if "last_week" in meta else None
+    return (meta["first_week"].value, meta["last_week"].value) if "last_week" in meta else None
+
+
+def last_delivered_week(instance: dg.DagsterInstance) -> str | None:
+    weeks = delivered_weeks(instance)
+    return weeks[1] if weeks else None
 
 
 def validated_regions(storage: StorageResource) -> list[str]:
@@ -255,11 +261,26 @@ def region_discovery_sensor(context: dg.SensorEvaluationContext, landing: Landin
     return dg.SensorResult(dynamic_partitions_requests=[region_partitions.build_add_request(new)], cursor=stamp)
 
 
-def build_sensors(settings: Settings) -> list:
+Status = dg.DefaultSensorStatus  # RUNNING in prod, STOPPED in dev
+
+
+def build_sensors(settings: Settings) -> list[dg.SensorDefinition]:
+    """The environment's sensors: on in prod, off in dev (``MLOPS_AUTOMATION``), ticking every
+    ``MLOPS_SENSOR_INTERVAL`` seconds; one factory each below."""
     status = dg.DefaultSensorStatus.RUNNING if settings.automation else dg.DefaultSensorStatus.STOPPED
     every = settings.sensor_interval
     scored = week_partitions(settings.first_scored_week or settings.first_week)  # its keys grow with time
+    return [region_discovery_sensor,
+            landing_files_sensor(status, every),
+            conditioning_after_validation_sensor(settings, status, every),
+            scoring_after_conditioning_sensor(scored, status, every),
+            retrain_on_model_health_sensor(status, every),
+            scoring_after_promotion_sensor(status, every),
+            alert_on_run_failure_sensor(status, every),
+            alerts_after_monitoring_sensor(status, every)]
 
+
+def landing_files_sensor(status: Status, every: int) -> dg.SensorDefinition:
     @dg.sensor(name="landing_files", jobs=[observe_landing_job, tables_job], minimum_interval_seconds=every,
                default_status=status,
                description="When landing files are added, changed or removed: record their hashes and validate the "
@@ -288,6 +309,10 @@ def build_sensors(settings: Settings) -> list:
                           dg.RunRequest(run_key=f"tables-{key}", job_name=tables_job.name, tags=tags)],
             cursor=json.dumps({"id": state["id"], "seq": seq, "files": files}))
 
+    return landing_files
+
+
+def conditioning_after_validation_sensor(settings: Settings, status: Status, every: int) -> dg.SensorDefinition:
     @dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, name="conditioning_after_validation",
                           monitored_jobs=[tables_job], request_jobs=[weekly_job],
                           minimum_interval_seconds=every, default_status=status,
@@ -297,9 +322,16 @@ def build_sensors(settings: Settings) -> list:
         run = context.dagster_run
         if run.tags.get(TRIGGER) != "new_data":
             return dg.SkipReason(f"run {run.run_id} was not started by new data")
-        last = last_delivered_week(context.instance)
-        if last is None:
+        delivered = delivered_weeks(context.instance)
+        if delivered is None:
             return dg.SkipReason("no shipments delivered yet")
+        first_delivered, last = delivered
+        # a deployment fed by sensors alone: its first delivery says where the weeks begin (as
+        # `mlops-assets run` records it), not the 2001 floor of a home that recorded nothing
+        floor = settings.first_week
+        if not first_week_is_set(settings.home):
+            floor = first_delivered
+            record_weeks(settings.home, first_week=first_delivered)
         # the regions of the stores just validated: one that region_discovery has not added yet is
         # added here, so its first delivery is not lost
         known = context.instance.get_dynamic_partitions(region_partitions.name)
@@ -307,7 +339,7 @@ def build_sensors(settings: Settings) -> list:
         new_regions = [r for r in regions if r not in known]
         scope = json.loads(run.tags.get(AFFECTED, json.dumps(ALL)))
         if scope == ALL:
-            scope = {r: [settings.first_week, next_week(last)] for r in regions}
+            scope = {r: [floor, next_week(last)] for r in regions}
         upcoming = week_to_score(last)  # the week to forecast once these weeks are conditioned
         requests = []
         for region, (first, end) in sorted(scope.items()):
@@ -315,7 +347,7 @@ def build_sensors(settings: Settings) -> list:
                 continue
             tags = {TRIGGER: "new_data", REGION: region, SCORE_WEEK: upcoming}
             if first <= last:
-                first = max(first, settings.first_week)
+                first = max(first, floor)
                 # the features of the year after a changed week read it through their lags
                 end = min(last, (dt.date.fromisoformat(end) + dt.timedelta(weeks=HISTORY_WEEKS)).isoformat())
                 requests.append(dg.RunRequest(run_key=f"{run.run_id}-{region}", job_name=weekly_job.name,
@@ -328,6 +360,11 @@ def build_sensors(settings: Settings) -> list:
         return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=(
             [region_partitions.build_add_request(new_regions)] if new_regions else []))
 
+    return conditioning_after_validation
+
+
+def scoring_after_conditioning_sensor(scored: dg.PartitionsDefinition, status: Status,
+                                      every: int) -> dg.SensorDefinition:
     @dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, name="scoring_after_conditioning",
                           monitored_jobs=[weekly_job], request_jobs=[weekly_job, scoring_job, monitoring_job],
                           minimum_interval_seconds=every, default_status=status,
@@ -351,6 +388,10 @@ def build_sensors(settings: Settings) -> list:
                 **trigger, RANGE_START: f"{region}|{span[0]}", RANGE_END: f"{region}|{span[1]}"}))
         return requests
 
+    return scoring_after_conditioning
+
+
+def retrain_on_model_health_sensor(status: Status, every: int) -> dg.SensorDefinition:
     @dg.sensor(name="retrain_on_model_health", job=training_job, minimum_interval_seconds=every,
                default_status=status,
                description="Retrains a region whose demand or forecast bias shifted, whose champion drifted, lost "
@@ -379,6 +420,10 @@ def build_sensors(settings: Settings) -> list:
         return dg.SensorResult(run_requests=requests, cursor=json.dumps(requested, sort_keys=True),
                                skip_reason=None if requests else "every champion is healthy (or already retraining)")
 
+    return retrain_on_model_health
+
+
+def scoring_after_promotion_sensor(status: Status, every: int) -> dg.SensorDefinition:
     @dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, name="scoring_after_promotion",
                           monitored_jobs=[training_job], request_job=weekly_job, minimum_interval_seconds=every,
                           default_status=status,
@@ -392,6 +437,10 @@ def build_sensors(settings: Settings) -> list:
             return dg.SkipReason(f"run {run.run_id} promoted no champion")
         return inputs_for(run, region, week_to_score(last), default_trigger="manual")
 
+    return scoring_after_promotion
+
+
+def alert_on_run_failure_sensor(status: Status, every: int) -> dg.SensorDefinition:
     @dg.run_failure_sensor(name="alert_on_run_failure", minimum_interval_seconds=every, default_status=status,
                            request_job=alerting_job,
                            description="A failed run becomes an alert: a row of `alerts` (and so a webhook call) "
@@ -408,6 +457,10 @@ def build_sensors(settings: Settings) -> list:
             return None  # the alerts job failing must not request itself forever
         return dg.RunRequest(run_key=f"{run.run_id}-alerts", tags={TRIGGER: run.tags.get(TRIGGER, "manual")})
 
+    return alert_on_run_failure
+
+
+def alerts_after_monitoring_sensor(status: Status, every: int) -> dg.SensorDefinition:
     @dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, name="alerts_after_monitoring",
                           monitored_jobs=[scoring_job, monitoring_job], request_job=alerting_job,
                           minimum_interval_seconds=every, default_status=status,
@@ -416,8 +469,7 @@ def build_sensors(settings: Settings) -> list:
         run = context.dagster_run
         return dg.RunRequest(run_key=f"{run.run_id}-alerts", tags={TRIGGER: run.tags.get(TRIGGER, "manual")})
 
-    return [region_discovery_sensor, landing_files, conditioning_after_validation, scoring_after_conditioning,
-            retrain_on_model_health, scoring_after_promotion, alert_on_run_failure, alerts_after_monitoring]
+    return alerts_after_monitoring
 
 
 def _unvalidated(instance: dg.DagsterInstance, landing: LandingResource, changed: list[str]) -> list[str]:

@@ -16,7 +16,6 @@ the Dagster run and partition that produced it. The key figures come back as num
 from __future__ import annotations
 
 import datetime as dt
-import os
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
@@ -24,6 +23,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from mlops_assets.config import DEFAULT_DAGSTER_URL, DEFAULT_MLFLOW_URL
 from mlops_assets.contract.validation import TABLES
 from mlops_assets.dashboard.charts import bar_chart, esc, heatmap, line_chart
 from mlops_assets.ml import metrics
@@ -39,17 +39,12 @@ DRIFT_WEEKS = 26  # the drift map's latest weeks
 
 @dataclass
 class Links:
-    """Where the UIs are; the page links each figure to them. From ``MLOPS_DAGSTER_URL`` and
-    ``MLOPS_MLFLOW_URL`` (``mlops-assets ui`` and ``mlops-assets mlflow-ui`` defaults)."""
+    """Where the UIs are; the page links each figure to them (settings ``MLOPS_DAGSTER_URL`` and
+    ``MLOPS_MLFLOW_URL``, by default where ``mlops-assets ui`` and ``mlflow-ui`` serve)."""
 
-    dagster: str = "http://127.0.0.1:3000"
-    mlflow: str = "http://127.0.0.1:5000"
+    dagster: str = DEFAULT_DAGSTER_URL
+    mlflow: str = DEFAULT_MLFLOW_URL
     experiment_id: str = ""
-
-    @classmethod
-    def from_env(cls) -> "Links":
-        return cls(os.environ.get("MLOPS_DAGSTER_URL", cls.dagster).rstrip("/"),
-                   os.environ.get("MLOPS_MLFLOW_URL", cls.mlflow).rstrip("/"))
 
     def run(self, run_id: str) -> str:
         return f"{self.dagster}/runs/{run_id}"
@@ -207,7 +202,7 @@ def stocking_summary(stock, demand) -> dict:
 
 def build_dashboard(storage: StorageResource, instance: dg.DagsterInstance, registry: Registry,
                     stale_after_days: int, mape_target: float, links: Links | None = None) -> Page:
-    links = links or Links.from_env()
+    links = links or Links()
     with registry._session() as client:  # noqa: SLF001 - the experiment the runs are in, for their links
         links.experiment_id = registry.experiment_id(client)
     model_events = _model_events(instance)

@@ -187,7 +187,7 @@ def _fit_region(rows: dict[str, pd.DataFrame], choice: dict, seed: int,
 
 
 def _choose(rows: dict[str, pd.DataFrame], config: TrainConfig, progress: Progress | None = None,
-            calibration: dict[str, pd.DataFrame] | None = None) -> tuple[dict, pd.DataFrame]:
+            calibration: dict[str, pd.DataFrame] | None = None, threads: int = 0) -> tuple[dict, pd.DataFrame]:
     """Hyperparameters from the training weeks alone: the network's epochs (early stopping on
     the region's last validation weeks), each segment's LASSO alpha (time-ordered CV) and each
     segment's ensemble weight. The weight minimizes the mean MAPE over ``VALIDATION_WINDOWS``
@@ -236,7 +236,7 @@ def _choose(rows: dict[str, pd.DataFrame], config: TrainConfig, progress: Progre
                                    f"{fits.note()}", started)
         return out
 
-    (nn_pre, net, history), fitted = parallel.run_both(network, lassos)
+    (nn_pre, net, history), fitted = parallel.run_both(network, lassos, threads=threads)
     shared = {"nn_epochs": int(history["best_epoch"]), "nn_loss": config.nn_loss,
               "nn_start_val_loss": history["start_val_loss"],
               "nn_best_val_loss": history.get("best_val_loss", float("nan")), "nn_pooled_rows": len(inner),
@@ -427,7 +427,7 @@ Profiler = Callable[[pd.DataFrame, str, Callable[[pd.DataFrame], np.ndarray], pd
 
 def train_region(features: pd.DataFrame, region: str, config: TrainConfig | None = None,
                  as_of_week: str | None = None, progress: Callable[[str], None] | None = None,
-                 profiler: Profiler | None = None) -> tuple[ForecastModel, pd.DataFrame]:
+                 profiler: Profiler | None = None, threads: int = 0) -> tuple[ForecastModel, pd.DataFrame]:
     """Evaluate on the holdout, then refit on everything up to the as-of week.
 
     Returns the deployed model (its ``evaluation`` holds every metric) and the
@@ -492,11 +492,12 @@ def train_region(features: pd.DataFrame, region: str, config: TrainConfig | None
         steps.report("segments", f"{name} skipped: {reason}")
     validation = pd.DataFrame(columns=[*KEY, "actual", "forecast"])
     if fit_rows:
-        choice, validation = _choose(fit_rows, config, steps, calibration=calibration_rows)
+        choice, validation = _choose(fit_rows, config, steps, calibration=calibration_rows, threads=threads)
         # the model evaluated on the holdout and the deployed one are independent fits
         evaluated_segments, segments = parallel.run_both(
             lambda: _fit_region(fit_rows, choice, config.seed, steps, "evaluated fit (before the holdout)"),
-            lambda: _fit_region(deploy_rows, choice, config.seed, steps, "deployed fit (up to the as-of week)"))
+            lambda: _fit_region(deploy_rows, choice, config.seed, steps, "deployed fit (up to the as-of week)"),
+            threads=threads)
         for name, evaluated in evaluated_segments.items():
             holdout = holdout_all[holdout_all["segment"] == name]
             members = evaluated.members(holdout)

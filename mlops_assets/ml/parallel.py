@@ -4,7 +4,7 @@ Fitting a network and fitting LASSOs (or two networks) spend their time in torch
 scikit-learn's coordinate descent, both of which release the GIL: two threads use two
 cores without a second process importing torch and copying the region's frames. Torch's
 intra-op threads are shared out meanwhile, so two fits do not fight over the same cores.
-``MLOPS_TRAIN_THREADS=1`` runs everything in order (same results: each fit is seeded).
+``threads=1`` runs everything in order (same results: each fit is seeded).
 """
 
 from __future__ import annotations
@@ -15,17 +15,17 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 
-def workers() -> int:
-    configured = os.environ.get("MLOPS_TRAIN_THREADS")
-    if configured:
-        return max(1, int(configured))
+def workers(threads: int = 0) -> int:
+    """``threads`` when given, else as many as this process may use of the cores, at most 2."""
+    if threads:
+        return max(1, threads)
     return min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
-def run_both(*calls: Callable[[], Any]) -> list[Any]:
-    """The results of ``calls``, run side by side when there are cores for it; an exception in
-    either is raised here after both ended."""
-    n = min(workers(), len(calls))
+def run_both(*calls: Callable[[], Any], threads: int = 0) -> list[Any]:
+    """The results of ``calls``, run side by side when there are cores for it (``threads``: see
+    ``workers``); an exception in either is raised here after both ended."""
+    n = min(workers(threads), len(calls))
     if n < 2:
         return [call() for call in calls]
     import torch

@@ -58,6 +58,37 @@ class RegistryError(RuntimeError):
     """A registry operation was refused; the message says why and what to do."""
 
 
+def store_problem(uri: str, timeout: int = 5) -> str | None:
+    """Why the MLflow store at ``uri`` cannot be reached, in one line, or None when it answers.
+    One try with a short timeout: MLflow itself retries a database for two minutes and then
+    prints a traceback. The line never holds the URI (the caller prints it masked)."""
+    from urllib.parse import urlsplit
+
+    scheme = urlsplit(uri).scheme
+    try:
+        if scheme in ("http", "https"):
+            import urllib.request
+
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):  # noqa: S310 - the configured store
+                return None
+        if scheme.startswith(("postgres", "mysql", "mssql")):
+            import sqlalchemy
+
+            args = {"connect_timeout": timeout} if scheme.startswith("postgres") else {}
+            engine = sqlalchemy.create_engine(uri, connect_args=args, poolclass=sqlalchemy.pool.NullPool)
+            try:
+                with engine.connect():
+                    return None
+            finally:
+                engine.dispose()
+    except Exception as exc:  # noqa: BLE001 - any failure to reach it is the answer
+        reason = getattr(exc, "orig", None) or getattr(exc, "reason", None) or exc
+        line = (str(reason).strip().splitlines() or [""])[0]
+        secret = urlsplit(uri).password
+        return f"{type(reason).__name__}: {line.replace(secret, '***') if secret else line}"
+    return None  # a local store (sqlite, files) is created on first use
+
+
 def now() -> str:
     return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
 
@@ -88,10 +119,14 @@ class Release:
 
 
 class Registry:
-    def __init__(self, tracking_uri: str, artifact_root: str | None = None, experiment: str = "demand-forecast"):
+    def __init__(self, tracking_uri: str, artifact_root: str | None = None, experiment: str = "demand-forecast",
+                 lock_dir: str | None = None):
         self.tracking_uri = tracking_uri
         self.artifact_root = artifact_root
         self.experiment = experiment
+        # where a server or workspace store's champion locks go: a folder every process deciding
+        # for a region can reach (MLOPS_LOCK_DIR); the temporary folder only as a last resort
+        self.lock_dir = lock_dir or tempfile.gettempdir()
         self._depth = 0
         self._thread_lock = threading.RLock()
         self._lock_file = None
@@ -323,11 +358,7 @@ class Registry:
                 engine.dispose()
             return
         db = self._sqlite_path()
-        # a server or workspace store: a folder every process deciding for the region can reach
-        # (MLOPS_LOCK_DIR, else the shared home; the temporary folder only as a last resort)
-        shared = os.environ.get("MLOPS_LOCK_DIR") or (
-            str(Path(os.environ["MLOPS_HOME"]) / "locks") if os.environ.get("MLOPS_HOME") else tempfile.gettempdir())
-        folder = db.parent if db is not None else Path(shared)
+        folder = db.parent if db is not None else Path(self.lock_dir)
         folder.mkdir(parents=True, exist_ok=True)
         with open(folder / f"champion-{region}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
