@@ -61,7 +61,11 @@ def test_the_image_builds_from_files_that_exist_and_puts_the_configs_where_dagst
     assert copies["deploy/dagster.prod.yaml"] == "${DAGSTER_HOME}/dagster.yaml"
     assert env["MLOPS_ENV"] == "prod" and env["DAGSTER_HOME"].startswith("/")
     assert any(op == "RUN" and "torch==2.13.0" in a and "/whl/cpu" in a for op, a in steps)  # never CUDA
-    assert any(op == "USER" and a != "root" for op, a in steps)
+    [user] = [a for op, a in steps if op == "USER"]
+    assert user != "root"
+    # compose's named volume at /data takes the image's folder and its owner: the user's
+    [made] = [a for op, a in steps if op == "RUN" and "useradd" in a]
+    assert re.search(r"mkdir -p [^&]*/data\b", made) and re.search(rf"chown -R {user} [^&]*/data\b", made)
     [cmd] = [a for op, a in steps if op == "CMD"]
     assert '"-m", "mlops_assets.definitions"' in cmd and '"-a", "defs"' in cmd
 
@@ -84,9 +88,13 @@ def test_the_compose_services_find_each_other():
     uri = services["code"]["environment"]["MLFLOW_TRACKING_URI"]
     host, port = re.match(r"http://([\w-]+):(\d+)", uri).groups()
     assert host in services and f"--port {port}" in services["mlflow"]["command"]
-    # MLflow's store is a database the postgres service creates
-    backend = re.search(r"--backend-store-uri (\S+)", services["mlflow"]["command"]).group(1)
+    # MLflow's store is a database the postgres service creates, given in the environment: the
+    # URI holds the password, and no command line of any service does
+    backend = services["mlflow"]["environment"]["MLFLOW_BACKEND_STORE_URI"]
     assert backend.startswith("postgresql+psycopg2://") and backend.endswith("@postgres:5432/mlflow")
+    assert not any("PASSWORD" in str(service.get("command", "")) for service in services.values())
+    # MLflow 3.5+ refuses a Host header it was not told of: the name the services use is allowed
+    assert f"{host}:{port}" in services["mlflow"]["environment"]["MLFLOW_SERVER_ALLOWED_HOSTS"].split(",")
     assert "CREATE DATABASE mlflow" in (DEPLOY / "postgres-init.sql").read_text()
     # published ports listen on the loopback only
     for service in services.values():
@@ -116,11 +124,57 @@ def test_the_helm_values_run_the_same_image_settings_and_limits():
     env = {e["name"]: e["value"] for e in deployment["env"]}
     assert env["MLOPS_ENV"] == "prod" and env["MLOPS_EXECUTOR"] == "dask" and env["MLOPS_DASK_SCHEDULER"]
     assert values["runLauncher"]["type"] == "K8sRunLauncher"
-    prod = yaml.safe_load((DEPLOY / "dagster.prod.yaml").read_text())
-    region_limit = [t for t in prod["concurrency"]["runs"]["tag_concurrency_limits"] if t["key"] == "mlops/region"]
-    coordinator = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
-    assert coordinator["tagConcurrencyLimits"] == region_limit
     assert values["postgresql"]["enabled"] is False and values["dagsterWebserver"]["service"]["type"] == "ClusterIP"
+    # the database password only in the named secret, never generated from a value in this file
+    assert values["generatePostgresqlPasswordSecret"] is False and values["global"]["postgresqlSecretName"]
+    assert "postgresqlPassword" not in values["postgresql"]
+
+
+def test_helm_queues_pools_retries_and_retention_are_those_of_the_prod_instance():
+    """One production behaviour, two spellings: Helm's camelCase values and dagster.prod.yaml."""
+    values = yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())
+    prod = yaml.safe_load((DEPLOY / "dagster.prod.yaml").read_text())
+    runs, pools = values["concurrency"]["runs"], values["concurrency"]["pools"]
+    assert values["concurrency"]["enabled"] is True
+    assert runs["maxConcurrentRuns"] == prod["concurrency"]["runs"]["max_concurrent_runs"]
+    assert runs["tagConcurrencyLimits"] == prod["concurrency"]["runs"]["tag_concurrency_limits"]
+    assert pools["defaultLimit"] == prod["concurrency"]["pools"]["default_limit"]
+    coordinator = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
+    assert coordinator == {"dequeueIntervalSeconds": prod["run_coordinator"]["config"]["dequeue_interval_seconds"]}
+    retries = values["dagsterDaemon"]["runRetries"]
+    assert (retries["enabled"], retries["maxRetries"]) == (prod["run_retries"]["enabled"],
+                                                           prod["run_retries"]["max_retries"])
+    monitoring = values["dagsterDaemon"]["runMonitoring"]
+    assert {"enabled": monitoring["enabled"], "start_timeout_seconds": monitoring["startTimeoutSeconds"],
+            "max_resume_run_attempts": monitoring["maxResumeRunAttempts"],
+            "poll_interval_seconds": monitoring["pollIntervalSeconds"]} == prod["run_monitoring"]
+    retention = values["retention"]
+    assert retention["enabled"] is True
+    assert retention["schedule"]["purgeAfterDays"] == prod["retention"]["schedule"]["purge_after_days"]
+    assert retention["sensor"]["purgeAfterDays"] == prod["retention"]["sensor"]["purge_after_days"]
+
+
+def test_every_container_has_resources_and_the_release_image():
+    """Requests and limits everywhere a container runs; the image tag is setup.py's version."""
+    version = re.search(r'version="([^"]+)"', (REPO_ROOT / "setup.py").read_text()).group(1)
+    values = yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())
+    dask = yaml.safe_load((DEPLOY / "helm" / "dask-values.yaml").read_text())
+    [deployment] = values["dagster-user-deployments"]["deployments"]
+    for name, resources in {"code location": deployment["resources"],
+                            "run pods": values["runLauncher"]["config"]["k8sRunLauncher"]["resources"],
+                            "daemon": values["dagsterDaemon"]["resources"],
+                            "webserver": values["dagsterWebserver"]["resources"],
+                            "dask scheduler": dask["scheduler"]["resources"],
+                            "dask workers": dask["worker"]["resources"]}.items():
+        assert {"cpu", "memory"} <= set(resources["requests"]) and {"cpu", "memory"} <= set(resources["limits"]), name
+    for name, service in _compose()["services"].items():
+        resources = service["deploy"]["resources"]
+        assert {"cpus", "memory"} <= set(resources["limits"]) and set(resources["reservations"]), name
+    assert [deployment["image"]["tag"], dask["scheduler"]["image"]["tag"], dask["worker"]["image"]["tag"]] == \
+        [version] * 3
+    compose = (DEPLOY / "docker-compose.yaml").read_text()
+    assert f"mlops-assets:${{MLOPS_IMAGE_TAG:-{version}}}" in compose
+    assert ":latest" not in compose and "latest" not in str([deployment["image"], dask["scheduler"]["image"]])
 
 
 def test_every_pod_reaches_the_data_on_azure_and_the_step_logs_go_there_too(monkeypatch):
@@ -154,7 +208,18 @@ def test_the_dask_workers_get_the_settings_of_the_code_location():
     values = yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())
     [deployment] = values["dagster-user-deployments"]["deployments"]
     workers = yaml.safe_load((DEPLOY / "helm" / "dask-values.yaml").read_text())["worker"]
-    assert {e["name"]: e["value"] for e in workers["env"]} == {e["name"]: e["value"] for e in deployment["env"]}
-    assert [s["secretRef"]["name"] for s in workers["envFrom"]] == [s["name"] for s in deployment["envSecrets"]]
+    plain = {e["name"]: e["value"] for e in workers["env"] if "value" in e}
+    assert {e["name"]: e["value"] for e in deployment["env"]}.items() <= plain.items()
+    # the chart's worker has no envFrom: every secret the code location gets, key by key
+    assert "envFrom" not in workers
+    secret = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in workers["env"] if "valueFrom" in e}
+    named = [s["name"] for s in deployment["envSecrets"]]
+    assert {"MLFLOW_TRACKING_URI", "MLOPS_ALERT_WEBHOOK", "AZURE_STORAGE_CONNECTION_STRING"} <= \
+        {k for k, ref in secret.items() if ref["name"] in named}
+    # and the instance's database, as the image's dagster.prod.yaml reads it
+    pg = values["postgresql"]
+    assert secret["DAGSTER_PG_PASSWORD"]["name"] == values["global"]["postgresqlSecretName"]
+    assert (plain["DAGSTER_PG_HOST"], plain["DAGSTER_PG_USERNAME"], plain["DAGSTER_PG_DB"], plain["DAGSTER_PG_PORT"]) \
+        == (pg["postgresqlHost"], pg["postgresqlUsername"], pg["postgresqlDatabase"], str(pg["service"]["port"]))
     assert workers["mounts"]["volumeMounts"] == deployment["volumeMounts"]
     assert workers["image"]["repository"] == deployment["image"]["repository"]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from mlops_assets.config import REPO_ROOT
-from mlops_assets_tests.servers import postgres_server, wait_for
+from mlops_assets_tests.servers import postgres_bin, postgres_server, wait_for
 
 pytestmark = pytest.mark.postgres
 BIN = Path(sys.executable).parent
@@ -49,15 +49,25 @@ def test_the_instance_and_mlflow_live_on_postgres_and_the_run_queue_survives_dae
     (home / "dagster").mkdir(parents=True)
     shutil.copy(REPO_ROOT / "deploy" / "dagster.prod.yaml", home / "dagster" / "dagster.yaml")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "DAGSTER_", "MLFLOW_"))}
+    # secrets as production has them (the server trusts local connections, so any password does):
+    # none may show in any output, file, database row or process argument (checked at the end)
     env.update(MLOPS_HOME=str(home), DAGSTER_HOME=str(home / "dagster"), MLOPS_LANDING_DIR=str(landing),
-               DAGSTER_PG_USERNAME=user, DAGSTER_PG_PASSWORD="trust-auth-ignores-it", DAGSTER_PG_HOST=host,
+               DAGSTER_PG_USERNAME=user, DAGSTER_PG_PASSWORD=SECRETS[0], DAGSTER_PG_HOST=host,
                DAGSTER_PG_PORT=str(port), DAGSTER_PG_DB="dagster",
-               MLFLOW_TRACKING_URI=f"postgresql+psycopg2://{user}@{host}:{port}/mlflow")
+               MLFLOW_TRACKING_URI=f"postgresql+psycopg2://{user}:{SECRETS[1]}@{host}:{port}/mlflow",
+               MLOPS_ALERT_WEBHOOK=f"http://127.0.0.1:9/hooks/{SECRETS[2]}")  # refused: logged, retried later
+    outputs = []
 
     # the whole pipeline for one region, training and the registry included
     run = subprocess.run([str(BIN / "mlops-assets"), "run", "--regions", "north"], env=env, cwd=tmp_path,
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    outputs.append(run.stdout + run.stderr)
+    for command in (["status"], ["status", "--json"], ["validate", str(landing)]):
+        shown = subprocess.run([str(BIN / "mlops-assets"), *command], env=env, cwd=tmp_path, capture_output=True,
+                               text=True, timeout=300)
+        outputs.append(shown.stdout + shown.stderr)
+    assert f"{user}:***@{host}:{port}/mlflow" in outputs[1]  # the store, named with its password masked
 
     # a fresh process sees it all in PostgreSQL
     seen = _python(INSTANCE, env)
@@ -92,6 +102,32 @@ def test_the_instance_and_mlflow_live_on_postgres_and_the_run_queue_survives_dae
         try:
             wait_for(lambda: _python(INSTANCE, env)["runs"][queued[0]][1] == "SUCCESS", 240,
                      f"the queued run {queued[0]} (daemon start {attempt + 1})", log)
+            outputs.append("\n".join(_arguments()))  # the daemon, its code server, what `ps` shows
         finally:
             os.killpg(daemon.pid, signal.SIGKILL)  # no clean shutdown: the next daemon starts from the database
             daemon.wait()
+
+    # no secret anywhere: command output, process arguments, every file of the home (storage,
+    # the dashboard page, compute logs, MLflow's artifacts, the daemon's log), both databases
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    dumps = [subprocess.run([str(postgres_bin() / "pg_dump"), "-h", host, "-p", str(port), "-U", user, name],
+                            capture_output=True, text=True, check=True).stdout for name in ("dagster", "mlflow")]
+    assert "alerting" in dumps[0] and "demand-forecast-north" in dumps[1]  # the dumps hold the runs and models
+    for secret in SECRETS:
+        assert not [i for i, text in enumerate(outputs) if secret in text], secret
+        assert not [p for p in written if secret.encode() in p.read_bytes()], secret
+        assert not [name for name, dump in zip(("dagster", "mlflow"), dumps) if secret in dump], secret
+
+
+SECRETS = ("S3cret-dagster-pg-0815", "S3cret-mlflow-pw-4711", "S3cret-webhook-token-42")
+
+
+def _arguments() -> list[str]:
+    """The command line of every process of this machine, as `ps` shows them to any user."""
+    out = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            out.append(cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:  # a process that ended meanwhile
+            continue
+    return out
