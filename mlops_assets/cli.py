@@ -206,6 +206,28 @@ def _rollback(args) -> int:
     return 0
 
 
+def _retire(args) -> int:
+    from mlops_assets.app.execution import RunFailed
+    from mlops_assets.app.lifecycle import onboard_region, retire_region
+    from mlops_assets.registry.tracking import RegistryError
+    from mlops_assets.releases import who
+
+    _settings(args.command)
+    try:
+        if args.command == "onboard":
+            onboard_region(args.region, args.reason, who())
+            print(f"{args.region}: onboarded again ({args.reason}); `mlops-assets run --regions {args.region}` "
+                  "or its next delivery trains it")
+            return 0
+        entry = retire_region(args.region, args.reason, who())
+    except (RunFailed, RegistryError) as exc:
+        print(f"mlops-assets {args.command}: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.region}: retired ({args.reason}); champion {entry['champion'] or 'none'} no longer serves, "
+          "its versions, runs and stored weeks stay readable; sensors, schedules and backfills leave it alone")
+    return 0
+
+
 def _lineage(args) -> int:
     from mlops_assets.registry.tracking import RegistryError
     from mlops_assets.releases import format_trace, rebuild_training_frame, trace, trace_json
@@ -316,6 +338,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("region")
     p.add_argument("--reason", required=True, help="why (recorded on both versions)")
     p.set_defaults(func=_rollback)
+
+    p = sub.add_parser("retire", help="end a region: its champion alias and partition go, its history stays; "
+                                      "refused while a run of the region is in flight")
+    p.add_argument("region")
+    p.add_argument("--reason", required=True, help="why (recorded on the registered model and its versions)")
+    p.set_defaults(func=_retire)
+
+    p = sub.add_parser("onboard", help="take a retired region back (its data lands again)")
+    p.add_argument("region")
+    p.add_argument("--reason", required=True, help="why (recorded in the champion log)")
+    p.set_defaults(func=_retire)
 
     p = sub.add_parser("lineage", help="trace a week's forecasts to the model, run and training data")
     p.add_argument("region")

@@ -41,7 +41,7 @@ def status(settings: Settings) -> list[dict]:
     rows = []
     for region in registry.regions():
         versions = registry.versions(region)
-        champion = registry.champion(region)
+        champion, retired = registry.champion(region), registry.retired(region)
         latest = versions[-1] if versions else None
         weeks = _storage(settings).files(f"features/{region}")
         reference = weeks[-1] if weeks else dt.date.today().isoformat()
@@ -49,7 +49,8 @@ def status(settings: Settings) -> list[dict]:
                "as_of_week": champion.as_of_week if champion else None, "age_days": None, "stale": None,
                "reference_week": reference, "latest_version": latest.version if latest else None,
                "latest_verdict": latest.verdict if latest else None,
-               "promoted_at": champion.tags.get("promoted_at") if champion else None}
+               "promoted_at": champion.tags.get("promoted_at") if champion else None,
+               "retired": f"{retired['at'][:10]}: {retired['reason']}" if retired else None}
         if champion and champion.as_of_week:
             age = (pd.Timestamp(reference) - pd.Timestamp(champion.as_of_week)).days
             row["age_days"], row["stale"] = age, age > settings.stale_after_days

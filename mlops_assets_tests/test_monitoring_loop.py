@@ -355,7 +355,8 @@ def test_validation_is_followed_by_conditioning_of_the_affected_weeks_and_the_ye
     with dg.build_run_status_sensor_context(
             sensor_name=sensor.name, dagster_event=_run_event(instance, run, dg.DagsterEventType.RUN_SUCCESS),
             dagster_instance=instance, dagster_run=run,
-            resources={"storage": StorageResource(root=str(settings.storage_root))}) as ctx:
+            resources={"storage": StorageResource(root=str(settings.storage_root)),
+                       "mlflow": MlflowRegistryResource.from_settings(settings)}) as ctx:
         requests = {r.tags["mlops/region"]: r for r in sensor(ctx).run_requests}
     north, south = requests["north"], requests["south"]
     # a corrected old week: it and the weeks whose lags read it, up to the last delivered week
@@ -377,7 +378,8 @@ def test_validation_is_followed_by_conditioning_of_the_affected_weeks_and_the_ye
     with dg.build_run_status_sensor_context(
             sensor_name=sensor.name, dagster_event=_run_event(instance, run, dg.DagsterEventType.RUN_SUCCESS),
             dagster_instance=instance, dagster_run=run,
-            resources={"storage": StorageResource(root=str(settings.storage_root))}) as ctx:
+            resources={"storage": StorageResource(root=str(settings.storage_root)),
+                       "mlflow": MlflowRegistryResource.from_settings(settings)}) as ctx:
         both = sensor(ctx).run_requests
     assert sorted(r.partition_key for r in both) == ["north|2026-11-16", "south|2026-11-16"]
     assert len({r.run_key for r in both}) == 2

@@ -353,6 +353,7 @@ def test_a_deployment_fed_by_sensors_alone_starts_at_the_landings_first_week(env
     from mlops_assets.app.execution import prepare_environment
     from mlops_assets.config import recorded_weeks
     from mlops_assets.resources import StorageResource
+    from mlops_assets.resources.mlflow_registry import MlflowRegistryResource
 
     settings = prepare_environment()  # the instance's home, nothing recorded in it
     assert settings.first_week == "2001-01-01" and not recorded_weeks(settings.home)
@@ -365,7 +366,8 @@ def test_a_deployment_fed_by_sensors_alone_starts_at_the_landings_first_week(env
     [event] = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_SUCCESS)
     with dg.build_run_status_sensor_context(
             sensor_name=sensor.name, dagster_event=event.dagster_event, dagster_instance=instance, dagster_run=run,
-            resources={"storage": StorageResource(root=str(settings.storage_root))}) as ctx:
+            resources={"storage": StorageResource(root=str(settings.storage_root)),
+                       "mlflow": MlflowRegistryResource.from_settings(settings)}) as ctx:
         result = sensor(ctx)
     first = min(pd.read_csv(p)["week_start"].min() for p in (env / "shipments").glob("*.csv"))
     starts = {r.tags["mlops/region"]: r.tags["dagster/asset_partition_range_start"] for r in result.run_requests}

@@ -265,3 +265,58 @@ def test_two_regions_trained_in_parallel_both_register_and_dry_run_promotes_noth
     assert registry.release("south", "1").verdict == "passed" and registry.champion("south") is None
     assert registry.release("north", "4").tags["gate_mode"] == "dry_run"
     assert registry.champion("north").version == "2"
+
+
+def test_a_retired_region_stops_serving_keeps_its_history_and_returns_only_when_onboarded(home, capsys):
+    """Starts from north's champion (version 2, after the rollback) and south's dry-run version."""
+    import datetime as dt
+
+    from mlops_assets.app.execution import RunFailed
+    from mlops_assets.resources import LandingResource
+    from mlops_assets.resources.mlflow_registry import MlflowRegistryResource
+
+    instance, registry = dg.DagsterInstance.get(), registry_for(home)
+    champion = registry.champion("north").version
+    # refused while a run of the region is in flight
+    busy = dg.DagsterRun(job_name="training", run_id="0" * 8 + "-busy", status=dg.DagsterRunStatus.STARTED,
+                         tags={"dagster/partition": "north"})
+    instance.add_run(busy)
+    code, _, err = _cli(capsys, "retire", "north", "--reason", "stores sold")
+    assert code == 1 and "in flight (training 00000000)" in err and registry.champion("north").version == champion
+    instance.delete_run(busy.run_id)
+
+    code, out, err = _cli(capsys, "retire", "north", "--reason", "stores sold")
+    assert code == 0, err
+    assert registry.champion("north") is None and registry.retired("north")["champion"] == champion
+    assert all(v.tags["retired_reason"] == "stores sold" for v in registry.versions("north"))  # kept, tagged
+    assert "north" not in instance.get_dynamic_partitions("region")  # sensors, schedules, backfills stop
+    [row] = [r for r in status(home) if r["region"] == "north"]
+    assert row["champion"] is None and row["retired"].endswith(": stores sold")
+    assert trace(home, "north", NEXT_WEEK)["model"]["version"]  # its history stays readable
+
+    # neither `run` nor the sensors take it back on their own
+    with pytest.raises(RunFailed, match="north retired"):
+        run_pipeline(home.landing_dir, ["north"], train=False)
+    defs = build_definitions(home)
+    resources = {"landing": LandingResource(path=str(home.landing_dir)),
+                 "mlflow": MlflowRegistryResource.from_settings(home)}
+    with dg.build_sensor_context(instance=instance, definitions=defs, resources=resources) as ctx:
+        discovered = defs.resolve_sensor_def("region_discovery")(ctx)
+    assert not discovered.dynamic_partitions_requests
+    # its stores shipped to again: an alert says so, and its old alerts are closed
+    monday = dt.date.today() - dt.timedelta(days=dt.date.today().weekday())
+    stores = pd.read_csv(home.landing_dir / "stores.csv", dtype=str)
+    store = stores.loc[stores["region"] == "north", "store_id"].iloc[0]
+    last = sorted((home.landing_dir / "shipments").glob("*.csv"))[-1]
+    row = pd.read_csv(last, dtype=str).iloc[[0]].assign(store_id=store, week_start=monday.isoformat())
+    row.to_csv(home.landing_dir / "shipments" / f"{monday.isoformat()}.csv", index=False)
+    for job in ("tables", "alerting"):
+        assert defs.resolve_job_def(job).execute_in_process(instance=instance).success
+    alerts = pd.read_parquet(home.storage_root / "alerts.parquet")
+    north = alerts[alerts["region"] == "north"]
+    assert north["kind"].tolist() == ["retired_region_data"], north
+    assert "mlops-assets onboard north" in north["message"].iloc[0]
+
+    code, out, err = _cli(capsys, "onboard", "north", "--reason", "stores bought back")
+    assert code == 0, err
+    assert registry.retired("north") is None and "north" in instance.get_dynamic_partitions("region")

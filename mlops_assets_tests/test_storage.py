@@ -60,3 +60,18 @@ def test_output_rows_outside_the_run_are_refused(tmp_path):
     with dg.instance_for_test() as instance, pytest.raises(ValueError, match="rows for partitions outside this run"):
         instance.add_dynamic_partitions("region", ["north", "south"])
         dg.materialize([leaky], instance=instance, resources={"io": io}, partition_key=f"north|{WEEKS[0]}")
+
+
+def test_training_snapshots_of_models_no_longer_kept_are_pruned_and_a_fresh_one_stays(tmp_path):
+    import os
+
+    storage = StorageResource(root=str(tmp_path))
+    for name in ("kept", "gone", "fresh"):
+        storage.write_parquet(f"training_data/north/{name}.parquet", pd.DataFrame({"x": [1]}))
+    old = 1_000_000.0
+    for name in ("kept", "gone"):
+        os.utime(tmp_path / "training_data" / "north" / f"{name}.parquet", (old, old))
+    # "fresh": a training in progress wrote it and has not registered the model that names it yet
+    removed = storage.prune_snapshots({"kept"}, now=old + 7200)
+    assert removed == ["training_data/north/gone.parquet"]
+    assert sorted(p.stem for p in (tmp_path / "training_data" / "north").glob("*.parquet")) == ["fresh", "kept"]

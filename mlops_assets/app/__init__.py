@@ -4,5 +4,6 @@
 ``pipeline``   ``mlops-assets run``: a landing folder to forecasts, and ``--new-weeks``
 ``lanes``      several regions at once in worker processes
 ``backfill``   ``mlops-assets backfill`` and the dashboard refresh
+``lifecycle``  ``mlops-assets retire`` and ``onboard``: a region's end and return
 ``report``     the summary a run prints and its ``--json`` report
 """

@@ -49,6 +49,7 @@ from mlops_assets.monitoring.replay import replay_region
 from mlops_assets.partitions import region_partitions, week_to_score
 from mlops_assets.registry import gates
 from mlops_assets.resources.landing_folder import LandingResource, forget_checked
+from mlops_assets.resources.mlflow_registry import MlflowRegistryResource
 from mlops_assets.resources.storage import load_model_version
 
 
@@ -68,6 +69,13 @@ def _prepare(settings: config.Settings, regions: list[str] | None, summary: RunS
         unknown = sorted(set(regions) - set(data_regions))
         if unknown:
             raise RunFailed(f"unknown region(s) {', '.join(unknown)}; stores.csv has {', '.join(data_regions)}")
+    # a retired region is left alone until a person onboards it (`mlops-assets onboard`)
+    registry = MlflowRegistryResource.from_settings(settings).registry
+    retired = [r for r in data_regions if r in registry.regions() and registry.retired(r)]
+    if regions and set(regions) & set(retired):
+        raise RunFailed(f"{', '.join(sorted(set(regions) & set(retired)))} retired: `mlops-assets onboard REGION "
+                        "--reason ...` first")
+    data_regions = [r for r in data_regions if r not in retired]
     first = shipments["week_start"].min().date()
     last = shipments["week_start"].max().date()
     region_of_rows = shipments["store_id"].map(stores.set_index("store_id")["region"])
@@ -183,7 +191,8 @@ def _run_region(defs: dg.Definitions, instance: dg.DagsterInstance, settings: co
         held_from = model.evaluation["holdout"]["first_week"]
         summary.replay[region] = replay_region(
             region, _stored(settings, "features", region, held_from), holdout, model.holdout_reference,
-            model.evaluation, _week_before(held_from), settings.monitor, settings.retrain)
+            model.evaluation, (dt.date.fromisoformat(held_from) - dt.timedelta(weeks=1)).isoformat(),
+            settings.monitor, settings.retrain)
     # without a champion the baseline serves (marked, with an alert): a region is never unforecast
     execute(defs, SCORING, instance, summary, on_stage=on_stage, label=f"scoring {region} {score_week}",
             partition_key=f"{region}|{score_week}", tags=MANUAL)
@@ -194,10 +203,6 @@ def _stored(settings: config.Settings, asset: str, region: str, first_week: str)
     store = storage(settings)
     weeks = [w for w in store.files(f"{asset}/{region}") if w >= first_week]
     return pd.concat([store.read_parquet(f"{asset}/{region}/{w}.parquet") for w in weeks], ignore_index=True)
-
-
-def _week_before(week: str) -> str:
-    return (dt.date.fromisoformat(week) - dt.timedelta(weeks=1)).isoformat()
 
 
 def run_new_weeks(landing: Path | None = None, on_stage: StageHook | None = None,

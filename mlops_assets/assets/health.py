@@ -354,6 +354,29 @@ def current_alerts(storage: StorageResource, instance: dg.DagsterInstance, monit
     return found + _open_failures(storage, instance)
 
 
+def retired_region_alerts(storage: StorageResource, retired: dict[str, dict]) -> list[dict]:
+    """An alert for each retired region whose stores were shipped to after it was retired: its data
+    lands again, and only a person brings it back (``mlops-assets onboard``)."""
+    if not retired or not storage.exists("shipments.parquet") or not storage.exists("stores.parquet"):
+        return []
+    stores = storage.read_parquet("stores.parquet")[["store_id", "region"]]
+    shipments = storage.read_parquet("shipments.parquet")[["store_id", "week_start"]]
+    found = []
+    for region, entry in sorted(retired.items()):
+        day = pd.Timestamp(entry["at"]).tz_convert(None).normalize()
+        since = day - pd.Timedelta(days=day.weekday())  # weeks from the retirement's week on
+        mine = shipments[shipments["store_id"].isin(stores.loc[stores["region"] == region, "store_id"])]
+        weeks = mine.loc[mine["week_start"] >= since, "week_start"]
+        if len(weeks):
+            week = weeks.max().strftime("%Y-%m-%d")
+            found.append(alerting.alert(
+                region, week, "retired_region_data", alerting.WARN, len(weeks), None,
+                f"{region} was retired on {entry['at'][:10]} ({entry['reason']}), and {len(weeks)} shipment rows "
+                f"up to week {week} landed for its stores: `mlops-assets onboard {region} --reason ...` takes it "
+                "back; until then nothing trains or forecasts it"))
+    return found
+
+
 @dg.asset(
     deps=["drift_metrics", "forecast_accuracy", "scores"],
     group_name="monitoring",
@@ -365,7 +388,11 @@ def current_alerts(storage: StorageResource, instance: dg.DagsterInstance, monit
 )
 def alerts(context: dg.AssetExecutionContext, storage: StorageResource, monitoring: MonitoringResource,
            mlflow: MlflowRegistryResource) -> dg.MaterializeResult:
-    table = alerting.frame(current_alerts(storage, context.instance, monitoring, mlflow.stale_after_days))
+    registry = mlflow.registry
+    retired = {r: entry for r in registry.regions() if (entry := registry.retired(r))}
+    found = [a for a in current_alerts(storage, context.instance, monitoring, mlflow.stale_after_days)
+             if a["region"] not in retired]  # a retired region's old alerts are closed with it
+    table = alerting.frame(found + retired_region_alerts(storage, retired))
     # link each alert to the run that wrote the partition it came from
     for asset in ("drift_metrics", "forecast_accuracy", "scores"):
         rows = table["run_id"] == ""
@@ -402,7 +429,8 @@ def alerts(context: dg.AssetExecutionContext, storage: StorageResource, monitori
     description="Storage retention, after every alerting run: removes the files interrupted writes left "
                 "(`.*.tmp`, older than an hour), holdout forecasts and quarantined rows older than "
                 "MLOPS_RETENTION_DAYS (90), and model folders beyond the newest MLOPS_KEEP_MODELS (10) per region "
-                "(the current one always stays; the champion serves from the MLflow registry).",
+                "(the current one always stays; the champion serves from the MLflow registry), and the training "
+                "snapshots of models no longer kept.",
     kinds={"python"},
 )
 def housekeeping(context: dg.AssetExecutionContext, storage: StorageResource,
@@ -421,6 +449,14 @@ def housekeeping(context: dg.AssetExecutionContext, storage: StorageResource,
             except RegistryError:  # a predecessor deleted from the registry: nothing to keep for it
                 context.log.warning(f"{region}: previous champion version {previous} is not in the registry")
     removed = storage.housekeeping(keep_runs=keep - {""})
+    # the training snapshots of the models kept (their folders, the champion and its predecessor):
+    # a lineage trace of any of them still rebuilds its frame; the rest go
+    digests = set()
+    for region in registry.regions():
+        folders = {p.name for p in (storage.path / "region_model" / region).glob("*")}
+        digests |= {v.tags.get("training_data_digest", "") for v in registry.versions(region)
+                    if v.tags.get("dagster_run_id") in folders | keep}
+    removed["training snapshots"] = storage.prune_snapshots(digests - {""})
     for kind, paths in removed.items():
         if paths:
             context.log.info(f"removed {len(paths)} {kind}: {', '.join(paths[:10])}" +

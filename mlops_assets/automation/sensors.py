@@ -247,14 +247,20 @@ def inputs_for(run, region: str, week: str, default_trigger: str) -> dg.RunReque
     description="Adds a region partition for every region found in stores.csv: onboarding is adding data. "
                 "Reads stores.csv only when it changed.",
 )
-def region_discovery_sensor(context: dg.SensorEvaluationContext, landing: LandingResource):
+def region_discovery_sensor(context: dg.SensorEvaluationContext, landing: LandingResource,
+                            mlflow: MlflowRegistryResource):
     files = contract.table_stamps(landing.root, contract.TABLES["stores"])
     stamp = json.dumps([[p.name, size, mtime] for p, size, mtime in files])
     known = set(context.instance.get_dynamic_partitions(region_partitions.name))
     if stamp == context.cursor:
         return dg.SkipReason(f"stores.csv unchanged ({len(known)} regions known)")
     stores = contract.check_table(landing.root, contract.TABLES["stores"], lambda extra: schemas.stores_schema()).valid
-    new = [r for r in dict.fromkeys(stores["region"].tolist()) if r not in known]
+    found = [r for r in dict.fromkeys(stores["region"].tolist()) if r not in known]
+    retired = [r for r in found if mlflow.registry.retired(r)]  # back only through `mlops-assets onboard`
+    new = [r for r in found if r not in retired]
+    if retired:
+        context.log.warning(f"retired regions with stores again, not added: {', '.join(retired)} "
+                            "(the alerts name them; `mlops-assets onboard REGION` takes one back)")
     if not new:
         return dg.SensorResult(skip_reason=f"no new regions ({len(known)} known)", cursor=stamp)
     context.log.info(f"new regions: {', '.join(new)}")
@@ -318,7 +324,8 @@ def conditioning_after_validation_sensor(settings: Settings, status: Status, eve
                           minimum_interval_seconds=every, default_status=status,
                           description="After new data is validated: condition and build features of exactly the "
                                       "affected region x weeks (one run per region).")
-    def conditioning_after_validation(context: dg.RunStatusSensorContext, storage: StorageResource):
+    def conditioning_after_validation(context: dg.RunStatusSensorContext, storage: StorageResource,
+                                      mlflow: MlflowRegistryResource):
         run = context.dagster_run
         if run.tags.get(TRIGGER) != "new_data":
             return dg.SkipReason(f"run {run.run_id} was not started by new data")
@@ -336,6 +343,9 @@ def conditioning_after_validation_sensor(settings: Settings, status: Status, eve
         # added here, so its first delivery is not lost
         known = context.instance.get_dynamic_partitions(region_partitions.name)
         regions = list(dict.fromkeys([*known, *validated_regions(storage)]))
+        # a retired region's stores are validated like any, but it comes back only when a person
+        # onboards it (the alerts say its data landed)
+        regions = [r for r in regions if r in known or not mlflow.registry.retired(r)]
         new_regions = [r for r in regions if r not in known]
         scope = json.loads(run.tags.get(AFFECTED, json.dumps(ALL)))
         if scope == ALL:

@@ -119,6 +119,7 @@ class _Region:
     def __init__(self, region: str, storage: StorageResource, registry: Registry, training_runs: dict):
         self.region = region
         self.champion = registry.champion(region)
+        self.retired = registry.retired(region) if region in registry.regions() else None
         self.model = registry.load_forecast_model(self.champion) if self.champion else None
         self.training_run = (self.champion.tags.get("dagster_run_id") if self.champion else None) or \
             training_runs.get((region, self.champion.version if self.champion else None))
@@ -488,7 +489,9 @@ def _support(regions: dict[str, _Region], storage: StorageResource, instance: dg
                            "trained up to": r.champion.as_of_week if r.champion else "",
                            "latest scored week": latest or "",
                            "age days": age, "stale": bool(age is not None and age > stale_after_days),
-                           "_class": "bad" if (r.champion is None or (age or 0) > stale_after_days) else ""})
+                           "retired": f"{r.retired['at'][:10]}: {r.retired['reason']}" if r.retired else "",
+                           "_class": "" if r.retired else
+                           "bad" if (r.champion is None or (age or 0) > stale_after_days) else ""})
     stale = sum(r["stale"] for r in stale_rows)
     out.append(_table(pd.DataFrame(stale_rows)))
 

@@ -35,6 +35,7 @@ PREFIX = "demand-forecast-"
 CHAMPION = "champion"
 GATE_VERDICT = "gate_verdict"
 LOG_TAG = "champion_log"
+RETIRED_TAG = "retired"  # on the registered model: JSON {at, by, reason, champion} while the region is retired
 TAG_LIMIT = 4900  # characters: under the 5000 that MLflow stores take for a tag value
 PYFUNC_CODE = Path(__file__).resolve().parent.parent / "ml" / "pyfunc_model.py"
 # explicit requirements: inferred ones pin torch without its +cpu label (a later install would
@@ -413,6 +414,46 @@ class Registry:
             self._log(client, region, {"at": stamp, "action": "rollback", "version": previous,
                                        "from": current.version, "by": by, "reason": reason})
         return self.release(region, previous)
+
+    def retired(self, region: str) -> dict | None:
+        """When, by whom and why ``region`` was retired, and the champion it had; None if it is not."""
+        from mlflow.exceptions import MlflowException
+
+        with self._session() as client:
+            try:
+                tags = client.get_registered_model(registered_name(region)).tags
+            except MlflowException:
+                return None
+            return json.loads(tags[RETIRED_TAG]) if RETIRED_TAG in tags else None
+
+    def retire(self, region: str, by: str, reason: str) -> dict:
+        """Take the champion alias away (no version serves the region any more); every version is
+        kept, tagged with the retirement, and the model says when, by whom and why."""
+        with self.champion_decision(region), self._session() as client:
+            name = registered_name(region)
+            try:
+                client.get_registered_model(name)
+            except Exception:  # noqa: BLE001 - MlflowException: nothing was ever registered
+                raise RegistryError(f"{name} is not in the registry") from None
+            champion = self.champion(region)
+            entry = {"at": now(), "by": by, "reason": reason, "champion": champion.version if champion else None}
+            if champion is not None:
+                client.delete_registered_model_alias(name, CHAMPION)
+            for version in self.versions(region):
+                client.set_model_version_tag(name, version.version, "retired_at", entry["at"])
+                client.set_model_version_tag(name, version.version, "retired_reason", reason)
+            client.set_registered_model_tag(name, RETIRED_TAG, json.dumps(entry))
+            self._log(client, region, {"at": entry["at"], "action": "retire", "version": entry["champion"] or "",
+                                       "by": by, "reason": reason})
+        return entry
+
+    def onboard(self, region: str, by: str, reason: str) -> None:
+        """End a retirement: the region trains and serves again once its data runs (its old
+        versions stay tagged with the retirement; no alias comes back by itself)."""
+        with self.champion_decision(region), self._session() as client:
+            name = registered_name(region)
+            client.delete_registered_model_tag(name, RETIRED_TAG)
+            self._log(client, region, {"at": now(), "action": "onboard", "version": "", "by": by, "reason": reason})
 
     def _log(self, client, region: str, entry: dict, keep: int = 20) -> None:
         name = registered_name(region)

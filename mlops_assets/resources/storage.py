@@ -155,6 +155,21 @@ class StorageResource(dg.ConfigurableResource):
                     removed["model folders"].append(str(folder.relative_to(self.path)))
         return {kind: sorted(paths) for kind, paths in removed.items()}
 
+    def prune_snapshots(self, keep: set[str], now: float | None = None, min_age_seconds: int = 3600) -> list[str]:
+        """Remove the training snapshots (``training_data/<region>/<digest>.parquet``) whose digest is
+        not in ``keep`` (those of the kept models), older than ``min_age_seconds``: a training in
+        progress writes its snapshot before it registers the model that names it. Returns the removed
+        paths, relative to the root."""
+        import time
+
+        now = now if now is not None else time.time()
+        removed = []
+        for file in sorted((self.path / "training_data").rglob("*.parquet")):
+            if file.stem not in keep and now - file.stat().st_mtime > min_age_seconds:
+                file.unlink()
+                removed.append(str(file.relative_to(self.path)))
+        return removed
+
     def save_model(self, relative: str, model: ForecastModel) -> Path:
         """A model's folder of JSON and NPZ files at ``relative``, its manifest (``model.json``)
         last: a folder without one was interrupted and is never loaded."""
