@@ -150,7 +150,11 @@ def test_bad_rows_are_quarantined_and_the_rest_flows_on(env):
 
 
 def _landing(env):
-    return {"landing": LandingResource(path=str(env))}
+    """The sensors' resources: the landing folder, and the registry (which says a region is retired)."""
+    from mlops_assets.resources.mlflow_registry import MlflowRegistryResource
+
+    return {"landing": LandingResource(path=str(env)),
+            "mlflow": MlflowRegistryResource.from_settings(Settings.from_env())}
 
 
 def _sensor_context(instance, defs, env, cursor=None):
