@@ -371,6 +371,20 @@ def check_table(
     landing = location(landing)
     files = table_files(landing, table)
     rel = {p: p.relative_to(landing).as_posix() for p in files}
+    frames, rejected_files, problems = _read_files(table, files, rel)
+    raw = _concat_text(frames)
+    known = {c.name for c in table.columns}
+    extra = sorted(c for c in raw.columns if c not in known and not c.startswith("_")) if table.extra_numeric else []
+    typed, row_problems = _check_rows(table, raw, extra, schema_for, by_value)
+    problems.extend(row_problems)
+    valid, quarantine = _split(table, raw, typed, extra, row_problems, rejected_files)
+    problems.sort(key=lambda p: (p.file, p.row, p.column))
+    return TableResult(table.name, valid, quarantine, problems, {rel[p]: file_digest(p) for p in files})
+
+
+def _read_files(table: Table, files: list, rel: dict) -> tuple[list[pd.DataFrame], list[pd.DataFrame], list[Problem]]:
+    """Phase 1, each file as text: the frames to check, the files rejected whole (a required
+    column missing, unreadable; their rows kept for the quarantine) and the problems."""
     problems: list[Problem] = []
     frames: list[pd.DataFrame] = []
     rejected_files: list[pd.DataFrame] = []
@@ -378,7 +392,6 @@ def check_table(
         where = table.pattern if table.is_folder else f"{table.pattern}.csv"
         problems.append(Problem(where, 0, "-", "required file missing" if not table.is_folder
                                 else "required folder has no CSV or Parquet files"))
-
     required = [c.name for c in table.columns if not c.optional]
     for path in files:
         frame, file_problems = read_text_frame(path, rel[path], table.may_be_empty)
@@ -392,40 +405,49 @@ def check_table(
                 rejected_files.append(frame)
             continue
         frames.append(frame)
+    return frames, rejected_files, problems
 
-    raw = _concat_text(frames)
-    known = {c.name for c in table.columns}
-    extra = sorted(c for c in raw.columns if c not in known and not c.startswith("_")) if table.extra_numeric else []
 
+def _check_rows(table: Table, raw: pd.DataFrame, extra: list[str],
+                schema_for: Callable[[list[str]], pa.DataFrameSchema], by_value: bool
+                ) -> tuple[pd.DataFrame, list[Problem]]:
+    """Phase 2, every cell parsed to its type, then the schema's rules (pandera): the typed frame
+    and a problem per (file, row, column), the first rule that failed."""
     row_problems: list[Problem] = []
     typed = pd.DataFrame(index=raw.index)
     distinct: dict[str, tuple[np.ndarray, pd.Series]] = {}
-    if not raw.empty:
-        for col in [*table.columns, *(Column(e, "number") for e in extra)]:
-            if col.name not in raw.columns:
-                continue  # an optional column that is absent
-            if by_value:
-                codes, uniques = _distinct(raw[col.name])
-                values, bad, rule = _parse(uniques, col.kind)
-                distinct[col.name] = (codes, values)
-                typed[col.name] = values.array.take(codes)
-                bad = bad.to_numpy()[codes]
-            else:
-                values, bad, rule = _parse(raw[col.name], col.kind)
-                typed[col.name] = values
-                bad = bad.to_numpy()
-            for idx in np.flatnonzero(bad):
-                row_problems.append(Problem(raw.at[idx, FILE_COLUMN], int(raw.at[idx, ROW_COLUMN]),
-                                            col.name, rule, str(raw.at[idx, col.name])))
-        seen = {(p.file, p.row, p.column) for p in row_problems}
-        schema = schema_for(extra)
-        found = _by_value_problems(schema, typed, raw, distinct) if by_value else _schema_problems(schema, typed, raw)
-        for p in found:
-            if (p.file, p.row, p.column) not in seen:
-                row_problems.append(p)
-                seen.add((p.file, p.row, p.column))
-    problems.extend(row_problems)
+    if raw.empty:
+        return typed, row_problems
+    for col in [*table.columns, *(Column(e, "number") for e in extra)]:
+        if col.name not in raw.columns:
+            continue  # an optional column that is absent
+        if by_value:
+            codes, uniques = _distinct(raw[col.name])
+            values, bad, rule = _parse(uniques, col.kind)
+            distinct[col.name] = (codes, values)
+            typed[col.name] = values.array.take(codes)
+            bad = bad.to_numpy()[codes]
+        else:
+            values, bad, rule = _parse(raw[col.name], col.kind)
+            typed[col.name] = values
+            bad = bad.to_numpy()
+        for idx in np.flatnonzero(bad):
+            row_problems.append(Problem(raw.at[idx, FILE_COLUMN], int(raw.at[idx, ROW_COLUMN]),
+                                        col.name, rule, str(raw.at[idx, col.name])))
+    seen = {(p.file, p.row, p.column) for p in row_problems}
+    schema = schema_for(extra)
+    found = _by_value_problems(schema, typed, raw, distinct) if by_value else _schema_problems(schema, typed, raw)
+    for p in found:
+        if (p.file, p.row, p.column) not in seen:
+            row_problems.append(p)
+            seen.add((p.file, p.row, p.column))
+    return typed, row_problems
 
+
+def _split(table: Table, raw: pd.DataFrame, typed: pd.DataFrame, extra: list[str], row_problems: list[Problem],
+           rejected_files: list[pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Phase 3: the valid rows, typed; and every other row with its original text, file, row and
+    reasons (the files rejected whole too)."""
     bad_rows: dict[tuple[str, int], list[str]] = {}
     row_problems.sort(key=lambda p: (p.file, p.row, p.column, p.rule))  # one order, whichever path found them
     for p in row_problems:
@@ -445,9 +467,7 @@ def check_table(
 
     valid_columns = [c.name for c in table.columns if c.name in typed.columns] + extra
     valid = typed.loc[~is_bad, valid_columns].reset_index(drop=True) if len(typed) else _empty_valid(table)
-    valid = _finalize_types(valid, table)
-    problems.sort(key=lambda p: (p.file, p.row, p.column))
-    return TableResult(table.name, valid, quarantine, problems, {rel[p]: file_digest(p) for p in files})
+    return _finalize_types(valid, table), quarantine
 
 
 def _empty_valid(table: Table) -> pd.DataFrame:

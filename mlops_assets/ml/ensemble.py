@@ -442,20 +442,8 @@ def train_region(features: pd.DataFrame, region: str, config: TrainConfig | None
     """
     config = config or TrainConfig()
     steps = Progress(progress)
-    # one canonical row order: the inputs may arrive in any partition order, and the network's
-    # minibatches (hence its weights) depend on row order
-    missing = {"region", "segment", "target", *KEY} - set(features.columns)
-    if missing:
-        raise ValueError(f"{region}: features lack columns {sorted(missing)}")
-    if features.duplicated(KEY).any():
-        dup = features.loc[features.duplicated(KEY, keep=False), KEY].head(3).to_dict("records")
-        raise ValueError(f"{region}: features have duplicate store x product x week rows, e.g. {dup}")
-    observed = features[features["target"].notna()].sort_values(KEY, kind="stable").reset_index(drop=True)
-    if as_of_week is not None:
-        observed = observed[observed["week_start"] <= pd.Timestamp(as_of_week)]
+    observed = _observed(features, region, as_of_week)
     weeks = np.sort(observed["week_start"].unique())
-    if not len(weeks):
-        raise ValueError(f"{region}: no observed week to train on (no shipments delivered for its stores)")
     if len(weeks) <= config.holdout_weeks + config.warmup_weeks:
         # a region onboarded lately: nothing to train yet, the baseline serves its rows (no champion)
         return _untrained(region, pd.Timestamp(weeks[-1]), config,
@@ -470,19 +458,8 @@ def train_region(features: pd.DataFrame, region: str, config: TrainConfig | None
     usable = at_forecast_time(usable)
     train_all, holdout_all = usable[usable["week_start"] < holdout_start], usable[usable["week_start"] >= holdout_start]
 
-    skipped, evaluation, holdout_frames = {}, {"segments": {}}, []
-    selling = (lambda f: f[f["target"] > 0]) if config.fit_selling_weeks_only else (lambda f: f)
-    fit_rows, deploy_rows, calibration_rows = {}, {}, {}
-    for name in SEGMENTS:
-        train = train_all[train_all["segment"] == name]
-        reason = _skip_reason(train, holdout_all[holdout_all["segment"] == name], config)
-        if reason:
-            skipped[name] = reason
-            evaluation["segments"][name] = {"skipped": reason}
-            continue
-        fit_rows[name] = selling(train)
-        calibration_rows[name] = train
-        deploy_rows[name] = selling(usable[usable["segment"] == name])
+    evaluation = {"segments": {}}
+    skipped, fit_rows, deploy_rows, calibration_rows = _segment_rows(train_all, holdout_all, usable, config, evaluation)
     segments, evaluated_segments = {}, {}
     # the naive forecasts over the region's whole holdout (a new pair's baseline is its product's
     # mean over the region's stores), then split by segment
@@ -491,6 +468,7 @@ def train_region(features: pd.DataFrame, region: str, config: TrainConfig | None
     for name, reason in skipped.items():
         steps.report("segments", f"{name} skipped: {reason}")
     validation = pd.DataFrame(columns=[*KEY, "actual", "forecast"])
+    holdout_frames = []
     if fit_rows:
         choice, validation = _choose(fit_rows, config, steps, calibration=calibration_rows, threads=threads)
         # the model evaluated on the holdout and the deployed one are independent fits
@@ -498,35 +476,11 @@ def train_region(features: pd.DataFrame, region: str, config: TrainConfig | None
             lambda: _fit_region(fit_rows, choice, config.seed, steps, "evaluated fit (before the holdout)"),
             lambda: _fit_region(deploy_rows, choice, config.seed, steps, "deployed fit (up to the as-of week)"),
             threads=threads)
-        for name, evaluated in evaluated_segments.items():
-            holdout = holdout_all[holdout_all["segment"] == name]
-            members = evaluated.members(holdout)
-            band = members.pop("quantiles")
-            actual = holdout["target"].to_numpy(dtype=float)
-            base, last = holdout["_baseline"].to_numpy(), holdout["_last_value"].to_numpy()
-            report = _evaluate(actual, members, base, last)
-            report["quantiles"] = quantiles.summary(actual, band)
-            report["rows"] = {"train": int((train_all["segment"] == name).sum()), "holdout": len(holdout)}
-            report["hyperparameters"] = evaluated.hyperparameters
-            evaluation["segments"][name] = report
-            frame = holdout[["region", "week_start", "store_id", "product_id", "segment", "target"]].copy()
-            holdout_frames.append(frame.assign(**members, **dict(zip(quantiles.NAMES, band.T)), baseline=base,
-                                               last_value=last))
+        holdout_frames = _evaluate_segments(evaluated_segments, holdout_all, train_all, evaluation)
 
     holdout_forecasts = pd.concat(holdout_frames, ignore_index=True) if holdout_frames else pd.DataFrame()
     if len(holdout_forecasts):
-        actual = holdout_forecasts["target"].to_numpy(dtype=float)
-        evaluation["region"] = _evaluate(actual, {k: holdout_forecasts[k].to_numpy() for k in
-                                                  ("ensemble", "lasso", "nn")}, holdout_forecasts["baseline"],
-                                         holdout_forecasts["last_value"])
-        evaluation["region"]["quantiles"] = quantiles.summary(actual, holdout_forecasts[list(quantiles.NAMES)])
-        # the baseline's band (a Poisson count around it), for comparison
-        evaluation["region"]["baseline_quantiles"] = quantiles.summary(
-            actual, quantiles.poisson(holdout_forecasts["baseline"].to_numpy()))
-        by_format = {}
-        for fmt, part in holdout_forecasts.groupby(holdout_forecasts["segment"].str.split("/").str[0]):
-            by_format[fmt] = metrics.summary(part["target"], part["baseline"])
-        evaluation["baseline_by_format"] = by_format
+        _evaluate_region(holdout_forecasts, evaluation)
         for name in evaluated_segments:
             seg = evaluation["segments"][name]
             steps.report("holdout", f"{name} ensemble MAPE {seg['ensemble']['mape']:.3f}, baseline "
@@ -544,6 +498,78 @@ def train_region(features: pd.DataFrame, region: str, config: TrainConfig | None
     steps.report("done", f"{len(segments)} segments trained, {len(skipped)} skipped"
                          + ("; monitoring references built" if model.reference else ""))
     return model, holdout_forecasts
+
+
+def _observed(features: pd.DataFrame, region: str, as_of_week: str | None) -> pd.DataFrame:
+    """The region's observed rows up to the as-of week, in one canonical order: the inputs may
+    arrive in any partition order, and the network's minibatches (hence its weights) depend on it."""
+    missing = {"region", "segment", "target", *KEY} - set(features.columns)
+    if missing:
+        raise ValueError(f"{region}: features lack columns {sorted(missing)}")
+    if features.duplicated(KEY).any():
+        dup = features.loc[features.duplicated(KEY, keep=False), KEY].head(3).to_dict("records")
+        raise ValueError(f"{region}: features have duplicate store x product x week rows, e.g. {dup}")
+    observed = features[features["target"].notna()].sort_values(KEY, kind="stable").reset_index(drop=True)
+    if as_of_week is not None:
+        observed = observed[observed["week_start"] <= pd.Timestamp(as_of_week)]
+    if observed.empty:
+        raise ValueError(f"{region}: no observed week to train on (no shipments delivered for its stores)")
+    return observed
+
+
+def _segment_rows(train_all: pd.DataFrame, holdout_all: pd.DataFrame, usable: pd.DataFrame, config: TrainConfig,
+                  evaluation: dict) -> tuple[dict, dict, dict, dict]:
+    """Per segment: why it is skipped (also recorded in ``evaluation``), or its rows to fit before
+    the holdout, to deploy on (up to the as-of week) and to calibrate its band on."""
+    skipped, fit_rows, deploy_rows, calibration_rows = {}, {}, {}, {}
+    selling = (lambda f: f[f["target"] > 0]) if config.fit_selling_weeks_only else (lambda f: f)
+    for name in SEGMENTS:
+        train = train_all[train_all["segment"] == name]
+        reason = _skip_reason(train, holdout_all[holdout_all["segment"] == name], config)
+        if reason:
+            skipped[name] = reason
+            evaluation["segments"][name] = {"skipped": reason}
+            continue
+        fit_rows[name] = selling(train)
+        calibration_rows[name] = train
+        deploy_rows[name] = selling(usable[usable["segment"] == name])
+    return skipped, fit_rows, deploy_rows, calibration_rows
+
+
+def _evaluate_segments(evaluated_segments: dict, holdout_all: pd.DataFrame, train_all: pd.DataFrame,
+                       evaluation: dict) -> list[pd.DataFrame]:
+    """Each segment's holdout forecast by the fit made before it, scored into ``evaluation``;
+    returns the holdout forecast rows (each member, the band, the naive forecasts)."""
+    frames = []
+    for name, evaluated in evaluated_segments.items():
+        holdout = holdout_all[holdout_all["segment"] == name]
+        members = evaluated.members(holdout)
+        band = members.pop("quantiles")
+        actual = holdout["target"].to_numpy(dtype=float)
+        base, last = holdout["_baseline"].to_numpy(), holdout["_last_value"].to_numpy()
+        report = _evaluate(actual, members, base, last)
+        report["quantiles"] = quantiles.summary(actual, band)
+        report["rows"] = {"train": int((train_all["segment"] == name).sum()), "holdout": len(holdout)}
+        report["hyperparameters"] = evaluated.hyperparameters
+        evaluation["segments"][name] = report
+        frame = holdout[["region", "week_start", "store_id", "product_id", "segment", "target"]].copy()
+        frames.append(frame.assign(**members, **dict(zip(quantiles.NAMES, band.T)), baseline=base, last_value=last))
+    return frames
+
+
+def _evaluate_region(holdout_forecasts: pd.DataFrame, evaluation: dict) -> None:
+    """The region's holdout as one: every member against the naive forecasts, the band and the
+    baseline's band, and the baseline per store format."""
+    actual = holdout_forecasts["target"].to_numpy(dtype=float)
+    evaluation["region"] = _evaluate(actual, {k: holdout_forecasts[k].to_numpy() for k in ("ensemble", "lasso", "nn")},
+                                     holdout_forecasts["baseline"], holdout_forecasts["last_value"])
+    evaluation["region"]["quantiles"] = quantiles.summary(actual, holdout_forecasts[list(quantiles.NAMES)])
+    # the baseline's band (a Poisson count around it), for comparison
+    evaluation["region"]["baseline_quantiles"] = quantiles.summary(
+        actual, quantiles.poisson(holdout_forecasts["baseline"].to_numpy()))
+    evaluation["baseline_by_format"] = {
+        fmt: metrics.summary(part["target"], part["baseline"])
+        for fmt, part in holdout_forecasts.groupby(holdout_forecasts["segment"].str.split("/").str[0])}
 
 
 def _untrained(region: str, as_of: pd.Timestamp, config: TrainConfig,
