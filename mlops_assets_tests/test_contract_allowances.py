@@ -19,9 +19,9 @@ from mlops_assets.sample import SampleSpec, generate
 from mlops_assets_tests.conftest import SEED, isolated_env
 
 # one region (a run's Dagster runs are per region). These deliveries test what reads, conditions and
-# forecasts the data: on 30 weeks no segment has enough rows to train, and the baseline serves; a
+# forecasts the data: on 22 weeks no segment has enough rows to train, and the baseline serves; a
 # folder without weather, which changes what the models read, trains every segment (56 weeks)
-BASE = dict(regions=("north",), stores_per_region=4, products=8, weeks=30, end_week="2026-11-09", seed=11 + SEED,
+BASE = dict(regions=("north",), stores_per_region=4, products=8, weeks=22, end_week="2026-11-09", seed=11 + SEED,
             realism=False)
 TRAINABLE = {**BASE, "stores_per_region": 5, "products": 10, "weeks": 56}
 NEXT_WEEK = "2026-11-16"
