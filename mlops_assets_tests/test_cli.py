@@ -127,3 +127,31 @@ def test_the_mlflow_ui_gets_the_store_uri_from_its_environment_not_its_command_l
     assert argv[1] == "server" and not any("s3cret-pw" in a for a in argv)
     assert environ["MLFLOW_BACKEND_STORE_URI"] == uri
     assert "s3cret-pw" not in capsys.readouterr().err
+
+
+def test_a_store_behind_an_authenticating_proxy_counts_as_reachable():
+    """Any HTTP answer (401 here) means the server is there: only a connection that fails is 'cannot reach'."""
+    import http.server
+    import threading
+
+    from mlops_assets.registry.tracking import store_problem
+
+    class Refuses(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the http.server API
+            self.send_response(401)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Refuses)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert store_problem(f"http://127.0.0.1:{server.server_port}") is None
+    finally:
+        server.shutdown()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert store_problem(f"http://127.0.0.1:{port}").startswith(("ConnectionRefusedError", "URLError"))
+

@@ -75,3 +75,18 @@ def test_training_snapshots_of_models_no_longer_kept_are_pruned_and_a_fresh_one_
     removed = storage.prune_snapshots({"kept"}, now=old + 7200)
     assert removed == ["training_data/north/gone.parquet"]
     assert sorted(p.stem for p in (tmp_path / "training_data" / "north").glob("*.parquet")) == ["fresh", "kept"]
+
+
+def test_a_reused_training_snapshot_is_marked_fresh_so_pruning_spares_it(tmp_path):
+    """Retraining on unchanged data reuses the snapshot file: it must count as just written, or the
+    pruning could remove it before the new model that names it is registered."""
+    import os
+
+    from mlops_assets.registry.lineage import write_snapshot
+
+    storage = StorageResource(root=str(tmp_path))
+    frame = pd.DataFrame({"store_id": ["s1"], "target": [3.0]})
+    relative, digest = write_snapshot(storage, "north", frame)
+    os.utime(tmp_path / relative, (1_000_000.0, 1_000_000.0))
+    assert write_snapshot(storage, "north", frame) == (relative, digest)
+    assert storage.prune_snapshots(set()) == []  # younger than an hour again

@@ -38,7 +38,7 @@ from mlops_assets.automation.jobs import (
     training_job,
     weekly_job,
 )
-from mlops_assets.config import Settings, first_week_is_set, record_weeks
+from mlops_assets.config import Settings, first_week_is_set, record_weeks, resolve_first_week
 from mlops_assets.contract import schemas
 from mlops_assets.contract import validation as contract
 from mlops_assets.locations import source
@@ -335,8 +335,10 @@ def conditioning_after_validation_sensor(settings: Settings, status: Status, eve
         first_delivered, last = delivered
         # a deployment fed by sensors alone: its first delivery says where the weeks begin (as
         # `mlops-assets run` records it), not the 2001 floor of a home that recorded nothing
-        floor = settings.first_week
-        if not first_week_is_set(settings.home):
+        # (read every tick: this code server's definitions may predate the recording)
+        if first_week_is_set(settings.home):
+            floor = resolve_first_week(settings.home)
+        else:
             floor = first_delivered
             record_weeks(settings.home, first_week=first_delivered)
         # the regions of the stores just validated: one that region_discovery has not added yet is

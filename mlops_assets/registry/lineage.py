@@ -37,6 +37,8 @@ def write_snapshot(storage, region: str, frame: pd.DataFrame) -> tuple[str, str]
     relative = snapshot_path(region, digest)
     if not storage.exists(relative):
         storage.write_parquet(relative, frame)
+    else:  # reused: marked as just written, so housekeeping spares it until its model is registered
+        storage.touch(relative)
     stored = frame_digest(storage.read_parquet(relative))
     if stored != digest:
         raise ValueError(f"training snapshot {relative} reads back with digest {stored}, not {digest}")

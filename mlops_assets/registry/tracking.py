@@ -68,9 +68,13 @@ def store_problem(uri: str, timeout: int = 5) -> str | None:
     scheme = urlsplit(uri).scheme
     try:
         if scheme in ("http", "https"):
+            import urllib.error
             import urllib.request
 
-            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):  # noqa: S310 - the configured store
+            try:
+                with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):  # noqa: S310
+                    return None
+            except urllib.error.HTTPError:  # it answered (401 behind an auth proxy, say): it is there
                 return None
         if scheme.startswith(("postgres", "mysql", "mssql")):
             import sqlalchemy

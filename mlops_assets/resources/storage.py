@@ -86,6 +86,16 @@ class StorageResource(dg.ConfigurableResource):
     def exists(self, relative: str) -> bool:
         return (self.path / relative).exists()
 
+    def touch(self, relative: str) -> None:
+        """Mark a stored file as written now. On Azure a blob's time changes only with its bytes,
+        so there it is written again (a snapshot: a few MB at seed scale, once per training)."""
+        path = self.path / relative
+        if is_local(path):
+            path.touch()
+        else:
+            data = path.read_bytes()
+            write_atomically(path, lambda where: where.write(data))
+
     def files(self, folder: str, suffix: str = ".parquet") -> list[str]:
         """The names (``stem``s) of the files directly in ``folder`` ending in ``suffix``, sorted;
         none when the folder does not exist. Hidden files (a write in progress) are left out."""
