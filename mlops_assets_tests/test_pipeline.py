@@ -363,30 +363,27 @@ def test_a_deployment_fed_by_sensors_alone_starts_at_the_landings_first_week(env
     assert settings.first_week == "2001-01-01" and not recorded_weeks(settings.home)
     defs = build_definitions(settings)
     instance = dg.DagsterInstance.get()
-    tables = defs.resolve_job_def("tables").execute_in_process(
-        instance=instance, tags={"mlops/trigger": "new_data", "mlops/affected": json.dumps("all")})
-    run = instance.get_run_by_id(tables.run_id)
     sensor = defs.resolve_sensor_def("conditioning_after_validation")
-    [event] = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_SUCCESS)
-    with dg.build_run_status_sensor_context(
-            sensor_name=sensor.name, dagster_event=event.dagster_event, dagster_instance=instance, dagster_run=run,
-            resources={"storage": StorageResource(root=str(settings.storage_root)),
-                       "mlflow": MlflowRegistryResource.from_settings(settings)}) as ctx:
-        result = sensor(ctx)
+
+    def validated_everything():
+        """A tables run tagged as landing_files tags a delivery that touches every week, then the sensor."""
+        tables = defs.resolve_job_def("tables").execute_in_process(
+            instance=instance, tags={"mlops/trigger": "new_data", "mlops/affected": json.dumps("all")})
+        run = instance.get_run_by_id(tables.run_id)
+        [event] = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_SUCCESS)
+        with dg.build_run_status_sensor_context(
+                sensor_name=sensor.name, dagster_event=event.dagster_event, dagster_instance=instance, dagster_run=run,
+                resources={"storage": StorageResource(root=str(settings.storage_root)),
+                           "mlflow": MlflowRegistryResource.from_settings(settings)}) as ctx:
+            return sensor(ctx)
+
+    result = validated_everything()
     first = min(pd.read_csv(p)["week_start"].min() for p in (env / "shipments").glob("*.csv"))
     starts = {r.tags["mlops/region"]: r.tags["dagster/asset_partition_range_start"] for r in result.run_requests}
     assert starts == {"north": f"north|{first}", "south": f"south|{first}"}
     assert recorded_weeks(settings.home)["first_week"] == first == Settings.from_env().first_week
     # a later delivery that touches every week (a master changed), seen by the same long-lived code
     # server, whose definitions still begin in 2001: the recorded week, not 2001, bounds it
-    tables = defs.resolve_job_def("tables").execute_in_process(
-        instance=instance, tags={"mlops/trigger": "new_data", "mlops/affected": json.dumps("all")})
-    run = instance.get_run_by_id(tables.run_id)
-    [event] = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_SUCCESS)
-    with dg.build_run_status_sensor_context(
-            sensor_name=sensor.name, dagster_event=event.dagster_event, dagster_instance=instance, dagster_run=run,
-            resources={"storage": StorageResource(root=str(settings.storage_root)),
-                       "mlflow": MlflowRegistryResource.from_settings(settings)}) as ctx:
-        again = sensor(ctx)
+    again = validated_everything()
     assert {r.tags["dagster/asset_partition_range_start"] for r in again.run_requests} == \
         {f"north|{first}", f"south|{first}"}

@@ -71,7 +71,7 @@ def _prepare(settings: config.Settings, regions: list[str] | None, summary: RunS
             raise RunFailed(f"unknown region(s) {', '.join(unknown)}; stores.csv has {', '.join(data_regions)}")
     # a retired region is left alone until a person onboards it (`mlops-assets onboard`)
     registry = MlflowRegistryResource.from_settings(settings).registry
-    retired = [r for r in data_regions if r in registry.regions() and registry.retired(r)]
+    retired = [r for r in data_regions if registry.retired(r)]  # None for a region never registered
     if regions and set(regions) & set(retired):
         raise RunFailed(f"{', '.join(sorted(set(regions) & set(retired)))} retired: `mlops-assets onboard REGION "
                         "--reason ...` first")

@@ -119,7 +119,7 @@ class _Region:
     def __init__(self, region: str, storage: StorageResource, registry: Registry, training_runs: dict):
         self.region = region
         self.champion = registry.champion(region)
-        self.retired = registry.retired(region) if region in registry.regions() else None
+        self.retired = registry.retired(region)  # None for a region never registered
         self.model = registry.load_forecast_model(self.champion) if self.champion else None
         self.training_run = (self.champion.tags.get("dagster_run_id") if self.champion else None) or \
             training_runs.get((region, self.champion.version if self.champion else None))
