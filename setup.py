@@ -19,8 +19,6 @@ INSTALL_REQUIRES = [
     "universal_pathlib>=0.3,<0.4",
     # production: the Dagster instance (runs, events, schedules) and the MLflow store on PostgreSQL
     "dagster-postgres==0.29.27",
-    # production: a run's steps on a Dask cluster (MLOPS_EXECUTOR=dask); no broker to run
-    "dagster-dask==0.29.27",
     "mlflow==3.17.2",
     "pandas==2.3.3",
     "pyarrow>=15",

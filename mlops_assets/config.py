@@ -24,8 +24,6 @@ MLOPS_ALERT_WEBHOOK    URL that alerts are POSTed to (JSON)        none
 MLOPS_MONITOR_*        monitor limits (``FALSE_ALARM``, ``LEVEL_FALSE_ALARM``, ``MIX_FLOOR``, ``JS_FLOOR``,
                        ``JS_FACTOR``): see monitoring/monitor.py
 MLOPS_DEGRADATION      realized / holdout MAPE that counts as a bad week  ``1.5``
-MLOPS_EXECUTOR         ``in_process`` or ``dask`` (a run's steps   ``in_process``
-                       on the cluster at MLOPS_DASK_SCHEDULER)
 MLOPS_RETENTION_DAYS   holdout forecasts, quarantined rows kept    ``90`` days
 MLOPS_KEEP_MODELS      model folders kept per region               ``10`` (and the current one)
 MLOPS_RUN_WORKERS      regions ``mlops-assets run`` runs at once   ``0``: 2 on 2 cores for big regions, else 1
@@ -55,7 +53,6 @@ SAMPLE_LANDING_DIR = REPO_ROOT / "data" / "sample"
 DEFAULT_FIRST_WEEK = "2001-01-01"
 ENVIRONMENTS = ("dev", "prod")
 PROMOTION_MODES = ("enforce", "dry_run", "manual")
-EXECUTORS = ("in_process", "dask")
 # a candidate that passes every gate serves at once in both environments; set
 # MLOPS_PROMOTION_MODE=manual where a person must sign off each release
 PROMOTION_MODE = {"dev": "enforce", "prod": "enforce"}
@@ -123,8 +120,6 @@ class Settings:
     retrain: RetrainRules = field(default_factory=RetrainRules)
     retention_days: int = 90
     keep_models: int = 10
-    executor: str = "in_process"  # or "dask": a run's steps on the Dask cluster at dask_scheduler
-    dask_scheduler: str = ""
     run_workers: int = 0    # regions `mlops-assets run` runs at once; 0: lanes() chooses
     train_threads: int = 0  # threads of a region's training in `mlops-assets run`; 0: up to 2 cores
     lock_dir: Path | None = None  # the champion locks of a server store; None: $MLOPS_HOME/locks
@@ -149,12 +144,11 @@ class Settings:
             raise ValueError(f"MLOPS_PROMOTION_MODE={mode!r}: must be one of {', '.join(PROMOTION_MODES)}")
         stale_days = int(os.environ.get("MLOPS_STALE_DAYS", DEFAULT_STALE_DAYS))  # scores' check and the retrain rule
         first_week = resolve_first_week(home)
-        executor = os.environ.get("MLOPS_EXECUTOR", "in_process")
-        if executor not in EXECUTORS:
-            raise ValueError(f"MLOPS_EXECUTOR={executor!r}: must be one of {', '.join(EXECUTORS)}")
-        if executor == "dask" and not os.environ.get("MLOPS_DASK_SCHEDULER"):
-            raise ValueError("MLOPS_EXECUTOR=dask needs MLOPS_DASK_SCHEDULER (the scheduler's address, "
-                             "e.g. tcp://dask-scheduler:8786)")
+        gone = [name for name in ("MLOPS_EXECUTOR", "MLOPS_DASK_SCHEDULER") if os.environ.get(name)]
+        if gone:  # 0.1.0's Dask executor collided across concurrent runs: the run is the unit now
+            raise ValueError(f"{', '.join(gone)}: no longer read. A run executes in one process (a "
+                             "Kubernetes pod with the Helm chart's K8sRunLauncher); to scale out, run more "
+                             "runs at once (deploy/dagster.prod.yaml's concurrency). Unset it")
         uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{dagster_home / 'mlflow' / 'mlflow.db'}"
         # a database store (SQLite, PostgreSQL) keeps artifacts where this says (a server or a
         # managed workspace keeps its own): never MLflow's ./mlruns, relative to the working directory
@@ -181,8 +175,6 @@ class Settings:
             monitor=monitor_limits(env),
             retention_days=int(os.environ.get("MLOPS_RETENTION_DAYS", 90)),
             keep_models=int(os.environ.get("MLOPS_KEEP_MODELS", 10)),
-            executor=executor,
-            dask_scheduler=os.environ.get("MLOPS_DASK_SCHEDULER", ""),
             retrain=RetrainRules(degradation=float(os.environ.get("MLOPS_DEGRADATION", RetrainRules.degradation)),
                                  stale_days=stale_days),
             run_workers=int(os.environ.get("MLOPS_RUN_WORKERS") or 0),

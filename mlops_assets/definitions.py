@@ -44,22 +44,12 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             "mlflow": MlflowRegistryResource.from_settings(settings),
             "monitoring": MonitoringResource.from_settings(settings),
         },
-        executor=executor_for(settings),
+        # a run is a region's chain (its weeks, its training, its scores), one step after another:
+        # in one process. Runs scale out, not steps: one process per run from the daemon here, one
+        # Kubernetes pod per run in Helm (K8sRunLauncher); the multiprocess executor would start a
+        # Python and torch per step and thrash a small machine
+        executor=dg.in_process_executor,
     )
-
-
-def executor_for(settings: Settings) -> dg.ExecutorDefinition:
-    """In one process per run by default: the multiprocess executor would start a Python (and
-    torch) per step, which thrashes a small machine. With ``MLOPS_EXECUTOR=dask`` a run's steps
-    (a region's weeks, its training, its scores) go to the Dask cluster at
-    ``MLOPS_DASK_SCHEDULER``: one scheduler and workers on as many machines as needed, sharing
-    the storage root, the Dagster instance and the MLflow store."""
-    if settings.executor == "dask":
-        from dagster_dask import dask_executor
-
-        return dask_executor.configured({"cluster": {"existing": {"address": {"env": "MLOPS_DASK_SCHEDULER"}}}},
-                                        name="dask_cluster")
-    return dg.in_process_executor
 
 
 defs = build_definitions(Settings.from_env())

@@ -74,6 +74,17 @@ def wait_for(condition, seconds: float, what: str, log: Path | None = None) -> N
     pytest.fail(f"{what} did not happen within {seconds} s" + (f":\n{log.read_text()[-3000:]}" if log else ""))
 
 
+def process_arguments() -> list[str]:
+    """The command line of every process of this machine, as `ps` shows them to any user."""
+    out = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            out.append(cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:  # a process that ended meanwhile
+            continue
+    return out
+
+
 # Azurite's well-known development account: public, documented, good for the emulator only
 AZURITE_ACCOUNT = "devstoreaccount1"
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="

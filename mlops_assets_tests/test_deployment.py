@@ -122,8 +122,12 @@ def test_the_helm_values_run_the_same_image_settings_and_limits():
     [deployment] = values["dagster-user-deployments"]["deployments"]
     assert deployment["dagsterApiGrpcArgs"] == ["-m", "mlops_assets.definitions", "-a", "defs"]
     env = {e["name"]: e["value"] for e in deployment["env"]}
-    assert env["MLOPS_ENV"] == "prod" and env["MLOPS_EXECUTOR"] == "dask" and env["MLOPS_DASK_SCHEDULER"]
-    assert values["runLauncher"]["type"] == "K8sRunLauncher"
+    assert env["MLOPS_ENV"] == "prod" and not {"MLOPS_EXECUTOR", "MLOPS_DASK_SCHEDULER"} & set(env)
+    # a pod per run, with the secrets and the shared volume the code location has
+    launcher = values["runLauncher"]
+    assert launcher["type"] == "K8sRunLauncher"
+    assert launcher["config"]["k8sRunLauncher"]["envSecrets"] == deployment["envSecrets"]
+    assert launcher["config"]["k8sRunLauncher"]["volumeMounts"] == deployment["volumeMounts"]
     assert values["postgresql"]["enabled"] is False and values["dagsterWebserver"]["service"]["type"] == "ClusterIP"
     # the database password only in the named secret, never generated from a value in this file
     assert values["generatePostgresqlPasswordSecret"] is False and values["global"]["postgresqlSecretName"]
@@ -142,12 +146,13 @@ def test_helm_queues_pools_retries_and_retention_are_those_of_the_prod_instance(
     coordinator = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
     assert coordinator == {"dequeueIntervalSeconds": prod["run_coordinator"]["config"]["dequeue_interval_seconds"]}
     retries = values["dagsterDaemon"]["runRetries"]
-    assert (retries["enabled"], retries["maxRetries"]) == (prod["run_retries"]["enabled"],
-                                                           prod["run_retries"]["max_retries"])
+    assert {"enabled": retries["enabled"], "max_retries": retries["maxRetries"],
+            "retry_on_asset_or_op_failure": retries["retryOnAssetOrOpFailure"]} == prod["run_retries"]
     monitoring = values["dagsterDaemon"]["runMonitoring"]
     assert {"enabled": monitoring["enabled"], "start_timeout_seconds": monitoring["startTimeoutSeconds"],
             "max_resume_run_attempts": monitoring["maxResumeRunAttempts"],
-            "poll_interval_seconds": monitoring["pollIntervalSeconds"]} == prod["run_monitoring"]
+            "poll_interval_seconds": monitoring["pollIntervalSeconds"],
+            "free_slots_after_run_end_seconds": monitoring["freeSlotsAfterRunEndSeconds"]} == prod["run_monitoring"]
     retention = values["retention"]
     assert retention["enabled"] is True
     assert retention["schedule"]["purgeAfterDays"] == prod["retention"]["schedule"]["purge_after_days"]
@@ -158,23 +163,19 @@ def test_every_container_has_resources_and_the_release_image():
     """Requests and limits everywhere a container runs; the image tag is setup.py's version."""
     version = re.search(r'version="([^"]+)"', (REPO_ROOT / "setup.py").read_text()).group(1)
     values = yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())
-    dask = yaml.safe_load((DEPLOY / "helm" / "dask-values.yaml").read_text())
     [deployment] = values["dagster-user-deployments"]["deployments"]
     for name, resources in {"code location": deployment["resources"],
                             "run pods": values["runLauncher"]["config"]["k8sRunLauncher"]["resources"],
                             "daemon": values["dagsterDaemon"]["resources"],
-                            "webserver": values["dagsterWebserver"]["resources"],
-                            "dask scheduler": dask["scheduler"]["resources"],
-                            "dask workers": dask["worker"]["resources"]}.items():
+                            "webserver": values["dagsterWebserver"]["resources"]}.items():
         assert {"cpu", "memory"} <= set(resources["requests"]) and {"cpu", "memory"} <= set(resources["limits"]), name
     for name, service in _compose()["services"].items():
         resources = service["deploy"]["resources"]
         assert {"cpus", "memory"} <= set(resources["limits"]) and set(resources["reservations"]), name
-    assert [deployment["image"]["tag"], dask["scheduler"]["image"]["tag"], dask["worker"]["image"]["tag"]] == \
-        [version] * 3
+    assert deployment["image"]["tag"] == version
     compose = (DEPLOY / "docker-compose.yaml").read_text()
     assert f"mlops-assets:${{MLOPS_IMAGE_TAG:-{version}}}" in compose
-    assert ":latest" not in compose and "latest" not in str([deployment["image"], dask["scheduler"]["image"]])
+    assert ":latest" not in compose and "latest" not in str(deployment["image"])
 
 
 def test_every_pod_reaches_the_data_on_azure_and_the_step_logs_go_there_too(monkeypatch):
@@ -201,25 +202,3 @@ def test_every_pod_reaches_the_data_on_azure_and_the_step_logs_go_there_too(monk
         monkeypatch.delenv(name)
     manager = AzureBlobComputeLogManager(**checked.value)  # constructs offline: no request until a log
     assert manager._container_client.url.startswith(f"https://{custom['config']['storage_account']}.blob.")
-
-
-def test_the_dask_workers_get_the_settings_of_the_code_location():
-    """A worker rebuilds the definitions: the same environment, secrets and shared volume."""
-    values = yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())
-    [deployment] = values["dagster-user-deployments"]["deployments"]
-    workers = yaml.safe_load((DEPLOY / "helm" / "dask-values.yaml").read_text())["worker"]
-    plain = {e["name"]: e["value"] for e in workers["env"] if "value" in e}
-    assert {e["name"]: e["value"] for e in deployment["env"]}.items() <= plain.items()
-    # the chart's worker has no envFrom: every secret the code location gets, key by key
-    assert "envFrom" not in workers
-    secret = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in workers["env"] if "valueFrom" in e}
-    named = [s["name"] for s in deployment["envSecrets"]]
-    assert {"MLFLOW_TRACKING_URI", "MLOPS_ALERT_WEBHOOK", "AZURE_STORAGE_CONNECTION_STRING"} <= \
-        {k for k, ref in secret.items() if ref["name"] in named}
-    # and the instance's database, as the image's dagster.prod.yaml reads it
-    pg = values["postgresql"]
-    assert secret["DAGSTER_PG_PASSWORD"]["name"] == values["global"]["postgresqlSecretName"]
-    assert (plain["DAGSTER_PG_HOST"], plain["DAGSTER_PG_USERNAME"], plain["DAGSTER_PG_DB"], plain["DAGSTER_PG_PORT"]) \
-        == (pg["postgresqlHost"], pg["postgresqlUsername"], pg["postgresqlDatabase"], str(pg["service"]["port"]))
-    assert workers["mounts"]["volumeMounts"] == deployment["volumeMounts"]
-    assert workers["image"]["repository"] == deployment["image"]["repository"]
