@@ -122,14 +122,14 @@ def browser():
 
 # `make test` runs three modules at a time (pytest-xdist, --dist loadfile --no-loadscope-reorder),
 # each handed out in this order as a process comes free: the long ones first, so no long module
-# starts last and runs alone at the end. Busy seconds per module on 2 cores (measured 2026-12-05,
+# starts last and runs alone at the end. Busy seconds per module on 2 cores (measured 2026-12-06,
 # a timeline of a full `make test`); a module not listed goes after these, in its usual order.
-# Modules of one or two long tests (postgres, azure) go early: xdist hands a process its next module
-# as soon as two of its tests are left, so one of them late ends the suite alone.
-MODULE_SECONDS = {"test_monitoring_loop": 271, "test_pipeline": 252, "test_training_pipeline": 212,
-                  "test_postgres": 98, "test_azure": 160, "test_registry": 176, "test_contract_allowances": 169,
-                  "test_faults_training": 100, "test_models": 30, "test_faults": 52, "test_distributed": 50,
-                  "test_cli": 33}
+# Modules of one or two long tests (azure, distributed) go early: xdist hands a process its next
+# module as soon as two of its tests are left, so one of them late ends the suite alone.
+MODULE_SECONDS = {"test_monitoring_loop": 288, "test_training_pipeline": 217, "test_pipeline": 203,
+                  "test_azure": 140, "test_distributed": 110, "test_contract_allowances": 216,
+                  "test_registry": 203, "test_faults_training": 107, "test_postgres": 50, "test_faults": 36,
+                  "test_cli": 37, "test_models": 20}
 ORDER = list(MODULE_SECONDS)
 
 
