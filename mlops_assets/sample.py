@@ -172,25 +172,55 @@ def _realism(mu: np.ndarray, rng: np.random.Generator, season: np.ndarray, temp:
             * np.where(promo, lift, 1.0) * np.where(dip, 0.7, 1.0) * np.where(bulk, size, 1.0))
 
 
-def generate(spec: SampleSpec) -> dict[str, int]:
-    """Write the landing folder; returns row counts per table."""
-    rng = np.random.default_rng(spec.seed)
-    out = Path(spec.out_dir)
-    for sub in ("shipments", "returns", "weather"):
-        if (out / sub).exists():
-            shutil.rmtree(out / sub)
-        (out / sub).mkdir(parents=True)
+@dataclass(frozen=True)
+class _Calendar:
+    weeks: pd.DatetimeIndex        # the observed weeks' Mondays
+    days: pd.DatetimeIndex         # every observed day
+    last_observed: dt.date         # the last week's Sunday
 
+
+@dataclass(frozen=True)
+class _Catalog:
+    """The products and what drives each one's demand (arrays over products)."""
+    products: pd.DataFrame
+    ids: list[str]
+    category: np.ndarray
+    slow: np.ndarray
+    base: np.ndarray
+    growth: np.ndarray
+    launch: np.ndarray
+
+
+def generate(spec: SampleSpec) -> dict[str, int]:
+    """Write the landing folder; returns row counts per table. One random stream, drawn in this
+    order (the masters, the weather, the events, the demand), so a seed gives the same files."""
+    calendar = _calendar(spec)
+    rng = np.random.default_rng(spec.seed)
+    catalog = _catalog(spec, rng, len(calendar.weeks))
+    stores, demographics = _stores(spec, rng)
+    weather, climate, weekly_temp, weekly_rain = _weather(spec, rng, calendar, stores)
+    events = _events(spec, rng, calendar)
+    shipments, returns = _demand(spec, rng, calendar, catalog, stores, demographics, events, climate, weekly_temp,
+                                 weekly_rain)
+    tables = {"stores": stores, "products": catalog.products, "demographics": demographics, "events": events,
+              "shipments": shipments, "returns": returns, "weather": weather}
+    _write(Path(spec.out_dir), tables, calendar.last_observed)
+    return {name: len(table) for name, table in tables.items()}
+
+
+def _calendar(spec: SampleSpec) -> _Calendar:
     end = dt.date.fromisoformat(spec.end_week)
     if end.weekday() != 0:
         raise ValueError(f"end week {end} is not a Monday")
-    weeks = pd.date_range(end=pd.Timestamp(end), periods=spec.weeks, freq="7D")
-    n_weeks = len(weeks)
     unknown = set(spec.drift) - set(spec.regions)
     if unknown:
         raise ValueError(f"--drift names unknown regions: {', '.join(sorted(unknown))}")
+    weeks = pd.date_range(end=pd.Timestamp(end), periods=spec.weeks, freq="7D")
+    last_observed = end + dt.timedelta(days=6)
+    return _Calendar(weeks, pd.date_range(weeks[0], pd.Timestamp(last_observed), freq="D"), last_observed)
 
-    # --- masters ---------------------------------------------------------------------
+
+def _catalog(spec: SampleSpec, rng: np.random.Generator, n_weeks: int) -> _Catalog:
     cats = list(CATEGORIES)
     n_prod = spec.products
     prod_cat = np.array([cats[i % len(cats)] for i in range(n_prod)])
@@ -207,7 +237,10 @@ def generate(spec: SampleSpec) -> dict[str, int]:
     velocity = np.where(slow, "slow", "fast").astype(object)
     velocity[rng.random(n_prod) < 0.25] = ""  # the contract lets velocity be derived
     products = pd.DataFrame({"product_id": product_ids, "category": prod_cat, "velocity": velocity})
+    return _Catalog(products, product_ids, prod_cat, slow, base, growth, launch)
 
+
+def _stores(spec: SampleSpec, rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
     store_rows, demo_rows = [], []
     for r, region in enumerate(spec.regions):
         for i in range(spec.stores_per_region):
@@ -218,12 +251,15 @@ def generate(spec: SampleSpec) -> dict[str, int]:
                               "population": int(rng.lognormal(np.log(40000), 0.5)),
                               "median_income": int(rng.lognormal(np.log(62000), 0.3)),
                               "share_families": round(float(rng.uniform(0.15, 0.55)), 3)})
-    stores = pd.DataFrame(store_rows)
-    demographics = pd.DataFrame(demo_rows)
+    return pd.DataFrame(store_rows), pd.DataFrame(demo_rows)
 
-    # --- weather: daily per zip, observed through the last week, then forecasts -------
-    last_observed = end + dt.timedelta(days=6)
-    days = pd.date_range(weeks[0], pd.Timestamp(last_observed), freq="D")
+
+def _weather(spec: SampleSpec, rng: np.random.Generator, calendar: _Calendar, stores: pd.DataFrame):
+    """Daily weather per zip, observed through the last week, each observed week's archived
+    forecast, and the forecast of the next two weeks; with each region's climate and each store's
+    weekly mean maximum temperature and rain (what demand responds to)."""
+    weeks, days, last_observed = calendar.weeks, calendar.days, calendar.last_observed
+    n_weeks = len(weeks)
     doy = days.dayofyear.to_numpy()
     weather_frames, weekly_temp, weekly_rain = [], {}, {}
     climate = {region: (rng.uniform(6, 20), rng.uniform(8, 14)) for region in spec.regions}
@@ -267,9 +303,13 @@ def generate(spec: SampleSpec) -> dict[str, int]:
             "temp_min_c": (f_tmax - 8).round(1), "precip_mm": np.where(rng.random(len(f_days)) < 0.3, 3.0, 0.0),
             "is_forecast": True})
         weather_frames.append(future[future["date"] > pd.Timestamp(last_observed)])
-    weather = pd.concat(weather_frames, ignore_index=True)
+    return pd.concat(weather_frames, ignore_index=True), climate, weekly_temp, weekly_rain
 
-    # --- events ------------------------------------------------------------------------
+
+def _events(spec: SampleSpec, rng: np.random.Generator, calendar: _Calendar) -> pd.DataFrame:
+    """National holidays, each region's home games and announced promotions."""
+    weeks, days, last_observed = calendar.weeks, calendar.days, calendar.last_observed
+    n_weeks = len(weeks)
     event_rows = []
     for year in sorted({d.year for d in weeks} | {(weeks[-1] + pd.Timedelta(days=21)).year}):
         for name, day in _national_dates(year).items():
@@ -285,16 +325,26 @@ def generate(spec: SampleSpec) -> dict[str, int]:
     events = pd.DataFrame(event_rows).sort_values(["date", "region", "event"]).drop_duplicates()
     events = events[(pd.to_datetime(events["date"]) >= weeks[0])
                     & (pd.to_datetime(events["date"]) <= pd.Timestamp(last_observed) + pd.Timedelta(days=21))]
+    return events
 
-    # --- demand ------------------------------------------------------------------------
+
+def _demand(spec: SampleSpec, rng: np.random.Generator, calendar: _Calendar, catalog: _Catalog,
+            stores: pd.DataFrame, demographics: pd.DataFrame, events: pd.DataFrame, climate: dict,
+            weekly_temp: dict, weekly_rain: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Weekly shipments and returns per store x product: the learnable effects (size, income,
+    season, trend, weather, events), a region's drift, the realism, then count noise."""
+    weeks = calendar.weeks
+    n_weeks, n_prod = len(weeks), spec.products
+    cats = list(CATEGORIES)
+    prod_cat, slow, product_ids = catalog.category, catalog.slow, catalog.ids
     woy = weeks.isocalendar().week.to_numpy().astype(float)
     years = (np.arange(n_weeks) - n_weeks) / 52.0
     cat_idx = {c: i for i, c in enumerate(cats)}
     coef = np.array([CATEGORIES[c] for c in cats])  # (n_cat, 6)
     pc = np.array([cat_idx[c] for c in prod_cat])
     season = np.exp(coef[pc, 2][:, None] * np.cos(2 * np.pi * (woy[None, :] - coef[pc, 3][:, None]) / 52.18))
-    trend = np.exp(growth[:, None] * years[None, :])
-    alive = np.arange(n_weeks)[None, :] >= launch[:, None]
+    trend = np.exp(catalog.growth[:, None] * years[None, :])
+    alive = np.arange(n_weeks)[None, :] >= catalog.launch[:, None]
     week_of = {d: i for i, d in enumerate(weeks)}
 
     def week_index(day) -> int | None:
@@ -328,7 +378,7 @@ def generate(spec: SampleSpec) -> dict[str, int]:
             temp = weekly_temp[store.store_id] - climate[region][0]
             rain = weekly_rain[store.store_id] / 10.0
             stocked = rng.random(n_prod) < (0.95 if store.format == "large" else 0.75)
-            mu = (base[:, None] * size * np.exp(coef[pc, 4] * income)[:, None] * season * trend
+            mu = (catalog.base[:, None] * size * np.exp(coef[pc, 4] * income)[:, None] * season * trend
                   * np.exp(coef[pc, 0][:, None] * temp[None, :] + coef[pc, 1][:, None] * rain[None, :])
                   * (1 + lift[pc, :]))
             if drift_from is not None:
@@ -359,14 +409,21 @@ def generate(spec: SampleSpec) -> dict[str, int]:
             return_rows.append(pd.DataFrame({"week_start": weeks[rw], "store_id": store.store_id,
                                              "product_id": np.array(product_ids)[rp],
                                              "units_returned": returned[rp, rw]}))
-    shipments = pd.concat(ship_rows, ignore_index=True)
-    returns = pd.concat(return_rows, ignore_index=True)
+    return pd.concat(ship_rows, ignore_index=True), pd.concat(return_rows, ignore_index=True)
 
-    # --- write -------------------------------------------------------------------------
-    stores.to_csv(out / "stores.csv", index=False)
-    products.to_csv(out / "products.csv", index=False)
-    demographics.to_csv(out / "demographics.csv", index=False)
-    events.to_csv(out / "events.csv", index=False, date_format="%Y-%m-%d")
+
+def _write(out: Path, tables: dict[str, pd.DataFrame], last_observed: dt.date) -> None:
+    """The landing folder as the contract has it: masters, a shipments file per week, returns and
+    observed weather per year, the current forecast and the archive of past forecasts."""
+    for sub in ("shipments", "returns", "weather"):
+        if (out / sub).exists():
+            shutil.rmtree(out / sub)
+        (out / sub).mkdir(parents=True)
+    shipments, returns, weather = tables["shipments"], tables["returns"], tables["weather"]
+    tables["stores"].to_csv(out / "stores.csv", index=False)
+    tables["products"].to_csv(out / "products.csv", index=False)
+    tables["demographics"].to_csv(out / "demographics.csv", index=False)
+    tables["events"].to_csv(out / "events.csv", index=False, date_format="%Y-%m-%d")
     for week, part in shipments.groupby("week_start"):
         part.sort_values(["store_id", "product_id"]).to_csv(
             out / "shipments" / f"{week:%Y-%m-%d}.csv", index=False, date_format="%Y-%m-%d")
@@ -382,6 +439,3 @@ def generate(spec: SampleSpec) -> dict[str, int]:
                               index=False, date_format="%Y-%m-%d")
     for year, part in forecasts[~current].groupby(forecasts[~current].date.dt.year):
         part.to_csv(out / "weather" / f"forecast_archive_{year}.csv", index=False, date_format="%Y-%m-%d")
-    return {"stores": len(stores), "products": len(products), "demographics": len(demographics),
-            "events": len(events), "shipments": len(shipments), "returns": len(returns),
-            "weather": len(weather)}

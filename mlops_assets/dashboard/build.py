@@ -319,8 +319,13 @@ def _business(regions: dict[str, _Region], links: Links, target: float) -> tuple
 
 def _science(regions: dict[str, _Region], storage: StorageResource, registry: Registry, model_events: list[dict],
              links: Links) -> str:
-    from mlops_assets.ml.attribution import lasso_coefficients, permutation_attribution  # torch: on use
+    """The data scientists' page: each champion's segment metrics, the versions and verdicts over
+    time, every monitoring signal by week, and what drives each segment."""
+    return "".join([_segment_metrics(regions, links), _version_history(regions, registry, model_events, links),
+                    _signal_panels(regions, links), _drivers(regions, storage, links)])
 
+
+def _segment_metrics(regions: dict[str, _Region], links: Links) -> str:
     out = ["<h2>Segment metrics of each champion (holdout)</h2>"]
     rows = []
     for name, r in regions.items():
@@ -340,7 +345,11 @@ def _science(regions: dict[str, _Region], storage: StorageResource, registry: Re
                          "version": r.champion.version})
     out.append(_table(pd.DataFrame(rows), {"version": lambda row: (links.model_version(row["region"], row["version"]),
                                                                    f"v{row['version']}")}))
-    out.append("<h2>Champion versions and gate verdicts over time</h2>")
+    return "".join(out)
+
+
+def _version_history(regions: dict[str, _Region], registry: Registry, model_events: list[dict], links: Links) -> str:
+    out = ["<h2>Champion versions and gate verdicts over time</h2>"]
     history = pd.DataFrame(model_events)
     if len(history):
         history["_class"] = np.where(history["gate verdict"].astype(str).str.startswith("passed"), "", "bad")
@@ -366,11 +375,15 @@ def _science(regions: dict[str, _Region], storage: StorageResource, registry: Re
             log = []
         if log:
             out.append(f"<h3>{esc(name)}: promotions and rollbacks</h3>" + _table(pd.DataFrame(log)))
-    out.append("<h2>Monitoring signals per week</h2><p>Each signal against its limit (monitoring/monitor.py): "
+    return "".join(out)
+
+
+def _signal_panels(regions: dict[str, _Region], links: Links) -> str:
+    out = ["<h2>Monitoring signals per week</h2><p>Each signal against its limit (monitoring/monitor.py): "
                "z over the limit of the window that came closest (this week, or the mean of the last 2 or 4), "
                "so 1 is the limit and beyond it the week is flagged. Demand: each series against its reference "
                "level; bias: actual demand against the forecasts; both once the week's actuals landed. Forecasts, "
-               "covariates and the mix: when the week was forecast.</p>")
+               "covariates and the mix: when the week was forecast.</p>"]
     for name, r in regions.items():
         signals = _signal_rows(r)
         if signals.empty:
@@ -399,10 +412,16 @@ def _science(regions: dict[str, _Region], storage: StorageResource, registry: Re
             return abs(ratio), hit, f"{'FLAGGED' if hit else 'ok'}, {abs(ratio):.2f} of the limit"
         out.append(heatmap(rows_, weeks, value, f"{name}: every signal by week (share of its limit)",
                            legend="grey: not measured; a black border: flagged"))
-    out.append("<h2>What drives each segment</h2><p>LASSO: coefficients on the standardized inputs (log demand "
+    return "".join(out)
+
+
+def _drivers(regions: dict[str, _Region], storage: StorageResource, links: Links) -> str:
+    from mlops_assets.ml.attribution import lasso_coefficients, permutation_attribution  # torch: on use
+
+    out = ["<h2>What drives each segment</h2><p>LASSO: coefficients on the standardized inputs (log demand "
                "per standard deviation; grey bars are negative). Attribution: mean absolute change of a member's "
                "log forecast when the "
-               f"input is shuffled across the last {RECENT_WEEKS} weeks' rows; the network's embeddings included.</p>")
+               f"input is shuffled across the last {RECENT_WEEKS} weeks' rows; the network's embeddings included.</p>"]
     for name, r in regions.items():
         if r.model is None:
             continue
