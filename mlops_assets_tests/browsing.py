@@ -33,6 +33,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop_group(proc: subprocess.Popen, seconds: float = 30) -> None:
+    """SIGTERM a process started with ``start_new_session=True`` and everything it started, then
+    SIGKILL what is still there after ``seconds``."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 @contextmanager
 def serving(cmd: list[str], url: str, log: Path, seconds: int = 120):
     """``cmd`` as its own process group until ``url`` answers; stopped (the group) afterwards."""
@@ -50,12 +61,7 @@ def serving(cmd: list[str], url: str, log: Path, seconds: int = 120):
                 time.sleep(0.5)
         yield
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc, 10)
 
 
 def dismiss_prompt(page) -> None:

@@ -74,6 +74,21 @@ def wait_for(condition, seconds: float, what: str, log: Path | None = None) -> N
     pytest.fail(f"{what} did not happen within {seconds} s" + (f":\n{log.read_text()[-3000:]}" if log else ""))
 
 
+def wait_alongside(probe, seconds: float, what: str, proc: subprocess.Popen, log: Path, describe=lambda: "",
+                   every: float = 1.0):
+    """Poll ``probe`` until it returns something true (returned) while ``proc`` (a daemon) lives;
+    fail with ``describe()`` and the tail of its log otherwise."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = probe()
+        if found:
+            return found
+        if proc.poll() is not None:
+            break
+        time.sleep(every)
+    pytest.fail(f"{what}: not within {seconds} s (exit {proc.poll()}):\n{describe()}\n{log.read_text()[-4000:]}")
+
+
 def process_arguments() -> list[str]:
     """The command line of every process of this machine, as `ps` shows them to any user."""
     out = []

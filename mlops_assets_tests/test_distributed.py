@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import dagster as dg
@@ -23,8 +22,9 @@ import yaml
 
 from mlops_assets.config import REPO_ROOT
 from mlops_assets.sample import SampleSpec, generate
+from mlops_assets_tests.browsing import stop_group
 from mlops_assets_tests.conftest import SEED
-from mlops_assets_tests.servers import postgres_server, process_arguments
+from mlops_assets_tests.servers import postgres_server, process_arguments, wait_alongside
 
 pytestmark = [pytest.mark.distributed, pytest.mark.postgres]
 BIN = Path(sys.executable).parent
@@ -77,7 +77,7 @@ def _events(instance, run_id, *types):
     return [r for r in instance.all_logs(run_id) if r.dagster_event and r.dagster_event.event_type in types]
 
 
-def test_three_regions_train_at_once_within_the_pool_and_a_killed_run_is_failed_freed_and_retried(
+def test_three_regions_train_at_once_within_the_pool_and_a_killed_run_fails_at_once_and_frees_its_slot(
         deployment, monkeypatch):
     env, root = deployment
     instance = _instance(env, monkeypatch)
@@ -99,21 +99,17 @@ def test_three_regions_train_at_once_within_the_pool_and_a_killed_run_is_failed_
     try:
         # once the three runs are in flight, a training step still running is killed in the
         # middle (its model not yet written)
-        killed = _wait(lambda: _training_step_to_kill(instance, training), 300, "three runs in flight", daemon,
-                       log, instance)
+        killed = wait_alongside(lambda: _training_step_to_kill(instance, training), 300, "three runs in flight",
+                                daemon, log, lambda: _state(instance), every=0.5)
         arguments = process_arguments()  # the daemon, its code server, three runs' processes
         os.kill(killed.dagster_event.pid, signal.SIGKILL)
         # then every run ends, and run monitoring gives the killed step's slot back to the pool
-        _wait(lambda: all(r.is_finished for r in instance.get_runs(filters=training))
-              and not instance.event_log_storage.get_concurrency_info("training").claimed_slots,
-              300, "the end of the runs and the killed step's slot freed", daemon, log, instance)
+        wait_alongside(lambda: all(r.is_finished for r in instance.get_runs(filters=training))
+                       and not instance.event_log_storage.get_concurrency_info("training").claimed_slots,
+                       300, "the end of the runs and the killed step's slot freed", daemon, log,
+                       lambda: _state(instance))
     finally:
-        os.killpg(daemon.pid, signal.SIGTERM)
-        try:
-            daemon.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(daemon.pid, signal.SIGKILL)
-            daemon.wait()
+        stop_group(daemon)
 
     runs = {r.run_id: r for r in instance.get_runs(filters=training)}
     assert len(runs) == len(REGIONS)
@@ -206,19 +202,6 @@ def _state(instance) -> str:
                   for r in instance.all_logs(run.run_id)[-4:]]
         out.append(f"{run.tags.get('dagster/partition')} {run.run_id[:8]} {run.status.value}: " + " | ".join(events))
     return "\n".join(out)
-
-
-def _wait(probe, seconds, what, daemon, log, instance):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        found = probe()
-        if found:
-            return found
-        if daemon.poll() is not None:
-            break
-        time.sleep(0.5)
-    pytest.fail(f"{what}: not within {seconds} s (daemon exit {daemon.poll()}):\n{_state(instance)}\n"
-                f"{log.read_text()[-4000:]}")
 
 
 def test_the_dask_executor_is_gone_with_a_clear_word(monkeypatch):

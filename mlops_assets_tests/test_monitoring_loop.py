@@ -12,10 +12,8 @@ README shows a change of 1.6 found on the bundled sample).
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import dagster as dg
@@ -31,7 +29,9 @@ from mlops_assets.monitoring.monitor import to_table
 from mlops_assets.resources import LandingResource, StorageResource
 from mlops_assets.resources.alerting import MonitoringResource
 from mlops_assets.resources.mlflow_registry import MlflowRegistryResource
+from mlops_assets_tests.browsing import stop_group
 from mlops_assets_tests.conftest import isolated_home
+from mlops_assets_tests.servers import wait_alongside
 
 CHANGE = "2026-09-21"  # a Monday inside the 13 holdout weeks (from 2026-08-17)
 NEXT = "2026-09-28"
@@ -392,17 +392,6 @@ def _sensor_cursor(instance, name):
     return None
 
 
-def _wait(condition, seconds, what, daemon, log):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        if daemon.poll() is not None:
-            break
-        time.sleep(2)
-    pytest.fail(f"{what} did not happen within {seconds} s (daemon exit {daemon.poll()}):\n{log.read_text()[-4000:]}")
-
-
 @pytest.mark.daemon
 def test_the_daemon_conditions_monitors_and_scores_a_new_week(replayed, tmp_path):
     """The real dagster-daemon, its sensors on: a new week of shipments lands, and validation,
@@ -425,17 +414,18 @@ def test_the_daemon_conditions_monitors_and_scores_a_new_week(replayed, tmp_path
                               env=env, cwd=tmp_path, stdout=log.open("w"), stderr=subprocess.STDOUT,
                               start_new_session=True)
     try:
-        _wait(lambda: _sensor_cursor(instance, "landing_files"), 180, "the first landing_files tick", daemon, log)
+        wait_alongside(lambda: _sensor_cursor(instance, "landing_files"), 180, "the first landing_files tick", daemon,
+                       log, every=2)
         assert not [r for r in instance.get_runs(filters=new_data) if r.run_id not in earlier]
         new_week, upcoming = "2026-11-16", "2026-11-23"
         last = settings.landing_dir / "shipments" / "2026-11-09.csv"
         (settings.landing_dir / "shipments" / f"{new_week}.csv").write_text(
             last.read_text().replace("2026-11-09", new_week))
         scores = [settings.storage_root / "scores" / r / f"{upcoming}.parquet" for r in ("north", "south")]
-        _wait(lambda: all(p.exists() for p in scores), 420, f"scores of {upcoming}", daemon, log)
+        wait_alongside(lambda: all(p.exists() for p in scores), 420, f"scores of {upcoming}", daemon, log, every=2)
         # a scoring run writes its scores before its drift step ends: wait until every run has finished
-        _wait(lambda: all(r.is_finished for r in instance.get_runs(filters=new_data)), 120,
-              "the end of the new_data runs", daemon, log)
+        wait_alongside(lambda: all(r.is_finished for r in instance.get_runs(filters=new_data)), 120,
+                       "the end of the new_data runs", daemon, log, every=2)
         accuracy = settings.storage_root / "forecast_accuracy" / "north" / f"{new_week}.parquet"
         assert len(pd.read_parquet(accuracy)) > 0  # the week forecast by `run` is now evaluated
         runs = [r for r in instance.get_runs(filters=new_data) if r.run_id not in earlier]
@@ -451,9 +441,4 @@ def test_the_daemon_conditions_monitors_and_scores_a_new_week(replayed, tmp_path
         assert ranges == {(job, f"{region}|{week}") for region in ("north", "south")
                           for job, week in (("weekly", new_week), ("weekly", upcoming), ("monitoring", new_week))}
     finally:
-        os.killpg(daemon.pid, signal.SIGTERM)
-        try:
-            daemon.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(daemon.pid, signal.SIGKILL)
-            daemon.wait()
+        stop_group(daemon)
