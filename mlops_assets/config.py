@@ -144,7 +144,8 @@ class Settings:
             raise ValueError(f"MLOPS_PROMOTION_MODE={mode!r}: must be one of {', '.join(PROMOTION_MODES)}")
         stale_days = int(os.environ.get("MLOPS_STALE_DAYS", DEFAULT_STALE_DAYS))  # scores' check and the retrain rule
         first_week = resolve_first_week(home)
-        gone = [name for name in ("MLOPS_EXECUTOR", "MLOPS_DASK_SCHEDULER") if os.environ.get(name)]
+        gone = [name for name in ("MLOPS_EXECUTOR", "MLOPS_DASK_SCHEDULER")  # in_process: what runs anyway
+                if os.environ.get(name, "in_process") not in ("", "in_process")]
         if gone:  # 0.1.0's Dask executor collided across concurrent runs: the run is the unit now
             raise ValueError(f"{', '.join(gone)}: no longer read. A run executes in one process (a "
                              "Kubernetes pod with the Helm chart's K8sRunLauncher); to scale out, run more "

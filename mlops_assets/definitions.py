@@ -45,9 +45,9 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             "monitoring": MonitoringResource.from_settings(settings),
         },
         # a run is a region's chain (its weeks, its training, its scores), one step after another:
-        # in one process. Runs scale out, not steps: one process per run from the daemon here, one
-        # Kubernetes pod per run in Helm (K8sRunLauncher); the multiprocess executor would start a
-        # Python and torch per step and thrash a small machine
+        # in one process. Runs scale out, not steps: a process per run (started by the code server
+        # the daemon hands it to), a Kubernetes pod per run in Helm (K8sRunLauncher). The
+        # multiprocess executor would start a Python and torch per step and thrash a small machine
         executor=dg.in_process_executor,
     )
 

@@ -36,9 +36,11 @@ def free_port() -> int:
 def stop_group(proc: subprocess.Popen, seconds: float = 30) -> None:
     """SIGTERM a process started with ``start_new_session=True`` and everything it started, then
     SIGKILL what is still there after ``seconds``."""
-    os.killpg(proc.pid, signal.SIGTERM)
     try:
+        os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=seconds)
+    except ProcessLookupError:  # the group is gone already (a daemon that exited on its own)
+        proc.wait()
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()

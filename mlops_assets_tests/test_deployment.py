@@ -143,6 +143,7 @@ def test_helm_queues_pools_retries_and_retention_are_those_of_the_prod_instance(
     assert runs["maxConcurrentRuns"] == prod["concurrency"]["runs"]["max_concurrent_runs"]
     assert runs["tagConcurrencyLimits"] == prod["concurrency"]["runs"]["tag_concurrency_limits"]
     assert pools["defaultLimit"] == prod["concurrency"]["pools"]["default_limit"]
+    assert pools["opGranularityRunBuffer"] == prod["concurrency"]["pools"]["op_granularity_run_buffer"]
     coordinator = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
     assert coordinator == {"dequeueIntervalSeconds": prod["run_coordinator"]["config"]["dequeue_interval_seconds"]}
     retries = values["dagsterDaemon"]["runRetries"]

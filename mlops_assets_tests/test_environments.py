@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import dagster as dg
+import pytest
 
 from mlops_assets.config import REPO_ROOT, Settings
 
@@ -69,3 +70,13 @@ def test_a_secret_in_the_tracking_uri_stays_an_environment_variable(monkeypatch,
     assert isinstance(monitoring.webhook_url, dg.EnvVar)
     plain = [v for r in (mlflow, monitoring) for v in r.__dict__.values() if not isinstance(v, dg.EnvVar)]
     assert "s3cret" not in json.dumps(plain, default=repr)
+
+
+def test_the_dask_executor_is_gone_with_a_clear_word(monkeypatch):
+    """0.1.0 ran a run's steps on Dask, whose task keys collide across concurrent runs: a setting
+    still pointing there is refused, saying what replaced it, instead of silently ignored."""
+    monkeypatch.setenv("MLOPS_EXECUTOR", "in_process")  # the old default: what runs anyway
+    Settings.from_env()
+    monkeypatch.setenv("MLOPS_EXECUTOR", "dask")
+    with pytest.raises(ValueError, match="MLOPS_EXECUTOR: no longer read.*one process"):
+        Settings.from_env()
