@@ -65,15 +65,6 @@ def postgres_server(databases: tuple[str, ...] = ("dagster", "mlflow")):
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def wait_for(condition, seconds: float, what: str, log: Path | None = None) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(1)
-    pytest.fail(f"{what} did not happen within {seconds} s" + (f":\n{log.read_text()[-3000:]}" if log else ""))
-
-
 def wait_alongside(probe, seconds: float, what: str, proc: subprocess.Popen, log: Path, describe=lambda: "",
                    every: float = 1.0):
     """Poll ``probe`` until it returns something true (returned) while ``proc`` (a daemon) lives;
