@@ -226,8 +226,10 @@ class Registry:
                         name="model", python_model=str(PYFUNC_CODE), artifacts={"model": str(model_folder)},
                         pip_requirements=PIP_REQUIREMENTS, signature=signature, input_example=example)
                 _ensure_registered(client, region)
+                # model_id: a tracking server takes a logged model's models:/ source only with
+                # the id of the model it names (a database store does not check)
                 version = client.create_model_version(
-                    registered_name(region), source=info.model_uri, run_id=run_id,
+                    registered_name(region), source=info.model_uri, run_id=run_id, model_id=info.model_id,
                     tags={"region": region, **{k: str(v) for k, v in tags.items()}, GATE_VERDICT: "pending"})
                 client.set_terminated(run_id, "FINISHED")
             except BaseException:
