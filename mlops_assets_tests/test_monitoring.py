@@ -214,6 +214,23 @@ def test_level_drift_stale_and_code_causes():
     assert rules.stale_cause("2026-01-05", "2026-03-02", rules.RetrainRules()) is None  # 56 days
     assert rules.code_cause("abc", "abc", "2026-01-05") is None
     assert rules.code_cause("abc", "def", "2026-01-05")["cause"] == "code_version"
+
+
+def test_a_cause_only_new_weeks_can_fix_waits_for_them_so_retraining_never_loops():
+    """A champion trained on every observed week, retrained for drift, its age or its accuracy,
+    would fit the same model, see the same evidence and retrain again: those causes wait for a
+    week it has not seen. New code is acted on at once."""
+    stale = rules.stale_cause("2026-01-05", "2026-03-09", rules.RetrainRules())
+    drift = {"cause": "drift", "week": "2026-03-09", "value": None, "detail": "forecast -13%"}
+    code = rules.code_cause("abc", "def", "2026-03-09")
+    # the champion saw every week observed so far (its data ends at the region's last observed week)
+    act, wait = rules.act_or_wait([stale, drift, code], "2026-03-02", "2026-03-02")
+    assert (act, wait) == ([code], [stale, drift])
+    # a newer week has landed: every cause acts
+    assert rules.act_or_wait([stale, drift, code], "2026-03-02", "2026-03-09") == ([stale, drift, code], [])
+    # nothing known about the region's weeks (no champion, nothing conditioned): nothing is held back
+    assert rules.act_or_wait([drift], None, "2026-03-09") == ([drift], [])
+    assert rules.act_or_wait([drift], "2026-03-02", None) == ([drift], [])
     assert rules.primary([{"cause": "stale"}, {"cause": "drift"}, {"cause": "level_shift"}]) == "level_shift"
 
 

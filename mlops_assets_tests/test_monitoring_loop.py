@@ -12,6 +12,7 @@ README shows a change of 1.6 found on the bundled sample).
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -208,7 +209,12 @@ def test_retrain_sensor_requests_each_cause_once_per_region(replayed, monkeypatc
         with dg.build_sensor_context(instance=instance, definitions=defs, cursor=cursor, resources=resources) as ctx:
             return sensor(ctx)
 
-    first = tick()
+    # the champions were trained on every week observed so far: drift waits for a newer week
+    waiting = tick()
+    assert not [r for r in waiting.run_requests if r.partition_key == "south"]
+    newer = settings.storage_root / "net_demand" / "south" / "2026-11-16.parquet"
+    shutil.copyfile(newer.with_name("2026-11-09.parquet"), newer)  # a week the champion has not seen lands
+    first = tick(waiting.cursor)
     drift = [r for r in first.run_requests if r.partition_key == "south"]
     assert [r.tags["mlops/trigger"] for r in drift] == ["drift"]
     assert "drift: weather:temp_max_c +0.5 against its recent weeks (z +5.0, limit 3.3)" in \
@@ -247,6 +253,7 @@ def test_retrain_sensor_requests_each_cause_once_per_region(replayed, monkeypatc
     stale = tick(shifted.cursor)
     assert {r.tags["mlops/trigger"] for r in stale.run_requests} == {"stale"}
     assert "days old" in stale.run_requests[0].tags["mlops/reasons"]
+    newer.unlink()
 
 
 def _run_event(instance, run, event_type):
@@ -282,7 +289,8 @@ def test_a_promoting_training_run_rescores_the_coming_week(replayed):
     with dg.build_run_status_sensor_context(
             sensor_name=after.name, dagster_instance=instance, dagster_run=instance.get_run_by_id(inputs.run_id),
             dagster_event=_run_event(instance, instance.get_run_by_id(inputs.run_id),
-                                     dg.DagsterEventType.RUN_SUCCESS)) as ctx:
+                                     dg.DagsterEventType.RUN_SUCCESS),
+            resources={"storage": StorageResource(root=str(settings.storage_root))}) as ctx:
         scoring = after(ctx)
     assert (scoring.job_name, scoring.partition_key, scoring.tags["mlops/trigger"]) == (
         "scoring", "south|2026-11-16", "manual")

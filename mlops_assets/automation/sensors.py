@@ -207,7 +207,8 @@ def region_evidence(storage: StorageResource, region: str, version: str) -> tupl
 
 def retrain_causes(storage: StorageResource, champion, region: str, rules_: rules.RetrainRules,
                    current_code: str) -> list[dict]:
-    """Why ``region`` should be retrained now, from its stored monitoring and its champion's tags."""
+    """Why ``region`` should be retrained, from its stored monitoring and its champion's tags
+    (``retrain_decision`` says which causes can be acted on now)."""
     if champion is None:
         return []
     version = f"demand-forecast-{region}/{champion.version}"
@@ -218,6 +219,14 @@ def retrain_causes(storage: StorageResource, champion, region: str, rules_: rule
              rules.stale_cause(champion.as_of_week, upcoming, rules_),
              rules.code_cause(champion.tags.get("code_version"), current_code, upcoming)]
     return [c for c in found if c]
+
+
+def retrain_decision(storage: StorageResource, champion, region: str, rules_: rules.RetrainRules,
+                     current_code: str) -> tuple[list[dict], list[dict]]:
+    """(causes to retrain ``region`` on now, causes waiting for a week the champion has not seen)."""
+    observed = stored_weeks(storage, "net_demand", region, last=1)  # the region's latest observed week
+    return rules.act_or_wait(retrain_causes(storage, champion, region, rules_, current_code),
+                             champion.as_of_week if champion else None, observed[-1] if observed else None)
 
 
 def monitored_span(scored_weeks: list[str], first: str, last: str) -> tuple[str, str] | None:
@@ -383,7 +392,7 @@ def scoring_after_conditioning_sensor(scored: dg.PartitionsDefinition, status: S
                           description="After a region's new weeks are conditioned: build its coming week's inputs and "
                                       "monitor the new weeks (drift, realized accuracy); once the inputs are built, "
                                       "forecast the coming week.")
-    def scoring_after_conditioning(context: dg.RunStatusSensorContext):
+    def scoring_after_conditioning(context: dg.RunStatusSensorContext, storage: StorageResource):
         run = context.dagster_run
         region, week, stage = run.tags.get(REGION), run.tags.get(SCORE_WEEK), run.tags.get(STAGE)
         if not region or not week or stage not in (OBSERVED, INPUTS):
@@ -393,8 +402,11 @@ def scoring_after_conditioning_sensor(scored: dg.PartitionsDefinition, status: S
             return dg.RunRequest(run_key=f"{run.run_id}-score", job_name=scoring_job.name,
                                  partition_key=f"{region}|{week}", tags=trigger)
         requests = [inputs_for(run, region, week, "new_data")]
-        span = monitored_span(scored.get_partition_keys(), run.tags[RANGE_START].split("|")[1],
-                              run.tags[RANGE_END].split("|")[1])
+        # only weeks that were forecast have forecasts to monitor (a deployment fed by sensors alone
+        # has scored partitions from its first week, and none of its history was forecast)
+        forecast = set(stored_weeks(storage, "scores", region))
+        span = monitored_span([w for w in scored.get_partition_keys() if w in forecast],
+                              run.tags[RANGE_START].split("|")[1], run.tags[RANGE_END].split("|")[1])
         if span:
             requests.append(dg.RunRequest(run_key=f"{run.run_id}-monitor", job_name=monitoring_job.name, tags={
                 **trigger, RANGE_START: f"{region}|{span[0]}", RANGE_END: f"{region}|{span[1]}"}))
@@ -408,15 +420,19 @@ def retrain_on_model_health_sensor(status: Status, every: int) -> dg.SensorDefin
                default_status=status,
                description="Retrains a region whose demand or forecast bias shifted, whose champion drifted, lost "
                            "accuracy, went stale or was trained by "
-                           "other model code; one request per region and cause for each champion.")
+                           "other model code; one request per region and cause for each champion, and for a cause "
+                           "other than new code only once a week the champion has not seen has landed.")
     def retrain_on_model_health(context: dg.SensorEvaluationContext, storage: StorageResource,
                                 mlflow: MlflowRegistryResource, monitoring: MonitoringResource):
         requested = json.loads(context.cursor) if context.cursor else {}
         registry, current_code = mlflow.registry, code_version()
-        requests = []
+        requests, waiting = [], []
         for region in context.instance.get_dynamic_partitions(region_partitions.name):
             champion = registry.champion(region)
-            causes = retrain_causes(storage, champion, region, monitoring.retrain_rules, current_code)
+            causes, wait = retrain_decision(storage, champion, region, monitoring.retrain_rules, current_code)
+            if wait:
+                waiting.append(f"{region} ({'+'.join(c['cause'] for c in wait)}: trained on every week observed, "
+                               f"through {champion.as_of_week}; retrains once a newer week lands)")
             done = requested.get(region, {})
             new = [c for c in causes if done.get(c["cause"]) != champion.version]
             if not new:
@@ -429,8 +445,12 @@ def retrain_on_model_health_sensor(status: Status, every: int) -> dg.SensorDefin
                       REGION: region}))
             requested[region] = {**done, **{c["cause"]: champion.version for c in new}}
             context.log.info(f"retrain {region}: " + "; ".join(f"{c['cause']} ({c['detail']})" for c in new))
+        if waiting:
+            context.log.info("waiting for new data: " + "; ".join(waiting))
+        idle = ("no retrain now: " + "; ".join(waiting)) if waiting else \
+            "every champion is healthy (or already retraining)"
         return dg.SensorResult(run_requests=requests, cursor=json.dumps(requested, sort_keys=True),
-                               skip_reason=None if requests else "every champion is healthy (or already retraining)")
+                               skip_reason=None if requests else idle)
 
     return retrain_on_model_health
 

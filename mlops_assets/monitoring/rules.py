@@ -13,6 +13,10 @@ Causes, each a value of the run tag ``mlops/trigger``:
 - ``code_version``: the modelling code differs from the code that trained the champion.
 
 ``new_data``, ``schedule`` and ``manual`` tag runs that no rule started.
+
+Every cause but ``code_version`` is acted on only once the region has observed weeks newer than
+the champion's data (``act_or_wait``): a retrain on the same weeks fits the same model, finds the
+same drift or age, and would retrain again for ever.
 """
 
 from __future__ import annotations
@@ -108,6 +112,19 @@ def code_cause(champion_code: str | None, current_code: str, week: str) -> dict 
         return {"cause": "code_version", "week": week, "value": None,
                 "detail": f"the champion was trained by model code {champion_code}; the code is now {current_code}"}
     return None
+
+
+# causes a retrain fixes only by learning from weeks the champion has not seen
+NEEDS_NEW_WEEKS = ("level_shift", "accuracy", "drift", "stale")
+
+
+def act_or_wait(causes: list[dict], as_of_week: str | None, observed_through: str | None) -> tuple[list, list]:
+    """(the causes to retrain on now, those that wait for data): a cause of ``NEEDS_NEW_WEEKS``
+    waits while the region has observed no week after ``as_of_week``, the champion's last."""
+    if not as_of_week or not observed_through or observed_through > as_of_week:
+        return list(causes), []
+    wait = [c for c in causes if c["cause"] in NEEDS_NEW_WEEKS]
+    return [c for c in causes if c not in wait], wait
 
 
 def primary(causes: list[dict]) -> str:
