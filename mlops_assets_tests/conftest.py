@@ -1,5 +1,8 @@
+import atexit
+import functools
 import os
 import shutil
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -61,10 +64,29 @@ def small_landing(small_landing_template, tmp_path) -> Path:
 TOY_COVERAGE_TOL = "0.5"  # see isolated_env
 
 
+@functools.cache
+def blank_mlflow_store() -> Path:
+    """An empty MLflow SQLite store, made by MLflow itself once per test process. Creating one runs
+    MLflow's schema migrations (2-3 s of CPU); a fresh home gets a copy of this one instead, the
+    same bytes MLflow would write there (its own experiment is created in it on first use)."""
+    from mlflow import MlflowClient
+
+    folder = tempfile.mkdtemp(prefix="mlops-blank-mlflow-")
+    atexit.register(shutil.rmtree, folder, True)
+    path = Path(folder) / "mlflow.db"
+    uri = f"sqlite:///{path}"
+    MlflowClient(uri, uri).search_registered_models()  # creates the tracking and registry tables
+    return path
+
+
 def isolated_env(mp: pytest.MonkeyPatch, root: Path, landing: Path) -> None:
     """Point every setting at ``root`` so a test never touches the developer's .mlops/."""
     mp.setenv("MLOPS_HOME", str(root / "home"))
     mp.setenv("DAGSTER_HOME", str(root / "home" / "dagster"))
+    store = root / "home" / "dagster" / "mlflow" / "mlflow.db"  # config.Settings' default store
+    if not store.exists():
+        store.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(blank_mlflow_store(), store)
     mp.setenv("MLOPS_LANDING_DIR", str(landing))
     mp.delenv("MLOPS_STORAGE_ROOT", raising=False)
     mp.delenv("MLOPS_FIRST_WEEK", raising=False)
@@ -129,7 +151,7 @@ def browser():
 MODULE_SECONDS = {"test_monitoring_loop": 288, "test_training_pipeline": 217, "test_pipeline": 203,
                   "test_azure": 140, "test_distributed": 110, "test_contract_allowances": 216,
                   "test_registry": 203, "test_faults_training": 107, "test_postgres": 50, "test_faults": 36,
-                  "test_cli": 37, "test_models": 20}
+                  "test_cli": 37, "test_models": 20, "test_deployment_run": 300}
 ORDER = list(MODULE_SECONDS)
 
 
