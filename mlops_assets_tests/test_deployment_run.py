@@ -45,7 +45,8 @@ from mlops_assets_tests.browsing import free_port, stop_group
 from mlops_assets_tests.conftest import SEED, TOY_COVERAGE_TOL
 from mlops_assets_tests.servers import postgres_server, process_arguments, wait_alongside
 
-pytestmark = [pytest.mark.deployment, pytest.mark.postgres, pytest.mark.distributed, pytest.mark.daemon]
+# its own group only: -m postgres, -m daemon or -m distributed would otherwise add its 4 minutes
+pytestmark = [pytest.mark.deployment]
 BIN = Path(sys.executable).parent
 DEPLOY = REPO_ROOT / "deploy"
 IMAGE_UID = 1000  # deploy/Dockerfile: useradd --uid 1000 dagster
@@ -144,7 +145,7 @@ def _image_user(root: Path) -> tuple[str, dict]:
     """The interpreter and the Popen arguments that run a service as the image's user. The
     image's Python is world-readable (/usr/local); where this checkout's is not (a pyenv under
     /root), the system's Python of the same minor version runs this checkout's packages, as a
-    container's Python would. Not root (or no such Python): the test's own user and interpreter."""
+    container's Python would. Not root: the test's own user (not root either) and interpreter."""
     user = {"user": IMAGE_UID, "group": IMAGE_UID, "extra_groups": []}
     if os.geteuid() != 0:
         return sys.executable, {}
@@ -152,13 +153,16 @@ def _image_user(root: Path) -> tuple[str, dict]:
         return sys.executable, user
     system = Path(f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}")
     if not system.exists():
-        return sys.executable, {}
+        pytest.fail(f"uid {IMAGE_UID} cannot run {sys.executable} and there is no {system} to run this "
+                    "checkout's packages with: the services would run as root, not as the image's user")
     subprocess.run([str(system), "-m", "venv", "--without-pip", str(root / "python")], check=True)
     [site] = (root / "python" / "lib").glob("python*/site-packages")
     checkout = next(p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir())
     (site / "checkout.pth").write_text(f"import site; site.addsitedir({checkout!r})\n")
     python = str(root / "python" / "bin" / "python")
-    return (python, user) if _runs_as(user, python) else (sys.executable, {})
+    if not _runs_as(user, python):
+        pytest.fail(f"uid {IMAGE_UID} cannot import this checkout's packages with {python}")
+    return python, user
 
 
 def _uid(pid: int) -> int:
@@ -340,8 +344,13 @@ def test_a_training_launched_from_the_webserver_is_promoted_and_forecasts_throug
           f"the champion's forecast of {HELD_BACK}")
     # whatever its monitoring says, the champion has seen every week there is: no retrain until a new
     # one lands (a retrain on the same weeks would find the same and retrain for ever)
+    served = scores.stat().st_mtime
     _quiet(d)
     assert [r.run_id for r in instance.get_runs(filters=dg.RunsFilter(job_name="training"))] == [run_id]
+    # and that is the retrain sensor's decision, not a tick yet to come: it ticked since, and asked nothing
+    ticks = _ticks(instance, "retrain_on_model_health")
+    assert [t for t in ticks if t.timestamp > served], [(t.timestamp, t.status) for t in ticks[:3]]
+    assert not [t for t in ticks if t.timestamp > served and t.status.value == "SUCCESS"]
 
 
 def test_the_next_delivered_week_is_conditioned_monitored_and_forecast_by_the_champion(deployment):
@@ -393,6 +402,12 @@ def _quiet(d: dict, seconds: float = 12) -> None:
         return time.time() - max(rec.end_time or 0 for rec in records) >= seconds
 
     _wait(d, settled, 600, "every run finished and no new one")
+
+
+def _ticks(instance, sensor: str) -> list:
+    """A sensor's ticks, newest first."""
+    [state] = [s for s in instance.all_instigator_state() if s.instigator_name == sensor]
+    return instance.get_ticks(state.instigator_origin_id, state.selector_id)
 
 
 def _served_by(scores: Path) -> set | None:

@@ -231,6 +231,8 @@ def test_a_cause_only_new_weeks_can_fix_waits_for_them_so_retraining_never_loops
     # nothing known about the region's weeks (no champion, nothing conditioned): nothing is held back
     assert rules.act_or_wait([drift], None, "2026-03-09") == ([drift], [])
     assert rules.act_or_wait([drift], "2026-03-02", None) == ([drift], [])
+    # the region's weeks end before the champion's (a storage rebuilt, the registry kept): wait too
+    assert rules.act_or_wait([drift], "2026-03-02", "2026-02-23") == ([], [drift])
     assert rules.primary([{"cause": "stale"}, {"cause": "drift"}, {"cause": "level_shift"}]) == "level_shift"
 
 

@@ -12,7 +12,6 @@ README shows a change of 1.6 found on the bundled sample).
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +21,7 @@ import pandas as pd
 import pytest
 
 from mlops_assets import cli
+from mlops_assets.automation import sensors
 from mlops_assets.automation.jobs import FORECAST_INPUTS
 from mlops_assets.automation.sensors import detect_changes
 from mlops_assets.config import REPO_ROOT, Settings
@@ -212,8 +212,9 @@ def test_retrain_sensor_requests_each_cause_once_per_region(replayed, monkeypatc
     # the champions were trained on every week observed so far: drift waits for a newer week
     waiting = tick()
     assert not [r for r in waiting.run_requests if r.partition_key == "south"]
-    newer = settings.storage_root / "net_demand" / "south" / "2026-11-16.parquet"
-    shutil.copyfile(newer.with_name("2026-11-09.parquet"), newer)  # a week the champion has not seen lands
+    assert sensors.learnable_through(storage, "south") == registry.champion("south").as_of_week
+    # a week the champion has not seen lands, its features with their actuals: now the drift acts
+    monkeypatch.setattr(sensors, "learnable_through", lambda storage, region: "2026-11-16")
     first = tick(waiting.cursor)
     drift = [r for r in first.run_requests if r.partition_key == "south"]
     assert [r.tags["mlops/trigger"] for r in drift] == ["drift"]
@@ -222,13 +223,13 @@ def test_retrain_sensor_requests_each_cause_once_per_region(replayed, monkeypatc
     again = tick(first.cursor)
     assert not [r for r in again.run_requests if r.partition_key == "south"]  # no duplicate on re-evaluation
     # new model code: a second cause for the same champion, requested once
-    monkeypatch.setattr("mlops_assets.automation.sensors.code_version", lambda: "0" * 12)
-    code = tick(again.cursor)
-    assert {r.partition_key: r.tags["mlops/trigger"] for r in code.run_requests} == {
-        r: "code_version" for r in versions}
-    assert not tick(code.cursor).run_requests
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sensors, "code_version", lambda: "0" * 12)
+        code = tick(again.cursor)
+        assert {r.partition_key: r.tags["mlops/trigger"] for r in code.run_requests} == {
+            r: "code_version" for r in versions}
+        assert not tick(code.cursor).run_requests
     (settings.storage_root / "drift_metrics" / "south" / "2026-11-23.parquet").unlink()
-    monkeypatch.undo()
 
     # degraded accuracy: realized MAPE above the target in 2 of the last 5 weeks, the latest among them
     for week, mape in (("2026-11-16", 0.6), ("2026-11-23", 0.7)):
@@ -253,7 +254,6 @@ def test_retrain_sensor_requests_each_cause_once_per_region(replayed, monkeypatc
     stale = tick(shifted.cursor)
     assert {r.tags["mlops/trigger"] for r in stale.run_requests} == {"stale"}
     assert "days old" in stale.run_requests[0].tags["mlops/reasons"]
-    newer.unlink()
 
 
 def _run_event(instance, run, event_type):

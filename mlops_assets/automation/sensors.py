@@ -221,12 +221,24 @@ def retrain_causes(storage: StorageResource, champion, region: str, rules_: rule
     return [c for c in found if c]
 
 
+def learnable_through(storage: StorageResource, region: str) -> str | None:
+    """The region's latest week whose features carry its actuals: the last week a training run
+    would learn from now (a champion's ``as_of_week`` is the same thing, as of its training). Read
+    from the features, not from net_demand: a weekly run writes net_demand first, and a week whose
+    features failed their checks is not one a training can learn from."""
+    for week in reversed(stored_weeks(storage, "features", region, last=2)):  # the coming week's has none
+        if storage.read_parquet(f"features/{region}/{week}.parquet", columns=["target"])["target"].notna().any():
+            return week
+    return None
+
+
 def retrain_decision(storage: StorageResource, champion, region: str, rules_: rules.RetrainRules,
                      current_code: str) -> tuple[list[dict], list[dict]]:
     """(causes to retrain ``region`` on now, causes waiting for a week the champion has not seen)."""
-    observed = stored_weeks(storage, "net_demand", region, last=1)  # the region's latest observed week
-    return rules.act_or_wait(retrain_causes(storage, champion, region, rules_, current_code),
-                             champion.as_of_week if champion else None, observed[-1] if observed else None)
+    causes = retrain_causes(storage, champion, region, rules_, current_code)
+    if not causes:
+        return [], []
+    return rules.act_or_wait(causes, champion.as_of_week, learnable_through(storage, region))
 
 
 def monitored_span(scored_weeks: list[str], first: str, last: str) -> tuple[str, str] | None:

@@ -14,9 +14,12 @@ Causes, each a value of the run tag ``mlops/trigger``:
 
 ``new_data``, ``schedule`` and ``manual`` tag runs that no rule started.
 
-Every cause but ``code_version`` is acted on only once the region has observed weeks newer than
-the champion's data (``act_or_wait``): a retrain on the same weeks fits the same model, finds the
-same drift or age, and would retrain again for ever.
+Every cause but ``code_version`` is acted on only once the region has a week with actuals newer
+than the champion's data (``act_or_wait``): a retrain on the same weeks fits the same model, finds
+the same drift or age, and would retrain again for ever. In practice this holds back ``drift`` and
+``stale`` (``level_shift`` and ``accuracy`` are measured on weeks after the champion's data).
+The replay of ``mlops-assets run --json`` applies the causes once a week's actuals have landed, so
+nothing there waits.
 """
 
 from __future__ import annotations
