@@ -45,8 +45,9 @@ from mlops_assets_tests.browsing import free_port, stop_group
 from mlops_assets_tests.conftest import SEED, TOY_COVERAGE_TOL
 from mlops_assets_tests.servers import postgres_server, process_arguments, wait_alongside
 
-# its own group only: -m postgres, -m daemon or -m distributed would otherwise add its 4 minutes
-pytestmark = [pytest.mark.deployment]
+# its own group, and the PostgreSQL one (it starts one); not -m daemon or -m distributed, which would
+# add its 4 minutes to runs meant for the others
+pytestmark = [pytest.mark.deployment, pytest.mark.postgres]
 BIN = Path(sys.executable).parent
 DEPLOY = REPO_ROOT / "deploy"
 IMAGE_UID = 1000  # deploy/Dockerfile: useradd --uid 1000 dagster
