@@ -400,7 +400,10 @@ def _sensor_cursor(instance, name):
     return None
 
 
+# a real daemon and about 14 run processes (100 CPU-seconds): with the deployment run, outside
+# `make test`'s budget (make test-deployment runs both)
 @pytest.mark.daemon
+@pytest.mark.deployment
 def test_the_daemon_conditions_monitors_and_scores_a_new_week(replayed, tmp_path):
     """The real dagster-daemon, its sensors on: a new week of shipments lands, and validation,
     conditioning, monitoring and the next week's scores follow, each run tagged new_data."""
