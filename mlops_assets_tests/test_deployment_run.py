@@ -334,7 +334,8 @@ def test_a_training_launched_from_the_webserver_is_promoted_and_forecasts_throug
     _wait(d, lambda: instance.get_run_by_id(run_id).is_finished, 300, "the training run")
     assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.SUCCESS, _failures(instance, run_id)
     # registered through the MLflow server, its artifacts in the data folder the server writes
-    mlflow = MlflowClient(f"http://127.0.0.1:{net.ports['mlflow']}")
+    server = f"http://127.0.0.1:{net.ports['mlflow']}"
+    mlflow = MlflowClient(server, server)  # the registry too: an earlier test may have set MLflow's global one
     champion = mlflow.get_model_version_by_alias("demand-forecast-north", "champion")
     assert champion.tags["dagster_run_id"] == run_id
     artifacts = list((net.data / "mlflow-artifacts").rglob("MLmodel"))
