@@ -33,17 +33,42 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def stop_group(proc: subprocess.Popen, seconds: float = 30) -> None:
-    """SIGTERM a process started with ``start_new_session=True`` and everything it started, then
-    SIGKILL what is still there after ``seconds``."""
+def _group_members(group: int) -> list[int]:
+    """The live (not zombie) processes of process group ``group``, from /proc."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone while listed
+            continue
+        if int(fields[2]) == group and fields[0] != "Z":
+            out.append(int(stat.parent.name))
+    return out
+
+
+def stop_group(proc: subprocess.Popen, seconds: float = 30, grace: float = 3) -> None:
+    """SIGTERM a process started with ``start_new_session=True`` and everything it started; SIGKILL
+    the group if its leader is still there after ``seconds``, or anything else ``grace`` seconds
+    after the leader ended. The leader ending is not enough: a Dagster code server (``dagster api
+    grpc``) shares its group and ignores SIGTERM and SIGINT, and outlived its daemon by an hour."""
     try:
         os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=seconds)
     except ProcessLookupError:  # the group is gone already (a daemon that exited on its own)
         proc.wait()
+        return
+    try:
+        proc.wait(timeout=seconds)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        pass
+    deadline = time.monotonic() + grace
+    while _group_members(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if _group_members(proc.pid):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait()
 
 
 @contextmanager

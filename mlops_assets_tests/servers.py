@@ -7,7 +7,6 @@ import glob
 import os
 import pwd
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops_assets_tests.browsing import free_port
+from mlops_assets_tests.browsing import free_port, stop_group
 
 
 def postgres_bin() -> Path | None:
@@ -136,5 +135,4 @@ def azurite_server(folder: Path, containers: tuple[str, ...] = ("mlflow",)):
                 time.sleep(0.5)
         yield connection
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=20)
+        stop_group(proc, seconds=20)
