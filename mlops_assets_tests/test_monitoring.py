@@ -21,10 +21,33 @@ def test_jensen_shannon_distance_by_hand():
     assert np.sqrt((kl_p + kl_q) / 2) == pytest.approx(0.557923, abs=1e-6)
 
 
-def test_trimmed_mean_is_the_mean_of_the_middle_half():
-    values = np.array([100.0, 1, 2, 3, 4, 5, 6, 7, -50])  # 9 values: a quarter of each tail is 2 of them
-    assert levels.trimmed_mean(values) == pytest.approx(np.mean([2, 3, 4, 5, 6]))
-    assert levels.trimmed_mean(np.array([np.nan, 1.0, 1.0, 1.0])) == pytest.approx(1.0)
+def test_the_robust_level_weighs_steady_series_more_and_clips_a_spike():
+    # equal spreads, nothing clipped: the plain mean
+    assert levels.robust_level([0.1, 0.2, 0.6], [1, 1, 1]) == pytest.approx(0.3)
+    # inverse-variance weights: (1 x 0 + 1/4 x 1) / (1 + 1/4)
+    assert levels.robust_level([0.0, 1.0], [1.0, 2.0]) == pytest.approx(0.2)
+    # nine series at 0 and a bulk order at 100, spread 1: m = (9 x 0 + (m + 3)) / 10, so m = 1/3
+    assert levels.robust_level([0.0] * 9 + [100.0], [1.0] * 10) == pytest.approx(1 / 3)
+    # missing values and spreads are left out, never read as 0
+    assert levels.robust_level([np.nan, 1.0, 1.0, 5.0], [1.0, 1.0, 1.0, np.nan]) == pytest.approx(1.0)
+    assert np.isnan(levels.robust_level([], []))
+
+
+def test_a_series_spread_is_its_own_deviation_over_the_reference_year():
+    rows = pd.DataFrame({"week_start": np.repeat(WEEKS[:20], 3), "week_of_year": 1, "category": "a", "events": "",
+                         "store_id": "s", "product_id": np.tile(["steady", "noisy", "new"], 20)})
+    rng = np.random.default_rng(0)
+    values = np.where(rows["product_id"] == "steady", 5 + rng.normal(0, 0.05, 60),
+                      np.where(rows["product_id"] == "noisy", 2 + rng.normal(0, 1.0, 60), 1.0))
+    rows = rows[(rows["product_id"] != "new") | (rows["week_start"] >= WEEKS[15])]  # 5 weeks: too few
+    model = levels.expectation_model(rows, values[rows.index])
+    spread = dict(zip(model["series"]["key"], model["series"]["spread"]))
+    noisy = values[rows.index][(rows["product_id"] == "noisy").to_numpy()]
+    assert spread["s|noisy"] == pytest.approx(np.std(noisy, ddof=1), abs=1e-5)
+    assert spread["s|steady"] == levels.MIN_SPREAD  # 0.05 is raised to the floor
+    assert spread["s|new"] == model["median_spread"]  # the median of the series with enough weeks
+    unknown = rows.head(1).assign(product_id="never_seen")
+    assert levels.spreads_of(model, unknown)[0] == model["median_spread"]
 
 
 def _series(values: list[float], start: int = 0) -> dict[str, float]:
@@ -94,9 +117,13 @@ def test_a_panel_level_change_moves_the_demand_signal_by_its_log_and_nothing_els
         history.append(found)
         flagged[label] = found["signals"]["demand"]["flagged"]
         if i == 8:
-            # the middle half of the series' log ratios moved by log 1.6 (Poisson noise aside)
+            # the series' log ratios moved by log 1.6 (Poisson noise aside)
             assert found["signals"]["demand"]["change"] == pytest.approx(np.log(1.6), abs=0.05)
             assert f"above its reference level since {label}" in found["reasons"][0]
+        if i == 11:  # still flagged three weeks later: it says since when, not just this week
+            onset = WEEKS[60].strftime("%Y-%m-%d")
+            assert found["signals"]["demand"]["since"] == onset
+            assert f"above its reference level since {onset}" in found["reasons"][0]
     assert [flagged[w.strftime("%Y-%m-%d")] for w in WEEKS[52:60]] == [False] * 8
     assert all(flagged[w.strftime("%Y-%m-%d")] for w in WEEKS[60:64])
 
@@ -104,7 +131,7 @@ def test_a_panel_level_change_moves_the_demand_signal_by_its_log_and_nothing_els
 def test_the_forecast_signal_is_calibrated_on_the_weeks_the_model_forecast_unseen():
     """Fitted values of the reference year track it closely; the weeks forecast unseen (here 20%
     high, a model's ordinary miss) calibrate the forecast signal in their place: by hand, the
-    middle half of each week's log(1 + forecast) - expected."""
+    robust level of each week's log(1 + forecast) - expected."""
     rows = _panel(WEEKS[:52])
     fitted = rows["target"].to_numpy()
     unseen = rows[rows["week_start"] >= WEEKS[39]].assign(actual=lambda f: f["target"],
@@ -114,11 +141,13 @@ def test_the_forecast_signal_is_calibrated_on_the_weeks_the_model_forecast_unsee
     assert len(calibration) == 52
     for week in (WEEKS[0], WEEKS[38]):  # fitted weeks: the fitted values against their own expectation
         part = rows[rows["week_start"] == week]
-        by_hand = levels.trimmed_mean(np.log1p(part["target"]) - levels.expected(reference["forecast"], part))
+        by_hand = levels.robust_level(np.log1p(part["target"]) - levels.expected(reference["forecast"], part),
+                                      levels.spreads_of(reference["forecast"], part))
         assert calibration[week.strftime("%Y-%m-%d")] == pytest.approx(by_hand, abs=1e-6)
     for week in (WEEKS[39], WEEKS[51]):  # unseen weeks: the unseen forecasts in their place
         part = unseen[unseen["week_start"] == week]
-        by_hand = levels.trimmed_mean(np.log1p(part["forecast"]) - levels.expected(reference["forecast"], part))
+        by_hand = levels.robust_level(np.log1p(part["forecast"]) - levels.expected(reference["forecast"], part),
+                                      levels.spreads_of(reference["forecast"], part))
         assert calibration[week.strftime("%Y-%m-%d")] == pytest.approx(by_hand, abs=1e-6)
         assert calibration[week.strftime("%Y-%m-%d")] > 0.1  # about log 1.2 above the fitted values
 

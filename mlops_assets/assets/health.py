@@ -154,9 +154,9 @@ def build_drift_metrics(partitions_def: dg.MultiPartitionsDefinition) -> dg.Asse
          ("prediction_drift", "The week's forecasts within their limit of what the serving model's forecasts of its "
                               "reference year say the week should look like.")],
         "When a week is forecast, against the reference saved with the model that serves it: the forecasts' level "
-        "(each series against its own reference, a trimmed mean over series), each covariate's weekly mean, and the "
-        "mix of series. Each signal is judged against its own recent weeks, its limit from a stated false-alarm "
-        "rate (monitoring/monitor.py). One row per signal and window."))
+        "(each series against its own reference, a robust mean over series weighted by their steadiness), each "
+        "covariate's weekly mean, and the mix of series. Each signal is judged against its own recent weeks, "
+        "its limit from a stated false-alarm rate (monitoring/monitor.py). One row per signal and window."))
     def drift_metrics(context: dg.AssetExecutionContext, features: pd.DataFrame, scores: pd.DataFrame,
                       mlflow: MlflowRegistryResource, monitoring: MonitoringResource, storage: StorageResource):
         models = _Models(mlflow)

@@ -3,8 +3,12 @@
 A region's rows are a panel: hundreds of store x product series whose sizes differ by three
 orders of magnitude. Pooled into one distribution, a change of every series' level by 60%
 moves the distribution by a fraction of its width. Here every series is compared with
-itself, and a region's statistic is a trimmed mean over its series of log ratios, which a
-change of level moves by the log of its size, whatever the series' sizes:
+itself, and a region's statistic is a robust weighted mean over its series of log ratios
+(``robust_level``), which a change of level moves by the log of its size, whatever the
+series' sizes. Each series weighs by how steady it was in the reference year (1 / its spread
+squared: a series selling a thousand a week says more about the region's level than one
+selling one or two), and none moves the mean by more than ``CLIP`` of its own spreads (a
+promotion or a bulk order is one series' week, not the region's):
 
 - ``forecast`` (when the week is forecast): the forecast against what the reference says the
   series sells that week: its reference level (the mean of its log demand over the reference
@@ -12,8 +16,7 @@ change of level moves by the log of its size, whatever the series' sizes:
   at the week's events. Prediction drift: the forecasts moved away from what the week should
   look like.
 - ``demand`` (once the week's actuals land): the actual demand against the same expectation.
-- ``error`` (then too): the log ratio of actual to forecast: the forecasts' bias. A trimmed
-  mean, so a few promoted series or a bulk order do not move it.
+- ``error`` (then too): the log ratio of actual to forecast: the forecasts' bias.
 
 Each statistic is judged against its own recent past: the mean of the ``BASELINE`` weeks that
 end ``GUARD`` weeks before the week judged (so a change is measured against what came before it
@@ -35,7 +38,9 @@ import pandas as pd
 
 from mlops_assets.ml.featurize import KEY
 
-TRIM = 0.25  # of each tail of a week's series log ratios: the mean of the middle half
+CLIP = 3.0  # a series moves its week's level by at most this many of its own spreads (Huber)
+MIN_SPREAD = 0.2  # the least spread (log units) a series is credited with: a few steady series do not outweigh the rest
+MIN_SPREAD_WEEKS = 8  # reference weeks a series needs for its own spread; with fewer it gets the median series'
 MIN_SERIES = 10  # series with a reference level a week needs before its statistics mean anything
 MIN_WEEKS = 4  # calibration weeks a statistic needs before it can be standardized
 GUARD = 4  # the baseline of a week ends this many weeks before it
@@ -43,7 +48,7 @@ BASELINE = 13  # weeks in the baseline (a quarter: long enough to be precise, sh
 YEAR_WEEKS = 52.18
 # distinct weeks of the year a season needs: fitted on less, it is extrapolated into the weeks monitored
 MIN_WEEKS_FOR_SEASON = 50
-LEVEL_VERSION = 1
+LEVEL_VERSION = 2
 
 
 def series_of(frame: pd.DataFrame) -> pd.Series:
@@ -55,13 +60,25 @@ def log_units(values) -> np.ndarray:
     return np.log1p(np.clip(np.asarray(values, dtype=float), 0, None))
 
 
-def trimmed_mean(values: np.ndarray) -> float:
-    """The mean of the values left when ``TRIM`` of them are cut from each end (scipy's
-    ``trim_mean``: the cut rounds down)."""
-    values = np.sort(np.asarray(values, dtype=float))
-    values = values[np.isfinite(values)]
-    cut = int(TRIM * len(values))
-    return float(values[cut:len(values) - cut].mean()) if len(values) else float("nan")
+def robust_level(values, spreads) -> float:
+    """The level ``m`` of a week's series log ratios: each weighted by 1 / spread^2, each
+    departure from ``m`` clipped at ``CLIP`` spreads (Huber's M-estimate of location, found by
+    iterating from the median). With equal spreads and nothing clipped it is the plain mean;
+    nine series at 0 and one at 100, all of spread 1, give m = (9 x 0 + (m + 3)) / 10 = 1/3."""
+    values, spreads = np.asarray(values, dtype=float), np.asarray(spreads, dtype=float)
+    ok = np.isfinite(values) & np.isfinite(spreads) & (spreads > 0)
+    values, spreads = values[ok], spreads[ok]
+    if not len(values):
+        return float("nan")
+    weights = 1.0 / np.square(spreads)
+    level = float(np.median(values))
+    for _ in range(100):
+        moved = level + np.clip(values - level, -CLIP * spreads, CLIP * spreads)
+        new = float(np.sum(weights * moved) / np.sum(weights))
+        if abs(new - level) < 1e-10:
+            break
+        level = new
+    return new
 
 
 def harmonics(week_of_year) -> np.ndarray:
@@ -101,6 +118,27 @@ def _lifts(residual: np.ndarray, frame: pd.DataFrame) -> dict[str, dict[str, flo
     return out
 
 
+def spreads_of(model: dict, frame: pd.DataFrame) -> np.ndarray:
+    """Each row's series spread in an expectation model (the median series' for a series it
+    never saw, or for a model saved before spreads were)."""
+    series = model["series"]
+    if "spread" not in series:
+        return np.ones(len(frame))
+    known = pd.Series(series["spread"], index=series["key"]).reindex(series_of(frame).to_numpy())
+    return known.fillna(model["median_spread"]).to_numpy(dtype=float)
+
+
+def _spreads(deviation: np.ndarray, key: np.ndarray) -> tuple[pd.Series, float]:
+    """Each series' spread: the standard deviation of its deviations from its expectation over
+    the reference year, at least ``MIN_SPREAD``; the median series' for one seen in fewer than
+    ``MIN_SPREAD_WEEKS`` weeks."""
+    grouped = pd.Series(deviation).groupby(key)
+    spread, weeks = grouped.std(), grouped.count()
+    steady = spread[(weeks >= MIN_SPREAD_WEEKS) & spread.notna()]
+    median = float(max(steady.median(), MIN_SPREAD)) if len(steady) else 1.0
+    return spread.where(weeks >= MIN_SPREAD_WEEKS, median).fillna(median).clip(lower=MIN_SPREAD), median
+
+
 def expected(model: dict, frame: pd.DataFrame) -> np.ndarray:
     """What an expectation model (``expectation_model``) says each row's series sells in its week,
     in log units (NaN for a series it never saw)."""
@@ -117,7 +155,8 @@ def expected(model: dict, frame: pd.DataFrame) -> np.ndarray:
 
 def expectation_model(rows: pd.DataFrame, values: np.ndarray) -> dict:
     """Each series' level (the mean of ``values``, log units, over its rows), its category's
-    annual season, and its category's lift at each event, fitted on ``rows`` (the reference year)."""
+    annual season, and its category's lift at each event, fitted on ``rows`` (the reference year);
+    and each series' spread around that expectation (``_spreads``)."""
     key = series_of(rows)
     level = pd.Series(values).groupby(key.to_numpy()).mean()
     deviation = values - level.reindex(key.to_numpy()).to_numpy()
@@ -125,6 +164,9 @@ def expectation_model(rows: pd.DataFrame, values: np.ndarray) -> dict:
     model = {"series": {"key": level.index.tolist(), "level": level.round(6).tolist()},
              "season": _season(deviation, woy, rows["category"].astype(str).to_numpy())}
     model["lifts"] = _lifts(deviation - season_of(model, rows["category"], woy), rows)
+    spread, median = _spreads(values - expected(model, rows), key.to_numpy())
+    model["series"]["spread"] = spread.reindex(level.index).round(6).tolist()
+    model["median_spread"] = round(median, 6)
     return model
 
 
@@ -139,13 +181,16 @@ def season_of(reference: dict, category, woy) -> np.ndarray:
     return out
 
 
-def weekly(frame: pd.DataFrame, values: np.ndarray) -> pd.Series:
-    """Each week's trimmed mean of ``values`` (one per row of ``frame``) over at least
-    ``MIN_SERIES`` series, by week (label 'YYYY-MM-DD')."""
+def weekly(frame: pd.DataFrame, values: np.ndarray, spreads: np.ndarray) -> pd.Series:
+    """Each week's ``robust_level`` of ``values`` (one per row of ``frame``, series ``spreads`` in
+    the same order) over at least ``MIN_SERIES`` series, by week (label 'YYYY-MM-DD')."""
     labels = pd.to_datetime(frame["week_start"]).dt.strftime("%Y-%m-%d").to_numpy()
-    grouped = pd.Series(np.asarray(values, dtype=float)).groupby(labels)
-    out = grouped.agg(lambda v: trimmed_mean(v.to_numpy()) if v.notna().sum() >= MIN_SERIES else np.nan)
-    return out.dropna().round(6)
+    values, spreads = np.asarray(values, dtype=float), np.asarray(spreads, dtype=float)
+    out = {}
+    for label, at in pd.Series(np.arange(len(labels))).groupby(labels).indices.items():
+        if np.isfinite(values[at]).sum() >= MIN_SERIES:
+            out[label] = round(robust_level(values[at], spreads[at]), 6)
+    return pd.Series(out, dtype=float).sort_index()
 
 
 def build_level_reference(rows: pd.DataFrame, forecasts: np.ndarray, out_of_sample: pd.DataFrame | None) -> dict:
@@ -158,11 +203,12 @@ def build_level_reference(rows: pd.DataFrame, forecasts: np.ndarray, out_of_samp
     forecast without having seen them, to calibrate ``error``."""
     y, f = log_units(rows["target"]), log_units(forecasts)
     demand, forecast = expectation_model(rows, y), expectation_model(rows, f)
-    calibration = {"demand": weekly(rows, y - expected(demand, rows)).to_dict(),
-                   "forecast": weekly(rows, f - expected(forecast, rows)).to_dict(), "error": {}}
+    calibration = {"demand": weekly(rows, y - expected(demand, rows), spreads_of(demand, rows)).to_dict(),
+                   "forecast": weekly(rows, f - expected(forecast, rows), spreads_of(forecast, rows)).to_dict(),
+                   "error": {}}
     if out_of_sample is not None and len(out_of_sample):
         errors = log_units(out_of_sample["actual"]) - log_units(out_of_sample["forecast"])
-        calibration["error"] = weekly(out_of_sample, errors).to_dict()
+        calibration["error"] = weekly(out_of_sample, errors, spreads_of(demand, out_of_sample)).to_dict()
         calibration["forecast"].update(_unseen_forecast_weeks(rows, forecast, out_of_sample))
     return {"version": LEVEL_VERSION, "demand": demand, "forecast": forecast, "calibration": calibration}
 
@@ -178,7 +224,8 @@ def _unseen_forecast_weeks(rows: pd.DataFrame, forecast: dict, out_of_sample: pd
     unseen = unseen.merge(described, on=KEY, how="inner")
     if unseen.empty:
         return {}
-    return weekly(unseen, log_units(unseen["forecast"]) - expected(forecast, unseen)).to_dict()
+    return weekly(unseen, log_units(unseen["forecast"]) - expected(forecast, unseen),
+                  spreads_of(forecast, unseen)).to_dict()
 
 
 def week_statistics(reference: dict, rows: pd.DataFrame, forecasts: np.ndarray | None = None,
@@ -186,21 +233,22 @@ def week_statistics(reference: dict, rows: pd.DataFrame, forecasts: np.ndarray |
     """A week's statistics (None where one cannot be computed): ``forecast`` with the forecasts,
     ``demand``, ``error`` and the planner's ``bias`` (total forecast / total actual - 1) with the
     actuals too. ``rows``: the week's features, one per series; the arrays in the same order."""
-    expectation = expected(reference["demand"], rows)
+    expectation, spreads = expected(reference["demand"], rows), spreads_of(reference["demand"], rows)
     known = np.isfinite(expectation)
     out = {"series": int(len(rows)), "series_in_reference": int(known.sum()),
            "forecast": None, "demand": None, "error": None, "bias": None}
     enough = known.sum() >= MIN_SERIES
     if forecasts is not None and enough:
-        out["forecast"] = trimmed_mean((log_units(forecasts) - expected(reference["forecast"], rows))[known])
+        out["forecast"] = robust_level((log_units(forecasts) - expected(reference["forecast"], rows))[known],
+                                       spreads_of(reference["forecast"], rows)[known])
     if actuals is not None:
         actual = np.asarray(actuals, dtype=float)
         seen = np.isfinite(actual)
         if enough and (seen & known).sum() >= MIN_SERIES:
-            out["demand"] = trimmed_mean((log_units(actual) - expectation)[seen & known])
+            out["demand"] = robust_level((log_units(actual) - expectation)[seen & known], spreads[seen & known])
         if forecasts is not None and seen.sum() >= MIN_SERIES:
             forecast = np.asarray(forecasts, dtype=float)
-            out["error"] = trimmed_mean(log_units(actual[seen]) - log_units(forecast[seen]))
+            out["error"] = robust_level(log_units(actual[seen]) - log_units(forecast[seen]), spreads[seen])
             out["bias"] = float(forecast[seen].sum() / max(actual[seen].sum(), 1e-9) - 1)
     return out
 

@@ -46,7 +46,7 @@ WINDOWS = (1, 2, 4)  # a level is judged over this week, and the mean of the las
 SLOW_WINDOWS = (2, 4)
 FORECAST_TIME = "forecast"  # the stage of drift_metrics
 REALIZED = "realized"  # the stage of forecast_accuracy
-MONITOR_VERSION = 2
+MONITOR_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -202,7 +202,18 @@ def _signal(name: str, value: float | None, calibration: dict[str, float], week:
     lead = out["windows"][crossed[0] if crossed else min(out["windows"])]
     out.update(flagged=bool(crossed), weeks=crossed[0] if crossed else min(out["windows"]), z=lead["z"],
                limit=lead["limit"], change=lead["mean"] - lead["center"])
+    if crossed:  # since when: the start of the window, or of the run of weeks this signal flagged before it
+        out["since"] = min(since(week, out["weeks"]), _onset(flagged, week))
     return out
+
+
+def _onset(flagged: frozenset, week: str) -> str:
+    """The first week of the unbroken run of ``flagged`` weeks that ends the week before ``week``
+    (``week`` itself where the week before was not flagged)."""
+    onset = pd.Timestamp(week)
+    while (onset - pd.Timedelta(weeks=1)).strftime("%Y-%m-%d") in flagged:
+        onset -= pd.Timedelta(weeks=1)
+    return onset.strftime("%Y-%m-%d")
 
 
 def _mix(spec: dict, known: set, rows: pd.DataFrame, limits: MonitorLimits) -> dict:
@@ -300,7 +311,7 @@ def describe(name: str, signal: dict, week: str) -> str:
                  "forecast": "what the reference says for the week"}[name]
     text = f"{what} {abs(change):.0%} {direction} {reference}" if name != "error" else \
         f"actual demand {abs(change):.0%} {direction} the forecasts, more than usual"
-    return f"{text} since {since(week, weeks)} ({how})"
+    return f"{text} since {signal.get('since') or since(week, weeks)} ({how})"
 
 
 # --- stored form -----------------------------------------------------------------------------
