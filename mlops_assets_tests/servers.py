@@ -4,13 +4,17 @@ each installed by `make test` when missing."""
 from __future__ import annotations
 
 import glob
+import http.server
+import json
 import os
 import pwd
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -31,32 +35,54 @@ def _as_server_user(cmd: list[str]) -> list[str]:
 
 
 @contextmanager
-def postgres_server(databases: tuple[str, ...] = ("dagster", "mlflow")):
+def postgres_server(databases: tuple[str, ...] = ("dagster", "mlflow"), password: str | None = None,
+                    owners: dict[str, tuple[str, str]] | None = None):
     """A fresh PostgreSQL cluster in a folder of its own under the system's temporary folder
     (its server user must reach it), listening on 127.0.0.1 only; yields ``(host, port, user)``
-    with ``databases`` created. Stopped (fast) and removed afterwards."""
+    with ``databases`` created. Stopped (fast) and removed afterwards.
+
+    With ``password``, a connection over TCP must give its role's password (scram-sha-256, as a
+    production server asks), so a deployment that loses a password on its way fails here: the
+    superuser gets ``password``, and ``owners`` gives a database a login role of its own
+    (``{database: (role, password)}``). Without it, the server trusts every local connection."""
     bindir = postgres_bin()
     if bindir is None:
         pytest.fail("PostgreSQL is not installed: `make test` installs it (apt-get install postgresql)")
+    owners = owners or {}
     folder = Path(tempfile.mkdtemp(prefix="mlops-postgres-"))
     data, sockets = folder / "pgdata", folder / "pgsock"
     sockets.mkdir()
+    auth = ["--auth=trust"]
+    if password is not None:
+        pwfile = folder / "pwfile"
+        pwfile.write_text(password + "\n")
+        auth = ["--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}"]
     if os.geteuid() == 0:
         user = pwd.getpwnam("postgres")
-        for path in (folder, sockets):
+        for path in (folder, sockets, *([pwfile] if password is not None else [])):
             os.chown(path, user.pw_uid, user.pw_gid)
     port = free_port()
-    subprocess.run(_as_server_user([str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
+    subprocess.run(_as_server_user([str(bindir / "initdb"), "-D", str(data), "-U", "postgres", *auth,
                                     "-E", "UTF8", "--no-sync"]), check=True, capture_output=True)
+    if password is not None:
+        (folder / "pwfile").unlink()
     log = folder / "postgres.log"
     subprocess.run(_as_server_user([
         str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60", "-o",
         f"-c listen_addresses=127.0.0.1 -p {port} -k {sockets} -c fsync=off"]) + ["start"],
         check=True, capture_output=True)
+    client = {**os.environ, **({"PGPASSWORD": password} if password is not None else {})}
+    connect = ["-h", "127.0.0.1", "-p", str(port), "-U", "postgres"]
     try:
-        for name in databases:
-            subprocess.run([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", name],
+        for role, secret in owners.values():  # the SQL on stdin: no password in a process argument
+            quoted = secret.replace("'", "''")
+            subprocess.run([str(bindir / "psql"), *connect, "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-q"],
+                           input=f"CREATE ROLE \"{role}\" LOGIN PASSWORD '{quoted}';", text=True, env=client,
                            check=True, capture_output=True)
+        for name in databases:
+            owner = ["-O", owners[name][0]] if name in owners else []
+            subprocess.run([str(bindir / "createdb"), *connect, *owner, name], env=client, check=True,
+                           capture_output=True)
         yield "127.0.0.1", port, "postgres"
     finally:
         subprocess.run(_as_server_user([str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"]),
@@ -136,3 +162,39 @@ def azurite_server(folder: Path, containers: tuple[str, ...] = ("mlflow",)):
         yield connection
     finally:
         stop_group(proc, seconds=20)
+
+
+@dataclass
+class Webhook:
+    """What a webhook receiver saw: ``url``, the bodies it took, and those it refused."""
+
+    url: str
+    received: list = field(default_factory=list)
+    refused: list = field(default_factory=list)
+
+
+@contextmanager
+def webhook_receiver(refuse_first: int = 0):
+    """An alert webhook on 127.0.0.1 that answers its first ``refuse_first`` POSTs with HTTP 503
+    (down), then takes every POST (204); yields a ``Webhook`` recording the JSON bodies."""
+    hook = Webhook(url="")
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - the http.server API
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            down = len(hook.refused) < refuse_first
+            (hook.refused if down else hook.received).append(body)
+            self.send_response(503 if down else 204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    hook.url = f"http://127.0.0.1:{server.server_port}/alerts"
+    try:
+        yield hook
+    finally:
+        server.shutdown()
+        server.server_close()

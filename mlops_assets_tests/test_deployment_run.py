@@ -28,7 +28,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -43,7 +42,7 @@ from mlops_assets.config import REPO_ROOT
 from mlops_assets.sample import SampleSpec, generate
 from mlops_assets_tests.browsing import free_port, stop_group
 from mlops_assets_tests.conftest import SEED, TOY_COVERAGE_TOL
-from mlops_assets_tests.servers import postgres_server, process_arguments, wait_alongside
+from mlops_assets_tests.servers import postgres_server, process_arguments, wait_alongside, webhook_receiver
 
 # its own group, and the PostgreSQL one (it starts one); not -m daemon or -m distributed, which would
 # add its 4 minutes to runs meant for the others
@@ -121,19 +120,6 @@ def _service_env(compose: dict, service: str, net: Net, dotenv: dict, base: dict
     return env
 
 
-class Receiver(http.server.BaseHTTPRequestHandler):
-    """The alert webhook: records every POSTed body."""
-    bodies: list = []
-
-    def do_POST(self):  # noqa: N802 (http.server's name)
-        Receiver.bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
 def _runs_as(user: dict, python: str) -> bool:
     try:
         probe = subprocess.run([python, "-c", "import mlops_assets, torch"], capture_output=True, cwd="/", **user)
@@ -185,14 +171,12 @@ def deployment():
     compose = yaml.safe_load((DEPLOY / "docker-compose.yaml").read_text())
     root = Path(tempfile.mkdtemp(prefix="mlops-deployment-"))  # not under pytest's root-only folder
     os.chmod(root, 0o755)
-    receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=receiver.serve_forever, daemon=True).start()
     python, user = _image_user(root)
     procs, logs = {}, {}
-    with postgres_server() as (host, pg_port, pg_user):
+    with postgres_server(password=PASSWORD) as (host, pg_port, pg_user), webhook_receiver() as hook:
         net = Net(root, pg_port)
         dotenv = {"POSTGRES_USER": pg_user, "POSTGRES_PASSWORD": PASSWORD,
-                  "MLOPS_ALERT_WEBHOOK": f"http://127.0.0.1:{receiver.server_port}/alerts"}
+                  "MLOPS_ALERT_WEBHOOK": hook.url}
         image = _image_env(net)
         # the image's folders, as its Dockerfile makes them and gives them to its user
         home, mlops_home = Path(image["DAGSTER_HOME"]), Path(image["MLOPS_HOME"])
@@ -233,12 +217,11 @@ def deployment():
                                                stdout=logs[name].open("w"), stderr=subprocess.STDOUT,
                                                start_new_session=True, **user)
             yield dict(root=root, net=net, procs=procs, logs=logs, user=user, env=dagster_env,
-                       generated=root / "generated", webhook=Receiver.bodies, compose=compose,
+                       generated=root / "generated", webhook=hook.received, compose=compose,
                        instance=_instance(dagster_env))
         finally:
             for proc in procs.values():
                 stop_group(proc, seconds=10)
-            receiver.shutdown()
             shutil.rmtree(root, ignore_errors=True)
 
 

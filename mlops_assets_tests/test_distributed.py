@@ -33,8 +33,8 @@ REGIONS = ("north", "south", "east")
 LANDING = dict(regions=REGIONS, stores_per_region=4, products=8, weeks=44, end_week="2026-11-09", seed=17 + SEED,
                realism=False)
 POOL_LIMIT = 2  # deploy/dagster.prod.yaml: concurrency.pools.default_limit
-# the two databases' passwords, as production passes them (the test's server trusts local
-# connections, so any password does): in no process argument, output, log or file
+# the two databases' passwords, as production passes them (the test's server asks for them): in
+# no process argument, output, log or file
 SECRETS = ("S3cret-dagster-pg-2718", "S3cret-mlflow-pw-3141")
 
 
@@ -52,13 +52,13 @@ def deployment(tmp_path_factory):
     # dead run's slots after 5 s instead of two minutes, so the test does not wait that long
     prod["run_monitoring"].update(poll_interval_seconds=2, free_slots_after_run_end_seconds=5)
     (home / "dagster" / "dagster.yaml").write_text(yaml.safe_dump(prod))
-    with postgres_server() as (host, port, user):
+    with postgres_server(password=SECRETS[0], owners={"mlflow": ("mlflow", SECRETS[1])}) as (host, port, user):
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "DAGSTER_", "MLFLOW_"))}
         env.update(MLOPS_HOME=str(home), DAGSTER_HOME=str(home / "dagster"), MLOPS_LANDING_DIR=str(landing),
                    MLOPS_ENV="prod", MLOPS_AUTOMATION="off", MLOPS_TRAIN_THREADS="1", MLOPS_COVERAGE_TOL="0.5",
                    DAGSTER_PG_USERNAME=user, DAGSTER_PG_PASSWORD=SECRETS[0], DAGSTER_PG_HOST=host,
                    DAGSTER_PG_PORT=str(port), DAGSTER_PG_DB="dagster",
-                   MLFLOW_TRACKING_URI=f"postgresql+psycopg2://{user}:{SECRETS[1]}@{host}:{port}/mlflow")
+                   MLFLOW_TRACKING_URI=f"postgresql+psycopg2://mlflow:{SECRETS[1]}@{host}:{port}/mlflow")
         prepared = subprocess.run(
             [sys.executable, "-c", "from mlops_assets.app.pipeline import run_pipeline; run_pipeline(train=False)"],
             env=env, cwd=root, capture_output=True, text=True, timeout=600)

@@ -1,8 +1,6 @@
 """The asset graph end to end on a small landing folder, in a throwaway Dagster home."""
 
-import http.server
 import json
-import threading
 
 import dagster as dg
 import pandas as pd
@@ -15,6 +13,7 @@ from mlops_assets.contract.validation import check_landing
 from mlops_assets.definitions import build_definitions
 from mlops_assets.resources import LandingResource
 from mlops_assets_tests.conftest import SMALL, edit_csv, isolated_home
+from mlops_assets_tests.servers import webhook_receiver
 
 
 @pytest.fixture(scope="module")
@@ -281,27 +280,9 @@ def test_weekly_schedules_score_and_retrain_every_region(env, monkeypatch):
     assert prod.resolve_sensor_def("retrain_on_model_health").default_status == dg.DefaultSensorStatus.RUNNING
 
 
-class _Receiver(http.server.BaseHTTPRequestHandler):
-    """A webhook that is down for its first call (HTTP 503), then takes every POST."""
-    received: list = []
-    refused: list = []
-
-    def do_POST(self):  # noqa: N802 - the http.server API
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        down = not _Receiver.refused
-        (_Receiver.refused if down else _Receiver.received).append(body)
-        self.send_response(503 if down else 204)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
 def test_a_region_without_champion_is_forecast_by_the_baseline_with_an_alert_delivered_at_least_once(env, monkeypatch):
-    server = http.server.HTTPServer(("127.0.0.1", 0), _Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        monkeypatch.setenv("MLOPS_ALERT_WEBHOOK", f"http://127.0.0.1:{server.server_port}/hook")
+    with webhook_receiver(refuse_first=1) as hook:  # down for its first call
+        monkeypatch.setenv("MLOPS_ALERT_WEBHOOK", hook.url)
         run_pipeline(env, ["north"], train=False)  # conditioned and featurized, never trained
         settings = Settings.from_env()
         defs = build_definitions(settings)
@@ -313,8 +294,6 @@ def test_a_region_without_champion_is_forecast_by_the_baseline_with_an_alert_del
         for _ in range(3):  # refused, sent again and taken, then never again
             alerting = defs.resolve_job_def("alerting").execute_in_process(instance=dg.DagsterInstance.get())
             undelivered.append(alerting.asset_materializations_for_node("alerts")[0].metadata["undelivered"].value)
-    finally:
-        server.shutdown()
     scores = pd.read_parquet(settings.storage_root / "scores" / "north" / "2026-11-16.parquet")
     features = pd.read_parquet(settings.storage_root / "features" / "north" / "2026-11-16.parquet")
     assert len(scores) == len(features) > 0
@@ -325,8 +304,8 @@ def test_a_region_without_champion_is_forecast_by_the_baseline_with_an_alert_del
                and e.asset_check_evaluation_data.check_name == "champion_serves"]
     assert not check.passed and "has no champion" in check.description
     assert undelivered == [1, 0, 0]  # at least once: the failed delivery is retried by the next run
-    [refused] = _Receiver.refused
-    [posted] = _Receiver.received
+    [refused] = hook.refused
+    [posted] = hook.received
     assert refused == posted
     [alert] = posted["alerts"]
     assert (alert["region"], alert["kind"], alert["severity"]) == ("north", "no_champion", "ERROR")

@@ -19,7 +19,9 @@ BIN = Path(sys.executable).parent
 
 @pytest.fixture(scope="module")
 def postgres():
-    with postgres_server() as server:
+    # passwords checked over TCP as a production server checks them: Dagster's as the superuser,
+    # MLflow's database owned by a role of its own
+    with postgres_server(password=SECRETS[0], owners={"mlflow": ("mlflow", SECRETS[1])}) as server:
         yield server
 
 
@@ -48,12 +50,12 @@ def test_the_instance_and_mlflow_live_on_postgres_and_no_secret_is_written_or_sh
     (home / "dagster").mkdir(parents=True)
     shutil.copy(REPO_ROOT / "deploy" / "dagster.prod.yaml", home / "dagster" / "dagster.yaml")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "DAGSTER_", "MLFLOW_"))}
-    # secrets as production has them (the server trusts local connections, so any password does):
-    # none may show in any output, file, database row or process argument (checked at the end)
+    # secrets as production has them (the server asks for them): none may show in any output, file,
+    # database row or process argument (checked at the end)
     env.update(MLOPS_HOME=str(home), DAGSTER_HOME=str(home / "dagster"), MLOPS_LANDING_DIR=str(landing),
                DAGSTER_PG_USERNAME=user, DAGSTER_PG_PASSWORD=SECRETS[0], DAGSTER_PG_HOST=host,
                DAGSTER_PG_PORT=str(port), DAGSTER_PG_DB="dagster",
-               MLFLOW_TRACKING_URI=f"postgresql+psycopg2://{user}:{SECRETS[1]}@{host}:{port}/mlflow",
+               MLFLOW_TRACKING_URI=f"postgresql+psycopg2://mlflow:{SECRETS[1]}@{host}:{port}/mlflow",
                MLOPS_ALERT_WEBHOOK=f"http://127.0.0.1:9/hooks/{SECRETS[2]}")  # refused: logged, retried later
     outputs = []
 
@@ -66,7 +68,7 @@ def test_the_instance_and_mlflow_live_on_postgres_and_no_secret_is_written_or_sh
         shown = subprocess.run([str(BIN / "mlops-assets"), *command], env=env, cwd=tmp_path, capture_output=True,
                                text=True, timeout=300)
         outputs.append(shown.stdout + shown.stderr)
-    assert f"{user}:***@{host}:{port}/mlflow" in outputs[1]  # the store, named with its password masked
+    assert f"mlflow:***@{host}:{port}/mlflow" in outputs[1]  # the store, named with its password masked
 
     # a fresh process sees it all in PostgreSQL
     seen = _python(INSTANCE, env)
@@ -89,7 +91,8 @@ def test_the_instance_and_mlflow_live_on_postgres_and_no_secret_is_written_or_sh
     # arguments of the daemon, the code server and the runs' processes)
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
     dumps = [subprocess.run([str(postgres_bin() / "pg_dump"), "-h", host, "-p", str(port), "-U", user, name],
-                            capture_output=True, text=True, check=True).stdout for name in ("dagster", "mlflow")]
+                            capture_output=True, text=True, check=True, env={**os.environ, "PGPASSWORD": SECRETS[0]}
+                            ).stdout for name in ("dagster", "mlflow")]
     assert "alerting" in dumps[0] and "demand-forecast-north" in dumps[1]  # the dumps hold the runs and models
     for secret in SECRETS:
         assert not [i for i, text in enumerate(outputs) if secret in text], secret
@@ -98,4 +101,16 @@ def test_the_instance_and_mlflow_live_on_postgres_and_no_secret_is_written_or_sh
 
 
 SECRETS = ("S3cret-dagster-pg-0815", "S3cret-mlflow-pw-4711", "S3cret-webhook-token-42")
+
+
+def test_the_test_server_asks_for_the_password(postgres):
+    """The server the tests start refuses a wrong password: a deployment that dropped its password
+    on the way could not pass for one that kept it."""
+    import psycopg2
+
+    host, port, user = postgres
+    for role, good in ((user, SECRETS[0]), ("mlflow", SECRETS[1])):
+        psycopg2.connect(host=host, port=port, user=role, password=good, dbname="mlflow").close()
+        with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
+            psycopg2.connect(host=host, port=port, user=role, password=good + "x", dbname="mlflow")
 
