@@ -48,9 +48,10 @@ def _group_members(group: int) -> list[int]:
 
 def stop_group(proc: subprocess.Popen, seconds: float = 30, grace: float = 3) -> None:
     """SIGTERM a process started with ``start_new_session=True`` and everything it started; SIGKILL
-    the group if its leader is still there after ``seconds``, or anything else ``grace`` seconds
-    after the leader ended. The leader ending is not enough: a Dagster code server (``dagster api
-    grpc``) shares its group and ignores SIGTERM and SIGINT, and outlived its daemon by an hour."""
+    the group if its leader is still there after ``seconds``, or if anything else of it is still
+    there ``grace`` seconds after the leader ended; returns once the group is gone (at most 5 s
+    after a SIGKILL). The leader ending is not enough: a Dagster code server (``dagster api grpc``)
+    shares its group and ignores SIGTERM and SIGINT, and outlived its daemon by an hour."""
     try:
         os.killpg(proc.pid, signal.SIGTERM)
     except ProcessLookupError:  # the group is gone already (a daemon that exited on its own)
@@ -61,13 +62,17 @@ def stop_group(proc: subprocess.Popen, seconds: float = 30, grace: float = 3) ->
     except subprocess.TimeoutExpired:
         pass
     deadline = time.monotonic() + grace
-    while _group_members(proc.pid) and time.monotonic() < deadline:
+    while proc.poll() is not None and _group_members(proc.pid) and time.monotonic() < deadline:
         time.sleep(0.2)
-    if _group_members(proc.pid):
+    if proc.poll() is None or _group_members(proc.pid):
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+        # a killed process is gone when the kernel has reaped its memory, not when kill returns
+        deadline = time.monotonic() + 5
+        while _group_members(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
     proc.wait()
 
 

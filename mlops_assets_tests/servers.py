@@ -50,30 +50,30 @@ def postgres_server(databases: tuple[str, ...] = ("dagster", "mlflow"), password
         pytest.fail("PostgreSQL is not installed: `make test` installs it (apt-get install postgresql)")
     owners = owners or {}
     folder = Path(tempfile.mkdtemp(prefix="mlops-postgres-"))
-    data, sockets = folder / "pgdata", folder / "pgsock"
-    sockets.mkdir()
-    auth = ["--auth=trust"]
-    if password is not None:
-        pwfile = folder / "pwfile"
-        pwfile.write_text(password + "\n")
-        auth = ["--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}"]
-    if os.geteuid() == 0:
-        user = pwd.getpwnam("postgres")
-        for path in (folder, sockets, *([pwfile] if password is not None else [])):
-            os.chown(path, user.pw_uid, user.pw_gid)
+    data, sockets, pwfile, log = folder / "pgdata", folder / "pgsock", folder / "pwfile", folder / "postgres.log"
     port = free_port()
-    subprocess.run(_as_server_user([str(bindir / "initdb"), "-D", str(data), "-U", "postgres", *auth,
-                                    "-E", "UTF8", "--no-sync"]), check=True, capture_output=True)
-    if password is not None:
-        (folder / "pwfile").unlink()
-    log = folder / "postgres.log"
-    subprocess.run(_as_server_user([
-        str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60", "-o",
-        f"-c listen_addresses=127.0.0.1 -p {port} -k {sockets} -c fsync=off"]) + ["start"],
-        check=True, capture_output=True)
-    client = {**os.environ, **({"PGPASSWORD": password} if password is not None else {})}
-    connect = ["-h", "127.0.0.1", "-p", str(port), "-U", "postgres"]
+    started = False
     try:
+        sockets.mkdir()
+        auth = ["--auth=trust"]
+        if password is not None:
+            pwfile.write_text(password + "\n")
+            auth = ["--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}"]
+        if os.geteuid() == 0:
+            user = pwd.getpwnam("postgres")
+            for path in (folder, sockets, *([pwfile] if password is not None else [])):
+                os.chown(path, user.pw_uid, user.pw_gid)
+        # --no-locale: the server's messages in English, whatever this machine's language
+        subprocess.run(_as_server_user([str(bindir / "initdb"), "-D", str(data), "-U", "postgres", *auth,
+                                        "-E", "UTF8", "--no-locale", "--no-sync"]), check=True, capture_output=True)
+        pwfile.unlink(missing_ok=True)
+        subprocess.run(_as_server_user([
+            str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60", "-o",
+            f"-c listen_addresses=127.0.0.1 -p {port} -k {sockets} -c fsync=off"]) + ["start"],
+            check=True, capture_output=True)
+        started = True
+        client = {**os.environ, **({"PGPASSWORD": password} if password is not None else {})}
+        connect = ["-h", "127.0.0.1", "-p", str(port), "-U", "postgres"]
         for role, secret in owners.values():  # the SQL on stdin: no password in a process argument
             quoted = secret.replace("'", "''")
             subprocess.run([str(bindir / "psql"), *connect, "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-q"],
@@ -85,8 +85,9 @@ def postgres_server(databases: tuple[str, ...] = ("dagster", "mlflow"), password
                            capture_output=True)
         yield "127.0.0.1", port, "postgres"
     finally:
-        subprocess.run(_as_server_user([str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"]),
-                       capture_output=True)
+        if started:
+            subprocess.run(_as_server_user([str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"]),
+                           capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -177,13 +178,14 @@ class Webhook:
 def webhook_receiver(refuse_first: int = 0):
     """An alert webhook on 127.0.0.1 that answers its first ``refuse_first`` POSTs with HTTP 503
     (down), then takes every POST (204); yields a ``Webhook`` recording the JSON bodies."""
-    hook = Webhook(url="")
+    hook, lock = Webhook(url=""), threading.Lock()
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_POST(self):  # noqa: N802 - the http.server API
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            down = len(hook.refused) < refuse_first
-            (hook.refused if down else hook.received).append(body)
+            with lock:  # two POSTs at once: exactly ``refuse_first`` refused
+                down = len(hook.refused) < refuse_first
+                (hook.refused if down else hook.received).append(body)
             self.send_response(503 if down else 204)
             self.end_headers()
 

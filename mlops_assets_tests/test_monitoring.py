@@ -128,6 +128,27 @@ def test_a_panel_level_change_moves_the_demand_signal_by_its_log_and_nothing_els
     assert all(flagged[w.strftime("%Y-%m-%d")] for w in WEEKS[60:64])
 
 
+def test_a_fall_then_a_rise_are_two_changes_each_since_its_own_week_stored_or_not():
+    reference_rows = _panel(WEEKS[:52])
+    reference = build_reference(reference_rows, reference_rows["target"].to_numpy(), None)
+    in_memory, stored, found = [], [], {}
+    levels_by_week = [1.0] * 6 + [0.5] * 3 + [2.0] * 3
+    for i, (week, level) in enumerate(zip(WEEKS[52:64], levels_by_week)):
+        rows = _panel([week], level=level, seed=300 + i)
+        label = week.strftime("%Y-%m-%d")
+        for history in (in_memory, stored):
+            assessment = assess_week(reference, rows, label, rows["target"].to_numpy(), rows["target"].to_numpy(),
+                                     history=history)
+            # the sensors' and the next run's view: the assessment as its partition stores it
+            history.append(assessment if history is in_memory else from_table(to_table(assessment, "r", "1")))
+            found.setdefault(label, []).append(assessment["signals"]["demand"])
+    fall, rise = WEEKS[58].strftime("%Y-%m-%d"), WEEKS[61].strftime("%Y-%m-%d")
+    for memory, table in (found[WEEKS[i].strftime("%Y-%m-%d")] for i in range(58, 64)):
+        assert memory["flagged"] and table["flagged"]
+        assert memory["since"] == table["since"]
+    assert [found[WEEKS[i].strftime("%Y-%m-%d")][0]["since"] for i in range(58, 64)] == [fall] * 3 + [rise] * 3
+
+
 def test_the_forecast_signal_is_calibrated_on_the_weeks_the_model_forecast_unseen():
     """Fitted values of the reference year track it closely; the weeks forecast unseen (here 20%
     high, a model's ordinary miss) calibrate the forecast signal in their place: by hand, the

@@ -41,6 +41,7 @@ from mlops_assets.ml.featurize import KEY
 CLIP = 3.0  # a series moves its week's level by at most this many of its own spreads (Huber)
 MIN_SPREAD = 0.2  # the least spread (log units) a series is credited with: a few steady series do not outweigh the rest
 MIN_SPREAD_WEEKS = 8  # reference weeks a series needs for its own spread; with fewer it gets the median series'
+MAX_ITERATIONS = 2000  # of robust_level's fixed point; heavy-tailed weeks need up to a few hundred
 MIN_SERIES = 10  # series with a reference level a week needs before its statistics mean anything
 MIN_WEEKS = 4  # calibration weeks a statistic needs before it can be standardized
 GUARD = 4  # the baseline of a week ends this many weeks before it
@@ -63,8 +64,9 @@ def log_units(values) -> np.ndarray:
 def robust_level(values, spreads) -> float:
     """The level ``m`` of a week's series log ratios: each weighted by 1 / spread^2, each
     departure from ``m`` clipped at ``CLIP`` spreads (Huber's M-estimate of location, found by
-    iterating from the median). With equal spreads and nothing clipped it is the plain mean;
-    nine series at 0 and one at 100, all of spread 1, give m = (9 x 0 + (m + 3)) / 10 = 1/3."""
+    iterating from the median until a step moves it less than 1e-10). With equal spreads and
+    nothing clipped it is the plain mean; nine series at 0 and one at 100, all of spread 1, give
+    m = (9 x 0 + (m + 3)) / 10 = 1/3."""
     values, spreads = np.asarray(values, dtype=float), np.asarray(spreads, dtype=float)
     ok = np.isfinite(values) & np.isfinite(spreads) & (spreads > 0)
     values, spreads = values[ok], spreads[ok]
@@ -72,7 +74,7 @@ def robust_level(values, spreads) -> float:
         return float("nan")
     weights = 1.0 / np.square(spreads)
     level = float(np.median(values))
-    for _ in range(100):
+    for _ in range(MAX_ITERATIONS):
         moved = level + np.clip(values - level, -CLIP * spreads, CLIP * spreads)
         new = float(np.sum(weights * moved) / np.sum(weights))
         if abs(new - level) < 1e-10:
@@ -120,7 +122,7 @@ def _lifts(residual: np.ndarray, frame: pd.DataFrame) -> dict[str, dict[str, flo
 
 def spreads_of(model: dict, frame: pd.DataFrame) -> np.ndarray:
     """Each row's series spread in an expectation model (the median series' for a series it
-    never saw, or for a model saved before spreads were)."""
+    never saw; 1 for every series of a model saved before spreads were: equal weights)."""
     series = model["series"]
     if "spread" not in series:
         return np.ones(len(frame))

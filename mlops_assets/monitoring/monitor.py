@@ -181,6 +181,8 @@ def _signal(name: str, value: float | None, calibration: dict[str, float], week:
     served = {h["week"]: h["signals"][name]["value"] for h in history
               if h.get("signals", {}).get(name, {}).get("value") is not None}
     flagged = frozenset(h["week"] for h in history if h.get("signals", {}).get(name, {}).get("flagged"))
+    # which way each of them moved: a change stays "since" its first week only while it goes one way
+    directions = {h["week"]: _direction(h["signals"][name]) for h in history if h["week"] in flagged}
     if value is None or not np.isfinite(value):
         return {"value": None, "flagged": False, "status": "not measured"}
     series = levels.Series(calibration, {**served, week: value}, flagged)
@@ -203,15 +205,22 @@ def _signal(name: str, value: float | None, calibration: dict[str, float], week:
     out.update(flagged=bool(crossed), weeks=crossed[0] if crossed else min(out["windows"]), z=lead["z"],
                limit=lead["limit"], change=lead["mean"] - lead["center"])
     if crossed:  # since when: the start of the window, or of the run of weeks this signal flagged before it
-        out["since"] = min(since(week, out["weeks"]), _onset(flagged, week))
+        out["direction"] = _direction(out)
+        out["since"] = min(since(week, out["weeks"]), _onset(directions, week, out["direction"]))
     return out
 
 
-def _onset(flagged: frozenset, week: str) -> str:
-    """The first week of the unbroken run of ``flagged`` weeks that ends the week before ``week``
-    (``week`` itself where the week before was not flagged)."""
+def _direction(signal: dict) -> int:
+    """+1 or -1: which way a flagged signal moved (its flagged window's z)."""
+    return int(signal.get("direction") or np.sign(signal.get("z") or 0.0))
+
+
+def _onset(directions: dict[str, int], week: str, direction: int) -> str:
+    """The first week of the unbroken run of weeks flagged in the same ``direction`` that ends the
+    week before ``week`` (``week`` itself where the week before was not: a fall then a rise is two
+    changes)."""
     onset = pd.Timestamp(week)
-    while (onset - pd.Timedelta(weeks=1)).strftime("%Y-%m-%d") in flagged:
+    while directions.get((onset - pd.Timedelta(weeks=1)).strftime("%Y-%m-%d")) == direction:
         onset -= pd.Timedelta(weeks=1)
     return onset.strftime("%Y-%m-%d")
 
@@ -374,6 +383,9 @@ def from_table(table: pd.DataFrame) -> dict:
         entry["flagged"] = bool(entry["flagged"] or part["flagged"].any())
         if entry["flagged"]:
             entry["reason"] = next(d for d in part["detail"] if d)
+            crossed = part.loc[part["flagged"] & part["z"].notna(), "z"] if not name.startswith("mix:") else []
+            if len(crossed):  # the way it moved: the first flagged window's z (window 1's may point elsewhere)
+                entry["direction"] = int(np.sign(crossed.iloc[0]))
     reasons = [s["reason"] for s in signals.values() if s["flagged"]]
     return {"week": pd.Timestamp(first["week_start"]).strftime("%Y-%m-%d"), "stage": first["stage"],
             "signals": signals, "flagged": any(s["flagged"] for s in signals.values()), "reasons": reasons,
