@@ -380,12 +380,12 @@ def from_table(table: pd.DataFrame) -> dict:
             ones = part[part["window"] == 1]
             if len(ones) and pd.notna(ones["z"].iloc[0]):
                 entry["z"] = float(ones["z"].iloc[0])
+            crossed = part.loc[part["flagged"] & part["z"].notna(), "z"]
+            if len(crossed):  # the way it moved: the first flagged window's z (window 1's may point elsewhere)
+                entry["direction"] = int(np.sign(crossed.iloc[0]))
         entry["flagged"] = bool(entry["flagged"] or part["flagged"].any())
         if entry["flagged"]:
             entry["reason"] = next(d for d in part["detail"] if d)
-            crossed = part.loc[part["flagged"] & part["z"].notna(), "z"] if not name.startswith("mix:") else []
-            if len(crossed):  # the way it moved: the first flagged window's z (window 1's may point elsewhere)
-                entry["direction"] = int(np.sign(crossed.iloc[0]))
     reasons = [s["reason"] for s in signals.values() if s["flagged"]]
     return {"week": pd.Timestamp(first["week_start"]).strftime("%Y-%m-%d"), "stage": first["stage"],
             "signals": signals, "flagged": any(s["flagged"] for s in signals.values()), "reasons": reasons,
