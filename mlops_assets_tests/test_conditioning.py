@@ -50,6 +50,28 @@ def test_weekly_events_include_national_and_own_region_only():
         (W1, "holiday", 1), (W1, "home_game", 1), (W2, "home_game", 1)]
 
 
+def test_a_promotion_is_limited_to_its_store_and_product_and_reaches_only_their_rows():
+    from mlops_assets.ml.featurize import row_events
+
+    events = pd.DataFrame({"date": pd.to_datetime(["2026-01-06", "2026-01-06", "2026-01-07", "2026-01-08",
+                                                   "2026-01-13"]),
+                           "region": ["*", "a", "a", "a", "a"],
+                           "event": ["holiday", "deal", "deal", "feature", "display"],
+                           "store_id": [None, "a1", "a1", None, "a2"], "product_id": [None, "p1", "p1", "p2", None]})
+    out = conditioning.weekly_events(events, "a", [W1, W2])
+    schemas.weekly_events_schema().validate(out)
+    got = [(r.week_start.strftime("%Y-%m-%d"), r.event, r.store_id, r.product_id, r.days) for r in out.itertuples()]
+    assert got == [(W1, "deal", "a1", "p1", 2), (W1, "feature", "", "p2", 1), (W1, "holiday", "", "", 1),
+                   (W2, "display", "a2", "", 1)]
+    rows = pd.DataFrame([(W1, "a1", "p1"), (W1, "a1", "p2"), (W1, "a2", "p1"), (W2, "a2", "p2"), (W2, "a1", "p2")],
+                        columns=["week_start", "store_id", "product_id"])
+    rows["week_start"] = pd.to_datetime(rows["week_start"])
+    assert row_events(rows, out).tolist() == ["deal;holiday", "feature;holiday", "holiday", "display", ""]
+    # a partition conditioned before events had a scope reads as events of every store and product
+    before = out[(out["store_id"] == "") & (out["product_id"] == "")].drop(columns=["store_id", "product_id"])
+    assert row_events(rows, before).tolist() == ["holiday", "holiday", "holiday", "", ""]
+
+
 def _cases(frame: pd.DataFrame, schema) -> set:
     import pandera.pandas as pa
 

@@ -54,3 +54,27 @@ def test_no_demand_yet_gives_no_rows(inputs):
     empty = {**inputs, "demand": inputs["demand"].iloc[0:0]}
     fast, slow = _both(empty)
     assert fast.empty and slow.empty
+
+
+def test_a_listed_promotion_reaches_its_store_and_product_rows_and_the_models_inputs(small_landing):
+    from mlops_assets.ml.preprocess import Preprocessor
+    from mlops_assets.offline import region_features
+
+    ship = pd.read_csv(sorted((small_landing / "shipments").glob("*.csv"))[-3], dtype=str)
+    week, store, product = ship.iloc[0][["week_start", "store_id", "product_id"]]
+    region = pd.read_csv(small_landing / "stores.csv", dtype=str).set_index("store_id").loc[store, "region"]
+    events = pd.read_csv(small_landing / "events.csv", dtype=str)
+    promotion = pd.DataFrame([{"date": week, "region": region, "event": "deal", "store_id": store,
+                               "product_id": product}])
+    pd.concat([events, promotion], ignore_index=True).to_csv(small_landing / "events.csv", index=False)
+
+    features = region_features(small_landing, region)
+    promoted = features["events"].str.split(";").apply(lambda names: "deal" in names)
+    assert promoted.sum() == 1
+    at = features[promoted].iloc[0]
+    assert (at["store_id"], at["product_id"], at["week_start"]) == (store, product, pd.Timestamp(week))
+    pre = Preprocessor.fit(features[features["target"].notna()])
+    column = pre.feature_names.index("event:deal")
+    numeric = pre.numeric_matrix(features)
+    assert len(np.unique(numeric[promoted.to_numpy(), column])) == 1
+    assert numeric[promoted.to_numpy(), column][0] > numeric[~promoted.to_numpy(), column].max()

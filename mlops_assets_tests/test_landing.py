@@ -162,3 +162,25 @@ def test_a_business_without_events_delivers_the_header_alone(small_landing):
     (small_landing / "products.csv").write_text("product_id,category,velocity\n")
     assert [str(p) for p in check_landing(small_landing)["products"].problems] == [
         "products.csv:1: -: file has a header but no data rows"]
+
+
+def test_an_event_may_be_limited_to_a_store_and_a_product_of_the_masters(small_landing):
+    results = check_landing(small_landing)
+    store, region = results["stores"].valid[["store_id", "region"]].iloc[0]
+    other = results["stores"].valid.loc[results["stores"].valid["region"] != region, "region"].iloc[0]
+    product = results["products"].valid["product_id"].iloc[0]
+    (small_landing / "events.csv").write_text(
+        "date,region,event,store_id,product_id\n"
+        f"2026-01-06,{region},deal,{store},{product}\n"     # a promotion of one product in one store
+        f"2026-01-06,*,feature,,{product}\n"                # of one product everywhere
+        f"2026-01-06,{region},deal,nowhere_s01,{product}\n"  # an unknown store
+        f"2026-01-06,{region},deal,{store},p999\n"          # an unknown product
+        f"2026-01-06,{other},deal,{store},{product}\n")     # a store of another region
+    results = check_landing(small_landing)
+    assert _lines(results) == [
+        "events.csv:4: store_id: must exist in stores (nowhere_s01)",
+        "events.csv:5: product_id: must exist in products (p999)",
+        f"events.csv:6: store_id: store_id must be a store of the event's region (or the region '*') ({store})",
+    ]
+    valid = results["events"].valid
+    assert len(valid) == 2 and valid["store_id"].isna().tolist() == [False, True]

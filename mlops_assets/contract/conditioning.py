@@ -70,13 +70,20 @@ def weekly_weather(stores: pd.DataFrame, weather: pd.DataFrame, region: str, wee
     return out.reindex(columns=cols).sort_values(["week_start", "zip_code"]).reset_index(drop=True)
 
 
+EVENT_SCOPE = ("store_id", "product_id")  # "" in a weekly event: every store, every product
+
+
 def weekly_events(events: pd.DataFrame, region: str, weeks: Sequence[str]) -> pd.DataFrame:
-    """The events of each week that apply to the region (its own and ``*``), with their day count."""
+    """The events of each week that apply to the region (its own and ``*``), with their day count,
+    each with the store and the product it is limited to ("": every one)."""
     weeks = _weeks(weeks)
     e = events[events["region"].isin([region, "*"])].copy()
+    for column in EVENT_SCOPE:
+        e[column] = e[column].fillna("").astype(str) if column in e else ""
     e["week_start"] = e["date"] - pd.to_timedelta(e["date"].dt.weekday, unit="D")
     e = e[e["week_start"].isin(weeks)]
-    out = e.groupby(["week_start", "event"])["date"].nunique().rename("days").reset_index()
+    keys = ["week_start", "event", *EVENT_SCOPE]
+    out = e.groupby(keys)["date"].nunique().rename("days").reset_index()
     out["days"] = out["days"].astype("int64")
     out.insert(0, "region", region)
-    return out.sort_values(["week_start", "event"]).reset_index(drop=True)
+    return out.reindex(columns=["region", *keys, "days"]).sort_values(keys).reset_index(drop=True)

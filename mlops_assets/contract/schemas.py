@@ -105,8 +105,20 @@ def demographics_schema(store_ids, extra_columns=(), rejected_store_ids=()) -> p
     return _schema("demographics", columns)
 
 
-def events_schema(regions: Iterable[str]) -> pa.DataFrameSchema:
+def events_schema(regions: Iterable[str], store_regions: dict[str, str] | None = None,
+                  product_ids: Iterable[str] = (), rejected_store_ids=(), rejected_product_ids=()
+                  ) -> pa.DataFrameSchema:
+    """An event applies to its region (or every region), and, where ``store_id`` or
+    ``product_id`` is given, to that store or product only (a promotion, a store's reopening)."""
     # a region only named by a rejected stores row is still unknown here: events are few
+    store_regions = store_regions or {}
+
+    def in_its_region(df):
+        if "store_id" not in df:
+            return df["region"].notna()
+        own = df["store_id"].map(store_regions)
+        return df["store_id"].isna() | own.isna() | (df["region"] == ALL_REGIONS) | (df["region"] == own)
+
     return _schema(
         "events",
         {
@@ -114,7 +126,11 @@ def events_schema(regions: Iterable[str]) -> pa.DataFrameSchema:
             "region": _text(pa.Check.isin(sorted(set(regions) | {ALL_REGIONS}),
                                           error="must be a region of stores or '*'")),
             "event": _text(_nonempty()),
+            "store_id": _text(*_refs(store_regions, "stores", rejected_store_ids), nullable=True, required=False),
+            "product_id": _text(*_refs(product_ids, "products", rejected_product_ids), nullable=True,
+                                required=False),
         },
+        checks=[pa.Check(in_its_region, error="store_id must be a store of the event's region (or the region '*')")],
     )
 
 
@@ -213,10 +229,12 @@ def weekly_events_schema() -> pa.DataFrameSchema:
             "region": _region,
             "week_start": _week,
             "event": pa.Column(str, _nonempty()),
+            "store_id": pa.Column(str),    # "": every store of the region
+            "product_id": pa.Column(str),  # "": every product
             "days": pa.Column("int64", pa.Check.in_range(1, 7)),
         },
         name="weekly_events",
-        unique=["week_start", "event"],
+        unique=["week_start", "event", "store_id", "product_id"],
         strict=True,
     )
 

@@ -85,7 +85,8 @@ TABLES: dict[str, Table] = {
         Table("products", "products", _cols("product_id:string category:string velocity:string?")),
         Table("demographics", "demographics",
               _cols("store_id:string population:number median_income:number"), extra_numeric=True),
-        Table("events", "events", _cols("date:date region:string event:string"), may_be_empty=True),
+        Table("events", "events", _cols("date:date region:string event:string store_id:string? product_id:string?"),
+              may_be_empty=True),
         Table("shipments", "shipments/",
               _cols("week_start:date store_id:string product_id:string units_shipped:integer")),
         Table("returns", "returns/",
@@ -513,7 +514,9 @@ def check_dependent(landing: Path, name: str, stores: TableResult, products: Tab
     bad_stores, bad_products = rejected_ids(stores, "store_id"), rejected_ids(products, "product_id")
     builders = {
         "demographics": lambda extra: schemas.demographics_schema(store_ids, extra, bad_stores),
-        "events": lambda extra: schemas.events_schema(stores.valid["region"].unique().tolist()),
+        "events": lambda extra: schemas.events_schema(
+            stores.valid["region"].unique().tolist(), dict(zip(stores.valid["store_id"], stores.valid["region"])),
+            product_ids, bad_stores, bad_products),
         "shipments": lambda extra: schemas.shipments_schema(store_ids, product_ids, bad_stores, bad_products),
         "returns": lambda extra: schemas.returns_schema(store_ids, product_ids, bad_stores, bad_products),
         "weather": lambda extra: schemas.weather_schema(),

@@ -187,6 +187,36 @@ def history_features(demand: pd.DataFrame, weeks: Sequence[str], products: pd.Da
     return frame.merge(pd.concat(tables, ignore_index=True), on=["week_start", "product_id"], how="left")
 
 
+EVENT_SCOPES = (["week_start", "store_id"], ["week_start", "product_id"], ["week_start", "store_id", "product_id"])
+
+
+def row_events(rows: pd.DataFrame, events: pd.DataFrame) -> pd.Series:
+    """Each row's events, ``;``-joined and sorted: the week's events of the whole region, and those
+    limited to the row's store, its product or both (``weekly_events``: "" = every one)."""
+    events = events.reindex(columns=["week_start", "event", "store_id", "product_id"])
+    for column in ("store_id", "product_id"):  # a partition conditioned before events had a scope: every one
+        events[column] = events[column].fillna("").astype(str)
+    everywhere = (events["store_id"] == "") & (events["product_id"] == "")
+    weekly = events[everywhere].groupby("week_start")["event"].agg(lambda s: ";".join(sorted(set(s))))
+    out = rows["week_start"].map(weekly).fillna("").astype(object) if len(weekly) else \
+        pd.Series("", index=rows.index, dtype=object)
+    scoped = events[~everywhere]
+    if not len(scoped):
+        return out
+    keys = rows[KEY].assign(_row=np.arange(len(rows)))
+    matched = []
+    for on in EVENT_SCOPES:
+        given = np.logical_and.reduce([(scoped[c] != "").to_numpy() if c in on else (scoped[c] == "").to_numpy()
+                                       for c in ("store_id", "product_id")])
+        if given.any():
+            matched.append(keys.merge(scoped.loc[given, [*on, "event"]], on=on)[["_row", "event"]])
+    found = pd.concat(matched, ignore_index=True).groupby("_row")["event"].agg(set)
+    position = found.index.to_numpy()
+    out.iloc[position] = [";".join(sorted(extra | (set(own.split(";")) - {""})))
+                          for own, extra in zip(out.iloc[position], found)]
+    return out
+
+
 def finish_features(out: pd.DataFrame, stores: pd.DataFrame, products: pd.DataFrame, demographics: pd.DataFrame,
                     weather: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
     """The history rows joined with calendar, store, product, demographics, weather and events."""
@@ -204,10 +234,7 @@ def finish_features(out: pd.DataFrame, stores: pd.DataFrame, products: pd.DataFr
     out = out.merge(weather, on=["week_start", "zip_code"], how="left")
     out["weather_forecast_share"] = out.pop("days_forecast") / 7.0
     out["forecast_weather_share"] = out.pop("days_with_forecast") / 7.0
-    ev = (events.groupby("week_start")["event"].apply(lambda s: ";".join(sorted(set(s)))).rename("events")
-          if len(events) else pd.Series(dtype=object, name="events"))
-    out = out.merge(ev.reset_index(), on="week_start", how="left") if len(ev) else out.assign(events="")
-    out["events"] = out["events"].fillna("")
+    out["events"] = row_events(out, events)
     out["segment"] = out["format"] + "/" + out["velocity"]
     out = out.drop(columns=["zip_code"])
     lead = ["region", "week_start", "store_id", "product_id", "category", "format", "velocity",
