@@ -43,6 +43,8 @@ def main() -> int:
     parser.add_argument("--holdout-weeks", type=int, default=13)
     parser.add_argument("--no-lightgbm", action="store_true")
     parser.add_argument("--json", help="write the table to this file (strict JSON)")
+    parser.add_argument("--rows", help="write every holdout row's forecasts (each method, each band) to this "
+                                       "Parquet file")
     args = parser.parse_args()
 
     landing = Path(args.landing)
@@ -71,6 +73,9 @@ def main() -> int:
     rows["historical_average"] = peers["historical_average"]
     methods = [*MEMBERS, *[c for c in peers.columns if not c.endswith(BAND)]]
     table = compare(rows, methods)
+    if args.rows:
+        rows[["region", *KEY, "segment", "target", *methods,
+              *[c for c in rows if c.endswith(BAND) or c in ("p10", "p50", "p90")]]].to_parquet(args.rows)
 
     print(f"\n{landing}: {len(regions)} regions, {len(rows)} holdout rows ({args.holdout_weeks} weeks, one week "
           f"ahead); peers fit once on {len(train)} earlier rows")

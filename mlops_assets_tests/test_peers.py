@@ -24,6 +24,19 @@ def test_metrics_and_reductions_match_hand_computed_values():
     assert (region_b["rows"], region_b["mape"], region_b["wape"]) == (1, pytest.approx(0.25), pytest.approx(0.25))
 
 
+def test_methods_are_also_compared_at_zero_bias_each_scaled_to_its_regions_demand():
+    # region a: demand 10 and 30, the model forecasts 5 and 15 (half of it): scaled by 2 it is exact;
+    # region b: demand 20, forecast 25: scaled to 20. Pooled, the scaled model has no error left.
+    frame = pd.DataFrame({"region": ["a", "a", "b"], "target": [10.0, 30.0, 20.0],
+                          "model": [5.0, 15.0, 25.0], "historical_average": [20.0, 20.0, 20.0]})
+    table = compare(frame, ["model", "historical_average"]).set_index(["scope", "method"])
+    assert table.loc[("pooled", "model"), "mape"] == pytest.approx((0.5 + 0.5 + 0.25) / 3)
+    assert table.loc[("pooled", "model"), "mape_unbiased"] == pytest.approx(0.0)
+    assert table.loc[("pooled", "model"), "wape_unbiased"] == pytest.approx(0.0)
+    # the flat 20 is already unbiased in region a (10 + 30 = 2 x 20): unchanged there
+    assert table.loc[("a", "historical_average"), "mape_unbiased"] == pytest.approx((1.0 + 1 / 3) / 2)
+
+
 def _panel(weeks: int, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     frames = []
