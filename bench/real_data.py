@@ -32,8 +32,10 @@ How it is mapped into the contract (nothing is invented except where said):
   competition) are further numeric features.
 - ``events``: US federal holidays and the Super Bowl in the period (dates are facts of the calendar).
 - ``weather``: none (the contract's weather folder is optional).
-- Price, deal and feature advertising are in the data but not in the contract: no model here
-  sees them, the peers included.
+- Promotions (``--no-promotions`` leaves them out): a store x brand x week with an in-store deal
+  (``deal`` = 1) is an event ``deal``, one featured in the weekly ad (``feat`` >= 0.5; ``feat`` is
+  0 or 1 in 95% of rows) an event ``feature``, each limited to its store and product, as a
+  business plans its promotions ahead of the week. Price is not in the contract: no model sees it.
 
 **Sliced cheese** (``cheese.rda``): weekly unit volume of one product (Borden sliced cheese) at
 88 retailers (key accounts) in 46 US markets, 52 to 68 weeks each, with the retailer's price and
@@ -41,7 +43,7 @@ the share of its stores with a display (IRI scanner data as published with bayes
 Allenby and McCulloch, *Bayesian Statistics and Marketing*, 2005). A second real data set of
 the same kind (a product's weekly sales across many outlets), chosen because it is offline in
 the same Debian package, nobody here made it, and its outlets are whole retail chains: far fewer,
-far larger series than orange juice, one product, no promotions calendar. How it is mapped:
+far larger series than orange juice, one product. How it is mapped:
 
 - ``shipments``: ``units_shipped`` = ``VOLUME`` per retailer and week. The data holds no dates:
   its rows are week after week, each week listing its retailers, and a retailer has 52 to 68 of
@@ -54,7 +56,9 @@ far larger series than orange juice, one product, no promotions calendar. How it
   00000 (no weather).
 - ``products``: the one product, category ``cheese``, ``velocity`` left empty (derived).
 - ``demographics``: none in the data: ``population`` and ``median_income`` are 0.
-- Price and display are in the data but not in the contract, as for orange juice.
+- Promotions (``--no-promotions`` leaves them out): a retailer x week with at least a fifth of
+  its volume on display (``DISP`` >= 0.2; a fifth of the rows) is an event ``display`` of that
+  store and the product. Price is not in the contract.
 """
 
 from __future__ import annotations
@@ -96,14 +100,31 @@ CENSUS = {  # the US Census region of each market of the cheese data
 CHEESE_WEEK_ONE = pd.Timestamp("1990-01-01")  # a Monday: the data has no dates
 
 
-def convert(rda: Path, out: Path) -> dict:
-    """The landing folder of the data set in ``rda`` (orangeJuice or cheese)."""
+EVENT_COLUMNS = ["date", "region", "event", "store_id", "product_id"]
+FEATURED = 0.5   # orange juice: ``feat`` at least this: the brand was in the store's weekly ad
+DISPLAYED = 0.2  # cheese: ``DISP`` at least this: a fifth of the retailer's volume sold on display
+
+
+def convert(rda: Path, out: Path, promotions: bool = True) -> dict:
+    """The landing folder of the data set in ``rda`` (orangeJuice or cheese); ``promotions``:
+    the data's promotions as store x product events (False: the calendar's events alone)."""
     import rdata  # the bench extra
 
     data = rdata.read_rda(str(rda))
     if "cheese" in data:
-        return convert_cheese(data["cheese"], out)
-    return convert_orange_juice(data["orangeJuice"], out)
+        return convert_cheese(data["cheese"], out, promotions)
+    return convert_orange_juice(data["orangeJuice"], out, promotions)
+
+
+def _promotions(sales: pd.DataFrame, stores: pd.DataFrame, flags: dict[str, pd.Series]) -> pd.DataFrame:
+    """One event per promoted store x product x week (``flags``: event name -> a boolean per
+    ``sales`` row), dated the week's Monday, in the store's region."""
+    region = sales["store_id"].map(stores.set_index("store_id")["region"])
+    frames = [pd.DataFrame({"date": sales.loc[flag, "week_start"].dt.strftime("%Y-%m-%d"),
+                            "region": region[flag], "event": name, "store_id": sales.loc[flag, "store_id"],
+                            "product_id": sales.loc[flag, "product_id"]})
+              for name, flag in flags.items()]
+    return pd.concat(frames, ignore_index=True).reindex(columns=EVENT_COLUMNS)
 
 
 def _write(out: Path, stores, products, demographics, events, sales) -> dict:
@@ -126,7 +147,7 @@ def _formats(sales: pd.DataFrame) -> pd.Series:
     return pd.Series(np.where(volume >= volume.median(), "large", "small"), index=volume.index)
 
 
-def convert_cheese(cheese: pd.DataFrame, out: Path) -> dict:
+def convert_cheese(cheese: pd.DataFrame, out: Path, promotions: bool = True) -> dict:
     region_of = {market: region for region, markets in CENSUS.items() for market in markets}
     retailer = cheese["RETAILER"].astype(str)
     names = sorted(retailer.unique())
@@ -147,11 +168,13 @@ def convert_cheese(cheese: pd.DataFrame, out: Path) -> dict:
     stores["zip_code"] = "00000"
     products = pd.DataFrame({"product_id": ["borden_sliced_cheese"], "category": ["cheese"], "velocity": [""]})
     demographics = pd.DataFrame({"store_id": stores["store_id"], "population": 0, "median_income": 0})
-    events = pd.DataFrame(columns=["date", "region", "event"])
+    events = pd.DataFrame(columns=EVENT_COLUMNS)
+    if promotions:
+        events = _promotions(sales, stores, {"display": (cheese["DISP"].astype(float) >= DISPLAYED).to_numpy()})
     return _write(out, stores, products, demographics, events, sales)
 
 
-def convert_orange_juice(data: dict, out: Path) -> dict:
+def convert_orange_juice(data: dict, out: Path, promotions: bool = True) -> dict:
     yx, demo = data["yx"], data["storedemo"]
     sales = pd.DataFrame({
         "week_start": WEEK_ONE_MONDAY + pd.to_timedelta((yx["week"].astype(int) - 1) * 7, unit="D"),
@@ -160,7 +183,10 @@ def convert_orange_juice(data: dict, out: Path) -> dict:
         "units_shipped": np.round(np.exp(yx["logmove"].astype(float))).astype("int64"),
     })
     demo = demo.assign(store_id="s" + demo["STORE"].astype(int).astype(str).str.zfill(3))
-    sales = sales[sales["store_id"].isin(demo["store_id"])]
+    promoted = {"deal": (yx["deal"].astype(int) == 1).to_numpy(),
+                "feature": (yx["feat"].astype(float) >= FEATURED).to_numpy()}
+    known = sales["store_id"].isin(demo["store_id"]).to_numpy()
+    sales, promoted = sales[known], {name: flag[known] for name, flag in promoted.items()}
 
     tercile = pd.qcut(demo.set_index("store_id")["SSTRDIST"], 3,
                       labels=["near_discounter", "mid_distance", "far_from_discounter"])
@@ -175,16 +201,20 @@ def convert_orange_juice(data: dict, out: Path) -> dict:
     demographics = pd.DataFrame({"store_id": demo["store_id"], "population": 0,
                                  "median_income": np.exp(demo["INCOME"].astype(float)).round(0), **extra})
     events = pd.DataFrame([(d, "*", name) for name, days in HOLIDAYS.items() for d in days],
-                          columns=["date", "region", "event"]).sort_values("date")
-    return _write(out, stores, products, demographics, events, sales)
+                          columns=["date", "region", "event"]).reindex(columns=EVENT_COLUMNS)
+    if promotions:
+        events = pd.concat([events, _promotions(sales, stores, promoted)], ignore_index=True)
+    return _write(out, stores, products, demographics, events.sort_values("date", kind="stable"), sales)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("rda", type=Path, help="bayesm's data/orangeJuice.rda or data/cheese.rda")
     parser.add_argument("out", type=Path, help="the landing folder to write")
+    parser.add_argument("--no-promotions", action="store_true",
+                        help="leave the data's promotions out of events.csv (the calendar's events alone)")
     args = parser.parse_args()
-    print(convert(args.rda, args.out))
+    print(convert(args.rda, args.out, promotions=not args.no_promotions))
     return 0
 
 
