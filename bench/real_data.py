@@ -39,7 +39,7 @@ How it is mapped into the contract (nothing is invented except where said):
 
 **Sliced cheese** (``cheese.rda``): weekly unit volume of one product (Borden sliced cheese) at
 88 retailers (key accounts) in 46 US markets, 52 to 68 weeks each, with the retailer's price and
-the share of its stores with a display (IRI scanner data as published with bayesm; Rossi,
+the share of its stores (by all-commodity volume) with a display (IRI scanner data as published with bayesm; Rossi,
 Allenby and McCulloch, *Bayesian Statistics and Marketing*, 2005). A second real data set of
 the same kind (a product's weekly sales across many outlets), chosen because it is offline in
 the same Debian package, nobody here made it, and its outlets are whole retail chains: far fewer,
@@ -56,9 +56,10 @@ far larger series than orange juice, one product. How it is mapped:
   00000 (no weather).
 - ``products``: the one product, category ``cheese``, ``velocity`` left empty (derived).
 - ``demographics``: none in the data: ``population`` and ``median_income`` are 0.
-- Promotions (``--no-promotions`` leaves them out): a retailer x week with at least a fifth of
-  its volume on display (``DISP`` >= 0.2; a fifth of the rows) is an event ``display`` of that
-  store and the product. Price is not in the contract.
+- Promotions (``--no-promotions`` leaves them out): a retailer x week with a display in stores
+  that make at least a fifth of its all-commodity volume (``DISP``, "percent ACV on display",
+  >= 0.2; a fifth of the rows) is an event ``display`` of that store and the product. Price is
+  not in the contract.
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ CHEESE_WEEK_ONE = pd.Timestamp("1990-01-01")  # a Monday: the data has no dates
 
 EVENT_COLUMNS = ["date", "region", "event", "store_id", "product_id"]
 FEATURED = 0.5   # orange juice: ``feat`` at least this: the brand was in the store's weekly ad
-DISPLAYED = 0.2  # cheese: ``DISP`` at least this: a fifth of the retailer's volume sold on display
+DISPLAYED = 0.2  # cheese: ``DISP`` (share of the retailer's ACV on display) at least this
 
 
 def convert(rda: Path, out: Path, promotions: bool = True) -> dict:

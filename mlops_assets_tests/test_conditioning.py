@@ -72,6 +72,32 @@ def test_a_promotion_is_limited_to_its_store_and_product_and_reaches_only_their_
     assert row_events(rows, before).tolist() == ["holiday", "holiday", "holiday", "", ""]
 
 
+def test_row_events_equal_a_row_by_row_reading_of_the_scopes_with_more_names_than_a_mask_word():
+    import numpy as np
+
+    from mlops_assets.ml.featurize import EVENT_BITS, row_events
+
+    rng = np.random.default_rng(3)
+    weeks = pd.to_datetime([W1, W2, W3])
+    stores, products = ["a1", "a2", "a3"], ["p1", "p2", "p3", "p4"]
+    n = 400
+    events = pd.DataFrame({"week_start": rng.choice(weeks, n), "event": [f"e{i}" for i in rng.integers(0, 70, n)],
+                           "store_id": rng.choice(["", *stores], n), "product_id": rng.choice(["", *products], n)})
+    assert events["event"].nunique() > EVENT_BITS
+    rows = pd.DataFrame([(w, s, p) for w in weeks for s in stores for p in products],
+                        columns=["week_start", "store_id", "product_id"], index=range(100, 136))
+
+    def by_hand(r):
+        hit = events[(events["week_start"] == r.week_start) & events["store_id"].isin(["", r.store_id])
+                     & events["product_id"].isin(["", r.product_id])]
+        return ";".join(sorted(set(hit["event"])))
+
+    expected = [by_hand(r) for r in rows.itertuples()]
+    got = row_events(rows, events)
+    assert list(got.index) == list(rows.index) and got.tolist() == expected
+    assert any(len(cell.split(";")) > 5 for cell in expected)
+
+
 def _cases(frame: pd.DataFrame, schema) -> set:
     import pandera.pandas as pa
 

@@ -98,6 +98,33 @@ def test_no_weather_folder(trainable_landing, tmp_path, monkeypatch, capsys):
     assert all("skipped" not in s for s in report["regions"]["north"]["segments"].values())
 
 
+def test_promotions_of_a_store_a_product_and_a_pair_reach_their_rows(landing, tmp_path, monkeypatch, capsys):
+    """events: "store_id ... the event is that store's alone", "product_id ... that product's alone":
+    promotions listed ahead of the week, the forecast week included, reach exactly their rows."""
+    last = pd.read_csv(landing / "shipments" / "2026-11-09.csv", dtype=str)
+    store, product = last.iloc[0][["store_id", "product_id"]]
+    events = pd.read_csv(landing / "events.csv", dtype=str)
+    planned = pd.DataFrame([
+        {"date": NEXT_WEEK, "region": "north", "event": "deal", "store_id": store, "product_id": product},
+        {"date": NEXT_WEEK, "region": "*", "event": "feature", "product_id": product},
+        {"date": NEXT_WEEK, "region": "north", "event": "reopening", "store_id": store},
+    ])
+    pd.concat([events, planned], ignore_index=True).to_csv(landing / "events.csv", index=False)
+    report, settings, out = _run(landing, tmp_path, monkeypatch, capsys)
+    _forecast_every_region(settings, ["north"])
+    _nothing_quarantined(settings, out)
+    weekly = pd.read_parquet(settings.storage_root / "weekly_events" / "north" / f"{NEXT_WEEK}.parquet")
+    assert set(zip(weekly["event"], weekly["store_id"], weekly["product_id"])) >= {
+        ("deal", store, product), ("feature", "", product), ("reopening", store, "")}
+    features = pd.read_parquet(settings.storage_root / "features" / "north" / f"{NEXT_WEEK}.parquet")
+    has = {name: features["events"].str.split(";").apply(lambda cell, n=name: n in cell) for name in
+           ("deal", "feature", "reopening")}
+    assert (has["deal"] == ((features["store_id"] == store) & (features["product_id"] == product))).all()
+    assert (has["feature"] == (features["product_id"] == product)).all()
+    assert (has["reopening"] == (features["store_id"] == store)).all()
+    assert has["deal"].sum() == 1 and has["reopening"].sum() > 1 and has["feature"].sum() > 1
+
+
 def _natural(frame: pd.DataFrame, table: str) -> pd.DataFrame:
     """A CSV table as a program writing Parquet would type it: dates as dates, counts as integers,
     measures as floats, flags as booleans, ids as text."""

@@ -184,3 +184,11 @@ def test_an_event_may_be_limited_to_a_store_and_a_product_of_the_masters(small_l
     ]
     valid = results["events"].valid
     assert len(valid) == 2 and valid["store_id"].isna().tolist() == [False, True]
+
+
+def test_an_events_file_without_the_scope_columns_gets_one_problem_per_bad_cell(small_landing):
+    (small_landing / "events.csv").write_text("date,region,event\n2026-01-06,,holiday\n2026-01-06,atlantis,fair\n")
+    assert _lines(check_landing(small_landing)) == [
+        "events.csv:2: region: must not be empty",
+        "events.csv:3: region: must be a region of stores or '*' (atlantis)",
+    ]

@@ -68,6 +68,19 @@ def test_peers_forecast_from_each_rows_lags_and_the_fitted_one_learns_the_rule()
     assert table.loc["lasso_lags", "wape"] < 0.05 < table.loc["historical_average", "wape"]
 
 
+def test_the_fitted_peers_see_the_events_the_models_see():
+    from mlops_assets.ml.peers import inputs
+
+    panel = _panel(3, 1).assign(events="")
+    panel.loc[panel.index % 7 == 0, "events"] = "deal"
+    panel.loc[panel.index % 11 == 0, "events"] = "deal;holiday"
+    X = inputs(panel, ["deal", "holiday"])
+    assert X.shape[1] == len(LAG_INPUTS) + 1 + 2
+    np.testing.assert_array_equal(X[:, -2], panel["events"].str.contains("deal").to_numpy(dtype=float))
+    np.testing.assert_array_equal(X[:, -1], panel["events"].str.contains("holiday").to_numpy(dtype=float))
+    assert inputs(panel).shape[1] == len(LAG_INPUTS) + 1  # no events named: the lags alone
+
+
 def test_the_peers_are_not_part_of_the_model_code_version(monkeypatch):
     from pathlib import Path
 

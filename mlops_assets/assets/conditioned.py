@@ -208,7 +208,8 @@ weekly_events = weekly_asset(
     "weekly_events", schemas.weekly_events_schema(),
     {"events": dg.AssetIn()},
     lambda events, region, weeks: conditioning.weekly_events(events, region, weeks),
-    "The week's events for the region (its own and national ones), with days per event.",
+    "The week's events for the region (its own and national ones), with days per event and the store "
+    "and product each is limited to (empty: every one).",
 )
 
 WEEKLY_FACTORIES = [net_demand, weekly_weather, weekly_events]

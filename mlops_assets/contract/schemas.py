@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import pandas as pd
 import pandera.pandas as pa
 
 SLUG = r"^[a-z0-9_]+$"
@@ -113,11 +114,16 @@ def events_schema(regions: Iterable[str], store_regions: dict[str, str] | None =
     # a region only named by a rejected stores row is still unknown here: events are few
     store_regions = store_regions or {}
 
+    known = set(regions) | {ALL_REGIONS}
+
     def in_its_region(df):
+        # only a known store in a known region is checked here: an unknown store, or a region that
+        # is empty or unknown, is reported once by its own column's rule
         if "store_id" not in df:
-            return df["region"].notna()
+            return pd.Series(True, index=df.index)
         own = df["store_id"].map(store_regions)
-        return df["store_id"].isna() | own.isna() | (df["region"] == ALL_REGIONS) | (df["region"] == own)
+        return (df["store_id"].isna() | own.isna() | ~df["region"].isin(known) | (df["region"] == ALL_REGIONS)
+                | (df["region"] == own))
 
     return _schema(
         "events",

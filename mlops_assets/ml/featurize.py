@@ -3,9 +3,9 @@
 One row per active store x product for the target week: the target (net demand,
 missing for a week not yet observed), lags 1-4 and 52, trailing means over 4, 13
 and 52 weeks, the mean of selling weeks and the share of zero weeks among the last 13,
-weeks listed among the last 52, week of year, the week's events, the
-week's weather (observed, else forecast), demographics, format, velocity and the
-categorical ids. Every history feature of week w reads weeks < w only.
+weeks listed among the last 52, week of year, the events of the row's week (its region's, its
+store's, its product's), the week's weather (observed, else forecast), demographics, format,
+velocity and the categorical ids. Every history feature of week w reads weeks < w only.
 """
 
 from __future__ import annotations
@@ -187,34 +187,51 @@ def history_features(demand: pd.DataFrame, weeks: Sequence[str], products: pd.Da
     return frame.merge(pd.concat(tables, ignore_index=True), on=["week_start", "product_id"], how="left")
 
 
-EVENT_SCOPES = (["week_start", "store_id"], ["week_start", "product_id"], ["week_start", "store_id", "product_id"])
+EVENT_SCOPES = (["week_start"], ["week_start", "store_id"], ["week_start", "product_id"],
+                ["week_start", "store_id", "product_id"])
+EVENT_BITS = 62  # event names per int64 word of a row's event mask
 
 
 def row_events(rows: pd.DataFrame, events: pd.DataFrame) -> pd.Series:
     """Each row's events, ``;``-joined and sorted: the week's events of the whole region, and those
-    limited to the row's store, its product or both (``weekly_events``: "" = every one)."""
+    limited to the row's store, its product or both (``weekly_events``: "" = every one).
+
+    A row's events are a bit mask over the event names (set with one vectorized ``bitwise_or``
+    per word), and each distinct mask is joined into text once: a region at seed scale has a
+    million rows and, with promotions listed, hundreds of thousands of matches, but few distinct
+    combinations of events."""
     events = events.reindex(columns=["week_start", "event", "store_id", "product_id"])
     for column in ("store_id", "product_id"):  # a partition conditioned before events had a scope: every one
         events[column] = events[column].fillna("").astype(str)
-    everywhere = (events["store_id"] == "") & (events["product_id"] == "")
-    weekly = events[everywhere].groupby("week_start")["event"].agg(lambda s: ";".join(sorted(set(s))))
-    out = rows["week_start"].map(weekly).fillna("").astype(object) if len(weekly) else \
-        pd.Series("", index=rows.index, dtype=object)
-    scoped = events[~everywhere]
-    if not len(scoped):
-        return out
     keys = rows[KEY].assign(_row=np.arange(len(rows)))
     matched = []
     for on in EVENT_SCOPES:
-        given = np.logical_and.reduce([(scoped[c] != "").to_numpy() if c in on else (scoped[c] == "").to_numpy()
+        given = np.logical_and.reduce([(events[c] != "").to_numpy() if c in on else (events[c] == "").to_numpy()
                                        for c in ("store_id", "product_id")])
         if given.any():
-            matched.append(keys.merge(scoped.loc[given, [*on, "event"]], on=on)[["_row", "event"]])
-    found = pd.concat(matched, ignore_index=True).groupby("_row")["event"].agg(set)
-    position = found.index.to_numpy()
-    out.iloc[position] = [";".join(sorted(extra | (set(own.split(";")) - {""})))
-                          for own, extra in zip(out.iloc[position], found)]
-    return out
+            matched.append(keys.merge(events.loc[given, [*on, "event"]].drop_duplicates(), on=on)[["_row", "event"]])
+    out = np.full(len(rows), "", dtype=object)
+    found = pd.concat(matched, ignore_index=True) if matched else pd.DataFrame(columns=["_row", "event"])
+    if len(found):
+        names = np.sort(found["event"].astype(str).unique())
+        code = np.searchsorted(names, found["event"].astype(str).to_numpy())
+        row = found["_row"].to_numpy(dtype=np.int64)
+        mask = np.zeros((len(rows), -(-len(names) // EVENT_BITS)), dtype=np.int64)
+        for word in range(mask.shape[1]):
+            at = code // EVENT_BITS == word
+            bits = np.left_shift(np.int64(1), (code[at] % EVENT_BITS).astype(np.int64))
+            column = mask[:, word].copy()
+            np.bitwise_or.at(column, row[at], bits)
+            mask[:, word] = column
+        if mask.shape[1] == 1:  # up to EVENT_BITS names: a 1-d unique, several times faster
+            distinct, inverse = np.unique(mask[:, 0], return_inverse=True)
+            distinct = distinct[:, None]
+        else:
+            distinct, inverse = np.unique(mask, axis=0, return_inverse=True)
+        cells = np.array([";".join(names[[w * EVENT_BITS + b for w in range(len(m)) for b in range(EVENT_BITS)
+                                          if (int(m[w]) >> b) & 1]]) for m in distinct], dtype=object)
+        out = cells[np.asarray(inverse).reshape(-1)]
+    return pd.Series(out, index=rows.index, dtype=object)
 
 
 def finish_features(out: pd.DataFrame, stores: pd.DataFrame, products: pd.DataFrame, demographics: pd.DataFrame,

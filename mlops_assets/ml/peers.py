@@ -7,7 +7,7 @@ series and regions:
 - ``historical_average``: the trailing 52-week mean (the project's baseline);
 - ``last_value``: last week's demand;
 - ``seasonal_naive``: the demand 52 weeks earlier;
-- ``lasso_lags``: one LASSO on the log lags and trailing means, and the week's events (alpha by
+- ``lasso_lags``: one LASSO on the log lags and trailing means, and the row's events (alpha by
   time-ordered CV);
 - ``lightgbm``: gradient-boosted trees on the same inputs (needs the ``bench`` extra);
 - ``lightgbm_quantile``: the same trees, one model per level with LightGBM's ``quantile``

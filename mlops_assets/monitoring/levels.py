@@ -13,8 +13,8 @@ promotion or a bulk order is one series' week, not the region's):
 - ``forecast`` (when the week is forecast): the forecast against what the reference says the
   series sells that week: its reference level (the mean of its log demand over the reference
   year), plus its category's annual season and the lift its category showed in the reference
-  at the week's events. Prediction drift: the forecasts moved away from what the week should
-  look like.
+  at the row's events (its week's, its store's, its product's). Prediction drift: the forecasts
+  moved away from what the week should look like.
 - ``demand`` (once the week's actuals land): the actual demand against the same expectation.
 - ``error`` (then too): the log ratio of actual to forecast: the forecasts' bias.
 
@@ -26,7 +26,7 @@ for ``demand``; for ``error`` weeks the model's forecasts had not seen (the trai
 holdout, or for the model fit before it, its validation weeks); for ``forecast`` the reference
 year, its weeks forecast unseen in their place. Once a model
 serves, its own weeks extend the calibration. A week's series share weather, holidays and
-promotions, so the variation across weeks, not across series, is the noise.
+promotions nobody listed, so the variation across weeks, not across series, is the noise.
 """
 
 from __future__ import annotations
