@@ -117,7 +117,7 @@ def convert(rda: Path, out: Path, promotions: bool = True) -> dict:
     return convert_orange_juice(data["orangeJuice"], out, promotions)
 
 
-def _promotions(sales: pd.DataFrame, stores: pd.DataFrame, flags: dict[str, pd.Series]) -> pd.DataFrame:
+def _promotions(sales: pd.DataFrame, stores: pd.DataFrame, flags: dict[str, np.ndarray]) -> pd.DataFrame:
     """One event per promoted store x product x week (``flags``: event name -> a boolean per
     ``sales`` row), dated the week's Monday, in the store's region."""
     region = sales["store_id"].map(stores.set_index("store_id")["region"])

@@ -113,7 +113,6 @@ def events_schema(regions: Iterable[str], store_regions: dict[str, str] | None =
     ``product_id`` is given, to that store or product only (a promotion, a store's reopening)."""
     # a region only named by a rejected stores row is still unknown here: events are few
     store_regions = store_regions or {}
-
     known = set(regions) | {ALL_REGIONS}
 
     def in_its_region(df):
