@@ -101,12 +101,12 @@ def level_matched(frame: pd.DataFrame, method: str, by: str | None = "region") -
     bias: a forecast of skewed demand can trade bias for MAPE (forecasting low wins MAPE), and a
     method that is best only because it forecasts lower than its peers is not best once all are
     unbiased."""
-    forecast = frame[method].to_numpy(dtype=float).copy()
+    forecast, actual = frame[method].to_numpy(dtype=float).copy(), frame["target"].to_numpy(dtype=float)
     groups = frame.groupby(by, sort=False).indices.values() if by else [np.arange(len(frame))]
     for index in groups:
         total = forecast[index].sum()
         if total > 0:
-            forecast[index] *= frame["target"].to_numpy(dtype=float)[index].sum() / total
+            forecast[index] *= actual[index].sum() / total
     return forecast
 
 

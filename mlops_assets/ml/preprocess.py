@@ -37,8 +37,8 @@ def event_vocabulary(frame: pd.DataFrame) -> list[str]:
 
 def event_indicators(frame: pd.DataFrame, events: list[str]) -> np.ndarray:
     """A rows x ``events`` matrix of 0/1: does the row have the event (its week's, its store's or its
-    product's: ``featurize.row_events``). A region's rows
-    share a few dozen distinct ``events`` cells, so each cell is split once, not once a row."""
+    product's: ``featurize.row_events``). A region's rows share a few dozen distinct ``events``
+    cells, so each cell is split once, not once a row."""
     codes, cells = pd.factorize(events_of(frame))
     position = {e: i for i, e in enumerate(events)}
     table = np.zeros((len(cells) + 1, len(events)))  # the last row: a missing cell (code -1)
