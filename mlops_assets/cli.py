@@ -372,7 +372,13 @@ def main(argv: list[str] | None = None) -> int:
     # what was registered; its warnings and errors still show (MLFLOW_LOGGING_LEVEL overrides)
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    from mlops_assets.errors import LandingMissing
+
+    try:
+        return args.func(args)
+    except LandingMissing as exc:  # a mistyped folder is the person's to fix: one line, not a traceback
+        print(f"mlops-assets {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -12,3 +12,7 @@ class ContractError(Exception):
     def __init__(self, message: str, problems=()):
         super().__init__(message)
         self.problems = list(problems)
+
+
+class LandingMissing(FileNotFoundError):
+    """The landing folder named does not exist: there is nothing to read, and nothing was changed."""

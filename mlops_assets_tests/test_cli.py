@@ -61,6 +61,14 @@ def test_run_names_an_unknown_region(env, capsys):
     assert "unknown region(s) atlantis; stores.csv has north, south" in capsys.readouterr().err
 
 
+def test_a_landing_folder_that_does_not_exist_is_one_line_and_changes_nothing(env, tmp_path, capsys):
+    missing = tmp_path / "no-such-landing"
+    assert main(["run", "--landing", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"mlops-assets run: landing folder {missing} does not exist (set MLOPS_LANDING_DIR or --landing)"
+    assert not missing.exists()
+
+
 def _dagster(args, env_vars, cwd):
     exe = Path(sys.executable).with_name("dagster")
     return subprocess.run([str(exe), *args], env=env_vars, cwd=cwd, capture_output=True, text=True, timeout=300)

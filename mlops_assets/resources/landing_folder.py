@@ -11,6 +11,7 @@ from pathlib import Path
 import dagster as dg
 
 from mlops_assets.contract import validation as contract
+from mlops_assets.errors import LandingMissing
 from mlops_assets.locations import location, url
 
 
@@ -56,7 +57,7 @@ class LandingResource(dg.ConfigurableResource):
         """Every table checked against the contract; cached while no file changes, so the
         steps of one in-process run share one read of the landing folder."""
         if not self.root.is_dir():
-            raise FileNotFoundError(f"landing folder {self.root} does not exist (set MLOPS_LANDING_DIR)")
+            raise LandingMissing(f"landing folder {self.root} does not exist (set MLOPS_LANDING_DIR or --landing)")
         stamps = tuple(_stamp(self.root, t) for t in contract.TABLES.values())
         return _checked(url(self.root), stamps)
 
