@@ -32,7 +32,7 @@ BAND = ("_p10", "_p50", "_p90")  # a peer's band columns, not methods of their o
 
 def main() -> int:
     from mlops_assets.config import SAMPLE_LANDING_DIR
-    from mlops_assets.contract.validation import check_landing
+    from mlops_assets.contract.validation import check_landing, require_clean
     from mlops_assets.ml.ensemble import TrainConfig, train_region
     from mlops_assets.ml.peers import NAIVE, compare, peer_forecasts
     from mlops_assets.offline import region_features
@@ -48,14 +48,15 @@ def main() -> int:
     args = parser.parse_args()
 
     landing = Path(args.landing)
-    stores = check_landing(landing)["stores"].valid
+    checked = require_clean(check_landing(landing), landing)
+    stores = checked["stores"].valid
     regions = args.regions.split(",") if args.regions else list(dict.fromkeys(stores["region"]))
     config = TrainConfig(holdout_weeks=args.holdout_weeks)
     started = time.perf_counter()
     train_rows, holdout_rows = [], []
     for region in regions:
         t = time.perf_counter()
-        features = region_features(landing, region, extra_weeks=1)
+        features = region_features(landing, region, extra_weeks=1, checked=checked)
         model, holdout = train_region(features, region, config)
         first = pd.Timestamp(model.evaluation["holdout"]["first_week"])
         warm = sorted(features.loc[features["target"].notna(), "week_start"].unique())[config.warmup_weeks]

@@ -12,14 +12,17 @@ from pathlib import Path
 import pandas as pd
 
 from mlops_assets.contract import conditioning
-from mlops_assets.contract.validation import check_landing
+from mlops_assets.contract.validation import TableResult, check_landing
 from mlops_assets.ml.featurize import build_features
 
 
-def region_inputs(landing: Path, region: str, extra_weeks: int = 0) -> dict:
+def region_inputs(landing: Path, region: str, extra_weeks: int = 0,
+                  checked: dict[str, TableResult] | None = None) -> dict:
     """The keyword arguments of ``build_features`` for every week of ``region`` in the landing
-    folder (and ``extra_weeks`` after the last observed one), conditioned as the graph does."""
-    checked = check_landing(landing)
+    folder (and ``extra_weeks`` after the last observed one), conditioned as the graph does: from
+    the rows the contract accepts (``checked``: the folder's ``check_landing``, when the caller
+    already has it)."""
+    checked = checked if checked is not None else check_landing(landing)
     t = {name: result.valid for name, result in checked.items()}
     first, last = t["shipments"]["week_start"].min(), t["shipments"]["week_start"].max()
     observed = pd.date_range(first, last, freq="7D").strftime("%Y-%m-%d").tolist()
@@ -33,6 +36,7 @@ def region_inputs(landing: Path, region: str, extra_weeks: int = 0) -> dict:
     }
 
 
-def region_features(landing: Path, region: str, extra_weeks: int = 0) -> pd.DataFrame:
+def region_features(landing: Path, region: str, extra_weeks: int = 0,
+                    checked: dict[str, TableResult] | None = None) -> pd.DataFrame:
     """Features of every week of ``region``, as the ``features`` partitions hold them."""
-    return build_features(**region_inputs(landing, region, extra_weeks))
+    return build_features(**region_inputs(landing, region, extra_weeks, checked))

@@ -25,6 +25,7 @@ import pandera.pandas as pa
 from pandas.api.types import union_categoricals
 
 from mlops_assets.contract import schemas
+from mlops_assets.errors import ContractError
 from mlops_assets.locations import files_in, is_local, location, source, stamp
 
 DATA_SUFFIXES = (".csv", ".parquet")
@@ -527,3 +528,14 @@ def check_dependent(landing: Path, name: str, stores: TableResult, products: Tab
 def all_problems(results: dict[str, TableResult]) -> Iterable[Problem]:
     for result in results.values():
         yield from result.problems
+
+
+def require_clean(results: dict[str, TableResult], landing) -> dict[str, TableResult]:
+    """``results`` of a landing a tool must read whole (a benchmark: figures from some of the rows
+    would not say so); a ``ContractError`` naming the first problems where the contract found any."""
+    problems = list(all_problems(results))
+    if problems:
+        shown = "; ".join(str(p) for p in problems[:5])
+        raise ContractError(f"{landing}: {len(problems)} problems against the data contract "
+                            f"(`mlops-assets validate` lists them all): {shown}", problems)
+    return results
