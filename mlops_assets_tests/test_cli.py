@@ -65,7 +65,8 @@ def test_a_landing_folder_that_does_not_exist_is_one_line_and_changes_nothing(en
     missing = tmp_path / "no-such-landing"
     assert main(["run", "--landing", str(missing)]) == 2
     err = capsys.readouterr().err
-    assert err.strip() == f"mlops-assets run: landing folder {missing} does not exist (set MLOPS_LANDING_DIR or --landing)"
+    assert err.strip() == (f"mlops-assets run: landing folder {missing} does not exist "
+                           "(set MLOPS_LANDING_DIR or --landing)")
     assert not missing.exists()
 
 
