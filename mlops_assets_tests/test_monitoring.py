@@ -50,6 +50,30 @@ def test_a_series_spread_is_its_own_deviation_over_the_reference_year():
     assert levels.spreads_of(model, unknown)[0] == model["median_spread"]
 
 
+def test_levels_and_lifts_are_fitted_together_so_events_that_coincide_are_counted_once():
+    # two series at levels 2 and 1 (log units); a promotion every third week lifts them by 0.5, a
+    # home game every fifth by 0.3, both at once in weeks 0, 15, 30 and 45
+    weeks = np.arange(60)
+    promotion, game = weeks % 3 == 0, weeks % 5 == 0
+    events = np.where(promotion & game, "promotion;home_game",
+                      np.where(promotion, "promotion", np.where(game, "home_game", "")))
+    rows = pd.DataFrame({"week_start": np.repeat(WEEKS[:60], 2), "week_of_year": 1, "category": "a",
+                         "store_id": "s", "product_id": np.tile(["p1", "p2"], 60), "events": np.repeat(events, 2)})
+    truth = (np.where(rows["product_id"] == "p1", 2.0, 1.0) + 0.5 * np.repeat(promotion, 2)
+             + 0.3 * np.repeat(game, 2))
+    model = levels.expectation_model(rows, truth)
+    assert dict(zip(model["series"]["key"], model["series"]["level"])) == pytest.approx({"s|p1": 2.0, "s|p2": 1.0},
+                                                                                          abs=1e-3)
+    assert model["lifts"]["a"] == pytest.approx({"promotion": 0.5, "home_game": 0.3}, abs=1e-3)
+    assert levels.expected(model, rows) == pytest.approx(truth, abs=1e-3)
+    # fitted one after the other, p1's level would be its mean, 2 + 0.5 x 20/60 + 0.3 x 12/60 = 2.227:
+    # every week without an event would look 20% below its level
+    assert np.mean(truth[rows["product_id"] == "p1"]) == pytest.approx(2.0 + 0.5 / 3 + 0.3 / 5)
+    # an event the category never had adds nothing; a category without events gets no lifts
+    other = rows.head(2).assign(category="b", events="christmas")
+    assert levels.expected(model, other) == pytest.approx([2.0, 1.0], abs=1e-3)
+
+
 def _series(values: list[float], start: int = 0) -> dict[str, float]:
     return {WEEKS[start + i].strftime("%Y-%m-%d"): v for i, v in enumerate(values)}
 

@@ -11,10 +11,11 @@ selling one or two), and none moves the mean by more than ``CLIP`` of its own sp
 promotion or a bulk order is one series' week, not the region's):
 
 - ``forecast`` (when the week is forecast): the forecast against what the reference says the
-  series sells that week: its reference level (the mean of its log demand over the reference
-  year), plus its category's annual season and the lift its category showed in the reference
-  at the row's events (its week's, its store's, its product's). Prediction drift: the forecasts
-  moved away from what the week should look like.
+  series sells that week: its reference level, plus its category's annual season and the lift
+  its category showed in the reference at the row's events (its week's, its store's, its
+  product's), all three fitted together to the reference year's log demand by least squares
+  (``expectation_model``). Prediction drift: the forecasts moved away from what the week should
+  look like.
 - ``demand`` (once the week's actuals land): the actual demand against the same expectation.
 - ``error`` (then too): the log ratio of actual to forecast: the forecasts' bias.
 
@@ -49,6 +50,8 @@ BASELINE = 13  # weeks in the baseline (a quarter: long enough to be precise, sh
 YEAR_WEEKS = 52.18
 # distinct weeks of the year a season needs: fitted on less, it is extrapolated into the weeks monitored
 MIN_WEEKS_FOR_SEASON = 50
+MAX_BACKFIT = 200  # rounds of expectation_model's backfitting; the reference years measured settle in 10-40
+BACKFIT_TOLERANCE = 1e-4  # log units: the fitted values move less than 0.01% in a round
 LEVEL_VERSION = 2
 
 
@@ -88,9 +91,12 @@ def harmonics(week_of_year) -> np.ndarray:
     return np.column_stack([np.sin(angle), np.cos(angle)])
 
 
-def _events(frame: pd.DataFrame) -> list[list[str]]:
-    cells = frame["events"].fillna("").astype(str) if "events" in frame else pd.Series("", index=frame.index)
-    return [[e for e in cell.split(";") if e] for cell in cells]
+def _indicators(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each row's events as 0/1 columns, one per event name (none where no row has an event)."""
+    if "events" not in frame:
+        return pd.DataFrame(index=range(len(frame)))
+    cells = frame["events"].fillna("").astype(str).reset_index(drop=True)
+    return cells.str.get_dummies(sep=";").drop(columns="", errors="ignore")
 
 
 def _season(deviation: np.ndarray, woy: np.ndarray, category: np.ndarray) -> dict[str, list[float]]:
@@ -106,17 +112,34 @@ def _season(deviation: np.ndarray, woy: np.ndarray, category: np.ndarray) -> dic
     return out
 
 
-def _lifts(residual: np.ndarray, frame: pd.DataFrame) -> dict[str, dict[str, float]]:
-    """Per category and event, the mean residual of the rows of weeks with that event: what the
-    category sold above its level and season at the event (0 where it did not move)."""
-    rows = [(cat, e, r) for cat, names, r in zip(frame["category"].astype(str), _events(frame), residual)
-            for e in names if np.isfinite(r)]
-    if not rows:
-        return {}
-    table = pd.DataFrame(rows, columns=["category", "event", "residual"]).groupby(["category", "event"])["residual"]
+def _lifts(residual: np.ndarray, category: np.ndarray, events: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Per category, each event's lift: the least-squares fit of the residuals of the rows with
+    events to one additive term per event, all events at once, so a row with two events (a home
+    game in a promotion week) adds both lifts, and neither counts the other's (0 where it did
+    not move)."""
     out: dict[str, dict[str, float]] = {}
-    for (cat, event), mean in table.mean().items():
-        out.setdefault(cat, {})[event] = round(float(mean), 6)
+    if events.shape[1] == 0:
+        return out
+    matrix = events.to_numpy(dtype=float)
+    for cat in np.unique(category):
+        at = (category == cat) & (matrix.sum(axis=1) > 0) & np.isfinite(residual)
+        if not at.any():
+            continue
+        used = matrix[at].any(axis=0)
+        coef, *_ = np.linalg.lstsq(matrix[at][:, used], residual[at], rcond=None)
+        out[str(cat)] = {str(e): round(float(b), 6) for e, b in zip(events.columns[used], coef)}
+    return out
+
+
+def _lift_terms(lifts: dict[str, dict[str, float]], category: np.ndarray, events: pd.DataFrame) -> np.ndarray:
+    """Each row's sum of its category's lifts at its events (0 for an event its category never had)."""
+    out = np.zeros(len(category))
+    if events.shape[1] == 0:
+        return out
+    matrix = events.to_numpy(dtype=float)
+    for cat, by_event in lifts.items():
+        at = category == cat
+        out[at] = matrix[at] @ np.array([by_event.get(str(e), 0.0) for e in events.columns])
     return out
 
 
@@ -149,24 +172,37 @@ def expected(model: dict, frame: pd.DataFrame) -> np.ndarray:
     category = frame["category"].astype(str).to_numpy()
     out = level.to_numpy(dtype=float) + season_of(model, category, frame["week_of_year"].to_numpy(dtype=float))
     lifts = model.get("lifts", {})
-    if lifts:
-        out = out + np.array([sum(lifts.get(cat, {}).get(e, 0.0) for e in names)
-                              for cat, names in zip(category, _events(frame))])
-    return out
+    return out + _lift_terms(lifts, category, _indicators(frame)) if lifts else out
 
 
 def expectation_model(rows: pd.DataFrame, values: np.ndarray) -> dict:
-    """Each series' level (the mean of ``values``, log units, over its rows), its category's
-    annual season, and its category's lift at each event, fitted on ``rows`` (the reference year);
-    and each series' spread around that expectation (``_spreads``)."""
-    key = series_of(rows)
-    level = pd.Series(values).groupby(key.to_numpy()).mean()
-    deviation = values - level.reindex(key.to_numpy()).to_numpy()
+    """Each series' level, its category's annual season and its category's lift at each event,
+    fitted together on ``rows`` (the reference year) to ``values`` (log units): the least-squares
+    fit of level + season + lifts, found by backfitting (each part refitted to what the others
+    leave, until the fitted values move less than ``BACKFIT_TOLERANCE``). Fitted one after the
+    other, a series' level would hold its weeks' events (a product in promotion one week in three
+    looks a quarter higher every week) and the events' lifts each other's. Then each series'
+    spread around that expectation (``_spreads``)."""
+    key = series_of(rows).to_numpy()
     woy = rows["week_of_year"].to_numpy(dtype=float)
-    model = {"series": {"key": level.index.tolist(), "level": level.round(6).tolist()},
-             "season": _season(deviation, woy, rows["category"].astype(str).to_numpy())}
-    model["lifts"] = _lifts(deviation - season_of(model, rows["category"], woy), rows)
-    spread, median = _spreads(values - expected(model, rows), key.to_numpy())
+    category = rows["category"].astype(str).to_numpy()
+    values = np.asarray(values, dtype=float)
+    events = _indicators(rows)
+    season, lift, fitted = np.zeros(len(rows)), np.zeros(len(rows)), None
+    for _ in range(MAX_BACKFIT):
+        level = pd.Series(values - season - lift).groupby(key).mean()
+        at_level = level.reindex(key).to_numpy()
+        model = {"series": {"key": level.index.tolist(), "level": level.round(6).tolist()},
+                 "season": _season(values - at_level - lift, woy, category)}
+        season = season_of(model, category, woy)
+        model["lifts"] = _lifts(values - at_level - season, category, events)
+        lift = _lift_terms(model["lifts"], category, events)
+        now = at_level + season + lift
+        settled = fitted is not None and np.nanmax(np.abs(now - fitted), initial=0.0) < BACKFIT_TOLERANCE
+        fitted = now
+        if settled:
+            break
+    spread, median = _spreads(values - expected(model, rows), key)
     model["series"]["spread"] = spread.reindex(level.index).round(6).tolist()
     model["median_spread"] = round(median, 6)
     return model
