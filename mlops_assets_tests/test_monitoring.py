@@ -195,6 +195,26 @@ def test_the_forecast_signal_is_calibrated_on_the_weeks_the_model_forecast_unsee
                                       levels.spreads_of(reference["forecast"], part))
         assert calibration[week.strftime("%Y-%m-%d")] == pytest.approx(by_hand, abs=1e-6)
         assert calibration[week.strftime("%Y-%m-%d")] > 0.1  # about log 1.2 above the fitted values
+    # only they set the signal's scale; the fitted weeks are their baselines
+    assert reference["unseen_forecast_weeks"] == [w.strftime("%Y-%m-%d") for w in WEEKS[39:52]]
+
+
+def test_a_scale_can_be_set_by_some_calibration_weeks_and_the_weeks_served():
+    # 30 weeks alternating 0 and 1, then 10 weeks at 0.5: scaled by those 10 and two served weeks,
+    # the departures are the weeks' distances from their baselines, by hand
+    calibration = _series([0.0, 1.0] * 15 + [0.5] * 10)
+    served = _series([0.5, 0.7], start=40)
+    scaled = frozenset(list(calibration)[30:])
+    series = levels.Series(calibration, served, scaled=scaled)
+    week = WEEKS[46].strftime("%Y-%m-%d")
+    found = levels.baseline(series, week)
+    values = [*calibration.values(), *served.values()]
+    # weeks 30..41 (10 calibration weeks and the 2 served), each against the 13 weeks ending 4 before it
+    departures = [values[t] - np.mean(values[max(0, t - 16):t - 3]) for t in range(30, 42)]
+    assert found.residuals == len(departures) == 12
+    assert found.scale == pytest.approx(np.sqrt(np.mean(np.square(departures))))
+    everything = levels.baseline(levels.Series(calibration, served), week)
+    assert everything.residuals == 37 and everything.scale > found.scale  # weeks 5..41: the alternating widen it
 
 
 def test_a_warm_weather_feed_is_named_by_the_weather_signal():

@@ -24,9 +24,10 @@ end ``GUARD`` weeks before the week judged (so a change is measured against what
 for ``GUARD`` weeks, while a model's slowly wandering seasonal bias, or a trend, is followed),
 scaled by how far weeks fell from such a baseline over the calibration weeks: the reference year
 for ``demand``; for ``error`` weeks the model's forecasts had not seen (the training run's
-holdout, or for the model fit before it, its validation weeks); for ``forecast`` the reference
-year, its weeks forecast unseen in their place. Once a model
-serves, its own weeks extend the calibration. A week's series share weather, holidays and
+holdout, or for the model fit before it, its validation weeks); for ``forecast`` those weeks
+too, forecast unseen, with the reference year's fitted weeks before them as their baselines
+(where a model has no such weeks, the whole reference year). Once a model serves, its own
+weeks extend the calibration. A week's series share weather, holidays and
 promotions nobody listed, so the variation across weeks, not across series, is the noise.
 """
 
@@ -247,15 +248,21 @@ def build_level_reference(rows: pd.DataFrame, forecasts: np.ndarray, out_of_samp
     if out_of_sample is not None and len(out_of_sample):
         errors = log_units(out_of_sample["actual"]) - log_units(out_of_sample["forecast"])
         calibration["error"] = weekly(out_of_sample, errors, spreads_of(demand, out_of_sample)).to_dict()
-        calibration["forecast"].update(_unseen_forecast_weeks(rows, forecast, out_of_sample))
-    return {"version": LEVEL_VERSION, "demand": demand, "forecast": forecast, "calibration": calibration}
+        unseen = _unseen_forecast_weeks(rows, forecast, out_of_sample)
+        calibration["forecast"].update(unseen)
+    else:
+        unseen = {}
+    return {"version": LEVEL_VERSION, "demand": demand, "forecast": forecast, "calibration": calibration,
+            "unseen_forecast_weeks": sorted(unseen)}
 
 
 def _unseen_forecast_weeks(rows: pd.DataFrame, forecast: dict, out_of_sample: pd.DataFrame) -> dict[str, float]:
     """The ``forecast`` statistic of the weeks the model forecast unseen. A served week is forecast
     unseen too, and such forecasts wander farther from the reference than the model's fitted
-    values of the weeks it trained on: calibrated on the fitted values alone, the signal's scale
-    is too small and it flags weeks where nothing changed. Where both exist, these weeks win."""
+    values of the weeks it trained on: calibrated on the fitted values, the signal's scale is too
+    small and it flags weeks where nothing changed. Where both exist, these weeks win, and only
+    they (and the weeks the model serves) set the signal's scale; the fitted weeks before them
+    are its baselines (``Series``' ``scaled``)."""
     described = rows[[c for c in (*KEY, "category", "week_of_year", "events") if c in rows]].assign(
         week_start=pd.to_datetime(rows["week_start"]))
     unseen = out_of_sample[[*KEY, "forecast"]].assign(week_start=pd.to_datetime(out_of_sample["week_start"]))
@@ -306,15 +313,19 @@ def _week_numbers(labels) -> np.ndarray:
 
 class Series:
     """A statistic's weekly values (calibration weeks, then the weeks a model served), sorted.
-    ``excluded`` weeks count in a recent window but never in a baseline (a change still flagged)."""
+    ``excluded`` weeks count in a recent window but never in a baseline (a change still flagged).
+    ``scaled``: the calibration weeks whose departures from their baselines set the scale (with
+    the weeks served); None: all of them."""
 
-    def __init__(self, calibration: dict[str, float], served: dict[str, float], excluded: frozenset = frozenset()):
+    def __init__(self, calibration: dict[str, float], served: dict[str, float], excluded: frozenset = frozenset(),
+                 scaled: frozenset | None = None):
         dated = {w: float(v) for w, v in {**calibration, **served}.items() if v is not None and np.isfinite(v)}
         labels = sorted(dated)
         self.labels = labels
         self.week = _week_numbers(labels) if labels else np.zeros(0, dtype=np.int64)
         self.value = np.array([dated[w] for w in labels], dtype=float)
         self.usable = np.array([w not in excluded for w in labels], dtype=bool)
+        self.scaled = np.array([scaled is None or w in scaled or w in served for w in labels], dtype=bool)
         self.served = _week_numbers(sorted(set(served) - set(excluded))) if served else np.zeros(0, dtype=np.int64)
         # cumulative sums: the mean of any span of weeks in O(1)
         self._sum = np.concatenate([[0.0], np.cumsum(self.value)])
@@ -347,7 +358,7 @@ def baseline(series: Series, week: str, weeks: int = 1) -> Baseline | None:
         before = series.value[(series.week <= at - GUARD) & series.usable][-BASELINE:]
         count, center = len(before), float(before.mean()) if len(before) else float("nan")
     residuals = []
-    for w in series.week[(series.week <= at - GUARD) & series.usable]:
+    for w in series.week[(series.week <= at - GUARD) & series.usable & series.scaled]:
         n, mean = series.baseline_of(int(w))
         recent = series.recent(int(w), weeks)
         if n >= 2 and recent is not None:

@@ -170,7 +170,8 @@ def reference_profile(observed: pd.DataFrame, as_of_week: str, predict, out_of_s
 
 
 def _signal(name: str, value: float | None, calibration: dict[str, float], week: str, history: list[dict],
-            limit: tuple[MonitorLimits, float], windows: tuple[int, ...] = (1,), floor: float = 0.0) -> dict:
+            limit: tuple[MonitorLimits, float], windows: tuple[int, ...] = (1,), floor: float = 0.0,
+            scaled: frozenset | None = None) -> dict:
     """A statistic against its baseline (``levels.baseline``: from the calibration weeks and the
     weeks this model served, but those the signal flagged): for each window (this week, or the
     mean of the last 2 or 4), its mean, its z against the baseline and its limit; flagged when a z
@@ -185,7 +186,7 @@ def _signal(name: str, value: float | None, calibration: dict[str, float], week:
     directions = {h["week"]: _direction(h["signals"][name]) for h in history if h["week"] in flagged}
     if value is None or not np.isfinite(value):
         return {"value": None, "flagged": False, "status": "not measured"}
-    series = levels.Series(calibration, {**served, week: value}, flagged)
+    series = levels.Series(calibration, {**served, week: value}, flagged, scaled)
     out = {"value": float(value), "windows": {}, "flagged": False, "status": "measured"}
     at = int(levels._week_numbers([week])[0])
     for weeks in windows:
@@ -268,8 +269,10 @@ def assess_week(reference: dict, rows: pd.DataFrame, week: str, forecasts: np.nd
         out["signals"]["error"] = _signal("error", found["error"], calibration["error"], week, history, usual,
                                           WINDOWS)
     else:
+        # the weeks the model forecast unseen set the scale (every week where a reference has none)
+        unseen = frozenset(reference["levels"].get("unseen_forecast_weeks") or ()) or None
         out["signals"]["forecast"] = _signal("forecast", found["forecast"], calibration["forecast"], week, history,
-                                             usual, SLOW_WINDOWS)
+                                             usual, SLOW_WINDOWS, scaled=unseen)
         woy = rows["week_of_year"].to_numpy(dtype=float)
         for column, spec in reference.get("covariates", {}).items():
             if column not in rows:
