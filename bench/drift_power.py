@@ -23,9 +23,10 @@ Prints, per shift: detection within 1, 2 and 4 weeks (1 = in the week the shift 
 actuals, or the next week's lags) and the 95% interval of the 4-week rate (12 trials pin a rate
 down to about +-20 points), the median delay of the detected, whether the shifted region
 alone was flagged in those weeks, and which signal flagged it; and the false alarms per
-region-week on the unchanged data, with their interval. The same for Evidently's data-drift
-preset with its defaults (dataset drift when half of the columns drift; Wasserstein and
-Jensen-Shannon at 0.1 on thousands of rows), on the same weeks, columns and reference rows.
+region-week on the unchanged data, with their interval and their weeks. The same for
+Evidently's data-drift preset with its defaults (dataset drift when half of the columns drift;
+Wasserstein and Jensen-Shannon at 0.1 on thousands of rows), on the same weeks, columns and
+reference rows.
 """
 
 from __future__ import annotations
@@ -220,7 +221,9 @@ def run(landing: Path, name: str, trials: int, span: int, seed: int, evidently: 
         print(f"  {label}: {trials} trials ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
     false_alarms = {"project": _false_alarms({r: {w: v["flagged"] for w, v in weeks.items()}
                                               for r, weeks in unchanged.items()}),
-                    "by_signal": _by_signal(unchanged)}
+                    "by_signal": _by_signal(unchanged),
+                    "weeks": [{"region": r, "week": w, "signals": v["by"]}
+                              for r, weeks in unchanged.items() for w, v in weeks.items() if v["flagged"]]}
     if evidently:
         false_alarms["evidently"] = _false_alarms(peer_unchanged)
     return {"name": name, "landing": str(landing), "regions": [r.name for r in prepared], "span_weeks": span,
@@ -304,7 +307,11 @@ def main() -> int:
                   f"{result['trials_per_shift']} trials per shift) - {who}")
             print(table(result, who).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
             low, high = interval(fa["flagged"], fa["region_weeks"])
-            by = f"; by signal: {result['false_alarms']['by_signal']}" if who == "project" else ""
+            by = ""
+            if who == "project":
+                weeks = ", ".join(f"{f['region']} {f['week']} ({', '.join(f['signals'])})"
+                                  for f in result["false_alarms"]["weeks"])
+                by = f"; by signal: {result['false_alarms']['by_signal']}" + (f"; in {weeks}" if weeks else "")
             print(f"false alarms on the unchanged data: {fa['flagged']} of {fa['region_weeks']} region-weeks "
                   f"({fa['rate']:.1%}, 95% interval {low:.1%}-{high:.1%}){by}")
     seconds = time.perf_counter() - started

@@ -51,7 +51,7 @@ BASELINE = 13  # weeks in the baseline (a quarter: long enough to be precise, sh
 YEAR_WEEKS = 52.18
 # distinct weeks of the year a season needs: fitted on less, it is extrapolated into the weeks monitored
 MIN_WEEKS_FOR_SEASON = 50
-MAX_BACKFIT = 200  # rounds of expectation_model's backfitting; the reference years measured settle in 10-40
+MAX_BACKFIT = 200  # rounds of expectation_model's backfitting; the reference years measured settle in 7-18
 BACKFIT_TOLERANCE = 1e-4  # log units: the fitted values move less than 0.01% in a round
 LEVEL_VERSION = 2
 
