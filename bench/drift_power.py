@@ -306,7 +306,7 @@ def main() -> int:
             print(f"\n{name} ({', '.join(result['regions'])}; {result['span_weeks']} monitored weeks per region, "
                   f"{result['trials_per_shift']} trials per shift) - {who}")
             print(table(result, who).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-            low, high = interval(fa["flagged"], fa["region_weeks"])
+            low, high = interval(fa["flagged"], fa["region_weeks"]) if fa["region_weeks"] else (math.nan, math.nan)
             by = ""
             if who == "project":
                 weeks = ", ".join(f"{f['region']} {f['week']} ({', '.join(f['signals'])})"

@@ -15,4 +15,4 @@ class ContractError(Exception):
 
 
 class LandingMissing(FileNotFoundError):
-    """The landing folder named does not exist: there is nothing to read, and nothing was changed."""
+    """The landing folder named does not exist: there is nothing to read (the folder is not created)."""

@@ -61,7 +61,7 @@ def test_run_names_an_unknown_region(env, capsys):
     assert "unknown region(s) atlantis; stores.csv has north, south" in capsys.readouterr().err
 
 
-def test_a_landing_folder_that_does_not_exist_is_one_line_and_changes_nothing(env, tmp_path, capsys):
+def test_a_landing_folder_that_does_not_exist_is_one_line_and_is_not_created(env, tmp_path, capsys):
     missing = tmp_path / "no-such-landing"
     assert main(["run", "--landing", str(missing)]) == 2
     err = capsys.readouterr().err

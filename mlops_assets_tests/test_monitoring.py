@@ -66,12 +66,16 @@ def test_levels_and_lifts_are_fitted_together_so_events_that_coincide_are_counte
                                                                                           abs=1e-3)
     assert model["lifts"]["a"] == pytest.approx({"promotion": 0.5, "home_game": 0.3}, abs=1e-3)
     assert levels.expected(model, rows) == pytest.approx(truth, abs=1e-3)
-    # fitted one after the other, p1's level would be its mean, 2 + 0.5 x 20/60 + 0.3 x 12/60 = 2.227:
-    # every week without an event would look 20% below its level
-    assert np.mean(truth[rows["product_id"] == "p1"]) == pytest.approx(2.0 + 0.5 / 3 + 0.3 / 5)
+    # (fitted one after the other, p1's level was its mean, 2 + 0.5 x 20/60 + 0.3 x 12/60 = 2.227:
+    # every week without an event looked 20% below its level)
     # an event the category never had adds nothing; a category without events gets no lifts
     other = rows.head(2).assign(category="b", events="christmas")
     assert levels.expected(model, other) == pytest.approx([2.0, 1.0], abs=1e-3)
+    # two events that always coincide cannot be told apart: they share their joint lift
+    together = rows.assign(events=np.where(np.repeat(game, 2), "x;y", ""))
+    shared = levels.expectation_model(together, np.where(together["events"] == "x;y", 0.6, 0.0) + 1.0)
+    assert shared["lifts"]["a"] == pytest.approx({"x": 0.3, "y": 0.3}, abs=1e-6)
+    assert levels.expected(shared, together) == pytest.approx(np.where(together["events"] == "x;y", 1.6, 1.0))
 
 
 def _series(values: list[float], start: int = 0) -> dict[str, float]:
@@ -215,6 +219,10 @@ def test_a_scale_can_be_set_by_some_calibration_weeks_and_the_weeks_served():
     assert found.scale == pytest.approx(np.sqrt(np.mean(np.square(departures))))
     everything = levels.baseline(levels.Series(calibration, served), week)
     assert everything.residuals == 37 and everything.scale > found.scale  # weeks 5..41: the alternating widen it
+    # two chosen weeks and none served give fewer than MIN_WEEKS departures: every week sets it
+    few = levels.Series(calibration, {}, scaled=frozenset(list(calibration)[38:]))
+    later = WEEKS[44].strftime("%Y-%m-%d")
+    assert levels.baseline(few, later) == levels.baseline(levels.Series(calibration, {}), later)
 
 
 def test_a_warm_weather_feed_is_named_by_the_weather_signal():

@@ -26,7 +26,7 @@ scaled by how far weeks fell from such a baseline over the calibration weeks: th
 for ``demand``; for ``error`` weeks the model's forecasts had not seen (the training run's
 holdout, or for the model fit before it, its validation weeks); for ``forecast`` those weeks
 too, forecast unseen, with the reference year's fitted weeks before them as their baselines
-(where a model has no such weeks, the whole reference year). Once a model serves, its own
+(where a model has too few such weeks, the whole reference year). Once a model serves, its own
 weeks extend the calibration. A week's series share weather, holidays and
 promotions nobody listed, so the variation across weeks, not across series, is the noise.
 """
@@ -51,8 +51,6 @@ BASELINE = 13  # weeks in the baseline (a quarter: long enough to be precise, sh
 YEAR_WEEKS = 52.18
 # distinct weeks of the year a season needs: fitted on less, it is extrapolated into the weeks monitored
 MIN_WEEKS_FOR_SEASON = 50
-MAX_BACKFIT = 200  # rounds of expectation_model's backfitting; the reference years measured settle in 7-18
-BACKFIT_TOLERANCE = 1e-4  # log units: the fitted values move less than 0.01% in a round
 LEVEL_VERSION = 2
 
 
@@ -92,56 +90,54 @@ def harmonics(week_of_year) -> np.ndarray:
     return np.column_stack([np.sin(angle), np.cos(angle)])
 
 
-def _indicators(frame: pd.DataFrame) -> pd.DataFrame:
-    """Each row's events as 0/1 columns, one per event name (none where no row has an event)."""
-    if "events" not in frame:
-        return pd.DataFrame(index=range(len(frame)))
-    cells = frame["events"].fillna("").astype(str).reset_index(drop=True)
-    return cells.str.get_dummies(sep=";").drop(columns="", errors="ignore")
+def _indicators(frame: pd.DataFrame) -> tuple[list[str], np.ndarray]:
+    """Each row's events as 0/1 columns, one per event name: (names, rows x names). A panel has a
+    few distinct cells ('', 'promotion', 'home_game;promotion'), each parsed once."""
+    if "events" not in frame or not len(frame):
+        return [], np.zeros((len(frame), 0))
+    codes, cells = pd.factorize(frame["events"].fillna("").astype(str), sort=False)
+    dummies = pd.Series(cells).str.get_dummies(sep=";").drop(columns="", errors="ignore")
+    return [str(c) for c in dummies.columns], dummies.to_numpy(dtype=float)[codes]
 
 
-def _season(deviation: np.ndarray, woy: np.ndarray, category: np.ndarray) -> dict[str, list[float]]:
-    """Per category, [b, c] of ``b sin + c cos`` of the week of year fitted to the series'
-    deviations from their own levels; none where the reference spans less than most of a year."""
-    out = {}
-    for cat in np.unique(category):
-        at = (category == cat) & np.isfinite(deviation)
-        if len(np.unique(woy[at])) < MIN_WEEKS_FOR_SEASON:
-            continue
-        coef, *_ = np.linalg.lstsq(harmonics(woy[at]), deviation[at], rcond=None)
-        out[str(cat)] = [float(coef[0]), float(coef[1])]
-    return out
-
-
-def _lifts(residual: np.ndarray, category: np.ndarray, events: pd.DataFrame) -> dict[str, dict[str, float]]:
-    """Per category, each event's lift: the least-squares fit of the residuals of the rows with
-    events to one additive term per event, all events at once, so a row with two events (a home
-    game in a promotion week) adds both lifts, and neither counts the other's (0 where it did
-    not move)."""
-    out: dict[str, dict[str, float]] = {}
-    if events.shape[1] == 0:
-        return out
-    matrix = events.to_numpy(dtype=float)
-    for cat in np.unique(category):
-        at = (category == cat) & (matrix.sum(axis=1) > 0) & np.isfinite(residual)
-        if not at.any():
-            continue
-        used = matrix[at].any(axis=0)
-        coef, *_ = np.linalg.lstsq(matrix[at][:, used], residual[at], rcond=None)
-        out[str(cat)] = {str(e): round(float(b), 6) for e, b in zip(events.columns[used], coef)}
-    return out
-
-
-def _lift_terms(lifts: dict[str, dict[str, float]], category: np.ndarray, events: pd.DataFrame) -> np.ndarray:
+def _lift_terms(lifts: dict[str, dict[str, float]], category: np.ndarray,
+                events: tuple[list[str], np.ndarray]) -> np.ndarray:
     """Each row's sum of its category's lifts at its events (0 for an event its category never had)."""
+    names, matrix = events
     out = np.zeros(len(category))
-    if events.shape[1] == 0:
+    if not names:
         return out
-    matrix = events.to_numpy(dtype=float)
     for cat, by_event in lifts.items():
         at = category == cat
-        out[at] = matrix[at] @ np.array([by_event.get(str(e), 0.0) for e in events.columns])
+        out[at] = matrix[at] @ np.array([by_event.get(name, 0.0) for name in names])
     return out
+
+
+def _within(values: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """``values`` (rows, or rows x columns) less their series' mean."""
+    frame = pd.DataFrame(values)
+    return (frame - frame.groupby(key).transform("mean")).to_numpy()
+
+
+def _category_terms(values: np.ndarray, key: np.ndarray, woy: np.ndarray, names: list[str],
+                    matrix: np.ndarray) -> tuple[list[float] | None, dict[str, float]]:
+    """One category's season ([b, c] of ``b sin + c cos`` of the week of year; None where its rows
+    span fewer than ``MIN_WEEKS_FOR_SEASON`` weeks of the year) and its lift at each event it had,
+    fitted together with a level per series: least squares on the rows with each series' mean
+    taken out (Frisch-Waugh-Lovell: the same terms as fitting every level with them). Events that
+    always coincide share their joint lift (the least-norm solution)."""
+    columns, has_season = [], len(np.unique(woy)) >= MIN_WEEKS_FOR_SEASON
+    if has_season:
+        columns.append(harmonics(woy))
+    used = matrix.any(axis=0) if matrix.shape[1] else np.zeros(0, dtype=bool)
+    if used.any():
+        columns.append(matrix[:, used])
+    if not columns:
+        return None, {}
+    coef, *_ = np.linalg.lstsq(_within(np.column_stack(columns), key), _within(values, key).ravel(), rcond=None)
+    season = [float(coef[0]), float(coef[1])] if has_season else None
+    lifts = coef[2:] if has_season else coef
+    return season, {name: round(float(b), 6) for name, b in zip(np.asarray(names)[used], lifts)}
 
 
 def spreads_of(model: dict, frame: pd.DataFrame) -> np.ndarray:
@@ -179,30 +175,30 @@ def expected(model: dict, frame: pd.DataFrame) -> np.ndarray:
 def expectation_model(rows: pd.DataFrame, values: np.ndarray) -> dict:
     """Each series' level, its category's annual season and its category's lift at each event,
     fitted together on ``rows`` (the reference year) to ``values`` (log units): the least-squares
-    fit of level + season + lifts, found by backfitting (each part refitted to what the others
-    leave, until the fitted values move less than ``BACKFIT_TOLERANCE``). Fitted one after the
-    other, a series' level would hold its weeks' events (a product in promotion one week in three
-    looks a quarter higher every week) and the events' lifts each other's. Then each series'
-    spread around that expectation (``_spreads``)."""
+    fit of level + season + lifts (``_category_terms``, then each level the mean of what season
+    and lifts leave). Fitted one after the other, a series' level would hold its weeks' events
+    (a product in promotion one week in three looks higher in every week) and each event's lift
+    the lifts of the events it coincides with. Then each series' spread around that expectation
+    (``_spreads``)."""
     key = series_of(rows).to_numpy()
     woy = rows["week_of_year"].to_numpy(dtype=float)
     category = rows["category"].astype(str).to_numpy()
     values = np.asarray(values, dtype=float)
-    events = _indicators(rows)
-    season, lift, fitted = np.zeros(len(rows)), np.zeros(len(rows)), None
-    for _ in range(MAX_BACKFIT):
-        level = pd.Series(values - season - lift).groupby(key).mean()
-        at_level = level.reindex(key).to_numpy()
-        model = {"series": {"key": level.index.tolist(), "level": level.round(6).tolist()},
-                 "season": _season(values - at_level - lift, woy, category)}
-        season = season_of(model, category, woy)
-        model["lifts"] = _lifts(values - at_level - season, category, events)
-        lift = _lift_terms(model["lifts"], category, events)
-        now = at_level + season + lift
-        settled = fitted is not None and np.nanmax(np.abs(now - fitted), initial=0.0) < BACKFIT_TOLERANCE
-        fitted = now
-        if settled:
-            break
+    names, matrix = _indicators(rows)
+    seasons, lifts = {}, {}
+    for cat in np.unique(category):
+        at = (category == cat) & np.isfinite(values)
+        if not at.any():
+            continue
+        season, lift = _category_terms(values[at], key[at], woy[at], names, matrix[at])
+        if season is not None:
+            seasons[str(cat)] = season
+        if lift:
+            lifts[str(cat)] = lift
+    model = {"season": seasons, "lifts": lifts}
+    terms = season_of(model, category, woy) + _lift_terms(lifts, category, (names, matrix))
+    level = pd.Series(values - terms).groupby(key).mean()
+    model["series"] = {"key": level.index.tolist(), "level": level.round(6).tolist()}
     spread, median = _spreads(values - expected(model, rows), key)
     model["series"]["spread"] = spread.reindex(level.index).round(6).tolist()
     model["median_spread"] = round(median, 6)
@@ -315,7 +311,8 @@ class Series:
     """A statistic's weekly values (calibration weeks, then the weeks a model served), sorted.
     ``excluded`` weeks count in a recent window but never in a baseline (a change still flagged).
     ``scaled``: the calibration weeks whose departures from their baselines set the scale (with
-    the weeks served); None: all of them."""
+    the weeks served); None: all of them, and all of them too while the chosen ones and the weeks
+    served give fewer than ``MIN_WEEKS`` departures."""
 
     def __init__(self, calibration: dict[str, float], served: dict[str, float], excluded: frozenset = frozenset(),
                  scaled: frozenset | None = None):
@@ -347,6 +344,17 @@ class Series:
         return float(self._sum[j] - self._sum[i]) / (j - i) if j - i == weeks else None
 
 
+def _departures(series: Series, chosen: np.ndarray, weeks: int) -> list[float]:
+    """Each ``chosen`` week's mean of ``weeks`` weeks less its baseline, where it has both."""
+    out = []
+    for w in series.week[chosen]:
+        n, mean = series.baseline_of(int(w))
+        recent = series.recent(int(w), weeks)
+        if n >= 2 and recent is not None:
+            out.append(recent - mean)
+    return out
+
+
 def baseline(series: Series, week: str, weeks: int = 1) -> Baseline | None:
     """The baseline of the mean of the ``weeks`` weeks ending with ``week``, and the scale of such
     a mean's departure from its baseline, measured the same way over every earlier week (at least
@@ -357,12 +365,10 @@ def baseline(series: Series, week: str, weeks: int = 1) -> Baseline | None:
     if count < 2:  # a gap longer than the baseline: the latest weeks before it
         before = series.value[(series.week <= at - GUARD) & series.usable][-BASELINE:]
         count, center = len(before), float(before.mean()) if len(before) else float("nan")
-    residuals = []
-    for w in series.week[(series.week <= at - GUARD) & series.usable & series.scaled]:
-        n, mean = series.baseline_of(int(w))
-        recent = series.recent(int(w), weeks)
-        if n >= 2 and recent is not None:
-            residuals.append(recent - mean)
+    earlier = (series.week <= at - GUARD) & series.usable
+    residuals = _departures(series, earlier & series.scaled, weeks)
+    if len(residuals) < MIN_WEEKS and not series.scaled.all():  # too few chosen weeks: every week, as before
+        residuals = _departures(series, earlier, weeks)
     if count < 2 or len(residuals) < MIN_WEEKS:
         return None
     served = int(np.sum((series.served > at - GUARD - BASELINE) & (series.served <= at - GUARD)))
