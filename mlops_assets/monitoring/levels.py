@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from mlops_assets.ml.featurize import KEY
+from mlops_assets.ml.preprocess import event_indicators, event_vocabulary
 
 CLIP = 3.0  # a series moves its week's level by at most this many of its own spreads (Huber)
 MIN_SPREAD = 0.2  # the least spread (log units) a series is credited with: a few steady series do not outweigh the rest
@@ -91,13 +92,9 @@ def harmonics(week_of_year) -> np.ndarray:
 
 
 def _indicators(frame: pd.DataFrame) -> tuple[list[str], np.ndarray]:
-    """Each row's events as 0/1 columns, one per event name: (names, rows x names). A panel has a
-    few distinct cells ('', 'promotion', 'home_game;promotion'), each parsed once."""
-    if "events" not in frame or not len(frame):
-        return [], np.zeros((len(frame), 0))
-    codes, cells = pd.factorize(frame["events"].fillna("").astype(str), sort=False)
-    dummies = pd.Series(cells).str.get_dummies(sep=";").drop(columns="", errors="ignore")
-    return [str(c) for c in dummies.columns], dummies.to_numpy(dtype=float)[codes]
+    """Each row's events as 0/1 columns, one per event name in ``frame``: (names, rows x names)."""
+    names = event_vocabulary(frame)
+    return names, event_indicators(frame, names)
 
 
 def _lift_terms(lifts: dict[str, dict[str, float]], category: np.ndarray,
@@ -129,7 +126,7 @@ def _category_terms(values: np.ndarray, key: np.ndarray, woy: np.ndarray, names:
     columns, has_season = [], len(np.unique(woy)) >= MIN_WEEKS_FOR_SEASON
     if has_season:
         columns.append(harmonics(woy))
-    used = matrix.any(axis=0) if matrix.shape[1] else np.zeros(0, dtype=bool)
+    used = matrix.any(axis=0)
     if used.any():
         columns.append(matrix[:, used])
     if not columns:
@@ -197,9 +194,9 @@ def expectation_model(rows: pd.DataFrame, values: np.ndarray) -> dict:
             lifts[str(cat)] = lift
     model = {"season": seasons, "lifts": lifts}
     terms = season_of(model, category, woy) + _lift_terms(lifts, category, (names, matrix))
-    level = pd.Series(values - terms).groupby(key).mean()
-    model["series"] = {"key": level.index.tolist(), "level": level.round(6).tolist()}
-    spread, median = _spreads(values - expected(model, rows), key)
+    level = pd.Series(values - terms).groupby(key).mean().round(6)
+    model["series"] = {"key": level.index.tolist(), "level": level.tolist()}
+    spread, median = _spreads(values - level.reindex(key).to_numpy() - terms, key)  # what expected() gives
     model["series"]["spread"] = spread.reindex(level.index).round(6).tolist()
     model["median_spread"] = round(median, 6)
     return model
