@@ -6,6 +6,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from mlops_assets.monitoring import levels, rules
+from mlops_assets.monitoring.alerts import signal_alerts, stored_alerts
 from mlops_assets.monitoring.monitor import MonitorLimits, assess_week, build_reference, from_table, summary, to_table
 from mlops_assets.monitoring.statistics import js_distance
 
@@ -270,6 +271,41 @@ def test_a_week_with_few_series_or_an_old_reference_says_so_and_never_flags():
     found = assess_week(reference, rows, WEEKS[52].strftime("%Y-%m-%d"), rows["target"].to_numpy(),
                         rows["target"].to_numpy())
     assert found["signals"]["error"]["status"] == "too few calibration weeks" and not found["flagged"]
+
+
+def test_a_closed_store_is_named_and_left_out_of_demand_and_bias_never_flagged():
+    reference_rows = _panel(WEEKS[:52])
+    out_of_sample = reference_rows[reference_rows["week_start"] >= WEEKS[39]].assign(
+        actual=lambda f: f["target"], forecast=lambda f: f["target"])
+    reference = build_reference(reference_rows, reference_rows["target"].to_numpy(), out_of_sample)
+    usual = reference["levels"]["store_units"]
+    # a store's usual week: the mean over the weeks it sold anything, all its products together
+    s0 = reference_rows[reference_rows["store_id"] == "s0"].groupby("week_start")["target"].sum()
+    assert usual["s0"] == pytest.approx(s0[s0 > 0].mean(), abs=1e-3)
+    rows = _panel([WEEKS[52]], seed=8)
+    week = WEEKS[52].strftime("%Y-%m-%d")
+    actual = rows["target"].to_numpy().copy()
+    actual[(rows["store_id"] == "s2").to_numpy()] = 0  # s2 sold nothing at all
+    found = assess_week(reference, rows, week, rows["target"].to_numpy(), actual)
+    stores = found["signals"]["stores"]
+    assert stores["closed"] == ["s2"] and stores["value"] == pytest.approx(1 / 6) and not stores["flagged"]
+    assert "1 of 6 stores sold nothing this week (s2)" in stores["note"]
+    # demand and bias as if s2 had not been in the week at all
+    open_rows = (rows["store_id"] != "s2").to_numpy()
+    alone = levels.week_statistics(reference["levels"], rows[open_rows].reset_index(drop=True),
+                                   rows["target"].to_numpy()[open_rows], actual[open_rows])
+    assert found["signals"]["demand"]["value"] == pytest.approx(alone["demand"])
+    assert found["signals"]["error"]["value"] == pytest.approx(alone["error"])
+    assert not found["flagged"]
+    # a store that usually sells less than CLOSED_MIN_UNITS a week and sold nothing is a quiet week
+    tiny = {**reference["levels"], "store_units": {**usual, "s2": levels.CLOSED_MIN_UNITS - 1}}
+    assert levels.week_statistics(tiny, rows, rows["target"].to_numpy(), actual)["closed_stores"] == []
+    # stored and read back, it is still a note for a person, not a cause to retrain
+    back = from_table(to_table(found, "north", "demand-forecast-north/3"))
+    assert not back["flagged"] and "s2" in back["signals"]["stores"]["note"]
+    assert [a["kind"] for a in signal_alerts("north", week, found)] == ["closed_stores"]
+    assert [a["kind"] for a in stored_alerts("north", week, back)] == ["closed_stores"]
+    assert rules.level_cause([back]) is None and summary(found)["closed_stores"] == ["s2"]
 
 
 def test_an_assessment_survives_storage():

@@ -401,6 +401,8 @@ def _signal_panels(regions: dict[str, _Region], links: Links) -> str:
                    f"{a(links.asset('forecast_accuracy', f'{name}|{weeks[-1]}'), 'latest forecast_accuracy partition')}"
                    f" · {a(links.asset('drift_metrics', f'{name}|{weeks[-1]}'), 'latest drift_metrics partition')}</p>")
         out.append(line_chart(weeks, series, f"{name}: level and bias signals (z / limit)", width=560, height=200))
+        closures = signals[signals["signal"] == "stores"]
+        signals = signals[signals["signal"] != "stores"]  # a note, no statistic against a limit
         rows_ = sorted(set(signals["signal"]))
         flagged = {(row["signal"], row["week"]): bool(row["flagged"]) for row in signals.to_dict("records")}
 
@@ -412,6 +414,10 @@ def _signal_panels(regions: dict[str, _Region], links: Links) -> str:
             return abs(ratio), hit, f"{'FLAGGED' if hit else 'ok'}, {abs(ratio):.2f} of the limit"
         out.append(heatmap(rows_, weeks, value, f"{name}: every signal by week (share of its limit)",
                            legend="grey: not measured; a black border: flagged"))
+        if len(closures):
+            out.append("<p>Closed stores (left out of the demand and bias signals): " + "; ".join(
+                f"{esc(row['week'])}: {esc(row['detail'].split(':')[0])}" for row in closures.to_dict("records"))
+                + "</p>")
     return "".join(out)
 
 

@@ -34,6 +34,8 @@ def signal_alerts(region: str, week: str, assessment: dict) -> list[dict]:
 
     out = []
     for name, signal in assessment.get("signals", {}).items():
+        if name == "stores":
+            out.append(_closed_alert(region, week, signal))
         if not signal.get("flagged"):
             continue
         kind, severity = KINDS.get(name, ("covariate_drift", WARN))
@@ -42,10 +44,17 @@ def signal_alerts(region: str, week: str, assessment: dict) -> list[dict]:
     return out
 
 
+def _closed_alert(region: str, week: str, signal: dict) -> dict:
+    """A week's closed stores (``monitoring.monitor``'s ``stores``): a person looks; nothing retrains."""
+    return alert(region, week, "closed_stores", WARN, signal.get("value"), None, f"{region}: {signal['note']}")
+
+
 def stored_alerts(region: str, week: str, assessment: dict) -> list[dict]:
     """Alerts of a stored assessment (``monitoring.monitor.from_table``): a flagged signal's reason."""
     out = []
     for name, signal in assessment.get("signals", {}).items():
+        if name == "stores" and signal.get("note"):
+            out.append(_closed_alert(region, week, signal))
         if signal.get("flagged"):
             kind, severity = KINDS.get(name, ("covariate_drift", WARN))
             out.append(alert(region, week, kind, severity, signal.get("z"), None, f"{region}: {signal['reason']}"))

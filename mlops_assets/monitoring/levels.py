@@ -19,6 +19,12 @@ promotion or a bulk order is one series' week, not the region's):
 - ``demand`` (once the week's actuals land): the actual demand against the same expectation.
 - ``error`` (then too): the log ratio of actual to forecast: the forecasts' bias.
 
+A store that sold nothing at all in a week, though it usually sells at least
+``CLOSED_MIN_UNITS`` a week, was closed (or its data did not come): its series are left out of
+that week's ``demand`` and ``error`` (and of the reference's fit and calibration), and the week
+names it (``closed_stores``). One closed store of eight reads, in a region's robust mean, as
+demand 10-15% down; it is no change of the region's level, and no retrain brings it back.
+
 Each statistic is judged against its own recent past: the mean of the ``BASELINE`` weeks that
 end ``GUARD`` weeks before the week judged (so a change is measured against what came before it
 for ``GUARD`` weeks, while a model's slowly wandering seasonal bias, or a trend, is followed),
@@ -52,7 +58,10 @@ BASELINE = 13  # weeks in the baseline (a quarter: long enough to be precise, sh
 YEAR_WEEKS = 52.18
 # distinct weeks of the year a season needs: fitted on less, it is extrapolated into the weeks monitored
 MIN_WEEKS_FOR_SEASON = 50
-LEVEL_VERSION = 2
+# a store that usually sells at least this many units a week, all its products together, and sold
+# none is closed that week: by chance alone (Poisson) that happens in e^-5 < 1% of its weeks
+CLOSED_MIN_UNITS = 5.0
+LEVEL_VERSION = 3
 
 
 def series_of(frame: pd.DataFrame) -> pd.Series:
@@ -84,6 +93,29 @@ def robust_level(values, spreads) -> float:
             break
         level = new
     return new
+
+
+def store_units(rows: pd.DataFrame, units) -> dict[str, float]:
+    """Each store's usual weekly units, all its products together: the mean over the weeks it sold
+    anything (a closure does not lower it)."""
+    totals = pd.Series(np.asarray(units, dtype=float)).groupby(
+        [rows["store_id"].astype(str).to_numpy(), _week_labels(rows)]).sum()
+    usual = totals[totals > 0].groupby(level=0).mean()
+    return {str(k): round(float(v), 3) for k, v in usual.items()}
+
+
+def closed(rows: pd.DataFrame, units, usual: dict[str, float]) -> np.ndarray:
+    """Per row: whether its store was closed in its week: it sold nothing at all (``units``, one
+    per row, summed over the store's rows of the week) though it usually sells at least
+    ``CLOSED_MIN_UNITS`` (``usual``: ``store_units``)."""
+    units = np.nan_to_num(np.asarray(units, dtype=float), nan=0.0)
+    store = rows["store_id"].astype(str).to_numpy()
+    total = pd.Series(units).groupby([store, _week_labels(rows)]).transform("sum").to_numpy()
+    return (total <= 0) & (pd.Series(store).map(usual).fillna(0.0).to_numpy() >= CLOSED_MIN_UNITS)
+
+
+def _week_labels(frame: pd.DataFrame) -> np.ndarray:
+    return pd.to_datetime(frame["week_start"]).dt.strftime("%Y-%m-%d").to_numpy()
 
 
 def harmonics(week_of_year) -> np.ndarray:
@@ -216,7 +248,7 @@ def season_of(reference: dict, category, woy) -> np.ndarray:
 def weekly(frame: pd.DataFrame, values: np.ndarray, spreads: np.ndarray) -> pd.Series:
     """Each week's ``robust_level`` of ``values`` (one per row of ``frame``, series ``spreads`` in
     the same order) over at least ``MIN_SERIES`` series, by week (label 'YYYY-MM-DD')."""
-    labels = pd.to_datetime(frame["week_start"]).dt.strftime("%Y-%m-%d").to_numpy()
+    labels = _week_labels(frame)
     values, spreads = np.asarray(values, dtype=float), np.asarray(spreads, dtype=float)
     out = {}
     for label, at in pd.Series(np.arange(len(labels))).groupby(labels).indices.items():
@@ -232,21 +264,25 @@ def build_level_reference(rows: pd.DataFrame, forecasts: np.ndarray, out_of_samp
     ``rows``: the reference year's observed rows (week_start, store_id, product_id, category,
     week_of_year, events, target), as they were forecast; ``forecasts``: the model's forecasts of
     them; ``out_of_sample``: rows (week_start, store_id, product_id, actual, forecast) the model
-    forecast without having seen them, to calibrate ``error``."""
+    forecast without having seen them, to calibrate ``error``. A closed store's weeks (``closed``)
+    are left out of demand's fit and of both calibrations."""
+    usual = store_units(rows, rows["target"])
     y, f = log_units(rows["target"]), log_units(forecasts)
+    y = np.where(closed(rows, rows["target"], usual), np.nan, y)
     demand, forecast = expectation_model(rows, y), expectation_model(rows, f)
     calibration = {"demand": weekly(rows, y - expected(demand, rows), spreads_of(demand, rows)).to_dict(),
                    "forecast": weekly(rows, f - expected(forecast, rows), spreads_of(forecast, rows)).to_dict(),
                    "error": {}}
     if out_of_sample is not None and len(out_of_sample):
         errors = log_units(out_of_sample["actual"]) - log_units(out_of_sample["forecast"])
+        errors = np.where(closed(out_of_sample, out_of_sample["actual"], usual), np.nan, errors)
         calibration["error"] = weekly(out_of_sample, errors, spreads_of(demand, out_of_sample)).to_dict()
         unseen = _unseen_forecast_weeks(rows, forecast, out_of_sample)
         calibration["forecast"].update(unseen)
     else:
         unseen = {}
     return {"version": LEVEL_VERSION, "demand": demand, "forecast": forecast, "calibration": calibration,
-            "unseen_forecast_weeks": sorted(unseen)}
+            "unseen_forecast_weeks": sorted(unseen), "store_units": usual}
 
 
 def _unseen_forecast_weeks(rows: pd.DataFrame, forecast: dict, out_of_sample: pd.DataFrame) -> dict[str, float]:
@@ -270,10 +306,13 @@ def week_statistics(reference: dict, rows: pd.DataFrame, forecasts: np.ndarray |
                     actuals: np.ndarray | None = None) -> dict:
     """A week's statistics (None where one cannot be computed): ``forecast`` with the forecasts,
     ``demand``, ``error`` and the planner's ``bias`` (total forecast / total actual - 1) with the
-    actuals too. ``rows``: the week's features, one per series; the arrays in the same order."""
+    actuals too, and the stores that were closed (``closed_stores``: left out of ``demand`` and
+    ``error``, never of ``bias``: a planner's stock went there too). ``rows``: the week's
+    features, one per series; the arrays in the same order."""
     expectation, spreads = expected(reference["demand"], rows), spreads_of(reference["demand"], rows)
     known = np.isfinite(expectation)
     out = {"series": int(len(rows)), "series_in_reference": int(known.sum()),
+           "stores": int(rows["store_id"].nunique()), "closed_stores": [],
            "forecast": None, "demand": None, "error": None, "bias": None}
     enough = known.sum() >= MIN_SERIES
     if forecasts is not None and enough:
@@ -282,11 +321,15 @@ def week_statistics(reference: dict, rows: pd.DataFrame, forecasts: np.ndarray |
     if actuals is not None:
         actual = np.asarray(actuals, dtype=float)
         seen = np.isfinite(actual)
-        if enough and (seen & known).sum() >= MIN_SERIES:
-            out["demand"] = robust_level((log_units(actual) - expectation)[seen & known], spreads[seen & known])
+        shut = closed(rows, actual, reference.get("store_units") or {})
+        out["closed_stores"] = sorted(set(rows.loc[shut, "store_id"].astype(str)))
+        kept = seen & ~shut
+        if enough and (kept & known).sum() >= MIN_SERIES:
+            out["demand"] = robust_level((log_units(actual) - expectation)[kept & known], spreads[kept & known])
         if forecasts is not None and seen.sum() >= MIN_SERIES:
             forecast = np.asarray(forecasts, dtype=float)
-            out["error"] = robust_level(log_units(actual[seen]) - log_units(forecast[seen]), spreads[seen])
+            if kept.sum() >= MIN_SERIES:
+                out["error"] = robust_level(log_units(actual[kept]) - log_units(forecast[kept]), spreads[kept])
             out["bias"] = float(forecast[seen].sum() / max(actual[seen].sum(), 1e-9) - 1)
     return out
 

@@ -15,7 +15,11 @@ Once its actuals land (``forecast_accuracy``):
 
 - ``demand``: each series' demand against its reference level, season and event lifts
   (``monitoring.levels``): a change of level, this week or over the last 2 or 4 weeks;
-- ``error``: the forecasts' bias, the same way.
+- ``error``: the forecasts' bias, the same way;
+- ``stores``: the stores that sold nothing at all though they usually sell (closed, or their data
+  did not come, ``levels.closed``): named, left out of ``demand`` and ``error``, never flagged: a
+  closed store is no change of the region's demand, and no retrain brings it back. Its alert
+  asks a person to look.
 
 A week is flagged when any signal is: the verdict never needs half of all columns, and names
 what it saw. Limits follow from a stated false-alarm rate per statistic and week
@@ -46,7 +50,7 @@ WINDOWS = (1, 2, 4)  # a level is judged over this week, and the mean of the las
 SLOW_WINDOWS = (2, 4)
 FORECAST_TIME = "forecast"  # the stage of drift_metrics
 REALIZED = "realized"  # the stage of forecast_accuracy
-MONITOR_VERSION = 3
+MONITOR_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -226,6 +230,15 @@ def _onset(directions: dict[str, int], week: str, direction: int) -> str:
     return onset.strftime("%Y-%m-%d")
 
 
+def _closed_stores(stores: list[str], of: int) -> dict:
+    """The week's closed stores: a note, never a flag."""
+    shown = ", ".join(stores[:5]) + (f" and {len(stores) - 5} more" if len(stores) > 5 else "")
+    note = (f"{len(stores)} of {of} stores sold nothing this week ({shown}): closed, or their data did not come; "
+            f"left out of demand and the forecasts' bias")
+    return {"value": len(stores) / max(of, 1), "flagged": False, "status": "measured", "closed": stores,
+            "note": note}
+
+
 def _mix(spec: dict, known: set, rows: pd.DataFrame, limits: MonitorLimits) -> dict:
     series = set(levels.series_of(rows))
     active = set(spec["active"])
@@ -268,6 +281,8 @@ def assess_week(reference: dict, rows: pd.DataFrame, week: str, forecasts: np.nd
                                            (limits, limits.level_false_alarm), WINDOWS)
         out["signals"]["error"] = _signal("error", found["error"], calibration["error"], week, history, usual,
                                           WINDOWS)
+        if found["closed_stores"]:
+            out["signals"]["stores"] = _closed_stores(found["closed_stores"], found["stores"])
     else:
         # the weeks the model forecast unseen set the scale (every week where a reference has none)
         unseen = frozenset(reference["levels"].get("unseen_forecast_weeks") or ()) or None
@@ -340,7 +355,7 @@ def to_table(assessment: dict, region: str, model_version: str) -> pd.DataFrame:
     base = {"region": region, "week_start": pd.Timestamp(assessment["week"]), "stage": assessment["stage"],
             "model_version": model_version}
     for name, s in assessment["signals"].items():
-        detail = describe(name, s, assessment["week"]) if s["flagged"] else s["status"]
+        detail = describe(name, s, assessment["week"]) if s["flagged"] else s.get("note") or s["status"]
         if name == "mix":
             for part, p in s["parts"].items():
                 rows.append({**base, "signal": f"mix:{part}", "window": 1, "value": p["value"], "limit": p["limit"],
@@ -387,6 +402,8 @@ def from_table(table: pd.DataFrame) -> dict:
             if len(crossed):  # the way it moved: the first flagged window's z (window 1's may point elsewhere)
                 entry["direction"] = int(np.sign(crossed.iloc[0]))
         entry["flagged"] = bool(entry["flagged"] or part["flagged"].any())
+        if signal == "stores":
+            entry["note"] = next((d for d in part["detail"] if d), "")
         if entry["flagged"]:
             entry["reason"] = next(d for d in part["detail"] if d)
     reasons = [s["reason"] for s in signals.values() if s["flagged"]]
@@ -410,4 +427,6 @@ def summary(assessment: dict) -> dict:
                          "weeks": s["weeks"]}
     if assessment.get("bias") is not None:
         out["bias"] = assessment["bias"]
+    if "stores" in assessment["signals"]:
+        out["closed_stores"] = assessment["signals"]["stores"]["closed"]
     return json.loads(json.dumps(out, default=float))
