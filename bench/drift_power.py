@@ -23,7 +23,8 @@ Prints, per shift: detection within 1, 2 and 4 weeks (1 = in the week the shift 
 actuals, or the next week's lags) and the 95% interval of the 4-week rate (12 trials pin a rate
 down to about +-20 points), the median delay of the detected, whether the shifted region
 alone was flagged in those weeks, and which signal flagged it; and the false alarms per
-region-week on the unchanged data, with their interval and their weeks. The same for
+region-week on the unchanged data, with their interval and their weeks, and the weeks in which
+the monitor named closed stores (stores that sold nothing: left out of demand and bias). The same for
 Evidently's data-drift preset with its defaults (dataset drift when half of the columns drift;
 Wasserstein and Jensen-Shannon at 0.1 on thousands of rows), on the same weeks, columns and
 reference rows.
@@ -166,7 +167,8 @@ def monitor(region: Region, inputs: dict, weeks: list[str]) -> dict[str, dict]:
         forecast_time.append(ahead)
         realized.append(after)
         by = sorted(n for found in (ahead, after) for n, s in found["signals"].items() if s["flagged"])
-        out[week] = {"flagged": bool(by), "by": by, "rows": rows.assign(forecast=forecasts)}
+        out[week] = {"flagged": bool(by), "by": by, "rows": rows.assign(forecast=forecasts),
+                     "closed": after["signals"].get("stores", {}).get("closed", [])}
     return out
 
 
@@ -223,7 +225,10 @@ def run(landing: Path, name: str, trials: int, span: int, seed: int, evidently: 
                                               for r, weeks in unchanged.items()}),
                     "by_signal": _by_signal(unchanged),
                     "weeks": [{"region": r, "week": w, "signals": v["by"]}
-                              for r, weeks in unchanged.items() for w, v in weeks.items() if v["flagged"]]}
+                              for r, weeks in unchanged.items() for w, v in weeks.items() if v["flagged"]],
+                    # named by the monitor, left out of demand and bias, never flagged (monitoring.levels.closed)
+                    "closed_stores": [{"region": r, "week": w, "stores": v["closed"]}
+                                      for r, weeks in unchanged.items() for w, v in weeks.items() if v["closed"]]}
     if evidently:
         false_alarms["evidently"] = _false_alarms(peer_unchanged)
     return {"name": name, "landing": str(landing), "regions": [r.name for r in prepared], "span_weeks": span,
@@ -314,6 +319,10 @@ def main() -> int:
                 by = f"; by signal: {result['false_alarms']['by_signal']}" + (f"; in {weeks}" if weeks else "")
             print(f"false alarms on the unchanged data: {fa['flagged']} of {fa['region_weeks']} region-weeks "
                   f"({fa['rate']:.1%}, 95% interval {low:.1%}-{high:.1%}){by}")
+            closures = result["false_alarms"]["closed_stores"]
+            if who == "project" and closures:
+                print(f"closed stores named in the unchanged data (not flagged): {len(closures)} region-weeks: "
+                      + ", ".join(f"{c['region']} {c['week']} ({', '.join(c['stores'])})" for c in closures))
     seconds = time.perf_counter() - started
     print(f"\n{seconds:.0f} s, peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     if args.json:
