@@ -273,7 +273,7 @@ def test_a_week_with_few_series_or_an_old_reference_says_so_and_never_flags():
     assert found["signals"]["error"]["status"] == "too few calibration weeks" and not found["flagged"]
 
 
-def test_a_closed_store_is_named_and_left_out_of_demand_and_bias_never_flagged():
+def test_a_closed_store_is_named_and_left_out_of_demand_and_error_never_flagged():
     reference_rows = _panel(WEEKS[:52])
     out_of_sample = reference_rows[reference_rows["week_start"] >= WEEKS[39]].assign(
         actual=lambda f: f["target"], forecast=lambda f: f["target"])
@@ -290,6 +290,9 @@ def test_a_closed_store_is_named_and_left_out_of_demand_and_bias_never_flagged()
     stores = found["signals"]["stores"]
     assert stores["closed"] == ["s2"] and stores["value"] == pytest.approx(1 / 6) and not stores["flagged"]
     assert "1 of 6 stores sold nothing this week (s2)" in stores["note"]
+    # the planner's bias still counts it: its forecasts went to its shelves
+    forecast = rows["target"].to_numpy()
+    assert found["bias"] == pytest.approx(forecast.sum() / actual.sum() - 1)
     # demand and bias as if s2 had not been in the week at all
     open_rows = (rows["store_id"] != "s2").to_numpy()
     alone = levels.week_statistics(reference["levels"], rows[open_rows].reset_index(drop=True),
@@ -306,6 +309,34 @@ def test_a_closed_store_is_named_and_left_out_of_demand_and_bias_never_flagged()
     assert [a["kind"] for a in signal_alerts("north", week, found)] == ["closed_stores"]
     assert [a["kind"] for a in stored_alerts("north", week, back)] == ["closed_stores"]
     assert rules.level_cause([back]) is None and summary(found)["closed_stores"] == ["s2"]
+    assert summary(back)["signals"] == []
+
+
+def test_a_closure_in_the_reference_year_is_left_out_of_its_fit_and_calibration():
+    # s2 closed for three weeks of the fit, s4 for one week the model forecast unseen
+    rows = _panel(WEEKS[:52])
+    shut = (((rows["store_id"] == "s2") & rows["week_start"].isin(WEEKS[10:13]))
+            | ((rows["store_id"] == "s4") & (rows["week_start"] == WEEKS[45])))
+    rows.loc[shut, "target"] = 0.0
+
+    def unseen(frame):
+        return frame[frame["week_start"] >= WEEKS[39]].assign(actual=lambda f: f["target"],
+                                                             forecast=lambda f: f["target"] + 1)
+
+    found = build_reference(rows, rows["target"].to_numpy(), unseen(rows))["levels"]
+    # the same reference as one whose data never held those store-weeks
+    kept = rows[~shut].reset_index(drop=True)
+    alone = build_reference(kept, kept["target"].to_numpy(), unseen(kept))["levels"]
+    assert found["store_units"] == alone["store_units"]
+    assert dict(zip(found["demand"]["series"]["key"], found["demand"]["series"]["level"])) == pytest.approx(
+        dict(zip(alone["demand"]["series"]["key"], alone["demand"]["series"]["level"])))
+    for name in ("demand", "error"):
+        assert found["calibration"][name] == pytest.approx(alone["calibration"][name])
+    # counted as sales of 0, the closures would have lowered s2's levels and its weeks' statistics
+    week = WEEKS[11].strftime("%Y-%m-%d")
+    counted = levels.weekly(rows, levels.log_units(rows["target"]) - levels.expected(found["demand"], rows),
+                            levels.spreads_of(found["demand"], rows))
+    assert counted[week] < found["calibration"]["demand"][week] - 0.05
 
 
 def test_an_assessment_survives_storage():

@@ -234,7 +234,7 @@ def _closed_stores(stores: list[str], of: int) -> dict:
     """The week's closed stores: a note, never a flag."""
     shown = ", ".join(stores[:5]) + (f" and {len(stores) - 5} more" if len(stores) > 5 else "")
     note = (f"{len(stores)} of {of} stores sold nothing this week ({shown}): closed, or their data did not come; "
-            f"left out of demand and the forecasts' bias")
+            f"left out of the demand and error signals (the planner's bias still counts them)")
     return {"value": len(stores) / max(of, 1), "flagged": False, "status": "measured", "closed": stores,
             "note": note}
 
@@ -428,5 +428,6 @@ def summary(assessment: dict) -> dict:
     if assessment.get("bias") is not None:
         out["bias"] = assessment["bias"]
     if "stores" in assessment["signals"]:
-        out["closed_stores"] = assessment["signals"]["stores"]["closed"]
+        # a stored assessment keeps the note, not the list (``from_table``)
+        out["closed_stores"] = assessment["signals"]["stores"].get("closed", [])
     return json.loads(json.dumps(out, default=float))
