@@ -1,5 +1,7 @@
 """The monitor's statistics, signals and retrain rules as plain functions, against values computed by hand."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -310,6 +312,15 @@ def test_a_closed_store_is_named_and_left_out_of_demand_and_error_never_flagged(
     assert [a["kind"] for a in stored_alerts("north", week, back)] == ["closed_stores"]
     assert rules.level_cause([back]) is None and summary(found)["closed_stores"] == ["s2"]
     assert summary(back)["signals"] == []
+    # and `mlops-assets run`'s replay table shows it beside the week's (empty) verdict
+    from mlops_assets.app.execution import RunSummary
+    from mlops_assets.app.report import replay_table
+
+    ahead = assess_week(reference, rows, week, rows["target"].to_numpy())
+    replay = {"drift": {week: summary(ahead)}, "levels": {week: summary(found)}, "retrain_requests": [],
+              "accuracy": {week: {"mape": 0.2, "baseline_mape": 0.3, "degradation": 1.0}}}
+    text = replay_table(RunSummary(landing=Path("."), first_week=week, last_week=week, replay={"north": replay}))
+    assert f"north {week} - (closed: s2)" in text and "north: no retraining needed" in text
 
 
 def test_a_closure_in_the_reference_year_is_left_out_of_its_fit_and_calibration():

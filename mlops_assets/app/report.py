@@ -85,16 +85,19 @@ def report_json(summary: RunSummary) -> dict:
 
 def replay_table(summary: RunSummary) -> str:
     """Per region and holdout week: the signals that moved when the week was forecast and once its
-    actuals were in, demand against its reference (the level signal), the forecasts' bias, realized
-    MAPE against the baseline, and the retrain requests the sensors would have made."""
+    actuals were in (and the stores that were closed), demand against its reference (the level
+    signal), the forecasts' bias, realized MAPE against the baseline, and the retrain requests the
+    sensors would have made."""
     lines = ["replay of the holdout weeks (each forecast by the model fit before them, monitored, then evaluated):"]
     for region, rep in summary.replay.items():
         rows = []
         for week, ahead in rep["drift"].items():
             after, acc = rep["levels"].get(week, {}), rep["accuracy"][week]
             demand = after.get("demand")
-            rows.append({"region": region, "week": week,
-                         "flagged": ", ".join(sorted({*ahead["signals"], *after.get("signals", [])})) or "-",
+            flagged = ", ".join(sorted({*ahead["signals"], *after.get("signals", [])})) or "-"
+            if after.get("closed_stores"):  # named, left out of the demand signal, never flagged
+                flagged += f" (closed: {', '.join(after['closed_stores'])})"
+            rows.append({"region": region, "week": week, "flagged": flagged,
                          "demand vs reference": "-" if demand is None else
                          f"{demand['change']:+.0%} (z {demand['z']:+.1f}/{demand['limit']:.1f})",
                          "bias": "-" if after.get("bias") is None else f"{after['bias']:+.0%}",
