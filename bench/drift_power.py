@@ -3,10 +3,11 @@
     .venv/bin/pip install -e '.[bench]'     # Evidently, the peer (bench only)
     .venv/bin/python bench/drift_power.py                                  # the bundled sample
     .venv/bin/python bench/drift_power.py --landing /tmp/oj --name "orange juice"   # bench/real_data.py
-    [--trials 12] [--span 26] [--seed 0] [--no-evidently] [--json FILE]
+    [--trials 12] [--span 26] [--earlier 0] [--seed 0] [--no-evidently] [--json FILE]
 
 Per region, a model is trained as the pipeline trains it (``train_region``), as of the week
-before the last ``--span`` weeks, and its reference is built as the ``region_model`` asset
+before the last ``--span`` weeks (``--earlier N``: a span that ends N weeks before the last,
+for more unchanged weeks than one span holds), and its reference is built as the ``region_model`` asset
 builds it. The monitored span is then replayed week by week: the week's features as they were
 forecast, the model's forecasts, the actuals once in, and ``monitoring.monitor.assess_week``.
 
@@ -64,7 +65,7 @@ class Region:
     reference_rows: pd.DataFrame  # for Evidently
 
 
-def prepare(landing: Path, span: int, regions: list[str] | None) -> list[Region]:
+def prepare(landing: Path, span: int, regions: list[str] | None, earlier: int = 0) -> list[Region]:
     from mlops_assets.contract.validation import check_landing, require_clean
     from mlops_assets.ml.ensemble import TrainConfig, train_region
     from mlops_assets.ml.featurize import at_forecast_time, build_features
@@ -79,6 +80,7 @@ def prepare(landing: Path, span: int, regions: list[str] | None) -> list[Region]
         inputs = region_inputs(landing, name, checked=checked)
         features = build_features(**inputs)
         weeks = sorted(features.loc[features["target"].notna(), "week_start"].dt.strftime("%Y-%m-%d").unique())
+        weeks = weeks[:len(weeks) - earlier]
         monitored, as_of = weeks[-span:], weeks[-span - 1]
         model, holdout = train_region(features, name, TrainConfig(), as_of_week=as_of, profiler=reference_profile)
         observed = at_forecast_time(features[features["target"].notna() & (features["week_start"] <= as_of)])
@@ -151,7 +153,7 @@ def shift_kinds(has_weather: bool) -> list[tuple[str, float, str]]:
 
 
 def monitor(region: Region, inputs: dict, weeks: list[str]) -> dict[str, dict]:
-    """The project's assessment of each of ``weeks`` (in order; the CUSUMs start at the span's start)."""
+    """The project's assessment of each of ``weeks``, in order (each week judged against the weeks before it)."""
     from mlops_assets.ml.featurize import at_forecast_time, build_features
     from mlops_assets.monitoring.monitor import assess_week
 
@@ -192,10 +194,10 @@ def evidently_flags(region: Region, weeks: dict[str, dict]) -> dict[str, bool]:
 
 
 def run(landing: Path, name: str, trials: int, span: int, seed: int, evidently: bool,
-        regions: list[str] | None) -> dict:
+        regions: list[str] | None, earlier: int = 0) -> dict:
     started = time.perf_counter()
     print(f"{name}: training {landing}", file=sys.stderr)
-    prepared = prepare(landing, span, regions)
+    prepared = prepare(landing, span, regions, earlier)
     # the unchanged span of every region: false alarms, and "only the shifted region" in a trial
     unchanged = {r.name: monitor(r, r.inputs, r.weeks) for r in prepared}
     peer_unchanged = {r.name: evidently_flags(r, unchanged[r.name]) for r in prepared} if evidently else {}
@@ -232,6 +234,7 @@ def run(landing: Path, name: str, trials: int, span: int, seed: int, evidently: 
     if evidently:
         false_alarms["evidently"] = _false_alarms(peer_unchanged)
     return {"name": name, "landing": str(landing), "regions": [r.name for r in prepared], "span_weeks": span,
+            "span": [prepared[0].weeks[0], prepared[0].weeks[-1]] if prepared else None,
             "trials_per_shift": trials, "trials": rows, "false_alarms": false_alarms,
             "seconds": time.perf_counter() - started}
 
@@ -294,6 +297,8 @@ def main() -> int:
     parser.add_argument("--regions", help="only these regions, comma-separated")
     parser.add_argument("--trials", type=int, default=12, help="trials per shift (spread over the regions)")
     parser.add_argument("--span", type=int, default=26, help="monitored weeks after the model's as-of week")
+    parser.add_argument("--earlier", type=int, default=0,
+                        help="end the monitored span this many weeks before the landing's last week")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-evidently", action="store_true")
     parser.add_argument("--json")
@@ -304,11 +309,12 @@ def main() -> int:
     results = []
     for landing, name in zip(landings, names):
         result = run(Path(landing), name, args.trials, args.span, args.seed, not args.no_evidently,
-                     args.regions.split(",") if args.regions else None)
+                     args.regions.split(",") if args.regions else None, args.earlier)
         results.append(result)
         for who in ("project", *(() if args.no_evidently else ("evidently",))):
             fa = result["false_alarms"][who]
             print(f"\n{name} ({', '.join(result['regions'])}; {result['span_weeks']} monitored weeks per region, "
+                  f"{' to '.join(result['span'] or [])}, "
                   f"{result['trials_per_shift']} trials per shift) - {who}")
             print(table(result, who).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
             low, high = interval(fa["flagged"], fa["region_weeks"]) if fa["region_weeks"] else (math.nan, math.nan)
