@@ -9,7 +9,15 @@ from scipy import stats as scipy_stats
 
 from mlops_assets.monitoring import levels, rules
 from mlops_assets.monitoring.alerts import signal_alerts, stored_alerts
-from mlops_assets.monitoring.monitor import MonitorLimits, assess_week, build_reference, from_table, summary, to_table
+from mlops_assets.monitoring.monitor import (
+    MonitorLimits,
+    assess_week,
+    build_reference,
+    from_table,
+    summary,
+    to_table,
+    unseen_time_of_year,
+)
 from mlops_assets.monitoring.statistics import js_distance
 
 WEEKS = pd.date_range("2025-01-06", periods=70, freq="7D")
@@ -348,6 +356,34 @@ def test_a_closure_in_the_reference_year_is_left_out_of_its_fit_and_calibration(
     counted = levels.weekly(rows, levels.log_units(rows["target"]) - levels.expected(found["demand"], rows),
                             levels.spreads_of(found["demand"], rows))
     assert counted[week] < found["calibration"]["demand"][week] - 0.05
+
+
+def test_a_week_of_the_year_a_short_reference_never_held_is_not_judged_and_says_why():
+    # a region with 30 weeks of history: its reference year runs from January to July
+    reference_rows = _panel(WEEKS[:30])
+    out_of_sample = reference_rows[reference_rows["week_start"] >= WEEKS[20]].assign(
+        actual=lambda f: f["target"], forecast=lambda f: f["target"])
+    reference = build_reference(reference_rows, reference_rows["target"].to_numpy(), out_of_sample)
+    autumn, spring = WEEKS[40], WEEKS[56]  # October 2025: not in it; late January 2026: in it
+    for week, held in ((autumn, False), (spring, True)):
+        rows = _panel([week], level=2.0, seed=9)  # demand doubled: a change if it can be judged
+        label = week.strftime("%Y-%m-%d")
+        found = assess_week(reference, rows, label, rows["target"].to_numpy() / 2, rows["target"].to_numpy())
+        demand = found["signals"]["demand"]
+        if held:
+            assert demand["flagged"] and "unseen_time_of_year" not in found
+        else:
+            assert not demand["flagged"] and demand["value"] is None
+            assert demand["status"].startswith("not judged: the reference year holds 30 weeks (2025-01-06 to ")
+            assert found["signals"]["error"]["status"] == "measured"  # the bias needs no season
+            assert summary(found)["not_judged"] == found["unseen_time_of_year"]
+            stored = to_table(found, "north", "v1")
+            assert stored.loc[stored["signal"] == "demand", "detail"].iloc[0] == demand["status"]
+            ahead = assess_week(reference, rows, label, rows["target"].to_numpy())
+            assert ahead["signals"]["forecast"]["status"].startswith("not judged: ")
+    # a reference of a whole year holds every week of the year
+    full = build_reference(_panel(WEEKS[:52]), _panel(WEEKS[:52])["target"].to_numpy(), None)
+    assert unseen_time_of_year(full, WEEKS[60].strftime("%Y-%m-%d")) is None
 
 
 def test_an_assessment_survives_storage():

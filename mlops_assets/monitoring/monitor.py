@@ -274,6 +274,10 @@ def assess_week(reference: dict, rows: pd.DataFrame, week: str, forecasts: np.nd
         return out
     found = levels.week_statistics(reference["levels"], rows, forecasts, actuals)
     out.update(series=found["series"], series_in_reference=found["series_in_reference"], bias=found["bias"])
+    unseen = unseen_time_of_year(reference, week)
+    if unseen:  # demand and the forecasts are judged against the reference's season and events
+        out["unseen_time_of_year"] = unseen
+        found["demand"] = found["forecast"] = None
     calibration = reference["levels"]["calibration"]
     usual = (limits, limits.false_alarm)
     if stage == REALIZED:
@@ -300,10 +304,34 @@ def assess_week(reference: dict, rows: pd.DataFrame, week: str, forecasts: np.nd
                                                                floor=SCALE_FLOOR)
         out["signals"]["mix"] = _mix(reference["mix"], set(reference["levels"]["demand"]["series"]["key"]), rows,
                                      limits)
+    if unseen:
+        for name in ("demand", "forecast"):
+            if name in out["signals"]:
+                out["signals"][name]["status"] = f"not judged: {unseen}"
     out["reasons"] = [describe(name, s, week) for name, s in out["signals"].items() if s["flagged"]]
     out["flagged"] = bool(out["reasons"])
     out["status"] = "assessed"
     return out
+
+
+def unseen_time_of_year(reference: dict, week: str) -> str | None:
+    """Why ``week`` cannot be judged against the reference's season and event lifts, or None: a
+    reference year shorter than a year (a region with less history) may not hold the week of the
+    year ``week`` falls in, and what the reference says of it is then an extrapolation (the
+    sample's November, judged by a reference that began in December, read as demand 20-25% up
+    in every region)."""
+    first, last = pd.Timestamp(reference["first_week"]), pd.Timestamp(reference["last_week"])
+    if (last - first).days >= 7 * (REFERENCE_WEEKS - 1):
+        return None  # a whole year: every week of the year is in it
+
+    def of_year(day) -> int:
+        return min(int(day.isocalendar().week), 52)  # a 53rd week is the 52nd's neighbour
+
+    if of_year(pd.Timestamp(week)) in {of_year(d) for d in pd.date_range(first, last, freq="7D")}:
+        return None
+    weeks = (last - first).days // 7 + 1
+    return (f"the reference year holds {weeks} weeks ({first:%Y-%m-%d} to {last:%Y-%m-%d}), none of this week of "
+            f"the year: its season and events cannot say what this week should be")
 
 
 def covariate_signal(column: str) -> str:
@@ -427,6 +455,8 @@ def summary(assessment: dict) -> dict:
                          "weeks": s["weeks"]}
     if assessment.get("bias") is not None:
         out["bias"] = assessment["bias"]
+    if assessment.get("unseen_time_of_year"):
+        out["not_judged"] = assessment["unseen_time_of_year"]
     if "stores" in assessment["signals"]:
         # a stored assessment keeps the note, not the list (``from_table``)
         out["closed_stores"] = assessment["signals"]["stores"].get("closed", [])
