@@ -370,8 +370,11 @@ def test_a_week_of_the_year_a_short_reference_never_held_is_not_judged_and_says_
         label = week.strftime("%Y-%m-%d")
         found = assess_week(reference, rows, label, rows["target"].to_numpy() / 2, rows["target"].to_numpy())
         demand = found["signals"]["demand"]
+        ahead = assess_week(reference, rows, label, rows["target"].to_numpy())  # when the week is forecast
         if held:
             assert demand["flagged"] and "unseen_time_of_year" not in found
+            assert not ahead["signals"]["forecast"]["status"].startswith("not judged")
+            assert "unseen_time_of_year" not in ahead
         else:
             assert not demand["flagged"] and demand["value"] is None
             assert demand["status"].startswith("not judged: the reference year holds 30 weeks (2025-01-06 to ")
@@ -379,8 +382,7 @@ def test_a_week_of_the_year_a_short_reference_never_held_is_not_judged_and_says_
             assert summary(found)["not_judged"] == found["unseen_time_of_year"]
             stored = to_table(found, "north", "v1")
             assert stored.loc[stored["signal"] == "demand", "detail"].iloc[0] == demand["status"]
-            ahead = assess_week(reference, rows, label, rows["target"].to_numpy())
-            assert ahead["signals"]["forecast"]["status"].startswith("not judged: ")
+            assert ahead["signals"]["forecast"]["status"] == demand["status"]
     # a reference of a whole year holds every week of the year
     full = build_reference(_panel(WEEKS[:52]), _panel(WEEKS[:52])["target"].to_numpy(), None)
     assert unseen_time_of_year(full, WEEKS[60].strftime("%Y-%m-%d")) is None

@@ -274,9 +274,9 @@ def assess_week(reference: dict, rows: pd.DataFrame, week: str, forecasts: np.nd
         return out
     found = levels.week_statistics(reference["levels"], rows, forecasts, actuals)
     out.update(series=found["series"], series_in_reference=found["series_in_reference"], bias=found["bias"])
-    unseen = unseen_time_of_year(reference, week)
-    if unseen:  # demand and the forecasts are judged against the reference's season and events
-        out["unseen_time_of_year"] = unseen
+    unjudged = unseen_time_of_year(reference, week)
+    if unjudged:  # demand and the forecasts are judged against the reference's season and events
+        out["unseen_time_of_year"] = unjudged
         found["demand"] = found["forecast"] = None
     calibration = reference["levels"]["calibration"]
     usual = (limits, limits.false_alarm)
@@ -304,10 +304,10 @@ def assess_week(reference: dict, rows: pd.DataFrame, week: str, forecasts: np.nd
                                                                floor=SCALE_FLOOR)
         out["signals"]["mix"] = _mix(reference["mix"], set(reference["levels"]["demand"]["series"]["key"]), rows,
                                      limits)
-    if unseen:
+    if unjudged:
         for name in ("demand", "forecast"):
             if name in out["signals"]:
-                out["signals"][name]["status"] = f"not judged: {unseen}"
+                out["signals"][name]["status"] = f"not judged: {unjudged}"
     out["reasons"] = [describe(name, s, week) for name, s in out["signals"].items() if s["flagged"]]
     out["flagged"] = bool(out["reasons"])
     out["status"] = "assessed"
