@@ -376,13 +376,26 @@ def test_a_week_of_the_year_a_short_reference_never_held_is_not_judged_and_says_
             assert not ahead["signals"]["forecast"]["status"].startswith("not judged")
             assert "unseen_time_of_year" not in ahead
         else:
-            assert not demand["flagged"] and demand["value"] is None
+            assert not demand["flagged"] and demand["value"] > 0.5  # measured (log 2 less Poisson), not judged
             assert demand["status"].startswith("not judged: the reference year holds 30 weeks (2025-01-06 to ")
             assert found["signals"]["error"]["status"] == "measured"  # the bias needs no season
             assert summary(found)["not_judged"] == found["unseen_time_of_year"]
             stored = to_table(found, "north", "v1")
             assert stored.loc[stored["signal"] == "demand", "detail"].iloc[0] == demand["status"]
             assert ahead["signals"]["forecast"]["status"] == demand["status"]
+    # week after week through storage: the weeks not judged keep their values, so the first week
+    # judged after them has all its windows, against a baseline of the weeks just before it
+    stages = {"ahead": [], "after": []}
+    for i in range(30, 57):
+        rows = _panel([WEEKS[i]], seed=200 + i)
+        label = WEEKS[i].strftime("%Y-%m-%d")
+        for stage, actuals in (("ahead", None), ("after", rows["target"].to_numpy())):
+            found = assess_week(reference, rows, label, rows["target"].to_numpy(), actuals, history=stages[stage])
+            stages[stage].append(from_table(to_table(found, "north", "v1")))
+    assert set(found["signals"]["demand"]["windows"]) == {1, 2, 4} and not found["flagged"]
+    assert found["signals"]["demand"]["windows"][1]["baseline_weeks"] == levels.BASELINE
+    assert set(assess_week(reference, rows, label, rows["target"].to_numpy(), history=stages["ahead"][:-1])[
+        "signals"]["forecast"]["windows"]) == {2, 4}
     # a reference of a whole year holds every week of the year
     full = build_reference(_panel(WEEKS[:52]), _panel(WEEKS[:52])["target"].to_numpy(), None)
     assert unseen_time_of_year(full, WEEKS[60].strftime("%Y-%m-%d")) is None

@@ -143,7 +143,17 @@ def _plotted(assessment: dict, names: tuple[str, ...]) -> dict:
 def _verdict(assessment: dict) -> str:
     if assessment.get("status") != "assessed":
         return assessment.get("status", "not assessed")
-    return "flagged: " + "; ".join(assessment["reasons"]) if assessment["flagged"] else "no signal beyond its limit"
+    out = "flagged: " + "; ".join(assessment["reasons"]) if assessment["flagged"] else "no signal beyond its limit"
+    if assessment.get("unseen_time_of_year"):
+        out += f"; demand and the forecasts not judged: {assessment['unseen_time_of_year']}"
+    return out
+
+
+def _unjudged(found: dict[str, dict]) -> str:
+    """' (... not judged in N weeks ...)' for a check's description, or ''."""
+    weeks = [k for k, a in found.items() if a.get("unseen_time_of_year")]
+    return (f" ({len(weeks)} week(s) not judged: the reference year of their model does not hold their week of the "
+            f"year)") if weeks else ""
 
 
 def build_drift_metrics(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDefinition:
@@ -199,7 +209,7 @@ def build_drift_metrics(partitions_def: dg.MultiPartitionsDefinition) -> dg.Asse
         yield dg.AssetCheckResult(
             check_name="prediction_drift", passed=not predicted, severity=dg.AssetCheckSeverity.WARN,
             description=f"forecasts beyond their limit in {', '.join(predicted)}" if predicted else
-            ("forecasts within their limit" if found else "nothing assessed"),
+            ("forecasts within their limit" + _unjudged(found) if found else "nothing assessed"),
             metadata={"partitions": ", ".join(found) or "none", "weeks_flagged": len(predicted)})
 
     return drift_metrics
@@ -281,7 +291,7 @@ def build_forecast_accuracy(partitions_def: dg.MultiPartitionsDefinition) -> dg.
         yield dg.AssetCheckResult(
             check_name="level_shift", passed=not shifted, severity=dg.AssetCheckSeverity.WARN,
             description="; ".join(f"{k}: {'; '.join(a['reasons'])}" for k, a in list(shifted.items())[:5]) or
-            ("demand and bias within their limits" if levels_found else "nothing assessed"),
+            ("demand and bias within their limits" + _unjudged(levels_found) if levels_found else "nothing assessed"),
             metadata={"partitions": ", ".join(levels_found) or "none", "weeks_flagged": len(shifted)})
 
     return forecast_accuracy

@@ -275,9 +275,8 @@ def assess_week(reference: dict, rows: pd.DataFrame, week: str, forecasts: np.nd
     found = levels.week_statistics(reference["levels"], rows, forecasts, actuals)
     out.update(series=found["series"], series_in_reference=found["series_in_reference"], bias=found["bias"])
     unjudged = unseen_time_of_year(reference, week)
-    if unjudged:  # demand and the forecasts are judged against the reference's season and events
+    if unjudged:
         out["unseen_time_of_year"] = unjudged
-        found["demand"] = found["forecast"] = None
     calibration = reference["levels"]["calibration"]
     usual = (limits, limits.false_alarm)
     if stage == REALIZED:
@@ -304,10 +303,12 @@ def assess_week(reference: dict, rows: pd.DataFrame, week: str, forecasts: np.nd
                                                                floor=SCALE_FLOOR)
         out["signals"]["mix"] = _mix(reference["mix"], set(reference["levels"]["demand"]["series"]["key"]), rows,
                                      limits)
-    if unjudged:
+    if unjudged:  # demand and the forecasts are judged against the reference's season and events:
+        # their values are kept (later weeks' windows and baselines run through these weeks), not judged
         for name in ("demand", "forecast"):
-            if name in out["signals"]:
-                out["signals"][name]["status"] = f"not judged: {unjudged}"
+            if name in out["signals"] and found[name] is not None:
+                out["signals"][name] = {"value": float(found[name]), "flagged": False,
+                                        "status": f"not judged: {unjudged}"}
     out["reasons"] = [describe(name, s, week) for name, s in out["signals"].items() if s["flagged"]]
     out["flagged"] = bool(out["reasons"])
     out["status"] = "assessed"
