@@ -99,7 +99,7 @@ def store_units(rows: pd.DataFrame, units) -> dict[str, float]:
     """Each store's usual weekly units, all its products together: the mean over the weeks it sold
     anything (a closure does not lower it)."""
     totals = pd.Series(np.asarray(units, dtype=float)).groupby(
-        [rows["store_id"].astype(str).to_numpy(), _week_labels(rows)]).sum()
+        [rows["store_id"].astype(str).to_numpy(), week_labels(rows)]).sum()
     usual = totals[totals > 0].groupby(level=0).mean()
     return {str(k): round(float(v), 3) for k, v in usual.items()}
 
@@ -110,11 +110,12 @@ def closed(rows: pd.DataFrame, units, usual: dict[str, float]) -> np.ndarray:
     ``CLOSED_MIN_UNITS`` (``usual``: ``store_units``)."""
     units = np.nan_to_num(np.asarray(units, dtype=float), nan=0.0)
     store = rows["store_id"].astype(str).to_numpy()
-    total = pd.Series(units).groupby([store, _week_labels(rows)]).transform("sum").to_numpy()
+    total = pd.Series(units).groupby([store, week_labels(rows)]).transform("sum").to_numpy()
     return (total <= 0) & (pd.Series(store).map(usual).fillna(0.0).to_numpy() >= CLOSED_MIN_UNITS)
 
 
-def _week_labels(frame: pd.DataFrame) -> np.ndarray:
+def week_labels(frame: pd.DataFrame) -> np.ndarray:
+    """Each row's week as its label, 'YYYY-MM-DD'."""
     return pd.to_datetime(frame["week_start"]).dt.strftime("%Y-%m-%d").to_numpy()
 
 
@@ -248,7 +249,7 @@ def season_of(reference: dict, category, woy) -> np.ndarray:
 def weekly(frame: pd.DataFrame, values: np.ndarray, spreads: np.ndarray) -> pd.Series:
     """Each week's ``robust_level`` of ``values`` (one per row of ``frame``, series ``spreads`` in
     the same order) over at least ``MIN_SERIES`` series, by week (label 'YYYY-MM-DD')."""
-    labels = _week_labels(frame)
+    labels = week_labels(frame)
     values, spreads = np.asarray(values, dtype=float), np.asarray(spreads, dtype=float)
     out = {}
     for label, at in pd.Series(np.arange(len(labels))).groupby(labels).indices.items():

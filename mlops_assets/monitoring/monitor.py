@@ -109,7 +109,7 @@ def _covariate_reference(rows: pd.DataFrame, column: str) -> dict | None:
         design = np.column_stack([np.ones(ok.sum()), levels.harmonics(woy[ok])])
         coef, *_ = np.linalg.lstsq(design, values[ok], rcond=None)
         season = [float(coef[1]), float(coef[2])]
-    weekly = pd.Series(_deseasonalized(values, woy, season)).groupby(_labels(rows)).mean().dropna().round(6)
+    weekly = pd.Series(_deseasonalized(values, woy, season)).groupby(levels.week_labels(rows)).mean().dropna().round(6)
     return {"season": season, "calibration": weekly.to_dict()} if len(weekly) >= levels.MIN_WEEKS else None
 
 
@@ -117,16 +117,12 @@ def _deseasonalized(values: np.ndarray, woy: np.ndarray, season: list[float] | N
     return values - levels.harmonics(woy) @ np.asarray(season) if season else values
 
 
-def _labels(frame: pd.DataFrame) -> np.ndarray:
-    return pd.to_datetime(frame["week_start"]).dt.strftime("%Y-%m-%d").to_numpy()
-
-
 def _category_counts(frame: pd.DataFrame) -> dict[str, int]:
     return {str(k): int(v) for k, v in frame["category"].astype(str).value_counts().items()}
 
 
 def _mix_reference(rows: pd.DataFrame) -> dict:
-    labels = _labels(rows)
+    labels = levels.week_labels(rows)
     weeks = sorted(set(labels))
     series = levels.series_of(rows).to_numpy()
     by_week = {w: set(series[labels == w]) for w in weeks}
