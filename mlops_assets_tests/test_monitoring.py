@@ -13,6 +13,7 @@ from mlops_assets.monitoring.monitor import (
     MonitorLimits,
     assess_week,
     build_reference,
+    demand_scales,
     from_table,
     summary,
     to_table,
@@ -212,6 +213,25 @@ def test_the_forecast_signal_is_calibrated_on_the_weeks_the_model_forecast_unsee
         assert calibration[week.strftime("%Y-%m-%d")] > 0.1  # about log 1.2 above the fitted values
     # only they set the signal's scale; the fitted weeks are their baselines
     assert reference["unseen_forecast_weeks"] == [w.strftime("%Y-%m-%d") for w in WEEKS[39:52]]
+
+
+def test_the_forecasts_are_scaled_at_least_as_widely_as_demand_wanders():
+    """A model's forecasts follow the demand its lags give it: however steady its few unseen weeks
+    were, the forecast signal's scale is at least demand's, per window, over the reference year."""
+    rows = _panel(WEEKS[:52])
+    reference = build_reference(rows, rows["target"].to_numpy(), None)
+    calibration = reference["levels"]["calibration"]
+    calibration["forecast"] = {w: 0.001 * (-1) ** i for i, w in enumerate(sorted(calibration["forecast"]))}
+    week = WEEKS[52].strftime("%Y-%m-%d")
+    least = demand_scales(calibration["demand"], week, (2, 4))
+    for weeks in (2, 4):  # by hand: demand's departures from its baselines, as any statistic's
+        assert least[weeks] == levels.baseline(levels.Series(calibration["demand"], {}), week, weeks).scale
+        assert least[weeks] > 0.002  # Poisson weeks wander far more than the forecasts' 0.001
+    part = _panel([WEEKS[52]], seed=7)
+    found = assess_week(reference, part, week, part["target"].to_numpy() * 1.1)["signals"]["forecast"]
+    for weeks, window in found["windows"].items():
+        assert window["scale"] == pytest.approx(least[weeks])
+        assert window["z"] == pytest.approx((window["mean"] - window["center"]) / least[weeks])
 
 
 def test_a_scale_can_be_set_by_some_calibration_weeks_and_the_weeks_served():

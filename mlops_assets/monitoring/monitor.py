@@ -171,11 +171,12 @@ def reference_profile(observed: pd.DataFrame, as_of_week: str, predict, out_of_s
 
 def _signal(name: str, value: float | None, calibration: dict[str, float], week: str, history: list[dict],
             limit: tuple[MonitorLimits, float], windows: tuple[int, ...] = (1,), floor: float = 0.0,
-            scaled: frozenset | None = None) -> dict:
+            scaled: frozenset | None = None, least: dict[int, float] | None = None) -> dict:
     """A statistic against its baseline (``levels.baseline``: from the calibration weeks and the
     weeks this model served, but those the signal flagged): for each window (this week, or the
     mean of the last 2 or 4), its mean, its z against the baseline and its limit; flagged when a z
-    crosses its limit. The windows share the false-alarm rate ``limit[1]``."""
+    crosses its limit. The windows share the false-alarm rate ``limit[1]``. A window's scale is at
+    least ``floor`` times its baseline's size and at least ``least[window]``."""
     limits, false_alarm = limit
     # a week the signal flagged stays out of its baselines: a change is measured against what came
     # before it for as long as it lasts, not absorbed as the new normal while nobody acted on it
@@ -193,7 +194,7 @@ def _signal(name: str, value: float | None, calibration: dict[str, float], week:
         spec, mean = levels.baseline(series, week, weeks), series.recent(at, weeks)
         if spec is None or mean is None:
             continue
-        scale = max(spec.scale, floor * abs(spec.center))
+        scale = max(spec.scale, floor * abs(spec.center), (least or {}).get(weeks, 0.0))
         out["windows"][weeks] = {"mean": mean, "center": spec.center, "scale": scale,
                                  "z": float((mean - spec.center) / scale),
                                  "limit": limits.z_limit(spec.residuals, len(windows), false_alarm),
@@ -209,6 +210,18 @@ def _signal(name: str, value: float | None, calibration: dict[str, float], week:
         out["direction"] = _direction(out)
         out["since"] = min(since(week, out["weeks"]), _onset(directions, week, out["direction"]))
     return out
+
+
+def demand_scales(calibration: dict[str, float], week: str, windows: tuple[int, ...]) -> dict[int, float]:
+    """The scale of demand's departures from its baselines over the reference year, per window
+    (``levels.baseline``; none for a window without enough weeks): the least scale of the
+    ``forecast`` signal. A model's forecasts follow the demand its lags give it, so they wander as
+    far as demand does; the quarter of weeks it forecast unseen rarely shows how far that is (on
+    the sample, with another seed, forecasts 12% below expectation for a month in a region where
+    nothing changed read z -5.2 on their own scale, -3.7 at most on demand's)."""
+    series = levels.Series(calibration, {})
+    found = {weeks: levels.baseline(series, week, weeks) for weeks in windows}
+    return {weeks: spec.scale for weeks, spec in found.items() if spec is not None}
 
 
 def _direction(signal: dict) -> int:
@@ -283,10 +296,12 @@ def assess_week(reference: dict, rows: pd.DataFrame, week: str, forecasts: np.nd
         if found["closed_stores"]:
             out["signals"]["stores"] = _closed_stores(found["closed_stores"], found["stores"])
     else:
-        # the weeks the model forecast unseen set the scale (every week where a reference has none)
+        # the weeks the model forecast unseen set the scale (every week where a reference has none),
+        # at least demand's: a model's forecasts follow the demand its lags give it
         unseen = frozenset(reference["levels"].get("unseen_forecast_weeks") or ()) or None
         out["signals"]["forecast"] = _signal("forecast", found["forecast"], calibration["forecast"], week, history,
-                                             usual, SLOW_WINDOWS, scaled=unseen)
+                                             usual, SLOW_WINDOWS, scaled=unseen,
+                                             least=demand_scales(calibration["demand"], week, SLOW_WINDOWS))
         woy = rows["week_of_year"].to_numpy(dtype=float)
         for column, spec in reference.get("covariates", {}).items():
             if column not in rows:
