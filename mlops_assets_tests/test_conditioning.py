@@ -50,6 +50,20 @@ def test_weekly_events_include_national_and_own_region_only():
         (W1, "holiday", 1), (W1, "home_game", 1), (W2, "home_game", 1)]
 
 
+def test_the_week_before_a_national_event_holds_it_as_before_the_event():
+    # a national holiday on W2's Thursday: W1 is the week shoppers stock up in; a region's own event
+    # and an event of one store are no holiday of the calendar
+    events = pd.DataFrame({"date": pd.to_datetime(["2026-01-15", "2026-01-14", "2026-01-16"]),
+                           "region": ["*", "a", "*"], "event": ["holiday", "home_game", "deal"],
+                           "store_id": [None, None, "a1"]})
+    out = conditioning.weekly_events(events, "a", [W1, W2])
+    schemas.weekly_events_schema().validate(out)
+    assert [(r.week_start.strftime("%Y-%m-%d"), r.event, r.store_id, r.days) for r in out.itertuples()] == [
+        (W1, "before_holiday", "", 1), (W2, "deal", "a1", 1), (W2, "holiday", "", 1), (W2, "home_game", "", 1)]
+    # the week's partition alone knows it: W1 conditioned on its own reads next week's calendar
+    assert "before_holiday" in set(conditioning.weekly_events(events, "a", [W1])["event"])
+
+
 def test_a_promotion_is_limited_to_its_store_and_product_and_reaches_only_their_rows():
     from mlops_assets.ml.featurize import row_events
 

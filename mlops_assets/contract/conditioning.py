@@ -71,15 +71,22 @@ def weekly_weather(stores: pd.DataFrame, weather: pd.DataFrame, region: str, wee
 
 
 EVENT_SCOPE = ("store_id", "product_id")  # "" in a weekly event: every store, every product
+BEFORE = "before_"  # the week before a national event's week also holds it, under this prefix
 
 
 def weekly_events(events: pd.DataFrame, region: str, weeks: Sequence[str]) -> pd.DataFrame:
     """The events of each week that apply to the region (its own and ``*``), with their day count,
-    each with the store and the product it is limited to ("": every one)."""
+    each with the store and the product it is limited to ("": every one). A national event (region
+    ``*``, every store and product: a holiday) is also an event of the week before its week, named
+    ``before_<event>``: shoppers stock up before Thanksgiving and Christmas, and the calendar says
+    so a week ahead, so a forecast and the monitor's expectation can know it."""
     weeks = _weeks(weeks)
     e = events[events["region"].isin([region, "*"])].copy()
     for column in EVENT_SCOPE:
         e[column] = e[column].fillna("").astype(str) if column in e else ""
+    national = e[(e["region"] == "*") & (e["store_id"] == "") & (e["product_id"] == "")]
+    e = pd.concat([e, national.assign(event=BEFORE + national["event"], date=national["date"] - pd.Timedelta(weeks=1))],
+                  ignore_index=True)
     e["week_start"] = e["date"] - pd.to_timedelta(e["date"].dt.weekday, unit="D")
     e = e[e["week_start"].isin(weeks)]
     keys = ["week_start", "event", *EVENT_SCOPE]
