@@ -55,22 +55,24 @@ def statistics(landing: Path, span: int, earlier: int) -> dict[str, dict]:
         rows = reference_rows(observed, as_of).reset_index(drop=True)
         reference = levels.build_level_reference(rows, rows["target"].to_numpy(), None)
         later = at_forecast_time(features[features["week_start"].dt.strftime("%Y-%m-%d").isin(monitored)])
-        served = {}
+        served, uncertainty = {}, {}
         for week, part in later.groupby(later["week_start"].dt.strftime("%Y-%m-%d")):
             part = part.reset_index(drop=True)
-            served[week] = levels.week_statistics(reference, part, None, part["target"].to_numpy(float))["demand"]
-        out[name] = {"calibration": reference["calibration"]["demand"],
-                     "served": {w: v for w, v in served.items() if v is not None}}
+            found = levels.week_statistics(reference, part, None, part["target"].to_numpy(float))
+            if found["demand"] is not None:
+                served[week], uncertainty[week] = found["demand"], found["uncertainty"]["demand"]
+        out[name] = {"calibration": reference["calibration"]["demand"], "served": served, "uncertainty": uncertainty}
     return out
 
 
-def replay(calibration: dict, served: dict) -> list[bool]:
+def replay(calibration: dict, served: dict, uncertainty: dict | None = None) -> list[bool]:
     """Each served week's verdict of the ``demand`` signal, judged in order as the monitor does."""
     from mlops_assets.monitoring.monitor import WINDOWS, MonitorLimits, _signal
 
     limits, history, flags = MonitorLimits(), [], []
     for week, value in served.items():
-        found = _signal("demand", value, calibration, week, history, (limits, limits.level_false_alarm), WINDOWS)
+        found = _signal("demand", value, calibration, week, history, (limits, limits.level_false_alarm), WINDOWS,
+                        uncertainty=(uncertainty or {}).get(week, 0.0))
         history.append({"week": week, "signals": {"demand": found}})
         flags.append(found["flagged"])
     return flags
@@ -84,6 +86,7 @@ def relative(found: dict[str, dict]) -> dict[str, dict]:
         median = {w: float(np.median([v[part][w] for v in found.values()])) for w in weeks}
         for name, v in found.items():
             out[name][part] = {w: v[part][w] - median[w] for w in weeks}
+        out[name]["uncertainty"] = {}  # the median carries the same holidays' lifts
     return out
 
 
@@ -99,7 +102,7 @@ def run(landing: Path, span: int, earlier: list[int], peer: bool) -> dict:
     alarms, weeks, flagged = 0, 0, []
     for found in spans.values():
         for name, v in judged(found).items():
-            flags = replay(v["calibration"], v["served"])
+            flags = replay(v["calibration"], v["served"], v["uncertainty"])
             alarms, weeks = alarms + sum(flags), weeks + len(flags)
             flagged += [f"{name} {w}" for w, f in zip(v["served"], flags) if f]
     last = spans[min(earlier)]
@@ -109,11 +112,12 @@ def run(landing: Path, span: int, earlier: list[int], peer: bool) -> dict:
         for name, v in last.items():
             for start in range(2, len(v["served"]) - 4):
                 found = judged(shifted(last, name, start, factor))
-                flags = replay(found[name]["calibration"], found[name]["served"])
+                flags = replay(found[name]["calibration"], found[name]["served"], found[name]["uncertainty"])
                 within2 += any(flags[start:start + 2])
                 within4 += any(flags[start:start + 4])
                 trials += 1
-                others += sum(any(replay(found[o]["calibration"], found[o]["served"])[start:start + 4])
+                others += sum(any(replay(found[o]["calibration"], found[o]["served"], found[o]["uncertainty"])
+                                  [start:start + 4])
                               for o in found if o != name)
         detection[f"x{factor}"] = {"within_2": within2 / trials, "within_4": within4 / trials, "trials": trials,
                                    "other_regions_flagged": others}

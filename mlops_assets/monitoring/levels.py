@@ -47,6 +47,7 @@ import pandas as pd
 from mlops_assets.ml.featurize import KEY
 from mlops_assets.ml.preprocess import event_indicators, event_vocabulary
 
+LIFT_T = 2.0  # a lift smaller than this many of its own standard errors is noise: dropped
 CLIP = 3.0  # a series moves its week's level by at most this many of its own spreads (Huber)
 MIN_SPREAD = 0.2  # the least spread (log units) a series is credited with: a few steady series do not outweigh the rest
 MIN_SPREAD_WEEKS = 8  # reference weeks a series needs for its own spread; with fewer it gets the median series'
@@ -61,7 +62,7 @@ MIN_WEEKS_FOR_SEASON = 50
 # a store that usually sells at least this many units a week, all its products together, and sold
 # none is closed that week: by chance alone (Poisson) that happens in e^-5 < 1% of its weeks
 CLOSED_MIN_UNITS = 5.0
-LEVEL_VERSION = 3
+LEVEL_VERSION = 4
 
 
 def series_of(frame: pd.DataFrame) -> pd.Series:
@@ -149,25 +150,40 @@ def _within(values: np.ndarray, key: np.ndarray) -> np.ndarray:
     return (frame - frame.groupby(key).transform("mean")).to_numpy()
 
 
-def _category_terms(values: np.ndarray, key: np.ndarray, woy: np.ndarray, names: list[str],
-                    matrix: np.ndarray) -> tuple[list[float] | None, dict[str, float]]:
+def _category_terms(values: np.ndarray, key: np.ndarray, woy: np.ndarray, week: np.ndarray, names: list[str],
+                    matrix: np.ndarray) -> tuple[list[float] | None, dict[str, float], dict[str, int]]:
     """One category's season ([b, c] of ``b sin + c cos`` of the week of year; None where its rows
-    span fewer than ``MIN_WEEKS_FOR_SEASON`` weeks of the year) and its lift at each event it had,
-    fitted together with a level per series: least squares on the rows with each series' mean
-    taken out (Frisch-Waugh-Lovell: the same terms as fitting every level with them). Events that
-    always coincide share their joint lift (the least-norm solution)."""
-    columns, has_season = [], len(np.unique(woy)) >= MIN_WEEKS_FOR_SEASON
-    if has_season:
-        columns.append(harmonics(woy))
+    span fewer than ``MIN_WEEKS_FOR_SEASON`` weeks of the year), its lift at each event it had, and
+    the weeks each lift was seen in, fitted together with a level per series: least squares on the
+    rows with each series' mean taken out (Frisch-Waugh-Lovell: the same terms as fitting every
+    level with them). Events that always coincide share their joint lift (the least-norm solution).
+
+    A lift seen in k weeks holds those weeks' noise: the category's weekly level wanders by s (the
+    standard deviation of its weeks' mean residuals), so the lift is known to about s / sqrt(k).
+    A lift within ``LIFT_T`` of those of 0 is no lift the data can tell from noise: it is dropped
+    and the rest fitted again (a holiday seen once on orange juice, where a week's level moves by
+    0.15, is mostly that week's noise; Thanksgiving on the sample, +0.9 for bakery, is kept)."""
+    has_season = len(np.unique(woy)) >= MIN_WEEKS_FOR_SEASON
     used = matrix.any(axis=0)
-    if used.any():
-        columns.append(matrix[:, used])
-    if not columns:
-        return None, {}
-    coef, *_ = np.linalg.lstsq(_within(np.column_stack(columns), key), _within(values, key).ravel(), rcond=None)
+    y = _within(values, key).ravel()
+    while True:  # fit, drop the lifts noise explains, fit again (each pass drops one or more)
+        columns = ([harmonics(woy)] if has_season else []) + ([matrix[:, used]] if used.any() else [])
+        if not columns:
+            return None, {}, {}
+        design = _within(np.column_stack(columns), key)
+        coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+        lifts = coef[2:] if has_season else coef
+        weekly = pd.Series(y - design @ coef).groupby(week).mean()
+        noise = float(weekly.std()) if len(weekly) > 2 else 0.0
+        seen = np.array([len(np.unique(week[matrix[:, j] > 0])) for j in np.flatnonzero(used)])
+        keep = np.abs(lifts) >= LIFT_T * noise / np.sqrt(np.maximum(seen, 1))
+        if keep.all():
+            break
+        used[np.flatnonzero(used)[~keep]] = False
     season = [float(coef[0]), float(coef[1])] if has_season else None
-    lifts = coef[2:] if has_season else coef
-    return season, {name: round(float(b), 6) for name, b in zip(np.asarray(names)[used], lifts)}
+    chosen = np.asarray(names)[used]
+    return (season, {name: round(float(b), 6) for name, b in zip(chosen, lifts)},
+            {name: int(k) for name, k in zip(chosen, seen)})
 
 
 def spreads_of(model: dict, frame: pd.DataFrame) -> np.ndarray:
@@ -215,17 +231,18 @@ def expectation_model(rows: pd.DataFrame, values: np.ndarray) -> dict:
     category = rows["category"].astype(str).to_numpy()
     values = np.asarray(values, dtype=float)
     names, matrix = _indicators(rows)
-    seasons, lifts = {}, {}
+    week = week_labels(rows)
+    seasons, lifts, seen = {}, {}, {}
     for cat in np.unique(category):
         at = (category == cat) & np.isfinite(values)
         if not at.any():
             continue
-        season, lift = _category_terms(values[at], key[at], woy[at], names, matrix[at])
+        season, lift, weeks = _category_terms(values[at], key[at], woy[at], week[at], names, matrix[at])
         if season is not None:
             seasons[str(cat)] = season
         if lift:
-            lifts[str(cat)] = lift
-    model = {"season": seasons, "lifts": lifts}
+            lifts[str(cat)], seen[str(cat)] = lift, weeks
+    model = {"season": seasons, "lifts": lifts, "lift_weeks": seen}
     terms = season_of(model, category, woy) + _lift_terms(lifts, category, (names, matrix))
     level = pd.Series(values - terms).groupby(key).mean().round(6)
     model["series"] = {"key": level.index.tolist(), "level": level.tolist()}
@@ -233,6 +250,32 @@ def expectation_model(rows: pd.DataFrame, values: np.ndarray) -> dict:
     model["series"]["spread"] = spread.reindex(level.index).round(6).tolist()
     model["median_spread"] = round(median, 6)
     return model
+
+
+def lift_uncertainty(model: dict, frame: pd.DataFrame, spreads: np.ndarray) -> float:
+    """How much of a week's own noise the expectation of ``frame`` (one week's rows, their series
+    ``spreads``) carries from its lifts, as a share of a week's variance: each lift seen in k
+    reference weeks holds 1/k of their noise; an event whose lifts reach a share w of the week's
+    weight (1 / spread^2) adds w^2 / k (w times the k-weighted sum of its categories' shares: they
+    share a week's noise). A national holiday seen once, lifted in every category: 1, the week's
+    expectation is as uncertain as the week itself."""
+    seen = model.get("lift_weeks") or {}
+    if not seen:
+        return 0.0
+    names, matrix = _indicators(frame)
+    if not names:
+        return 0.0
+    weights = np.where(np.isfinite(spreads) & (spreads > 0), 1.0 / np.square(np.where(spreads > 0, spreads, 1.0)), 0.0)
+    category = frame["category"].astype(str).to_numpy()
+    total = float(weights.sum())
+    if total <= 0:
+        return 0.0
+    out = 0.0
+    for j, name in enumerate(names):  # a week's categories share its noise: an event's shares add up
+        parts = [(float(weights[(category == cat) & (matrix[:, j] > 0)].sum()) / total, by_event[name])
+                 for cat, by_event in seen.items() if name in by_event]
+        out += sum(w for w, _ in parts) * sum(w / max(k, 1) for w, k in parts)
+    return out
 
 
 def season_of(reference: dict, category, woy) -> np.ndarray:
@@ -309,16 +352,21 @@ def week_statistics(reference: dict, rows: pd.DataFrame, forecasts: np.ndarray |
     ``demand``, ``error`` and the planner's ``bias`` (total forecast / total actual - 1) with the
     actuals too, and the stores that were closed (``closed_stores``: left out of ``demand`` and
     ``error``, never of ``bias``: a planner's stock went there too). ``rows``: the week's
-    features, one per series; the arrays in the same order."""
+    features, one per series; the arrays in the same order. ``uncertainty``: what the demand and
+    forecast expectations of the week carry from their lifts (``lift_uncertainty``)."""
     expectation, spreads = expected(reference["demand"], rows), spreads_of(reference["demand"], rows)
     known = np.isfinite(expectation)
     out = {"series": int(len(rows)), "series_in_reference": int(known.sum()),
            "stores": int(rows["store_id"].nunique()), "closed_stores": [],
-           "forecast": None, "demand": None, "error": None, "bias": None}
+           "forecast": None, "demand": None, "error": None, "bias": None,
+           "uncertainty": {"demand": lift_uncertainty(reference["demand"], rows[known], spreads[known]),
+                           "forecast": 0.0}}
     enough = known.sum() >= MIN_SERIES
     if forecasts is not None and enough:
+        forecast_spreads = spreads_of(reference["forecast"], rows)[known]
         out["forecast"] = robust_level((log_units(forecasts) - expected(reference["forecast"], rows))[known],
-                                       spreads_of(reference["forecast"], rows)[known])
+                                       forecast_spreads)
+        out["uncertainty"]["forecast"] = lift_uncertainty(reference["forecast"], rows[known], forecast_spreads)
     if actuals is not None:
         actual = np.asarray(actuals, dtype=float)
         seen = np.isfinite(actual)

@@ -50,7 +50,7 @@ WINDOWS = (1, 2, 4)  # a level is judged over this week, and the mean of the las
 SLOW_WINDOWS = (2, 4)
 FORECAST_TIME = "forecast"  # the stage of drift_metrics
 REALIZED = "realized"  # the stage of forecast_accuracy
-MONITOR_VERSION = 4
+MONITOR_VERSION = 5
 
 
 @dataclass(frozen=True)
@@ -171,12 +171,16 @@ def reference_profile(observed: pd.DataFrame, as_of_week: str, predict, out_of_s
 
 def _signal(name: str, value: float | None, calibration: dict[str, float], week: str, history: list[dict],
             limit: tuple[MonitorLimits, float], windows: tuple[int, ...] = (1,), floor: float = 0.0,
-            scaled: frozenset | None = None, least: dict[int, float] | None = None) -> dict:
+            scaled: frozenset | None = None, least: dict[int, float] | None = None,
+            uncertainty: float = 0.0) -> dict:
     """A statistic against its baseline (``levels.baseline``: from the calibration weeks and the
     weeks this model served, but those the signal flagged): for each window (this week, or the
     mean of the last 2 or 4), its mean, its z against the baseline and its limit; flagged when a z
     crosses its limit. The windows share the false-alarm rate ``limit[1]``. A window's scale is at
-    least ``floor`` times its baseline's size and at least ``least[window]``."""
+    least ``floor`` times its baseline's size and at least ``least[window]``; then widened by what
+    its weeks' expectations carry from lifts seen in few reference weeks (``uncertainty``, this
+    week's, as a share of one week's variance, ``levels.lift_uncertainty``): an n-week mean adds
+    the 1-week scale squared times their sum / n^2."""
     limits, false_alarm = limit
     # a week the signal flagged stays out of its baselines: a change is measured against what came
     # before it for as long as it lasts, not absorbed as the new normal while nobody acted on it
@@ -187,14 +191,23 @@ def _signal(name: str, value: float | None, calibration: dict[str, float], week:
     directions = {h["week"]: _direction(h["signals"][name]) for h in history if h["week"] in flagged}
     if value is None or not np.isfinite(value):
         return {"value": None, "flagged": False, "status": "not measured"}
+    uncertain = {h["week"]: h["signals"][name].get("uncertainty") or 0.0 for h in history
+                 if name in h.get("signals", {})}
+    uncertain[week] = uncertainty
     series = levels.Series(calibration, {**served, week: value}, flagged, scaled)
     out = {"value": float(value), "windows": {}, "flagged": False, "status": "measured"}
+    if uncertainty:
+        out["uncertainty"] = float(uncertainty)
     at = int(levels._week_numbers([week])[0])
+    one = levels.baseline(series, week, 1)
+    one = max(one.scale if one else 0.0, (least or {}).get(1, 0.0))
     for weeks in windows:
         spec, mean = levels.baseline(series, week, weeks), series.recent(at, weeks)
         if spec is None or mean is None:
             continue
         scale = max(spec.scale, floor * abs(spec.center), (least or {}).get(weeks, 0.0))
+        carried = sum(uncertain.get(since(week, n + 1), 0.0) for n in range(weeks))
+        scale = float(np.sqrt(scale ** 2 + one ** 2 * carried / weeks ** 2))
         out["windows"][weeks] = {"mean": mean, "center": spec.center, "scale": scale,
                                  "z": float((mean - spec.center) / scale),
                                  "limit": limits.z_limit(spec.residuals, len(windows), false_alarm),
@@ -290,7 +303,8 @@ def assess_week(reference: dict, rows: pd.DataFrame, week: str, forecasts: np.nd
     usual = (limits, limits.false_alarm)
     if stage == REALIZED:
         out["signals"]["demand"] = _signal("demand", found["demand"], calibration["demand"], week, history,
-                                           (limits, limits.level_false_alarm), WINDOWS)
+                                           (limits, limits.level_false_alarm), WINDOWS,
+                                           uncertainty=found["uncertainty"]["demand"])
         out["signals"]["error"] = _signal("error", found["error"], calibration["error"], week, history, usual,
                                           WINDOWS)
         if found["closed_stores"]:
@@ -301,7 +315,8 @@ def assess_week(reference: dict, rows: pd.DataFrame, week: str, forecasts: np.nd
         unseen = frozenset(reference["levels"].get("unseen_forecast_weeks") or ()) or None
         out["signals"]["forecast"] = _signal("forecast", found["forecast"], calibration["forecast"], week, history,
                                              usual, SLOW_WINDOWS, scaled=unseen,
-                                             least=demand_scales(calibration["demand"], week, SLOW_WINDOWS))
+                                             least=demand_scales(calibration["demand"], week, (1, *SLOW_WINDOWS)),
+                                             uncertainty=found["uncertainty"]["forecast"])
         woy = rows["week_of_year"].to_numpy(dtype=float)
         for column, spec in reference.get("covariates", {}).items():
             if column not in rows:
@@ -384,7 +399,7 @@ def describe(name: str, signal: dict, week: str) -> str:
 # --- stored form -----------------------------------------------------------------------------
 
 TABLE_COLUMNS = ["region", "week_start", "stage", "signal", "window", "value", "mean", "center", "scale", "z", "limit",
-                 "flagged", "detail", "model_version"]
+                 "flagged", "detail", "uncertainty", "model_version"]
 
 
 def to_table(assessment: dict, region: str, model_version: str) -> pd.DataFrame:
@@ -407,12 +422,13 @@ def to_table(assessment: dict, region: str, model_version: str) -> pd.DataFrame:
         for i, (n, w) in enumerate(sorted(s["windows"].items())):
             rows.append({**base, "signal": name, "window": n, "value": s["value"], "mean": w["mean"],
                          "center": w["center"], "scale": w["scale"], "z": w["z"], "limit": w["limit"],
-                         "flagged": abs(w["z"]) >= w["limit"], "detail": detail if i == 0 else ""})
+                         "flagged": abs(w["z"]) >= w["limit"], "detail": detail if i == 0 else "",
+                         "uncertainty": s.get("uncertainty", 0.0)})
     if not rows:  # nothing measured: one row says why
         rows.append({**base, "signal": "status", "window": 1, "flagged": False,
                      "detail": assessment.get("status", "")})
     frame = pd.DataFrame(rows).reindex(columns=TABLE_COLUMNS)
-    for c in ("value", "mean", "center", "scale", "z", "limit"):
+    for c in ("value", "mean", "center", "scale", "z", "limit", "uncertainty"):
         frame[c] = frame[c].astype(float)
     frame["window"] = frame["window"].astype("int64")
     frame["flagged"] = frame["flagged"].fillna(False).astype(bool)
@@ -435,6 +451,8 @@ def from_table(table: pd.DataFrame) -> dict:
         if not name.startswith("mix:"):
             value = part["value"].iloc[0]
             entry["value"] = float(value) if pd.notna(value) else None
+            if "uncertainty" in part and pd.notna(part["uncertainty"].iloc[0]) and part["uncertainty"].iloc[0]:
+                entry["uncertainty"] = float(part["uncertainty"].iloc[0])
             ones = part[part["window"] == 1]
             if len(ones) and pd.notna(ones["z"].iloc[0]):
                 entry["z"] = float(ones["z"].iloc[0])
