@@ -90,6 +90,75 @@ def test_levels_and_lifts_are_fitted_together_so_events_that_coincide_are_counte
     assert levels.expected(shared, together) == pytest.approx(np.where(together["events"] == "x;y", 1.6, 1.0))
 
 
+def test_a_lift_noise_explains_is_dropped_and_a_kept_lift_says_how_few_weeks_it_was_seen_in():
+    # two series; every week's level wanders by +-0.05 (alternating); a holiday in week 10 lifts both
+    # by 0.5, a "parade" in week 21 by nothing: its fitted lift is that week's -0.05, one standard
+    # error of a lift seen once (the weekly noise, 0.05) from 0, under the 2 that keep a lift
+    weeks = np.arange(52)
+    events = np.where(weeks == 10, "holiday", np.where(weeks == 21, "parade", ""))
+    rows = pd.DataFrame({"week_start": np.repeat(WEEKS[:52], 2), "week_of_year": 1, "category": "a",
+                         "store_id": "s", "product_id": np.tile(["p1", "p2"], 52), "events": np.repeat(events, 2)})
+    wander = np.repeat(np.where(weeks % 2 == 0, 0.05, -0.05), 2)
+    truth = np.where(rows["product_id"] == "p1", 2.0, 1.0) + wander + 0.5 * np.repeat(weeks == 10, 2)
+    model = levels.expectation_model(rows, truth)
+    assert set(model["lifts"]["a"]) == {"holiday"}
+    assert model["lifts"]["a"]["holiday"] == pytest.approx(0.5 + 0.05, abs=0.01)  # with week 10's own +0.05
+    assert model["lift_weeks"] == {"a": {"holiday": 1}}
+    # the parade's week is judged against the level alone: its noise is the week's own
+    parade = rows[rows["events"] == "parade"]
+    assert levels.expected(model, parade) == pytest.approx([2.0, 1.0], abs=0.01)
+
+
+def test_what_a_week_expectation_carries_from_lifts_seen_in_few_weeks_by_hand():
+    model = {"lift_weeks": {"a": {"holiday": 1}, "b": {"holiday": 2}, "c": {"promotion": 5}}}
+    week = pd.DataFrame({"category": ["a", "a", "b", "b", "c", "c"],
+                         "events": ["holiday", "holiday", "holiday", "holiday", "", "promotion"]})
+    spreads = np.ones(6)
+    # holiday: shares 2/6 (a, seen once) and 2/6 (b, twice): (2/6 + 2/6) x (2/6 / 1 + 2/6 / 2);
+    # promotion: 1/6 x (1/6) / 5
+    by_hand = (4 / 6) * (2 / 6 + 1 / 6) + (1 / 6) ** 2 / 5
+    assert levels.lift_uncertainty(model, week, spreads) == pytest.approx(by_hand)
+    # a steadier series weighs more (1 / spread^2): a's rows now hold 8 of 11 parts of the weight
+    heavy = np.array([0.5, 0.5, 1, 1, 1, 1])
+    a, b, c = 8 / 12, 2 / 12, 1 / 12
+    assert levels.lift_uncertainty(model, week, heavy) == pytest.approx((a + b) * (a + b / 2) + c ** 2 / 5)
+    assert levels.lift_uncertainty({"lift_weeks": {}}, week, spreads) == 0.0
+
+
+def test_a_holiday_the_reference_saw_once_is_judged_at_a_wider_scale_stored_or_not():
+    """Its lift holds the reference week's noise too: the week's 1-week scale is sqrt(2) of the
+    usual, a 2-week window's scale^2 gains the 1-week scale^2 / 4; the next week's windows still
+    hold it, as the partition stored it."""
+    reference_rows = _panel(WEEKS[:52])
+    holiday = reference_rows["week_start"] == WEEKS[10]
+    reference_rows.loc[holiday, "events"] = "holiday"
+    reference_rows.loc[holiday, "target"] *= 2
+    reference = build_reference(reference_rows, reference_rows["target"].to_numpy(), None)
+    assert reference["levels"]["demand"]["lift_weeks"] == {c: {"holiday": 1} for c in ("a", "b", "c")}
+    rows = _panel([WEEKS[52]], seed=5).assign(events="holiday")
+    rows["target"] *= 2
+    week = WEEKS[52].strftime("%Y-%m-%d")
+    found = assess_week(reference, rows, week, rows["target"].to_numpy(), rows["target"].to_numpy())
+    demand = found["signals"]["demand"]
+    assert demand["uncertainty"] == pytest.approx(1.0)  # every category lifted, each lift seen once
+    series = levels.Series(reference["levels"]["calibration"]["demand"], {week: demand["value"]})
+    one, two = levels.baseline(series, week, 1).scale, levels.baseline(series, week, 2).scale
+    assert demand["windows"][1]["scale"] == pytest.approx(np.sqrt(2) * one)
+    assert demand["windows"][2]["scale"] == pytest.approx(np.sqrt(two ** 2 + one ** 2 / 4))
+    # the week after, the 2-week window still holds the holiday: from memory and from the stored table
+    after = _panel([WEEKS[53]], seed=6)
+    later = WEEKS[53].strftime("%Y-%m-%d")
+    for history in ([found], [from_table(to_table(found, "r", "1"))]):
+        next_week = assess_week(reference, after, later, after["target"].to_numpy(), after["target"].to_numpy(),
+                                history=history)["signals"]["demand"]
+        assert "uncertainty" not in next_week
+        served = levels.Series(reference["levels"]["calibration"]["demand"],
+                               {week: demand["value"], later: next_week["value"]})
+        one, two = levels.baseline(served, later, 1).scale, levels.baseline(served, later, 2).scale
+        assert next_week["windows"][1]["scale"] == pytest.approx(one)
+        assert next_week["windows"][2]["scale"] == pytest.approx(np.sqrt(two ** 2 + one ** 2 / 4))
+
+
 def _series(values: list[float], start: int = 0) -> dict[str, float]:
     return {WEEKS[start + i].strftime("%Y-%m-%d"): v for i, v in enumerate(values)}
 
