@@ -86,7 +86,8 @@ def relative(found: dict[str, dict]) -> dict[str, dict]:
         median = {w: float(np.median([v[part][w] for v in found.values()])) for w in weeks}
         for name, v in found.items():
             out[name][part] = {w: v[part][w] - median[w] for w in weeks}
-        out[name]["uncertainty"] = {}  # the median carries the same holidays' lifts
+    for name in out:  # the median carries the same holidays' lifts
+        out[name]["uncertainty"] = {}
     return out
 
 
