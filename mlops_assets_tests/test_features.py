@@ -78,3 +78,18 @@ def test_a_listed_promotion_reaches_its_store_and_product_rows_and_the_models_in
     numeric = pre.numeric_matrix(features)
     assert len(np.unique(numeric[promoted.to_numpy(), column])) == 1
     assert numeric[promoted.to_numpy(), column][0] > numeric[~promoted.to_numpy(), column].max()
+
+
+def test_the_models_read_holidays_but_not_the_weeks_before_them_which_the_monitor_reads():
+    from mlops_assets.ml.preprocess import model_events
+    from mlops_assets.monitoring.levels import expectation_model
+
+    frame = pd.DataFrame({"events": ["christmas", "before_christmas", "deal;before_christmas", ""]})
+    assert model_events(frame) == ["christmas", "deal"]
+    # the monitor's expectation fits a lift for it (a stock-up of log 0.3, the week before Christmas)
+    weeks = pd.date_range("2025-01-06", periods=20, freq="7D")
+    rows = pd.DataFrame({"week_start": weeks.repeat(2), "week_of_year": 1, "category": "a", "store_id": "s",
+                         "product_id": ["p1", "p2"] * 20,
+                         "events": np.where(np.arange(40) // 2 == 9, "before_christmas", "")})
+    values = np.where(rows["events"] == "before_christmas", 1.3, 1.0)
+    assert expectation_model(rows, values)["lifts"]["a"] == pytest.approx({"before_christmas": 0.3})

@@ -27,7 +27,7 @@ from sklearn.preprocessing import StandardScaler
 from mlops_assets.ml import lasso, metrics, quantiles
 from mlops_assets.ml.ensemble import naive_forecast
 from mlops_assets.ml.featurize import impute_history
-from mlops_assets.ml.preprocess import event_indicators, event_vocabulary
+from mlops_assets.ml.preprocess import event_indicators, model_events
 
 LAG_INPUTS = ["lag_1", "lag_2", "lag_3", "lag_4", "lag_52", "mean_4", "mean_13", "mean_52", "nonzero_mean_13"]
 OTHER_INPUTS = ["zero_share_13"]
@@ -70,7 +70,7 @@ def peer_forecasts(train: pd.DataFrame, holdout: pd.DataFrame, with_lightgbm: bo
     # historical_average: mean_52, the baseline's own column, falls back exactly as the baseline does
     out = pd.DataFrame({name: naive_forecast(holdout, column) for name, column in NAIVE.items()},
                        index=holdout.index)
-    events = event_vocabulary(train)
+    events = model_events(train)
     X = inputs(holdout, events)
     scaler, model = fit_lag_lasso(train, events)
     out["lasso_lags"] = np.clip(np.expm1(model.predict(scaler.transform(X))), 0, None)
