@@ -79,7 +79,8 @@ def weekly_events(events: pd.DataFrame, region: str, weeks: Sequence[str]) -> pd
     each with the store and the product it is limited to ("": every one). A national event (region
     ``*``, every store and product: a holiday) is also an event of the week before its week, named
     ``before_<event>``: shoppers stock up before Thanksgiving and Christmas, and the calendar says
-    so a week ahead, so a forecast and the monitor's expectation can know it."""
+    so a week ahead. The monitor's expectation reads it; the models do not
+    (``ml.preprocess.model_events`` says why)."""
     weeks = _weeks(weeks)
     e = events[events["region"].isin([region, "*"])].copy()
     for column in EVENT_SCOPE:
