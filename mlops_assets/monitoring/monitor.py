@@ -199,15 +199,18 @@ def _signal(name: str, value: float | None, calibration: dict[str, float], week:
     if uncertainty:
         out["uncertainty"] = float(uncertainty)
     at = int(levels._week_numbers([week])[0])
-    one = levels.baseline(series, week, 1)
-    one = max(one.scale if one else 0.0, (least or {}).get(1, 0.0))
+    one = None  # the 1-week scale, only where a window carries a lift's noise (demand and forecasts at events)
     for weeks in windows:
         spec, mean = levels.baseline(series, week, weeks), series.recent(at, weeks)
         if spec is None or mean is None:
             continue
         scale = max(spec.scale, floor * abs(spec.center), (least or {}).get(weeks, 0.0))
         carried = sum(uncertain.get(since(week, n + 1), 0.0) for n in range(weeks))
-        scale = float(np.sqrt(scale ** 2 + one ** 2 * carried / weeks ** 2))
+        if carried:
+            if one is None:
+                found = levels.baseline(series, week, 1)
+                one = max(found.scale if found else 0.0, (least or {}).get(1, 0.0))
+            scale = float(np.sqrt(scale ** 2 + one ** 2 * carried / weeks ** 2))
         out["windows"][weeks] = {"mean": mean, "center": spec.center, "scale": scale,
                                  "z": float((mean - spec.center) / scale),
                                  "limit": limits.z_limit(spec.residuals, len(windows), false_alarm),
