@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/demand_signal.py                       # the bundled sample
     .venv/bin/python bench/demand_signal.py --landing /tmp/oj     # bench/real_data.py
-    [--span 26] [--earlier 0 13 22] [--peer] [--json FILE]
+    [--span 26] [--earlier 0 13 22] [--peer [median|others|fitted]] [--noise] [--cache FILE]
+    [--json FILE]
 
 ``bench/drift_power.py`` trains every region's model and replays every signal (20 minutes a
 landing); this replays one: ``demand``, the level signal, which needs no model. Per region and
@@ -18,8 +19,23 @@ weeks flagged in the unchanged spans.
 
 ``--peer``: the same, for each region's statistic less the median of every region's in the same
 week (a control for what the whole chain shares: its promotions, a holiday, the weather), and how
-often a region that did not change was flagged because one that did moved the median. A design
-probe, not a signal the monitor has.
+often a region that did not change was flagged because one that did moved the median.
+``--peer others``: less the mean of the other regions'; ``--peer fitted``: less that mean times
+the region's coefficient on it over the reference year (0-1). Both flag a region only where its
+comparison moved further than any other region's that week (``flags``). Design probes, not
+signals the monitor has: the monitor judges each region alone (``drift_metrics`` and
+``forecast_accuracy`` are partitioned by region and week).
+
+``--noise``: what no detector of a region's own level can get past. Per region, the root mean
+square of the statistic's 1-, 2- and 4-week means over the unchanged served weeks (their distance
+from the reference's expectation, which is what a level signal judges), and the smallest change
+of level a detector reading one such mean could find in 95% (2 weeks) or 80% (4 weeks) of trials
+while flagging 2% of unchanged region-weeks, were that noise Gaussian and its scale known:
+|log f| >= (z_0.99 + z_power) x RMS. A bound on any statistic of this kind, not the monitor's
+figure: it spends its 2% over three windows and five signals, and learns its scale from the
+reference year. With ``--peer``, the same for the comparison.
+
+``--cache FILE`` keeps the statistics (two minutes a landing) for the next run.
 """
 
 from __future__ import annotations
@@ -65,29 +81,90 @@ def statistics(landing: Path, span: int, earlier: int) -> dict[str, dict]:
     return out
 
 
-def replay(calibration: dict, served: dict, uncertainty: dict | None = None) -> list[bool]:
-    """Each served week's verdict of the ``demand`` signal, judged in order as the monitor does."""
+def replay(calibration: dict, served: dict, uncertainty: dict | None = None) -> list[dict]:
+    """Each served week's ``demand`` signal, judged in order as the monitor does."""
     from mlops_assets.monitoring.monitor import WINDOWS, MonitorLimits, _signal
 
-    limits, history, flags = MonitorLimits(), [], []
+    limits, history = MonitorLimits(), []
     for week, value in served.items():
         found = _signal("demand", value, calibration, week, history, (limits, limits.level_false_alarm), WINDOWS,
                         uncertainty=(uncertainty or {}).get(week, 0.0))
         history.append({"week": week, "signals": {"demand": found}})
-        flags.append(found["flagged"])
-    return flags
+    return [h["signals"]["demand"] for h in history]
 
 
-def relative(found: dict[str, dict]) -> dict[str, dict]:
-    """Each region's statistic less the median of every region's in the same week."""
+def relative(found: dict[str, dict], control: str = "median") -> dict[str, dict]:
+    """Each region's statistic less the median of every region's in the same week (``median``),
+    less the mean of the other regions' (``others``), or less that mean times the region's
+    coefficient on it over the calibration weeks (``fitted``)."""
     out = {name: {} for name in found}
+    common = {}
     for part in ("calibration", "served"):
         weeks = sorted(set.intersection(*(set(v[part]) for v in found.values())))
-        median = {w: float(np.median([v[part][w] for v in found.values()])) for w in weeks}
         for name, v in found.items():
-            out[name][part] = {w: v[part][w] - median[w] for w in weeks}
-    for name in out:  # the median carries the same holidays' lifts
+            if control == "median":
+                common[name, part] = {w: float(np.median([u[part][w] for u in found.values()])) for w in weeks}
+            else:
+                common[name, part] = {w: float(np.mean([u[part][w] for o, u in found.items() if o != name]))
+                                      for w in weeks}
+    for name, v in found.items():
+        beta = 1.0
+        if control == "fitted":
+            weeks = list(common[name, "calibration"])
+            x = np.array([common[name, "calibration"][w] for w in weeks])
+            y = np.array([v["calibration"][w] for w in weeks])
+            x, y = x - x.mean(), y - y.mean()
+            beta = float(np.clip((x @ y) / (x @ x), 0.0, 1.0)) if x @ x > 0 else 0.0
+        for part in ("calibration", "served"):
+            out[name][part] = {w: v[part][w] - beta * c for w, c in common[name, part].items()}
+        out[name]["beta"] = beta
+    for name in out:  # the common level carries the same holidays' lifts
         out[name]["uncertainty"] = {}
+    return out
+
+
+CORROBORATION = 0.0  # --peer others/fitted: the own-level z a flag needs (1.0 measured: fewer found on orange juice)
+
+
+def flags(found: dict[str, dict], control: str | None, corroboration: float = CORROBORATION) -> dict[str, list[bool]]:
+    """Per region, each served week's verdict: the region's own statistic (``control`` None), less
+    the regions' median (``median``), or (``others``) less the other regions' mean; ``fitted``: less
+    the others' mean times the region's least-squares coefficient on it over the reference year
+    (clipped to 0-1: the share of the chain's weekly movement the region shares). With ``others``
+    and ``fitted`` a region is flagged only where its comparison crossed its limit in a window that
+    moved further than any other region's comparison in any window that week (a region that moved
+    pulls the others' comparisons the other way, by half as much with three regions, and does not
+    move their own level), and, with ``corroboration`` > 0, where its own level moved the same way
+    by at least that many of its scales in that window."""
+    def judged(of):
+        return {name: replay(v["calibration"], v["served"], v["uncertainty"]) for name, v in of.items()}
+
+    if control is None:
+        return {name: [f["flagged"] for f in found_] for name, found_ in judged(found).items()}
+    rel = judged(relative(found, control))
+    if control == "median":
+        return {name: [f["flagged"] for f in found_] for name, found_ in rel.items()}
+    own = judged(found)  # "others" and "fitted"
+    out = {name: [False] * len(v) for name, v in rel.items()}
+    for i in range(len(next(iter(rel.values())))):
+        for name, weeks in rel.items():
+            r = weeks[i]
+            if not r["flagged"]:
+                continue
+            for w, window in r["windows"].items():
+                if abs(window["z"]) < window["limit"]:
+                    continue
+                size = abs(window["mean"] - window["center"])
+                # the region whose comparison moved furthest this week (in any window), if it crossed its
+                # limit: a window of another region that holds weeks before a change is pulled less far
+                furthest = all(size >= abs(x["mean"] - x["center"]) for o, u in rel.items() if o != name
+                               for x in u[i].get("windows", {}).values())
+                mine = own[name][i].get("windows", {}).get(w)
+                agrees = corroboration <= 0 or (mine is not None and np.sign(mine["z"]) == np.sign(window["z"])
+                                               and abs(mine["z"]) >= corroboration)
+                if furthest and agrees:
+                    out[name][i] = True
+                    break
     return out
 
 
@@ -97,32 +174,59 @@ def shifted(found: dict[str, dict], region: str, start: int, factor: float) -> d
     return {**found, region: {**found[region], "served": moved}}
 
 
-def run(landing: Path, span: int, earlier: list[int], peer: bool) -> dict:
-    judged = relative if peer else (lambda found: found)
-    spans = {n: statistics(landing, span, n) for n in earlier}
+Z_FALSE_ALARM = 2.326  # two-sided, 2% of unchanged region-weeks
+Z_POWER = {2: 1.645, 4: 0.842}  # the aims: 95% within 2 weeks, 80% within 4
+
+
+def noise(spans: dict[int, dict[str, dict]]) -> dict[str, dict]:
+    """Per region: the RMS of the served statistic's w-week means over every unchanged span, and the
+    smallest factor of level a Gaussian detector with that scale finds at the aims' rates."""
+    out = {}
+    for name in next(iter(spans.values())):
+        rms = {}
+        for w in (1, 2, 4):
+            means = []
+            for found in spans.values():
+                values = np.array(list(found[name]["served"].values()), dtype=float)
+                means += [values[i - w:i].mean() for i in range(w, len(values) + 1)]
+            rms[w] = float(np.sqrt(np.mean(np.square(means))))
+        out[name] = {"rms": rms, "weeks": sum(len(f[name]["served"]) for f in spans.values()),
+                     "smallest": {w: float(np.expm1((Z_FALSE_ALARM + z) * rms[w])) for w, z in Z_POWER.items()}}
+    return out
+
+
+def run(landing: Path, span: int, earlier: list[int], peer: str | None, cache: Path | None = None,
+        corroboration: float = CORROBORATION) -> dict:
+    key = {"landing": str(landing.resolve()), "span": span, "earlier": earlier}
+    kept = json.loads(cache.read_text()) if cache and cache.exists() else {}
+    if kept.get("key") == key:
+        spans = {int(n): found for n, found in kept["spans"].items()}
+    else:  # none kept, or kept for another landing or other spans
+        spans = {n: statistics(landing, span, n) for n in earlier}
+        if cache:
+            cache.write_text(json.dumps({"key": key, "spans": spans}))
     alarms, weeks, flagged = 0, 0, []
     for found in spans.values():
-        for name, v in judged(found).items():
-            flags = replay(v["calibration"], v["served"], v["uncertainty"])
-            alarms, weeks = alarms + sum(flags), weeks + len(flags)
-            flagged += [f"{name} {w}" for w, f in zip(v["served"], flags) if f]
+        for name, verdicts in flags(found, peer, corroboration).items():
+            alarms, weeks = alarms + sum(verdicts), weeks + len(verdicts)
+            flagged += [f"{name} {w}" for w, f in zip(found[name]["served"], verdicts) if f]
     last = spans[min(earlier)]
     detection = {}
     for factor in FACTORS:
         within2 = within4 = trials = others = 0
         for name, v in last.items():
             for start in range(2, len(v["served"]) - 4):
-                found = judged(shifted(last, name, start, factor))
-                flags = replay(found[name]["calibration"], found[name]["served"], found[name]["uncertainty"])
-                within2 += any(flags[start:start + 2])
-                within4 += any(flags[start:start + 4])
+                verdicts = flags(shifted(last, name, start, factor), peer, corroboration)
+                within2 += any(verdicts[name][start:start + 2])
+                within4 += any(verdicts[name][start:start + 4])
                 trials += 1
-                others += sum(any(replay(found[o]["calibration"], found[o]["served"], found[o]["uncertainty"])
-                                  [start:start + 4])
-                              for o in found if o != name)
+                others += sum(any(verdicts[o][start:start + 4]) for o in verdicts if o != name)
         detection[f"x{factor}"] = {"within_2": within2 / trials, "within_4": within4 / trials, "trials": trials,
                                    "other_regions_flagged": others}
-    return {"false_alarms": alarms, "region_weeks": weeks, "flagged": flagged, "detection": detection}
+    common = (lambda found: relative(found, peer)) if peer else (lambda found: found)
+    return {"false_alarms": alarms, "region_weeks": weeks, "flagged": flagged, "detection": detection,
+            "noise": noise({n: common(f) for n, f in spans.items()}),
+            "coefficients": {name: v.get("beta") for name, v in common(last).items()}}
 
 
 def main(argv=None) -> int:
@@ -130,12 +234,19 @@ def main(argv=None) -> int:
     parser.add_argument("--landing", type=Path, default=Path(__file__).resolve().parents[1] / "data" / "sample")
     parser.add_argument("--span", type=int, default=26)
     parser.add_argument("--earlier", type=int, nargs="+", default=[0])
-    parser.add_argument("--peer", action="store_true")
+    parser.add_argument("--peer", nargs="?", const="median", choices=["median", "others", "fitted"])
+    parser.add_argument("--noise", action="store_true", help="the bound any detector of a region's own level meets")
+    parser.add_argument("--corroboration", type=float, default=CORROBORATION,
+                        help="--peer others/fitted: the own-level z a flag needs (0: none)")
+    parser.add_argument("--cache", type=Path, help="the statistics: read if there, else computed and written")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    found = run(args.landing, args.span, args.earlier, args.peer)
-    what = "each region less the median of all" if args.peer else "each region's own statistic"
+    found = run(args.landing, args.span, args.earlier, args.peer, args.cache, args.corroboration)
+    what = {None: "each region's own statistic", "median": "each region less the median of all",
+            "others": "each region less the others' mean", "fitted": "each region less its share of the others' mean",
+            }[args.peer] + (f", corroborated by its own level (z {args.corroboration:g})"
+                            if args.peer in ("others", "fitted") and args.corroboration > 0 else "")
     print(f"{args.landing} ({what}), spans ending {args.earlier} weeks before the last, "
           f"{time.perf_counter() - started:.0f} s")
     print(f"unchanged region-weeks flagged: {found['false_alarms']} of {found['region_weeks']} "
@@ -144,6 +255,17 @@ def main(argv=None) -> int:
     print("|---|---|---|---|---|")
     for label, d in found["detection"].items():
         print(f"| {label} | {d['within_2']:.0%} | {d['within_4']:.0%} | {d['trials']} | {d['other_regions_flagged']} |")
+    if args.peer == "fitted":
+        print("coefficients on the others' mean (last span):",
+              ", ".join(f"{name} {beta:.2f}" for name, beta in found["coefficients"].items()))
+    if args.noise:
+        print("| region | weeks | RMS of 1 / 2 / 4-week means (log) | smallest rise found in 95% within 2 weeks "
+              "| in 80% within 4 weeks |")
+        print("|---|---|---|---|---|")
+        for name, d in found["noise"].items():
+            r = d["rms"]
+            print(f"| {name} | {d['weeks']} | {r[1]:.3f} / {r[2]:.3f} / {r[4]:.3f} | {d['smallest'][2]:+.0%} "
+                  f"| {d['smallest'][4]:+.0%} |")
     if args.json:
         args.json.write_text(json.dumps(found, indent=1))
     return 0
