@@ -26,16 +26,17 @@ comparison moved further than any other region's that week (``flags``). Design p
 signals the monitor has: the monitor judges each region alone (``drift_metrics`` and
 ``forecast_accuracy`` are partitioned by region and week).
 
-``--noise``: what no detector of a region's own level can get past. Per region, the root mean
-square of the statistic's 1-, 2- and 4-week means over the unchanged served weeks (their distance
-from the reference's expectation, which is what a level signal judges), and the smallest change
-of level a detector reading one such mean could find in 95% (2 weeks) or 80% (4 weeks) of trials
-while flagging 2% of unchanged region-weeks, were that noise Gaussian and its scale known:
-|log f| >= (z_0.99 + z_power) x RMS. A bound on any statistic of this kind, not the monitor's
-figure: it spends its 2% over three windows and five signals, and learns its scale from the
-reference year. With ``--peer``, the same for the comparison.
+``--noise``: the noise the signal faces, and what it allows. Per region, the root mean square of
+what the signal judges over the unchanged served weeks (each 1-, 2- and 4-week mean less its
+baseline, ``levels.baseline``), and the smallest rise and fall of level a single look of a detector
+reading one such departure could find in 95% (2 weeks) or 80% (4 weeks) of trials while flagging
+2% of unchanged region-weeks, were that noise Gaussian and its scale known:
+|log f| >= (z_0.99 + z_power) x RMS. A yardstick for this statistic, not the monitor's figure: the
+monitor spends its 2% over three windows and five signals, takes two or four looks, and learns its
+scale from the reference year. With ``--peer``, the same for the comparison.
 
-``--cache FILE`` keeps the statistics (two minutes a landing) for the next run.
+``--cache FILE`` keeps the statistics (two minutes a landing) for the next run, keyed by the
+landing's files, the spans and the level statistic's version.
 """
 
 from __future__ import annotations
@@ -104,9 +105,9 @@ def relative(found: dict[str, dict], control: str = "median") -> dict[str, dict]
         for name, v in found.items():
             if control == "median":
                 common[name, part] = {w: float(np.median([u[part][w] for u in found.values()])) for w in weeks}
-            else:
-                common[name, part] = {w: float(np.mean([u[part][w] for o, u in found.items() if o != name]))
-                                      for w in weeks}
+            else:  # with no other region, nothing to take out: the region's own level
+                common[name, part] = {w: float(np.mean([u[part][w] for o, u in found.items() if o != name]
+                                                       or [0.0])) for w in weeks}
     for name, v in found.items():
         beta = 1.0
         if control == "fitted":
@@ -136,19 +137,23 @@ def flags(found: dict[str, dict], control: str | None, corroboration: float = CO
     pulls the others' comparisons the other way, by half as much with three regions, and does not
     move their own level), and, with ``corroboration`` > 0, where its own level moved the same way
     by at least that many of its scales in that window."""
-    def judged(of):
-        return {name: replay(v["calibration"], v["served"], v["uncertainty"]) for name, v in of.items()}
+    def judged(of):  # {region: {week: the signal}}
+        return {name: dict(zip(v["served"], replay(v["calibration"], v["served"], v["uncertainty"])))
+                for name, v in of.items()}
+
+    def aligned(verdicts):  # each region's verdicts in the order of its own served weeks
+        return {name: [verdicts[name].get(w, False) for w in v["served"]] for name, v in found.items()}
 
     if control is None:
-        return {name: [f["flagged"] for f in found_] for name, found_ in judged(found).items()}
+        return aligned({name: {w: f["flagged"] for w, f in weeks.items()} for name, weeks in judged(found).items()})
     rel = judged(relative(found, control))
     if control == "median":
-        return {name: [f["flagged"] for f in found_] for name, found_ in rel.items()}
-    own = judged(found)  # "others" and "fitted"
-    out = {name: [False] * len(v) for name, v in rel.items()}
-    for i in range(len(next(iter(rel.values())))):
+        return aligned({name: {w: f["flagged"] for w, f in weeks.items()} for name, weeks in rel.items()})
+    own = judged(found) if corroboration > 0 else {}  # "others" and "fitted"
+    out = {name: {} for name in rel}
+    for week in next(iter(rel.values())):  # the weeks every region has
         for name, weeks in rel.items():
-            r = weeks[i]
+            r = weeks[week]
             if not r["flagged"]:
                 continue
             for w, window in r["windows"].items():
@@ -158,14 +163,14 @@ def flags(found: dict[str, dict], control: str | None, corroboration: float = CO
                 # the region whose comparison moved furthest this week (in any window), if it crossed its
                 # limit: a window of another region that holds weeks before a change is pulled less far
                 furthest = all(size >= abs(x["mean"] - x["center"]) for o, u in rel.items() if o != name
-                               for x in u[i].get("windows", {}).values())
-                mine = own[name][i].get("windows", {}).get(w)
+                               for x in u[week].get("windows", {}).values())
+                mine = own.get(name, {}).get(week, {}).get("windows", {}).get(w)
                 agrees = corroboration <= 0 or (mine is not None and np.sign(mine["z"]) == np.sign(window["z"])
                                                and abs(mine["z"]) >= corroboration)
                 if furthest and agrees:
-                    out[name][i] = True
+                    out[name][week] = True
                     break
-    return out
+    return aligned(out)
 
 
 def shifted(found: dict[str, dict], region: str, start: int, factor: float) -> dict[str, dict]:
@@ -179,25 +184,31 @@ Z_POWER = {2: 1.645, 4: 0.842}  # the aims: 95% within 2 weeks, 80% within 4
 
 
 def noise(spans: dict[int, dict[str, dict]]) -> dict[str, dict]:
-    """Per region: the RMS of the served statistic's w-week means over every unchanged span, and the
-    smallest factor of level a Gaussian detector with that scale finds at the aims' rates."""
+    """Per region: the RMS of what the signal judges, each 1-, 2- and 4-week mean less its baseline
+    (``levels.baseline``), over every unchanged span, and the smallest rise and fall of level a
+    single look of a Gaussian detector with that known scale finds at the aims' rates."""
     out = {}
     for name in next(iter(spans.values())):
-        rms = {}
-        for w in (1, 2, 4):
-            means = []
-            for found in spans.values():
-                values = np.array(list(found[name]["served"].values()), dtype=float)
-                means += [values[i - w:i].mean() for i in range(w, len(values) + 1)]
-            rms[w] = float(np.sqrt(np.mean(np.square(means))))
-        out[name] = {"rms": rms, "weeks": sum(len(f[name]["served"]) for f in spans.values()),
-                     "smallest": {w: float(np.expm1((Z_FALSE_ALARM + z) * rms[w])) for w, z in Z_POWER.items()}}
+        departures = {1: [], 2: [], 4: []}
+        for found in spans.values():
+            v = found[name]
+            for signal in replay(v["calibration"], v["served"], v["uncertainty"]):
+                for w, window in signal.get("windows", {}).items():
+                    departures[int(w)].append(window["mean"] - window["center"])
+        rms = {w: float(np.sqrt(np.mean(np.square(d)))) if d else float("nan") for w, d in departures.items()}
+        out[name] = {"rms": rms, "weeks": len(departures[1]),
+                     "rise": {w: float(np.expm1((Z_FALSE_ALARM + z) * rms[w])) for w, z in Z_POWER.items()},
+                     "fall": {w: float(-np.expm1(-(Z_FALSE_ALARM + z) * rms[w])) for w, z in Z_POWER.items()}}
     return out
 
 
 def run(landing: Path, span: int, earlier: list[int], peer: str | None, cache: Path | None = None,
         corroboration: float = CORROBORATION) -> dict:
-    key = {"landing": str(landing.resolve()), "span": span, "earlier": earlier}
+    from mlops_assets.monitoring.levels import LEVEL_VERSION
+
+    files = sorted(p for p in landing.resolve().rglob("*") if p.is_file())
+    key = {"landing": str(landing.resolve()), "span": span, "earlier": earlier, "level_version": LEVEL_VERSION,
+           "files": [[str(p.relative_to(landing.resolve())), p.stat().st_size, p.stat().st_mtime_ns] for p in files]}
     kept = json.loads(cache.read_text()) if cache and cache.exists() else {}
     if kept.get("key") == key:
         spans = {int(n): found for n, found in kept["spans"].items()}
@@ -220,7 +231,7 @@ def run(landing: Path, span: int, earlier: list[int], peer: str | None, cache: P
                 within2 += any(verdicts[name][start:start + 2])
                 within4 += any(verdicts[name][start:start + 4])
                 trials += 1
-                others += sum(any(verdicts[o][start:start + 4]) for o in verdicts if o != name)
+                others += any(any(verdicts[o][start:start + 4]) for o in verdicts if o != name)
         detection[f"x{factor}"] = {"within_2": within2 / trials, "within_4": within4 / trials, "trials": trials,
                                    "other_regions_flagged": others}
     common = (lambda found: relative(found, peer)) if peer else (lambda found: found)
@@ -251,7 +262,7 @@ def main(argv=None) -> int:
           f"{time.perf_counter() - started:.0f} s")
     print(f"unchanged region-weeks flagged: {found['false_alarms']} of {found['region_weeks']} "
           f"({found['false_alarms'] / max(found['region_weeks'], 1):.1%}): {', '.join(found['flagged']) or '-'}")
-    print("| level | within 2 weeks | within 4 weeks | trials | other regions flagged (within 4 weeks) |")
+    print("| level | within 2 weeks | within 4 weeks | trials | trials with another region flagged (within 4 weeks) |")
     print("|---|---|---|---|---|")
     for label, d in found["detection"].items():
         print(f"| {label} | {d['within_2']:.0%} | {d['within_4']:.0%} | {d['trials']} | {d['other_regions_flagged']} |")
@@ -259,13 +270,13 @@ def main(argv=None) -> int:
         print("coefficients on the others' mean (last span):",
               ", ".join(f"{name} {beta:.2f}" for name, beta in found["coefficients"].items()))
     if args.noise:
-        print("| region | weeks | RMS of 1 / 2 / 4-week means (log) | smallest rise found in 95% within 2 weeks "
-              "| in 80% within 4 weeks |")
+        print("| region | weeks | RMS of 1 / 2 / 4-week means less their baselines (log) "
+              "| smallest rise / fall found in 95% within 2 weeks | in 80% within 4 weeks |")
         print("|---|---|---|---|---|")
         for name, d in found["noise"].items():
             r = d["rms"]
-            print(f"| {name} | {d['weeks']} | {r[1]:.3f} / {r[2]:.3f} / {r[4]:.3f} | {d['smallest'][2]:+.0%} "
-                  f"| {d['smallest'][4]:+.0%} |")
+            print(f"| {name} | {d['weeks']} | {r[1]:.3f} / {r[2]:.3f} / {r[4]:.3f} "
+                  f"| {d['rise'][2]:+.0%} / {-d['fall'][2]:.0%} | {d['rise'][4]:+.0%} / {-d['fall'][4]:.0%} |")
     if args.json:
         args.json.write_text(json.dumps(found, indent=1))
     return 0
