@@ -21,8 +21,8 @@ weeks flagged in the unchanged spans.
 week (a control for what the whole chain shares: its promotions, a holiday, the weather), and how
 often a region that did not change was flagged because one that did moved the median.
 ``--peer others``: less the mean of the other regions'; ``--peer fitted``: less that mean times
-the region's coefficient on it over the reference year (0-1). Both flag a region only where its
-comparison moved further than any other region's that week (``flags``). Design probes, not
+the region's coefficient on it over the reference year (0-1). Both take out of each region's
+comparison the pull of the region that moved furthest that week (``flags``). Design probes, not
 signals the monitor has: the monitor judges each region alone (``drift_metrics`` and
 ``forecast_accuracy`` are partitioned by region and week).
 
@@ -131,12 +131,12 @@ def flags(found: dict[str, dict], control: str | None, corroboration: float = CO
     """Per region, each served week's verdict: the region's own statistic (``control`` None), less
     the regions' median (``median``), or (``others``) less the other regions' mean; ``fitted``: less
     the others' mean times the region's least-squares coefficient on it over the reference year
-    (clipped to 0-1: the share of the chain's weekly movement the region shares). With ``others``
-    and ``fitted`` a region is flagged only where its comparison crossed its limit in a window that
-    moved further than any other region's comparison in any window that week (a region that moved
-    pulls the others' comparisons the other way, by half as much with three regions, and does not
-    move their own level), and, with ``corroboration`` > 0, where its own level moved the same way
-    by at least that many of its scales in that window."""
+    (clipped to 0-1: the share of the chain's weekly movement the region shares). A region that
+    moves pulls the others' comparisons the other way (by its weight in their comparison level,
+    times their coefficient), so with ``others`` and ``fitted`` the region whose comparison moved
+    furthest that week, in any window, is judged as it is, and each other region with that pull
+    taken out of its comparison, window by window. With ``corroboration`` > 0, a flag also needs
+    the region's own level to have moved the same way by that many of its scales in the window."""
     def judged(of):  # {region: {week: the signal}}
         return {name: dict(zip(v["served"], replay(v["calibration"], v["served"], v["uncertainty"])))
                 for name, v in of.items()}
@@ -150,24 +150,32 @@ def flags(found: dict[str, dict], control: str | None, corroboration: float = CO
     if control == "median":
         return aligned({name: {w: f["flagged"] for w, f in weeks.items()} for name, weeks in rel.items()})
     own = judged(found) if corroboration > 0 else {}  # "others" and "fitted"
+    betas = {name: v["beta"] for name, v in relative(found, control).items()}
+    share = 1.0 / max(len(rel) - 1, 1)  # a region's weight in another's comparison level
     out = {name: {} for name in rel}
+
+    def moved(signal, w=None):  # a window's departure from its baseline (the furthest, without w)
+        windows = signal.get("windows", {})
+        if w is not None:
+            return windows[w]["mean"] - windows[w]["center"] if w in windows else 0.0
+        return max((x["mean"] - x["center"] for x in windows.values()), key=abs, default=0.0)
+
     for week in next(iter(rel.values())):  # the weeks every region has
+        # the region whose comparison moved furthest this week, in any window, is judged as it is; the
+        # others with the pull it puts on their comparison level taken out, window by window
+        lead = max(rel, key=lambda name: abs(moved(rel[name][week])))
         for name, weeks in rel.items():
             r = weeks[week]
-            if not r["flagged"]:
-                continue
-            for w, window in r["windows"].items():
-                if abs(window["z"]) < window["limit"]:
+            for w, window in r.get("windows", {}).items():
+                departure = window["mean"] - window["center"]
+                if name != lead:
+                    departure += betas[name] * share * moved(rel[lead][week], w)
+                z = departure / window["scale"]
+                if abs(z) < window["limit"]:
                     continue
-                size = abs(window["mean"] - window["center"])
-                # the region whose comparison moved furthest this week (in any window), if it crossed its
-                # limit: a window of another region that holds weeks before a change is pulled less far
-                furthest = all(size >= abs(x["mean"] - x["center"]) for o, u in rel.items() if o != name
-                               for x in u[week].get("windows", {}).values())
                 mine = own.get(name, {}).get(week, {}).get("windows", {}).get(w)
-                agrees = corroboration <= 0 or (mine is not None and np.sign(mine["z"]) == np.sign(window["z"])
-                                               and abs(mine["z"]) >= corroboration)
-                if furthest and agrees:
+                if corroboration <= 0 or (mine is not None and np.sign(mine["z"]) == np.sign(z)
+                                          and abs(mine["z"]) >= corroboration):
                     out[name][week] = True
                     break
     return aligned(out)
