@@ -1,4 +1,4 @@
-"""Benchmark in seconds: the demand signal alone, without models, against level shifts.
+"""Benchmark in minutes: the demand signal alone, without models, against level shifts.
 
     .venv/bin/python bench/demand_signal.py                       # the bundled sample
     .venv/bin/python bench/demand_signal.py --landing /tmp/oj     # bench/real_data.py
