@@ -74,6 +74,14 @@ def log_units(values) -> np.ndarray:
     return np.log1p(np.clip(np.asarray(values, dtype=float), 0, None))
 
 
+def series_weights(spreads) -> np.ndarray:
+    """Each series' weight in its week's level: 1 / spread^2 (0 for a spread that is missing or not
+    positive: a series without one does not count)."""
+    spreads = np.asarray(spreads, dtype=float)
+    ok = np.isfinite(spreads) & (spreads > 0)
+    return np.where(ok, 1.0 / np.square(np.where(ok, spreads, 1.0)), 0.0)
+
+
 def robust_level(values, spreads) -> float:
     """The level ``m`` of a week's series log ratios: each weighted by 1 / spread^2, each
     departure from ``m`` clipped at ``CLIP`` spreads (Huber's M-estimate of location, found by
@@ -81,11 +89,11 @@ def robust_level(values, spreads) -> float:
     nothing clipped it is the plain mean; nine series at 0 and one at 100, all of spread 1, give
     m = (9 x 0 + (m + 3)) / 10 = 1/3."""
     values, spreads = np.asarray(values, dtype=float), np.asarray(spreads, dtype=float)
-    ok = np.isfinite(values) & np.isfinite(spreads) & (spreads > 0)
-    values, spreads = values[ok], spreads[ok]
+    weights = series_weights(spreads)
+    ok = np.isfinite(values) & (weights > 0)
+    values, spreads, weights = values[ok], spreads[ok], weights[ok]
     if not len(values):
         return float("nan")
-    weights = 1.0 / np.square(spreads)
     level = float(np.median(values))
     for _ in range(MAX_ITERATIONS):
         moved = level + np.clip(values - level, -CLIP * spreads, CLIP * spreads)
@@ -267,7 +275,7 @@ def lift_uncertainty(model: dict, frame: pd.DataFrame, spreads: np.ndarray) -> f
     names, matrix = _indicators(frame)
     if not names:
         return 0.0
-    weights = np.where(np.isfinite(spreads) & (spreads > 0), 1.0 / np.square(np.where(spreads > 0, spreads, 1.0)), 0.0)
+    weights = series_weights(spreads)  # as in the week's level (robust_level)
     category = frame["category"].astype(str).to_numpy()
     total = float(weights.sum())
     if total <= 0:
