@@ -144,13 +144,12 @@ def flags(found: dict[str, dict], control: str | None, corroboration: float = CO
     def aligned(verdicts):  # each region's verdicts in the order of its own served weeks
         return {name: [verdicts[name].get(w, False) for w in v["served"]] for name, v in found.items()}
 
-    if control is None:
-        return aligned({name: {w: f["flagged"] for w, f in weeks.items()} for name, weeks in judged(found).items()})
-    rel = judged(relative(found, control))
-    if control == "median":
+    compared = found if control is None else relative(found, control)
+    rel = judged(compared)
+    if control in (None, "median"):  # each region judged alone
         return aligned({name: {w: f["flagged"] for w, f in weeks.items()} for name, weeks in rel.items()})
     own = judged(found) if corroboration > 0 else {}  # "others" and "fitted"
-    betas = {name: v["beta"] for name, v in relative(found, control).items()}
+    betas = {name: v["beta"] for name, v in compared.items()}
     share = 1.0 / max(len(rel) - 1, 1)  # a region's weight in another's comparison level
     out = {name: {} for name in rel}
 
