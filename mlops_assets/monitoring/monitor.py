@@ -21,6 +21,11 @@ Once its actuals land (``forecast_accuracy``):
   closed store is no change of the region's demand, and no retrain brings it back. Its alert
   asks a person to look.
 
+Once every region's week is in (``regional_comparison``, ``monitoring.regional``):
+
+- ``regional``: a region's ``demand`` statistic less its share of the other regions' in the same
+  week, judged like ``demand``: what the whole chain shares cancels.
+
 A week is flagged when any signal is: the verdict never needs half of all columns, and names
 what it saw. Limits follow from a stated false-alarm rate per statistic and week
 (``MonitorLimits``), with Student's t quantile where few calibration weeks stand behind a
@@ -172,7 +177,7 @@ def reference_profile(observed: pd.DataFrame, as_of_week: str, predict, out_of_s
 def _signal(name: str, value: float | None, calibration: dict[str, float], week: str, history: list[dict],
             limit: tuple[MonitorLimits, float], windows: tuple[int, ...] = (1,), floor: float = 0.0,
             scaled: frozenset | None = None, least: dict[int, float] | None = None,
-            uncertainty: float = 0.0) -> dict:
+            uncertainty: float = 0.0, pull: dict[int, float] | None = None) -> dict:
     """A statistic against its baseline (``levels.baseline``: from the calibration weeks and the
     weeks this model served, but those the signal flagged): for each window (this week, or the
     mean of the last 2 or 4), its mean, its z against the baseline and its limit; flagged when a z
@@ -180,7 +185,9 @@ def _signal(name: str, value: float | None, calibration: dict[str, float], week:
     least ``floor`` times its baseline's size and at least ``least[window]``; then widened by what
     its weeks' expectations carry from lifts seen in few reference weeks (``uncertainty``, this
     week's, as a share of one week's variance, ``levels.lift_uncertainty``): an n-week mean adds
-    the 1-week scale squared times their sum / n^2."""
+    the 1-week scale squared times their sum / n^2. ``pull``: per window, a departure another
+    series put on this one's mean this week (``monitoring.regional``), added back before it is
+    judged; the mean is stored as measured."""
     limits, false_alarm = limit
     # a week the signal flagged stays out of its baselines: a change is measured against what came
     # before it for as long as it lasts, not absorbed as the new normal while nobody acted on it
@@ -211,8 +218,10 @@ def _signal(name: str, value: float | None, calibration: dict[str, float], week:
                 found = levels.baseline(series, week, 1)
                 one = max(found.scale if found else 0.0, (least or {}).get(1, 0.0))
             scale = float(np.sqrt(scale ** 2 + one ** 2 * carried / weeks ** 2))
+        added = (pull or {}).get(weeks, 0.0)
         out["windows"][weeks] = {"mean": mean, "center": spec.center, "scale": scale,
-                                 "z": float((mean - spec.center) / scale),
+                                 "z": float((mean + added - spec.center) / scale),
+                                 **({"pull": float(added)} if added else {}),
                                  "limit": limits.z_limit(spec.residuals, len(windows), false_alarm),
                                  "baseline_weeks": spec.weeks, "calibration_weeks": spec.residuals}
     if not out["windows"]:
@@ -221,7 +230,7 @@ def _signal(name: str, value: float | None, calibration: dict[str, float], week:
     crossed = [n for n, w in out["windows"].items() if abs(w["z"]) >= w["limit"]]
     lead = out["windows"][crossed[0] if crossed else min(out["windows"])]
     out.update(flagged=bool(crossed), weeks=crossed[0] if crossed else min(out["windows"]), z=lead["z"],
-               limit=lead["limit"], change=lead["mean"] - lead["center"])
+               limit=lead["limit"], change=lead["mean"] + lead.get("pull", 0.0) - lead["center"])
     if crossed:  # since when: the start of the window, or of the run of weeks this signal flagged before it
         out["direction"] = _direction(out)
         out["since"] = min(since(week, out["weeks"]), _onset(directions, week, out["direction"]))
@@ -390,10 +399,12 @@ def describe(name: str, signal: dict, week: str) -> str:
     if name.startswith(("weather:", "demographics:")):
         return f"{name} {signal['change']:+.3g} against its recent weeks ({how})"
     change = levels.ratio(signal["change"])
-    what = {"demand": "demand", "error": "actual demand against the forecasts", "forecast": "the forecasts"}[name]
+    what = {"demand": "demand", "error": "actual demand against the forecasts", "forecast": "the forecasts",
+            "regional": "demand"}[name]
     direction = "above" if change >= 0 else "below"
     reference = {"demand": "its reference level", "error": "what the forecasts said",
-                 "forecast": "what the reference says for the week"}[name]
+                 "forecast": "what the reference says for the week",
+                 "regional": "the other regions' (each against its reference level)"}[name]
     text = f"{what} {abs(change):.0%} {direction} {reference}" if name != "error" else \
         f"actual demand {abs(change):.0%} {direction} the forecasts, more than usual"
     return f"{text} since {signal.get('since') or since(week, weeks)} ({how})"
@@ -481,7 +492,7 @@ def summary(assessment: dict) -> dict:
            "reasons": assessment["reasons"]}
     if assessment.get("status") and assessment["status"] != "assessed":
         out["status"] = assessment["status"]
-    for name in ("forecast", "demand", "error"):
+    for name in ("forecast", "demand", "error", "regional"):
         s = assessment["signals"].get(name)
         if s and s.get("windows"):
             out[name] = {"change": levels.ratio(s["change"]), "z": s["z"], "limit": s["limit"],

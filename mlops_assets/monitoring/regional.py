@@ -1,0 +1,146 @@
+"""A region's demand against the other regions' in the same week: the ``regional`` signal. Pure.
+
+Each region's ``demand`` statistic (``monitoring.levels``: its series against their reference
+levels, seasons and event lifts) carries what the whole chain shares: a price change, a national
+promotion, a cold month, the weeks a reference year's holidays fell on. On real orange-juice demand
+that common movement is most of the statistic's noise (``bench/demand_signal.py --noise``: the
+smallest rise one look finds in 95% of trials within 2 weeks is +47-57% on a region's own level,
++11-17% on this comparison). Taken out, a region's own change stands clear of it:
+
+    comparison(r, week) = demand(r, week) - beta_r * mean over the other regions of demand(o, week)
+
+``beta_r`` is the region's least-squares coefficient on the other regions' mean over the weeks of
+its reference year the others' references also hold (clipped to 0-1: the share of the chain's
+weekly movement the region shares). The comparison of those weeks is the signal's calibration;
+each week is judged like ``demand`` (``monitor._signal``: this week, the mean of the last 2 and 4,
+against its own recent weeks, at the ``level_false_alarm`` rate).
+
+A region that moves pulls every other region's comparison the other way, by its share of their
+comparison level (1 / (regions - 1)) times their coefficient. So each week the region whose
+comparison moved furthest, in any window, is judged as it is, and every other region with that
+pull added back, window by window: a 60% jump in one region flags that region, not the others.
+
+With one region there is nothing to compare with, and the signal says so: the region's own
+``demand`` signal is what judges it then (and a change the whole chain shares, which this signal
+takes out by design).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mlops_assets.monitoring import levels
+from mlops_assets.monitoring.monitor import WINDOWS, MonitorLimits, _signal, describe
+
+SIGNAL = "regional"
+ASSET = "regional_comparison"  # the asset that stores it: <asset>/<region>/<week>.parquet
+STAGE = "regional"  # the stage of regional_comparison's rows (``monitor.to_table``)
+
+
+def coefficient(own: dict[str, float], common: dict[str, float]) -> float:
+    """The least-squares slope of ``own`` on ``common`` over their shared weeks, clipped to 0-1 (0
+    where ``common`` does not move)."""
+    weeks = [w for w in own if w in common]
+    x = np.array([common[w] for w in weeks], dtype=float)
+    y = np.array([own[w] for w in weeks], dtype=float)
+    if len(weeks) < 2:
+        return 0.0
+    x, y = x - x.mean(), y - y.mean()
+    return float(np.clip((x @ y) / (x @ x), 0.0, 1.0)) if x @ x > 0 else 0.0
+
+
+def _others_mean(calibrations: dict[str, dict[str, float]], region: str, others: list[str]) -> dict[str, float]:
+    """Per week of ``region``'s calibration, the mean of the other regions' that hold the week."""
+    out = {}
+    for week in calibrations[region]:
+        found = [calibrations[o][week] for o in others if week in calibrations[o]]
+        if found:
+            out[week] = float(np.mean(found))
+    return out
+
+
+def _unmeasured(week: str, status: str) -> dict:
+    return {"week": week, "stage": STAGE, "signals": {}, "reasons": [], "flagged": False, "status": status}
+
+
+def _moved(signal: dict, window: int | None = None) -> float:
+    """A window's departure from its baseline as judged (the furthest window's, without ``window``)."""
+    windows = signal.get("windows", {})
+    if window is not None:
+        w = windows.get(window)
+        return w["mean"] + w.get("pull", 0.0) - w["center"] if w else 0.0
+    return max((w["mean"] - w["center"] for w in windows.values()), key=abs, default=0.0)
+
+
+def assess_week(week: str, values: dict[str, float | None], calibrations: dict[str, dict[str, float] | None],
+                histories: dict[str, list[dict]] | None = None,
+                limits: MonitorLimits | None = None) -> dict[str, dict]:
+    """Every region's ``regional`` signal in ``week``: ``values`` each region's ``demand``
+    statistic of the week (None where it has none: no champion, no actuals, too few series),
+    ``calibrations`` the same statistic over its champion's reference year (``levels``' calibration
+    of ``demand``), ``histories`` each region's earlier assessments of this signal, oldest first.
+    Returns per region an assessment shaped like ``monitor.assess_week``'s (stage ``regional``):
+    the signal, the verdict and its reason, or the status that says why it was not measured."""
+    limits, histories = limits or MonitorLimits(), histories or {}
+    judged = sorted(r for r, v in values.items()
+                    if v is not None and np.isfinite(v) and calibrations.get(r))
+    out = {}
+    for region in values:
+        if region not in judged:
+            why = ("no demand statistic this week (no champion, no actuals, or too few series)"
+                   if values[region] is None or not np.isfinite(values[region]) else
+                   "its champion's reference holds no demand calibration")
+            out[region] = _unmeasured(week, f"not compared: {why}")
+    if len(judged) < 2:
+        for region in judged:
+            out[region] = _unmeasured(week, "not compared: no other region has a demand statistic this week; its "
+                                            "own demand signal judges it")
+        return out
+    found, coefficients = {}, {}
+    for region in judged:
+        others = [o for o in judged if o != region]
+        common = _others_mean(calibrations, region, others)
+        if len(common) < levels.MIN_WEEKS:
+            out[region] = _unmeasured(week, f"not compared: the other regions' reference years share {len(common)} "
+                                            f"weeks with its own (at least {levels.MIN_WEEKS})")
+            continue
+        beta = coefficient(calibrations[region], common)
+        calibration = {w: calibrations[region][w] - beta * c for w, c in common.items()}
+        value = values[region] - beta * float(np.mean([values[o] for o in others]))
+        coefficients[region] = beta
+        found[region] = (calibration, value, others)
+    first = {r: _signal(SIGNAL, v, c, week, histories.get(r, []), (limits, limits.level_false_alarm), WINDOWS)
+             for r, (c, v, _) in found.items()}
+    measured = [r for r, s in first.items() if s.get("windows")]
+    lead = max(measured, key=lambda r: abs(_moved(first[r])), default=None)
+    share = 1.0 / (len(judged) - 1)
+    for region, (calibration, value, others) in found.items():
+        signal = first[region]
+        if lead is not None and region != lead and lead in others:
+            pull = {w: coefficients[region] * share * _moved(first[lead], w) for w in WINDOWS}
+            signal = _signal(SIGNAL, value, calibration, week, histories.get(region, []),
+                             (limits, limits.level_false_alarm), WINDOWS, pull=pull)
+        reasons = [describe(SIGNAL, signal, week)] if signal.get("flagged") else []
+        out[region] = {"week": week, "stage": STAGE, "rows": len(judged), "signals": {SIGNAL: signal},
+                       "reasons": reasons, "flagged": bool(reasons),
+                       "status": "assessed" if signal.get("windows") else signal.get("status", "not measured"),
+                       "coefficient": coefficients[region], "compared_with": others,
+                       "furthest": lead == region}
+    return out
+
+
+def replay(values: dict[str, dict[str, float | None]], calibrations: dict[str, dict[str, float] | None],
+           limits: MonitorLimits | None = None) -> dict[str, dict[str, dict]]:
+    """``assess_week`` over every week any region has, in order, each region's history its own
+    earlier assessments: what ``regional_comparison`` does week after week. ``values``: per region,
+    its ``demand`` statistic per week. Returns per region and week its assessment."""
+    histories: dict[str, list[dict]] = {region: [] for region in values}
+    out: dict[str, dict[str, dict]] = {region: {} for region in values}
+    for week in sorted(set().union(*values.values())):
+        present = {region: weeks[week] for region, weeks in values.items() if week in weeks}
+        found = assess_week(week, present, {r: calibrations.get(r) for r in present}, histories, limits)
+        for region, assessed in found.items():
+            if assessed["signals"]:
+                histories[region].append(assessed)
+            out[region][week] = assessed
+    return out
