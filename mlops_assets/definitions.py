@@ -7,7 +7,13 @@ import dagster as dg
 from mlops_assets.assets.conditioned import WEEKLY_FACTORIES
 from mlops_assets.assets.dashboard import monitoring_dashboard
 from mlops_assets.assets.features import features
-from mlops_assets.assets.health import alerts, build_drift_metrics, build_forecast_accuracy, housekeeping
+from mlops_assets.assets.health import (
+    alerts,
+    build_drift_metrics,
+    build_forecast_accuracy,
+    build_regional_comparison,
+    housekeeping,
+)
 from mlops_assets.assets.models import region_model
 from mlops_assets.assets.raw import raw_sources
 from mlops_assets.assets.scores import build_scores
@@ -17,7 +23,7 @@ from mlops_assets.automation.schedules import build_schedules
 from mlops_assets.automation.sensors import build_sensors
 from mlops_assets.config import Settings
 from mlops_assets.locations import url
-from mlops_assets.partitions import region_week_partitions
+from mlops_assets.partitions import region_week_partitions, week_partitions
 from mlops_assets.resources import LandingResource, ModelIOManager, ParquetIOManager, StorageResource
 from mlops_assets.resources.alerting import MonitoringResource
 from mlops_assets.resources.mlflow_registry import MlflowRegistryResource
@@ -30,6 +36,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
                               keep_models=settings.keep_models)
     weekly = [factory(region_week) for factory in [*WEEKLY_FACTORIES, features]]
     weekly += [factory(scored_week) for factory in [build_scores, build_drift_metrics, build_forecast_accuracy]]
+    weekly.append(build_regional_comparison(week_partitions(settings.first_scored_week or settings.first_week)))
     return dg.Definitions(
         assets=[*raw_sources, *table_assets, *weekly, region_model, alerts, monitoring_dashboard, housekeeping],
         jobs=ALL_JOBS,

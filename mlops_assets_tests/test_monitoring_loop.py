@@ -103,6 +103,22 @@ def test_only_the_changed_region_would_be_retrained_and_says_why(replayed):
         in alerts[0]["message"]
 
 
+def test_the_changed_region_stands_out_against_the_other_region_and_alone(replayed):
+    report, _, _ = replayed
+    compared = report["regional"]
+    assert len(compared["north"]) == len(compared["south"]) == 13
+    assert _first_flagged(compared["north"], "regional") in (CHANGE, NEXT), compared["north"]
+    assert not any(v["flagged"] for w, v in compared["north"].items() if w < CHANGE)
+    # north's rise pulls south's comparison down; judged with that pull added back, south is not flagged
+    assert not any(v["flagged"] for v in compared["south"].values()), compared["south"]
+    assert compared["north"][NEXT]["regional"]["change"] > 0.5
+    alerts = [a for a in report["alerts"] if a["kind"] == "regional_shift"]
+    assert alerts and {a["region"] for a in alerts} == {"north"}
+    assert "% above the other regions' (each against its reference level) since " in alerts[0]["message"]
+    # what the replay compared with is not part of the report
+    assert "demand_statistic" not in report["levels"]["north"] and "demand_calibration" not in report
+
+
 def test_the_report_is_strict_json_with_realized_accuracy_and_bias(replayed):
     report, text, _ = replayed
     assert "NaN" not in text and "Infinity" not in text
@@ -248,6 +264,14 @@ def test_retrain_sensor_requests_each_cause_once_per_region(replayed, monkeypatc
     assert "demand 65% above its reference level since 2026-11-23 (z +5.0, limit 3.3)" in \
         shifted.run_requests[0].tags["mlops/reasons"]
     (settings.storage_root / "forecast_accuracy" / "south" / "2026-11-23.parquet").unlink()
+    # a change of level against the other regions' (regional_comparison): the same cause, its own reason
+    _flagged_partition(storage, "regional_comparison", "south", "2026-11-23", versions["south"], "regional")
+    causes = sensors.retrain_causes(storage, registry.champion("south"), "south", settings.retrain,
+                                    sensors.code_version())
+    [level] = [c for c in causes if c["cause"] == "level_shift"]
+    assert level["detail"].startswith("demand 65% above the other regions' (each against its reference level) since "
+                                      "2026-11-23"), level
+    (settings.storage_root / "regional_comparison" / "south" / "2026-11-23.parquet").unlink()
     # staleness: the same champions, judged with a 5-day limit
     resources["monitoring"] = MonitoringResource(limits=settings.monitor.to_json(),
                                                  rules={**settings.retrain.to_json(), "stale_days": 5})
@@ -441,12 +465,29 @@ def test_the_daemon_conditions_monitors_and_scores_a_new_week(replayed, tmp_path
         assert len(pd.read_parquet(accuracy)) > 0  # the week forecast by `run` is now evaluated
         runs = [r for r in instance.get_runs(filters=new_data) if r.run_id not in earlier]
         jobs = sorted(r.job_name for r in runs)
-        assert {"observe_landing", "tables", "weekly", "scoring", "monitoring"} <= set(jobs), jobs
-        # per region: the new week conditioned, the coming week's inputs, its forecast, the new week monitored
-        assert (jobs.count("weekly"), jobs.count("scoring"), jobs.count("monitoring")) == (4, 2, 2), jobs
+        assert {"observe_landing", "tables", "weekly", "scoring", "monitoring", "comparison"} <= set(jobs), jobs
+        # per region: the new week conditioned, the coming week's inputs, its forecast, the new week
+        # monitored, and then compared with the other region's
+        assert (jobs.count("weekly"), jobs.count("scoring"), jobs.count("monitoring"), jobs.count("comparison")) \
+            == (4, 2, 2, 2), jobs
         failed = [(r.job_name, r.status) for r in runs if r.job_name != "alerting"
                   and r.status != dg.DagsterRunStatus.SUCCESS]
         assert not failed, failed
+        # each region's file says how its week compared with the other's, or why it did not: a week
+        # the baseline forecast (north's, after the test above broke its champion) has no demand
+        # statistic, and then the other region has no region to compare with
+        compared = {region: pd.read_parquet(settings.storage_root / "regional_comparison" / region /
+                                            f"{new_week}.parquet") for region in ("north", "south")}
+        baseline = {r for r in compared if set(pd.read_parquet(settings.storage_root / "scores" / r /
+                                                               f"{new_week}.parquet")["model_version"]) == {"baseline"}}
+        for region, table in compared.items():
+            assert not table["flagged"].any(), table
+            if not baseline:
+                assert set(table["signal"]) == {"regional"}, table
+            else:
+                assert list(table["signal"]) == ["status"], table
+                assert table["detail"].iloc[0].startswith("not compared: " + (
+                    "no demand statistic this week" if region in baseline else "no other region")), table
         ranges = {(r.job_name, r.tags.get("dagster/asset_partition_range_start") or r.tags["dagster/partition"])
                   for r in runs if r.job_name in ("weekly", "monitoring")}
         assert ranges == {(job, f"{region}|{week}") for region in ("north", "south")

@@ -109,7 +109,7 @@ def test_a_backfill_of_all_weeks_builds_what_landed_and_names_what_it_skipped(pi
     # later as "the latest week had no drift" and close open alerts
     assert cli.main(["backfill", "north", "--assets", "drift_metrics,forecast_accuracy",
                      "--first", "2026-11-02"]) == 0
-    for asset in ("drift_metrics", "forecast_accuracy"):
+    for asset in ("drift_metrics", "forecast_accuracy", "regional_comparison"):
         for week in undelivered:
             assert not (settings.storage_root / asset / "north" / f"{week}.parquet").exists(), (asset, week)
 

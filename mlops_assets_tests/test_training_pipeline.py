@@ -339,9 +339,11 @@ def test_a_new_week_is_validated_conditioned_monitored_and_the_week_after_foreca
 
     assert (result.first_week, result.last_week) == (new_week, new_week)
     runs = [r for r in instance.get_runs() if r.run_id not in before]
-    # per region: the new week conditioned, the coming week's inputs, its forecast, the new week monitored
-    assert sorted(r.job_name for r in runs) == ["alerting", "monitoring", "monitoring", "observe_landing", "scoring",
-                                                "scoring", "tables", "weekly", "weekly", "weekly", "weekly"]
+    # per region: the new week conditioned, the coming week's inputs, its forecast, the new week
+    # monitored; then the regions' new week compared, once, with both in
+    assert sorted(r.job_name for r in runs) == ["alerting", "comparison", "monitoring", "monitoring",
+                                                "observe_landing", "scoring", "scoring", "tables", "weekly", "weekly",
+                                                "weekly", "weekly"]
     assert all(r.status == dg.DagsterRunStatus.SUCCESS and r.tags["mlops/trigger"] == "new_data" for r in runs)
     for region in ("north", "south"):
         features = pd.read_parquet(settings.storage_root / "features" / region / f"{new_week}.parquet")
@@ -352,6 +354,16 @@ def test_a_new_week_is_validated_conditioned_monitored_and_the_week_after_foreca
         accuracy = pd.read_parquet(settings.storage_root / "forecast_accuracy" / region / f"{new_week}.parquet")
         assert len(accuracy) > 0
         assert (settings.storage_root / "drift_metrics" / region / f"{upcoming}.parquet").exists()
+        # and compared with the other region's: each against its champion's reference year
+        compared = pd.read_parquet(settings.storage_root / "regional_comparison" / region / f"{new_week}.parquet")
+        assert set(compared["signal"]) == {"regional"} and set(compared["window"]) == {1, 2, 4}
+        assert set(compared["model_version"]) == {f"demand-forecast-{region}/1"}
+    [run] = [r for r in runs if r.job_name == "comparison"]
+    [record] = instance.fetch_materializations(dg.AssetRecordsFilter(
+        asset_key=dg.AssetKey("regional_comparison"), asset_partitions=[new_week]), limit=1).records
+    meta = record.asset_materialization.metadata
+    assert meta["regions compared"].value == 2 and meta["verdict"].value.startswith(("no region", "flagged: "))
+    assert {"north z", "north limit", "south z", "south limit"} <= set(meta)
     # only the new week was rebuilt
     starts = {(r.job_name, r.tags.get("dagster/asset_partition_range_start") or r.tags["dagster/partition"])
               for r in runs if r.job_name in ("weekly", "monitoring")}

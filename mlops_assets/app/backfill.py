@@ -20,7 +20,7 @@ from mlops_assets.app.execution import (
     prepare_environment,
     week_keys,
 )
-from mlops_assets.automation.jobs import ALERTING, MONITORING, WEEKLY
+from mlops_assets.automation.jobs import ALERTING, COMPARISON, MONITORING, WEEKLY
 from mlops_assets.automation.sensors import monitored_span
 from mlops_assets.code_location import execute_in_location
 from mlops_assets.partitions import region_partitions
@@ -66,7 +66,8 @@ def backfill(regions: list[str], assets: list[str], first: str | None = None, la
     """What a per-region backfill from the UI does, from the command line: per region, one run of
     the ``weekly`` job over the region's weeks ``first`` .. ``last`` (default: every week
     partition, the week in progress included) for ``assets``, then one of the ``monitoring`` job
-    over the scored weeks in that range, if monitors are asked for. Weeks whose data has not
+    over the scored weeks in that range, if monitors are asked for, and with ``forecast_accuracy``
+    one ``comparison`` run of those weeks over every region. Weeks whose data has not
     landed are skipped, each named with its reason in its partition's status; the others are built."""
     unknown = sorted(set(assets) - set(BACKFILLABLE))
     if unknown:
@@ -106,9 +107,28 @@ def backfill(regions: list[str], assets: list[str], first: str | None = None, la
                         m.metadata["status"].value if "status" in m.metadata else "built"
             done.error = failure_detail(result)
             out.append(done)
+    monitored = [(start, end) for job, keys, start, end in runs
+                 if job == MONITORING and dg.AssetKey("forecast_accuracy") in keys]
+    if monitored:  # the rebuilt weeks against the other regions' (every region's week, one run)
+        out.append(_compare(defs, instance, *monitored[0]))
     if skipped:
         out.append(BackfillResult("", "", True, first, last, error=f"  not run: {skipped}"))
     return out
+
+
+def _compare(defs: dg.Definitions, instance: dg.DagsterInstance, first: str, last: str) -> BackfillResult:
+    """One run of the ``comparison`` job over the weeks ``first`` .. ``last``: every region's
+    demand in those weeks against the other regions' (``regional_comparison``, partitioned by week)."""
+    result = execute_in_location(defs.resolve_job_def(COMPARISON), instance, run_config=QUIET,
+                                 tags={RANGE_START: first, RANGE_END: last, "mlops/trigger": "backfill"})
+    done = BackfillResult("every region", result.run_id, result.success, first, last)
+    for event in result.all_events:
+        if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
+            m = event.event_specific_data.materialization
+            done.partitions.setdefault(m.asset_key.to_user_string(), {})[m.partition] = \
+                m.metadata["verdict"].value if "verdict" in m.metadata else "built"
+    done.error = failure_detail(result)
+    return done
 
 
 def format_backfill(results: list[BackfillResult]) -> str:

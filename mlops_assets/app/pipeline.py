@@ -34,6 +34,7 @@ from mlops_assets.app.execution import (
 from mlops_assets.app.report import holdout_totals
 from mlops_assets.automation.jobs import (
     ALERTING,
+    COMPARISON,
     FORECAST_INPUTS,
     MONITORING,
     OBSERVE_LANDING,
@@ -45,7 +46,7 @@ from mlops_assets.automation.jobs import (
 from mlops_assets.automation.sensors import last_delivered_week, monitored_span, next_week
 from mlops_assets.locations import url
 from mlops_assets.ml.ensemble import evaluation_json
-from mlops_assets.monitoring.replay import replay_region
+from mlops_assets.monitoring.replay import replay_region, replay_regions
 from mlops_assets.partitions import region_partitions, week_to_score
 from mlops_assets.registry import gates
 from mlops_assets.resources.landing_folder import LandingResource, forget_checked
@@ -145,6 +146,8 @@ def run_pipeline(landing: Path | None = None, regions: list[str] | None = None,
         for region in selected:
             _run_region(defs, instance, settings, region, {**plan, "threads": settings.train_threads}, summary,
                         on_stage)
+    if train:  # each region's holdout weeks against the other regions' (the regional signal)
+        replay_regions(summary.replay, settings.monitor, settings.retrain)
     for region in selected:
         summary.regions[region] = {"stores": facts["stores"].get(region, 0),
                                    **shipped.get(region, {"products": 0, "weeks": 0, "shipment_rows": 0})}
@@ -240,6 +243,12 @@ def run_new_weeks(landing: Path | None = None, on_stage: StageHook | None = None
     else:
         for region in regions:
             _new_weeks_of_region(defs, instance, region, summary.first_week, last, summary, on_stage)
+    # then every region's new weeks against the other regions' (the sensors compare after each
+    # region's monitoring run; here once, with every region in)
+    span = monitored_span(week_keys(defs, "drift_metrics"), summary.first_week, last)
+    if span:
+        execute(defs, COMPARISON, instance, summary, on_stage=on_stage, label="comparing the regions' new weeks",
+                tags={RANGE_START: span[0], RANGE_END: span[1], **NEW_DATA})
     execute(defs, ALERTING, instance, summary, on_stage=on_stage, label="alerts", tags=NEW_DATA)
     return summary
 

@@ -77,6 +77,8 @@ def report_json(summary: RunSummary) -> dict:
     out["pooled"] = pooled([m["holdout_totals"] for m in summary.models.values() if "holdout_totals" in m])
     out["drift"] = {r: rep["drift"] for r, rep in summary.replay.items()}
     out["levels"] = {r: rep["levels"] for r, rep in summary.replay.items()}
+    # each region's demand against the other regions' (monitoring.regional), week by week
+    out["regional"] = {r: rep.get("regional", {}) for r, rep in summary.replay.items()}
     out["accuracy"] = {r: rep["accuracy"] for r, rep in summary.replay.items()}
     out["alerts"] = [a for rep in summary.replay.values() for a in rep["alerts"]]
     out["retrain_requests"] = [q for rep in summary.replay.values() for q in rep["retrain_requests"]]
@@ -86,20 +88,24 @@ def report_json(summary: RunSummary) -> dict:
 def replay_table(summary: RunSummary) -> str:
     """Per region and holdout week: the signals that moved when the week was forecast and once its
     actuals were in (and the stores that were closed), demand against its reference (the level
-    signal), the forecasts' bias, realized MAPE against the baseline, and the retrain requests the
-    sensors would have made."""
+    signal) and against the other regions' (the regional signal), the forecasts' bias, realized
+    MAPE against the baseline, and the retrain requests the sensors would have made."""
     lines = ["replay of the holdout weeks (each forecast by the model fit before them, monitored, then evaluated):"]
     for region, rep in summary.replay.items():
         rows = []
         for week, ahead in rep["drift"].items():
             after, acc = rep["levels"].get(week, {}), rep["accuracy"][week]
-            demand = after.get("demand")
-            flagged = ", ".join(sorted({*ahead["signals"], *after.get("signals", [])})) or "-"
+            demand, compared = after.get("demand"), rep.get("regional", {}).get(week, {})
+            others = compared.get("regional")
+            flagged = ", ".join(sorted({*ahead["signals"], *after.get("signals", []),
+                                        *compared.get("signals", [])})) or "-"
             if after.get("closed_stores"):  # named, left out of the demand signal, never flagged
                 flagged += f" (closed: {', '.join(after['closed_stores'])})"
             rows.append({"region": region, "week": week, "flagged": flagged,
                          "demand vs reference": "-" if demand is None else
                          f"{demand['change']:+.0%} (z {demand['z']:+.1f}/{demand['limit']:.1f})",
+                         "vs other regions": "-" if others is None else
+                         f"{others['change']:+.0%} (z {others['z']:+.1f}/{others['limit']:.1f})",
                          "bias": "-" if after.get("bias") is None else f"{after['bias']:+.0%}",
                          "MAPE": _fmt(acc["mape"]), "baseline": _fmt(acc["baseline_mape"]),
                          "degradation": _fmt(acc["degradation"], 2)})

@@ -1,4 +1,5 @@
-"""Model health: ``drift_metrics`` and ``forecast_accuracy`` [region x week], and ``alerts``.
+"""Model health: ``drift_metrics`` and ``forecast_accuracy`` [region x week],
+``regional_comparison`` [week] and ``alerts``.
 
 The two monitors load their inputs, call ``mlops_assets.monitoring`` and record what they found
 as metadata and asset check results (WARN or ERROR, never blocking: a drifting week still gets
@@ -17,9 +18,9 @@ import pandas as pd
 from mlops_assets.ml.ensemble import BASELINE_VERSION
 from mlops_assets.ml.featurize import at_forecast_time
 from mlops_assets.monitoring import alerts as alerting
-from mlops_assets.monitoring import monitor
+from mlops_assets.monitoring import monitor, regional
 from mlops_assets.monitoring.accuracy import realized_accuracy, realized_rows
-from mlops_assets.partitions import latest_materializations, region_partitions, weeks_by_region
+from mlops_assets.partitions import WEEK, latest_materializations, region_partitions, weeks_by_region
 from mlops_assets.registry.tracking import RegistryError, Release
 from mlops_assets.resources.alerting import MonitoringResource
 from mlops_assets.resources.mlflow_registry import MlflowRegistryResource
@@ -297,6 +298,98 @@ def build_forecast_accuracy(partitions_def: dg.MultiPartitionsDefinition) -> dg.
     return forecast_accuracy
 
 
+REGIONAL = regional.ASSET
+
+
+def _stored_demand(storage: StorageResource, region: str, week: str) -> tuple[float | None, str] | None:
+    """(the region's ``demand`` statistic of ``week``, the model version that assessed it) from its
+    stored ``forecast_accuracy`` partition; None where the week was not evaluated."""
+    if not storage.exists(f"forecast_accuracy/{region}/{week}.parquet"):
+        return None
+    table = storage.read_parquet(f"forecast_accuracy/{region}/{week}.parquet")
+    rows = table[(table["scope"] == "signal") & (table["signal"] == "demand")] if "signal" in table else table.iloc[0:0]
+    if rows.empty:  # evaluated, but not assessed against a champion (the baseline served; too few series)
+        return None, ""
+    value = rows["value"].iloc[0]
+    return (float(value) if pd.notna(value) else None), str(rows["model_version"].iloc[0])
+
+
+def _demand_calibration(models: "_Models", region: str, version: str) -> dict[str, float] | None:
+    """The ``demand`` statistic over the reference year of model ``version`` (``name/number``)."""
+    try:
+        release = models.registry.release(region, version.rsplit("/", 1)[1])
+    except (RegistryError, IndexError):
+        return None
+    reference = models.load(release).reference if release else {}
+    if reference.get("version") != monitor.MONITOR_VERSION:
+        return None
+    return reference["levels"]["calibration"]["demand"]
+
+
+def build_regional_comparison(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    @dg.asset(
+        name=REGIONAL, partitions_def=partitions_def, backfill_policy=dg.BackfillPolicy.single_run(),
+        # every region's forecast_accuracy of the same week
+        deps=[dg.AssetDep("forecast_accuracy", partition_mapping=dg.MultiToSingleDimensionPartitionMapping(
+            partition_dimension_name=WEEK))],
+        group_name="monitoring", kinds={"pandas", "parquet"},
+        check_specs=[dg.AssetCheckSpec("regional_shift", asset=REGIONAL, partitions_def=partitions_def,
+                                       description="Each region's demand within its limit of the other regions' in "
+                                                   "the same week (each against its reference level).")],
+        description="Per week, over every region: each region's demand statistic (forecast_accuracy's, against "
+                    "its champion's reference) less its share of the other regions' mean, judged against its own "
+                    "recent weeks like demand (monitoring/regional.py). What the whole chain shares (a promotion, a "
+                    "holiday, the weather) moves every region and cancels; one region's own change stands out. One "
+                    "file per region and week (regional_comparison/<region>/<week>.parquet).")
+    def regional_comparison(context: dg.AssetExecutionContext, mlflow: MlflowRegistryResource,
+                            monitoring: MonitoringResource, storage: StorageResource):
+        models, limits = _Models(mlflow), monitoring.monitor_limits
+        regions = sorted(context.instance.get_dynamic_partitions(region_partitions.name))
+        histories: dict[tuple[str, str], list[dict]] = {}
+        calibrations: dict[tuple[str, str], dict | None] = {}
+        flagged: dict[str, list[str]] = {}
+        for week in sorted(map(str, context.partition_keys)):
+            stored = {r: found for r in regions if (found := _stored_demand(storage, r, week)) is not None}
+            versions = {r: v for r, (_, v) in stored.items()}
+            for r, v in versions.items():
+                if v and (r, v) not in calibrations:
+                    calibrations[r, v] = _demand_calibration(models, r, v)
+                    histories[r, v] = _history(storage, REGIONAL, r, week, v)
+            found = regional.assess_week(
+                week, {r: value for r, (value, _) in stored.items()},
+                {r: calibrations.get((r, v)) for r, v in versions.items()},
+                {r: histories.get((r, v), []) for r, v in versions.items()}, limits)
+            meta: dict = {"regions": len(stored), "regions compared": sum(a["status"] == "assessed"
+                                                                          for a in found.values())}
+            for r, a in found.items():
+                # every evaluated region's file says how it compared, or why not (no champion served:
+                # model version ""); a compared week is read back as this signal's history
+                storage.write_parquet(f"{REGIONAL}/{r}/{week}.parquet", monitor.to_table(a, r, versions[r]))
+                if a["signals"]:
+                    histories[r, versions[r]].append(a)
+                signal = a["signals"].get(regional.SIGNAL, {})
+                if signal.get("z") is not None:
+                    meta[f"{r} z"], meta[f"{r} limit"] = float(signal["z"]), float(signal["limit"])
+                meta[f"{r} status"] = _verdict(a)
+                if a["flagged"]:
+                    flagged.setdefault(week, []).append(f"{r}: {a['reasons'][0]}")
+            meta["verdict"] = ("flagged: " + "; ".join(flagged[week])) if week in flagged else (
+                "no region beyond its limit" if meta["regions compared"] else
+                "nothing compared: fewer than two regions with a demand statistic this week" if len(stored) < 2
+                else "nothing compared: see each region's status")
+            if not stored:
+                context.log.warning(f"{REGIONAL} {week}: no region's forecast_accuracy for this week")
+            context.add_asset_metadata(meta, partition_key=week)
+        yield dg.MaterializeResult()
+        yield dg.AssetCheckResult(
+            check_name="regional_shift", passed=not flagged, severity=dg.AssetCheckSeverity.WARN,
+            description="; ".join(f"{w}: {'; '.join(v)}" for w, v in list(flagged.items())[:5]) or
+            "every region's demand within its limit of the others'",
+            metadata={"weeks": ", ".join(map(str, context.partition_keys)), "weeks_flagged": len(flagged)})
+
+    return regional_comparison
+
+
 def _latest_files(storage: StorageResource, asset: str) -> list[tuple[str, str]]:
     """(region, week) of each region's latest stored partition: a listing, no reads. An alert is
     open while the latest evaluation raises it; a clean later week closes it."""
@@ -351,6 +444,10 @@ def current_alerts(storage: StorageResource, instance: dg.DagsterInstance, monit
             found += alerting.accuracy_alerts(region, week, accuracy, rules)
         if len(signals):
             found += alerting.stored_alerts(region, week, monitor.from_table(signals))
+    for region, week in _latest_files(storage, REGIONAL):
+        table = storage.read_parquet(f"{REGIONAL}/{region}/{week}.parquet")
+        if "signal" in table and len(table):
+            found += alerting.stored_alerts(region, week, monitor.from_table(table))
     for region, week in _latest_files(storage, "scores"):
         scores = storage.read_parquet(f"scores/{region}/{week}.parquet")
         if len(scores) and (scores["model_version"] == BASELINE_VERSION).all():
@@ -390,7 +487,7 @@ def retired_region_alerts(storage: StorageResource, retired: dict[str, dict]) ->
 
 
 @dg.asset(
-    deps=["drift_metrics", "forecast_accuracy", "scores"],
+    deps=["drift_metrics", "forecast_accuracy", REGIONAL, "scores"],
     group_name="monitoring",
     description="Open alerts over every region: drift, realized accuracy, a region served by the baseline, stale "
                 "champions and failed runs; one row each with region, week, kind, severity, value, threshold and "
@@ -410,7 +507,7 @@ def alerts(context: dg.AssetExecutionContext, storage: StorageResource, monitori
              if a["region"] not in retired]  # a retired region's old alerts are closed with it
     table = alerting.frame(found + retired_region_alerts(storage, retired))
     # link each alert to the run that wrote the partition it came from
-    for asset in ("drift_metrics", "forecast_accuracy", "scores"):
+    for asset in ("drift_metrics", "forecast_accuracy", "scores"):  # regional_comparison is partitioned by week
         rows = table["run_id"] == ""
         keys = sorted({f"{r}|{w}" for r, w in zip(table.loc[rows, "region"], table.loc[rows, "week"])})
         if keys:

@@ -14,6 +14,7 @@ WEEKLY = "weekly"
 TRAINING = "training"
 SCORING = "scoring"
 MONITORING = "monitoring"
+COMPARISON = "comparison"
 ALERTING = "alerting"
 
 observe_landing_job = dg.define_asset_job(
@@ -41,9 +42,15 @@ monitoring_job = dg.define_asset_job(
     MONITORING, selection=dg.AssetSelection.assets("drift_metrics", "forecast_accuracy"),
     description="Monitor observed weeks of a region: drift against the champion's training data and, where a week "
                 "was scored, realized accuracy. Launch a range of weeks as one run.")
+# partitioned by week alone: every region's week at once, so a job of its own
+comparison_job = dg.define_asset_job(
+    COMPARISON, selection=dg.AssetSelection.assets("regional_comparison"),
+    description="Compare each region's demand with the other regions' in monitored weeks (after their "
+                "forecast_accuracy). Launch a range of weeks as one run.")
 alerting_job = dg.define_asset_job(
     ALERTING, selection=dg.AssetSelection.assets("alerts", "monitoring_dashboard", "housekeeping"),
     description="Collect the open alerts of every region, rebuild the persona dashboards, and apply the storage "
                 "retention.")
 
-ALL_JOBS = [observe_landing_job, tables_job, weekly_job, training_job, scoring_job, monitoring_job, alerting_job]
+ALL_JOBS = [observe_landing_job, tables_job, weekly_job, training_job, scoring_job, monitoring_job, comparison_job,
+            alerting_job]

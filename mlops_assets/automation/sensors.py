@@ -10,8 +10,11 @@
   events, features), and the new weeks monitored (drift, realized accuracy); once the inputs
   are built, the coming week is forecast and its drift measured (the scores and monitors are
   partitioned by the scored weeks, so each is a run of its own job);
-- ``retrain_on_model_health``: drift, degraded accuracy, staleness or new model code -> a
-  training run per region, tagged with its cause;
+- ``comparison_after_monitoring``: a region's weeks monitored -> those weeks of
+  ``regional_comparison`` (each region's demand against the others', over every region);
+- ``retrain_on_model_health``: a level shift (of a region's own demand, or against the other
+  regions'), drift, degraded accuracy, staleness or new model code -> a training run per region,
+  tagged with its cause;
 - ``scoring_after_promotion``: a newly promoted champion re-forecasts the coming week;
 - ``alert_on_run_failure``: a failed run becomes an alert (a row of ``alerts``, and the webhook);
 - ``alerts_after_monitoring``: the ``alerts`` table is refreshed after each monitoring run.
@@ -31,6 +34,7 @@ import pandas as pd
 from mlops_assets.automation.jobs import (
     FORECAST_INPUTS,
     alerting_job,
+    comparison_job,
     monitoring_job,
     observe_landing_job,
     scoring_job,
@@ -47,6 +51,7 @@ from mlops_assets.ml.featurize import HISTORY_WEEKS
 from mlops_assets.monitoring import alerts as alerting
 from mlops_assets.monitoring import rules
 from mlops_assets.monitoring.monitor import from_table
+from mlops_assets.monitoring.regional import ASSET as REGIONAL
 from mlops_assets.partitions import region_partitions, week_partitions, week_to_score
 from mlops_assets.resources.alerting import MonitoringResource
 from mlops_assets.resources.landing_folder import LandingResource
@@ -181,11 +186,16 @@ def stored_weeks(storage: StorageResource, asset: str, region: str, last: int | 
     return weeks[-last:] if last else weeks
 
 
-def region_evidence(storage: StorageResource, region: str, version: str) -> tuple[list, list, list]:
-    """(drift history, level history, accuracy history) of a region's recent weeks monitored
-    against ``version``: the latest week assessed when it was forecast, the latest assessed once
-    its actuals landed, and the realized MAPE of the last five evaluated weeks."""
-    drift, levels, accuracy = [], [], []
+def region_evidence(storage: StorageResource, region: str, version: str) -> tuple[list, list, list, list]:
+    """(drift history, level history, accuracy history, regional history) of a region's recent
+    weeks monitored against ``version``: the latest week assessed when it was forecast, the latest
+    assessed once its actuals landed, the realized MAPE of the last five evaluated weeks, and the
+    latest week its demand was compared with the other regions'."""
+    drift, levels, accuracy, compared = [], [], [], []
+    for week in stored_weeks(storage, REGIONAL, region, last=1):
+        table = storage.read_parquet(f"{REGIONAL}/{region}/{week}.parquet")
+        if "signal" in table and len(table) and (table["model_version"] == version).all():
+            compared.append(from_table(table))
     for week in stored_weeks(storage, "drift_metrics", region, last=1):
         table = storage.read_parquet(f"drift_metrics/{region}/{week}.parquet")
         if "signal" in table and len(table) and (table["model_version"] == version).all():
@@ -202,7 +212,7 @@ def region_evidence(storage: StorageResource, region: str, version: str) -> tupl
                              "holdout_mape": float(row["holdout_mape"].iloc[0])})
         if len(signals):
             levels.append(from_table(signals))
-    return drift, levels, accuracy
+    return drift, levels, accuracy, compared
 
 
 def retrain_causes(storage: StorageResource, champion, region: str, rules_: rules.RetrainRules,
@@ -212,10 +222,11 @@ def retrain_causes(storage: StorageResource, champion, region: str, rules_: rule
     if champion is None:
         return []
     version = f"demand-forecast-{region}/{champion.version}"
-    drift, levels, accuracy = region_evidence(storage, region, version)
+    drift, levels, accuracy, compared = region_evidence(storage, region, version)
     weeks = stored_weeks(storage, "features", region, last=1)
     upcoming = weeks[-1] if weeks else dt.date.today().isoformat()
-    found = [rules.level_cause(levels), rules.drift_cause(drift), rules.accuracy_cause(accuracy, rules_),
+    found = [rules.level_cause(levels) or rules.level_cause(compared), rules.drift_cause(drift),
+             rules.accuracy_cause(accuracy, rules_),
              rules.stale_cause(champion.as_of_week, upcoming, rules_),
              rules.code_cause(champion.tags.get("code_version"), current_code, upcoming)]
     return [c for c in found if c]
@@ -304,6 +315,7 @@ def build_sensors(settings: Settings) -> list[dg.SensorDefinition]:
             retrain_on_model_health_sensor(status, every),
             scoring_after_promotion_sensor(status, every),
             alert_on_run_failure_sensor(status, every),
+            comparison_after_monitoring_sensor(status, every),
             alerts_after_monitoring_sensor(status, every)]
 
 
@@ -504,9 +516,33 @@ def alert_on_run_failure_sensor(status: Status, every: int) -> dg.SensorDefiniti
     return alert_on_run_failure
 
 
+# one comparison run at a time (dagster.yaml's tag_concurrency_limits), in the order queued
+COMPARISON_TAG = "mlops/comparison"
+
+
+def comparison_after_monitoring_sensor(status: Status, every: int) -> dg.SensorDefinition:
+    @dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, name="comparison_after_monitoring",
+                          monitored_jobs=[monitoring_job], request_job=comparison_job,
+                          minimum_interval_seconds=every, default_status=status,
+                          description="After a region's weeks are monitored, compare every region's demand in those "
+                                      "weeks (regional_comparison): a later region's run compares them again, with "
+                                      "its own weeks in.")
+    def comparison_after_monitoring(context: dg.RunStatusSensorContext):
+        run = context.dagster_run
+        first = run.tags.get(RANGE_START) or run.tags.get("dagster/partition", "")
+        last = run.tags.get(RANGE_END) or first
+        if "|" not in first:
+            return dg.SkipReason(f"run {run.run_id} names no region and week")
+        return dg.RunRequest(run_key=f"{run.run_id}-compare", tags={
+            TRIGGER: run.tags.get(TRIGGER, "manual"), RANGE_START: first.split("|")[1],
+            RANGE_END: last.split("|")[1], COMPARISON_TAG: "weeks"})
+
+    return comparison_after_monitoring
+
+
 def alerts_after_monitoring_sensor(status: Status, every: int) -> dg.SensorDefinition:
     @dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, name="alerts_after_monitoring",
-                          monitored_jobs=[scoring_job, monitoring_job], request_job=alerting_job,
+                          monitored_jobs=[scoring_job, monitoring_job, comparison_job], request_job=alerting_job,
                           minimum_interval_seconds=every, default_status=status,
                           description="Refresh the alerts table after new drift, accuracy or scores.")
     def alerts_after_monitoring(context: dg.RunStatusSensorContext):

@@ -133,6 +133,9 @@ class _Region:
                                   ignore_index=True)
         self.drift = pd.concat(_read_weeks(storage, "drift_metrics", region, _weeks(storage, "drift_metrics", region))
                                or [pd.DataFrame()], ignore_index=True)
+        self.regional = pd.concat(_read_weeks(storage, "regional_comparison", region,
+                                              _weeks(storage, "regional_comparison", region))
+                                  or [pd.DataFrame()], ignore_index=True)
         actual = [w for w in _weeks(storage, "net_demand", region) if w in set(weeks)]
         self.demand = dict(zip(actual, _read_weeks(storage, "net_demand", region, actual,
                                                    columns=["store_id", "product_id", "net_demand"])))
@@ -382,7 +385,9 @@ def _signal_panels(regions: dict[str, _Region], links: Links) -> str:
     out = ["<h2>Monitoring signals per week</h2><p>Each signal against its limit (monitoring/monitor.py): "
                "z over the limit of the window that came closest (this week, or the mean of the last 2 or 4), "
                "so 1 is the limit and beyond it the week is flagged. Demand: each series against its reference "
-               "level; bias: actual demand against the forecasts; both once the week's actuals landed. Forecasts, "
+               "level; vs other regions: that demand less the region's share of the other regions' in the same "
+               "week (regional_comparison); bias: actual demand against the forecasts; all three once the week's "
+               "actuals landed. Forecasts, "
                "covariates and the mix: when the week was forecast.</p>"]
     for name, r in regions.items():
         signals = _signal_rows(r)
@@ -393,7 +398,8 @@ def _signal_panels(regions: dict[str, _Region], links: Links) -> str:
         signals = signals[signals["week"].isin(weeks)]
         closest = _closest(signals)
         series = {label: [closest.get((signal, w)) for w in weeks]
-                  for signal, label in (("demand", "demand"), ("error", "bias"), ("forecast", "forecasts"))
+                  for signal, label in (("demand", "demand"), ("regional", "vs other regions"), ("error", "bias"),
+                                        ("forecast", "forecasts"))
                   if any((signal, w) in closest for w in weeks)}
         series.update({"limit": [1.0] * len(weeks), "-limit": [-1.0] * len(weeks)})
         out.append(f"<h3>{esc(name)}</h3><p class='lineage'>against "
@@ -453,7 +459,7 @@ def _drivers(regions: dict[str, _Region], storage: StorageResource, links: Links
 
 def _signal_rows(r: "_Region") -> pd.DataFrame:
     """The region's stored signal rows, both stages, with a 'week' label."""
-    parts = [r.drift]
+    parts = [r.drift, r.regional]
     if len(r.accuracy) and "scope" in r.accuracy:
         parts.append(r.accuracy[r.accuracy["scope"] == "signal"])
     parts = [p for p in parts if len(p) and "signal" in p]

@@ -15,7 +15,7 @@ import pandas as pd
 from mlops_assets.ml import quantiles
 from mlops_assets.ml.featurize import at_forecast_time
 from mlops_assets.monitoring import alerts as alerting
-from mlops_assets.monitoring import rules
+from mlops_assets.monitoring import regional, rules
 from mlops_assets.monitoring.accuracy import realized_accuracy
 from mlops_assets.monitoring.monitor import MonitorLimits, assess_week, summary
 
@@ -57,6 +57,9 @@ def replay_region(region: str, features: pd.DataFrame, holdout: pd.DataFrame, re
     forecast_time, realized, accuracy_history, requested = [], [], [], set()
     if holdout.empty or not reference:
         return out  # every segment was skipped: the baseline served, nothing to replay
+    # what ``replay_regions`` compares across regions (and then takes out of the result)
+    out["demand_statistic"] = {}
+    out["demand_calibration"] = reference.get("levels", {}).get("calibration", {}).get("demand")
     for week, forecasts in holdout.groupby("week_start", sort=True):
         label = pd.Timestamp(week).strftime("%Y-%m-%d")
         band = [c for c in quantiles.NAMES if c in forecasts]
@@ -69,6 +72,8 @@ def replay_region(region: str, features: pd.DataFrame, holdout: pd.DataFrame, re
         forecast_time.append(ahead)
         realized.append(after)
         out["drift"][label], out["levels"][label] = summary(ahead), summary(after)
+        demand = after["signals"].get("demand", {}).get("value")
+        out["demand_statistic"][label] = _clean(demand)
         scored = rows.rename(columns={"target": "actual", "ensemble": "forecast"})
         accuracy = realized_accuracy(scored, expected)
         region_row = accuracy[accuracy["scope"] == "region"].iloc[0]
@@ -88,3 +93,32 @@ def replay_region(region: str, features: pd.DataFrame, holdout: pd.DataFrame, re
                 out["retrain_requests"].append({"region": region, "week": label, "reason": cause["cause"],
                                                 "detail": cause["detail"]})
     return out
+
+
+def replay_regions(replays: dict[str, dict], limits: MonitorLimits, rules_: rules.RetrainRules) -> None:
+    """Each region's replayed weeks against the other regions' (``monitoring.regional``), in
+    place: per region ``regional`` (each week's summary), its alerts, and a ``level_shift``
+    request where the comparison flags before the region's own signals did. ``replays``:
+    ``replay_region``'s results by region; what they kept for this comparison is taken out."""
+    del rules_  # one request per region and cause, as replay_region makes them: nothing else to apply
+    inputs = {r: (out.pop("demand_statistic", None), out.pop("demand_calibration", None)) for r, out in replays.items()}
+    inputs = {r: (values, calibration) for r, (values, calibration) in inputs.items() if values is not None}
+    found = regional.replay({r: values for r, (values, _) in inputs.items()},
+                            {r: calibration for r, (_, calibration) in inputs.items()}, limits)
+    for region, weeks in found.items():
+        out = replays[region]
+        for week, assessed in weeks.items():
+            out.setdefault("regional", {})[week] = summary(assessed)
+            for alert in alerting.signal_alerts(region, week, assessed):
+                out["alerts"].append({k: _clean(alert[k]) for k in ("region", "week", "kind", "severity", "value",
+                                                                     "threshold", "message")})
+            if not assessed["flagged"]:
+                continue
+            request = {"region": region, "week": week, "reason": "level_shift", "detail": assessed["reasons"][0]}
+            earlier = [q for q in out["retrain_requests"] if q["reason"] == "level_shift"]
+            if not earlier:
+                out["retrain_requests"].append(request)
+            elif earlier[0]["week"] > week:  # the comparison saw it first: one request, from that week
+                out["retrain_requests"][out["retrain_requests"].index(earlier[0])] = request
+    for out in replays.values():
+        out["retrain_requests"].sort(key=lambda q: q["week"])
