@@ -20,11 +20,12 @@ weeks flagged in the unchanged spans.
 ``--peer``: the same, for each region's statistic less the median of every region's in the same
 week (a control for what the whole chain shares: its promotions, a holiday, the weather), and how
 often a region that did not change was flagged because one that did moved the median.
-``--peer others``: less the mean of the other regions'; ``--peer fitted``: less that mean times
-the region's coefficient on it over the reference year (0-1). Both take out of each region's
-comparison the pull of the region that moved furthest that week (``flags``). Design probes, not
-signals the monitor has: the monitor judges each region alone (``drift_metrics`` and
-``forecast_accuracy`` are partitioned by region and week).
+``--peer others``: less the mean of the other regions' (a design probe), taking out of each
+region's comparison the pull of the region that moved furthest that week (``flags``). ``--peer
+fitted``: the monitor's ``regional`` signal itself (``monitoring.regional``: less that mean times
+the region's coefficient on it over the reference year, 0-1, judged week by week over every region
+as the ``regional_comparison`` asset judges). ``--peer monitor``: the loop's ``level_shift``, that
+signal or the region's own ``demand``.
 
 ``--noise``: the noise the signal faces, and what it allows. Per region, the root mean square of
 what the signal judges over the unchanged served weeks (each 1-, 2- and 4-week mean less its
@@ -108,14 +109,10 @@ def relative(found: dict[str, dict], control: str = "median") -> dict[str, dict]
             else:  # with no other region, nothing to take out: the region's own level
                 common[name, part] = {w: float(np.mean([u[part][w] for o, u in found.items() if o != name]
                                                        or [0.0])) for w in weeks}
+    from mlops_assets.monitoring.regional import coefficient
+
     for name, v in found.items():
-        beta = 1.0
-        if control == "fitted":
-            weeks = list(common[name, "calibration"])
-            x = np.array([common[name, "calibration"][w] for w in weeks])
-            y = np.array([v["calibration"][w] for w in weeks])
-            x, y = x - x.mean(), y - y.mean()
-            beta = float(np.clip((x @ y) / (x @ x), 0.0, 1.0)) if x @ x > 0 else 0.0
+        beta = coefficient(v["calibration"], common[name, "calibration"]) if control == "fitted" else 1.0
         for part in ("calibration", "served"):
             out[name][part] = {w: v[part][w] - beta * c for w, c in common[name, part].items()}
         out[name]["beta"] = beta
@@ -137,6 +134,9 @@ def flags(found: dict[str, dict], control: str | None, corroboration: float = CO
     furthest that week, in any window, is judged as it is, and each other region with that pull
     taken out of its comparison, window by window. With ``corroboration`` > 0, a flag also needs
     the region's own level to have moved the same way by that many of its scales in the window."""
+    if control in ("fitted", "monitor"):  # the monitor's own regional signal (and its demand signal)
+        return _monitored(found, with_own=control == "monitor")
+
     def judged(of):  # {region: {week: the signal}}
         return {name: dict(zip(v["served"], replay(v["calibration"], v["served"], v["uncertainty"])))
                 for name, v in of.items()}
@@ -178,6 +178,24 @@ def flags(found: dict[str, dict], control: str | None, corroboration: float = CO
                     out[name][week] = True
                     break
     return aligned(out)
+
+
+def _monitored(found: dict[str, dict], with_own: bool) -> dict[str, list[bool]]:
+    """Per region, each served week's verdict of the monitor's ``regional`` signal
+    (``monitoring.regional.assess_week``, week by week over every region, as the
+    ``regional_comparison`` asset judges), or with ``with_own`` that or the region's own ``demand``
+    signal: the loop's ``level_shift``."""
+    from mlops_assets.monitoring import regional
+
+    compared = regional.replay({name: v["served"] for name, v in found.items()},
+                             {name: v["calibration"] for name, v in found.items()})
+    out = {name: {w: a["flagged"] for w, a in weeks.items()} for name, weeks in compared.items()}
+    if with_own:
+        for name, v in found.items():
+            own = replay(v["calibration"], v["served"], v["uncertainty"])
+            for week, signal in zip(v["served"], own):
+                out[name][week] = out[name].get(week, False) or signal["flagged"]
+    return {name: [out[name].get(w, False) for w in v["served"]] for name, v in found.items()}
 
 
 def shifted(found: dict[str, dict], region: str, start: int, factor: float) -> dict[str, dict]:
@@ -241,7 +259,7 @@ def run(landing: Path, span: int, earlier: list[int], peer: str | None, cache: P
                 others += any(any(verdicts[o][start:start + 4]) for o in verdicts if o != name)
         detection[f"x{factor}"] = {"within_2": within2 / trials, "within_4": within4 / trials, "trials": trials,
                                    "other_regions_flagged": others}
-    common = (lambda found: relative(found, peer)) if peer else (lambda found: found)
+    common = (lambda found: relative(found, "fitted" if peer == "monitor" else peer)) if peer else (lambda found: found)
     return {"false_alarms": alarms, "region_weeks": weeks, "flagged": flagged, "detection": detection,
             "noise": noise({n: common(f) for n, f in spans.items()}),
             "coefficients": {name: v.get("beta") for name, v in common(last).items()}}
@@ -252,7 +270,7 @@ def main(argv=None) -> int:
     parser.add_argument("--landing", type=Path, default=Path(__file__).resolve().parents[1] / "data" / "sample")
     parser.add_argument("--span", type=int, default=26)
     parser.add_argument("--earlier", type=int, nargs="+", default=[0])
-    parser.add_argument("--peer", nargs="?", const="median", choices=["median", "others", "fitted"])
+    parser.add_argument("--peer", nargs="?", const="median", choices=["median", "others", "fitted", "monitor"])
     parser.add_argument("--noise", action="store_true", help="the bound any detector of a region's own level meets")
     parser.add_argument("--corroboration", type=float, default=CORROBORATION,
                         help="--peer others/fitted: the own-level z a flag needs (0: none)")
@@ -262,7 +280,9 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     found = run(args.landing, args.span, args.earlier, args.peer, args.cache, args.corroboration)
     what = {None: "each region's own statistic", "median": "each region less the median of all",
-            "others": "each region less the others' mean", "fitted": "each region less its share of the others' mean",
+            "others": "each region less the others' mean",
+            "fitted": "the monitor's regional signal: each region less its share of the others' mean",
+            "monitor": "the monitor's level_shift: its own demand signal or the regional one",
             }[args.peer] + (f", corroborated by its own level (z {args.corroboration:g})"
                             if args.peer in ("others", "fitted") and args.corroboration > 0 else "")
     print(f"{args.landing} ({what}), spans ending {args.earlier} weeks before the last, "
@@ -273,7 +293,7 @@ def main(argv=None) -> int:
     print("|---|---|---|---|---|")
     for label, d in found["detection"].items():
         print(f"| {label} | {d['within_2']:.0%} | {d['within_4']:.0%} | {d['trials']} | {d['other_regions_flagged']} |")
-    if args.peer == "fitted":
+    if args.peer in ("fitted", "monitor"):
         print("coefficients on the others' mean (last span):",
               ", ".join(f"{name} {beta:.2f}" for name, beta in found["coefficients"].items()))
     if args.noise:

@@ -9,7 +9,10 @@ Per region, a model is trained as the pipeline trains it (``train_region``), as 
 before the last ``--span`` weeks (``--earlier N``: a span that ends N weeks before the last,
 for more unchanged weeks than one span holds), and its reference is built as the ``region_model`` asset
 builds it. The monitored span is then replayed week by week: the week's features as they were
-forecast, the model's forecasts, the actuals once in, and ``monitoring.monitor.assess_week``.
+forecast, the model's forecasts, the actuals once in, and ``monitoring.monitor.assess_week``;
+then every region's week together through ``monitoring.regional.assess_week`` (each region's demand
+against the other regions', the ``regional_comparison`` asset), judged again in every trial: the
+shifted region's demand moves the others' comparisons, and "only the shifted region" counts that.
 
 Shifts are injected into one region's conditioned data from a random week of the span (at
 least 2 weeks in and 5 before its end), independent of the sample generator's own drift:
@@ -23,7 +26,8 @@ least 2 weeks in and 5 before its end), independent of the sample generator's ow
 Prints, per shift: detection within 1, 2 and 4 weeks (1 = in the week the shift begins: its
 actuals, or the next week's lags) and the 95% interval of the 4-week rate (12 trials pin a rate
 down to about +-20 points), the median delay of the detected, whether the shifted region
-alone was flagged in those weeks, and which signal flagged it; and the false alarms per
+alone was flagged in those weeks (and whether any other region was flagged in a week it was not
+flagged in on the unchanged data: its own false alarms aside), and which signal flagged it; and the false alarms per
 region-week on the unchanged data, with their interval and their weeks, and the weeks in which
 the monitor named closed stores (stores that sold nothing: left out of demand and bias). The same for
 Evidently's data-drift preset with its defaults (dataset drift when half of the columns drift;
@@ -169,8 +173,31 @@ def monitor(region: Region, inputs: dict, weeks: list[str]) -> dict[str, dict]:
         forecast_time.append(ahead)
         realized.append(after)
         by = sorted(n for found in (ahead, after) for n, s in found["signals"].items() if s["flagged"])
-        out[week] = {"flagged": bool(by), "by": by, "rows": rows.assign(forecast=forecasts),
+        out[week] = {"flagged": bool(by), "own": bool(by), "by": by, "rows": rows.assign(forecast=forecasts),
+                     "demand": after["signals"].get("demand", {}).get("value"),
                      "closed": after["signals"].get("stores", {}).get("closed", [])}
+    return out
+
+
+def compared(prepared: list[Region], found: dict[str, dict[str, dict]]) -> dict[str, dict[str, bool]]:
+    """Each region's ``regional`` verdict per week (``monitoring.regional``: its demand statistic
+    against the other regions' in the same week, judged week by week over every region as the
+    ``regional_comparison`` asset judges), from ``monitor``'s weeks of every region."""
+    from mlops_assets.monitoring import regional
+
+    calibrations = {r.name: r.reference["levels"]["calibration"]["demand"] for r in prepared}
+    found = regional.replay({name: {w: v["demand"] for w, v in weeks.items()} for name, weeks in found.items()},
+                            calibrations)
+    return {name: {w: a["flagged"] for w, a in weeks.items()} for name, weeks in found.items()}
+
+
+def with_regional(weeks: dict[str, dict], verdicts: dict[str, bool]) -> dict[str, dict]:
+    """``monitor``'s weeks of a region with the regional verdicts added (the loop's level_shift is
+    either signal)."""
+    out = {}
+    for week, found in weeks.items():
+        by = sorted([*found["by"], "regional"]) if verdicts.get(week) else found["by"]
+        out[week] = {**found, "flagged": bool(by), "by": by}
     return out
 
 
@@ -200,6 +227,8 @@ def run(landing: Path, name: str, trials: int, span: int, seed: int, evidently: 
     prepared = prepare(landing, span, regions, earlier)
     # the unchanged span of every region: false alarms, and "only the shifted region" in a trial
     unchanged = {r.name: monitor(r, r.inputs, r.weeks) for r in prepared}
+    regional = compared(prepared, unchanged)
+    unchanged = {name: with_regional(weeks, regional[name]) for name, weeks in unchanged.items()}
     peer_unchanged = {r.name: evidently_flags(r, unchanged[r.name]) for r in prepared} if evidently else {}
     has_weather = all(r.inputs["weather"]["temp_max_c"].notna().any() for r in prepared)
     rng = np.random.default_rng(seed)
@@ -210,10 +239,15 @@ def run(landing: Path, name: str, trials: int, span: int, seed: int, evidently: 
             start = region.weeks[int(rng.integers(2, len(region.weeks) - 5))]
             window = [w for w in region.weeks if w >= start][:4]
             found = monitor(region, shifted(region.inputs, kind, size, start, rng), region.weeks)
+            # the shifted region's demand moves every other region's comparison: judged again, all of them
+            regional = compared(prepared, {**unchanged, region.name: found})
+            found = with_regional(found, regional[region.name])
             others = [o for o in prepared if o is not region]
             record = {"shift": label, "kind": kind, "region": region.name, "start": start}
-            record["project"] = _detection(found, window, {o.name: {w: unchanged[o.name][w]["flagged"] for w in window}
-                                                           for o in others})
+            before = {o.name: {w: unchanged[o.name][w]["flagged"] for w in window} for o in others}
+            record["project"] = _detection(found, window, {o.name: {w: unchanged[o.name][w]["own"] or
+                                                                    regional[o.name].get(w, False) for w in window}
+                                                           for o in others}, before)
             signals = [found[w]["by"] for w in window if found[w]["flagged"]]
             record["project"]["signals"] = signals[0] if signals else []
             if evidently:
@@ -239,9 +273,16 @@ def run(landing: Path, name: str, trials: int, span: int, seed: int, evidently: 
             "seconds": time.perf_counter() - started}
 
 
-def _detection(found: dict, window: list[str], others: dict[str, dict[str, bool]]) -> dict:
+def _detection(found: dict, window: list[str], others: dict[str, dict[str, bool]],
+               unchanged: dict[str, dict[str, bool]] | None = None) -> dict:
+    """The shifted region's delay, whether any other region was flagged in the trial's weeks, and
+    which: ``new`` are the flags the other region did not have on the unchanged data (the shift's
+    pull, or a borderline week tipped over), the rest its own false alarms in those weeks."""
     delay = next((i for i, w in enumerate(window) if found[w]["flagged"]), None)
-    return {"delay": delay, "only_shifted": not any(any(v.values()) for v in others.values())}
+    flagged = [[o, w] for o, weeks in others.items() for w, f in weeks.items() if f]
+    new = [[o, w] for o, w in flagged if not (unchanged or others)[o].get(w)]
+    return {"delay": delay, "only_shifted": not flagged, "no_new_flag": not new, "others_flagged": flagged,
+            "others_new": new}
 
 
 def _false_alarms(flags: dict[str, dict[str, bool]]) -> dict:
@@ -281,6 +322,9 @@ def table(result: dict, who: str) -> pd.DataFrame:
         row["within 4 wk, 95% interval"] = f"{low:.2f}-{high:.2f}"
         row["median delay (wk)"] = float(np.median(detected)) if detected else float("nan")
         row["only shifted region"] = float(np.mean([t[who]["only_shifted"] for t in part.to_dict("records")]))
+        # another region flagged only in weeks it was flagged anyway (its own false alarms) counts here
+        row["no new flag elsewhere"] = float(np.mean([t[who].get("no_new_flag", t[who]["only_shifted"])
+                                                      for t in part.to_dict("records")]))
         if who == "project":
             names = [s.split(":")[0] for t in part.to_dict("records") for s in t["project"]["signals"]]
             row["flagged by"] = ", ".join(f"{n} {names.count(n)}" for n in dict.fromkeys(names)) or "-"

@@ -12,8 +12,8 @@ random counts: the sensors read file listings and key columns, not demand), then
 - landing_files, a yearly weather file that grows by a week: on its first change every week in it is
   touched; later only the new week (per-partition digests in the cursor);
 - region_discovery: stores.csv checked against the contract (only when it changed);
-- retrain_on_model_health's evidence: per region, the latest drift and accuracy partitions read
-  and the rules applied (the MLflow champion look-up is not included: one query per region).
+- retrain_on_model_health's evidence: per region, the latest drift, accuracy and regional
+  comparison partitions read and the rules applied (the MLflow champion look-up is not included: one query per region).
 
 Prints seconds, files or rows per second, and the peak resident memory.
 """
@@ -159,6 +159,8 @@ def main() -> int:
                                region, version).assign(scope="signal")
             storage.write_parquet(f"forecast_accuracy/{region}/{week}.parquet", pd.concat([pd.DataFrame(
                 {"scope": ["region"], "mape": [0.3], "holdout_mape": [0.2], "model_version": [version]}), signals]))
+            storage.write_parquet(f"regional_comparison/{region}/{week}.parquet", to_table(
+                {"week": week, "stage": "regional", "signals": {"regional": calm}}, region, version))
         for k in range(args.weeks + 1):
             week = (dt.date(2026, 11, 16) - dt.timedelta(weeks=k)).isoformat()
             path = storage.path / "features" / region / f"{week}.parquet"
