@@ -353,7 +353,12 @@ def build_regional_comparison(partitions_def: dg.PartitionsDefinition) -> dg.Ass
             versions = {r: v for r, (_, v) in stored.items()}
             for r, v in versions.items():
                 if v and (r, v) not in calibrations:
-                    calibrations[r, v] = _demand_calibration(models, r, v)
+                    try:
+                        calibrations[r, v] = _demand_calibration(models, r, v)
+                    except Exception as exc:  # noqa: BLE001 - one region's broken model must not stop the others'
+                        context.log.warning(f"{REGIONAL}: {v} could not be loaded ({type(exc).__name__}: {exc}); "
+                                            f"{r} is not compared")
+                        calibrations[r, v] = None
                     histories[r, v] = _history(storage, REGIONAL, r, week, v)
             found = regional.assess_week(
                 week, {r: value for r, (value, _) in stored.items()},

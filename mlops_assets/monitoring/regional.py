@@ -89,7 +89,8 @@ def assess_week(week: str, values: dict[str, float | None], calibrations: dict[s
         if region not in judged:
             why = ("no demand statistic this week (no champion, no actuals, or too few series)"
                    if values[region] is None or not np.isfinite(values[region]) else
-                   "its champion's reference holds no demand calibration")
+                   "no demand calibration from the model that assessed its week (a reference of another "
+                   "monitor version, or a model that could not be loaded)")
             out[region] = _unmeasured(week, f"not compared: {why}")
     if len(judged) < 2:
         for region in judged:
