@@ -187,13 +187,16 @@ def _monitored(found: dict[str, dict], with_own: bool) -> dict[str, list[bool]]:
     signal: the loop's ``level_shift``."""
     from mlops_assets.monitoring import regional
 
+    own = {name: dict(zip(v["served"], replay(v["calibration"], v["served"], v["uncertainty"])))
+           for name, v in found.items()}
     compared = regional.replay({name: v["served"] for name, v in found.items()},
-                             {name: v["calibration"] for name, v in found.items()})
+                               {name: v["calibration"] for name, v in found.items()},
+                               own={name: {w: (s.get("windows", {}).get(1) or {}).get("z") for w, s in weeks.items()}
+                                    for name, weeks in own.items()})
     out = {name: {w: a["flagged"] for w, a in weeks.items()} for name, weeks in compared.items()}
     if with_own:
-        for name, v in found.items():
-            own = replay(v["calibration"], v["served"], v["uncertainty"])
-            for week, signal in zip(v["served"], own):
+        for name, weeks in own.items():
+            for week, signal in weeks.items():
                 out[name][week] = out[name].get(week, False) or signal["flagged"]
     return {name: [out[name].get(w, False) for w in v["served"]] for name, v in found.items()}
 

@@ -174,7 +174,9 @@ def monitor(region: Region, inputs: dict, weeks: list[str]) -> dict[str, dict]:
         realized.append(after)
         by = sorted(n for found in (ahead, after) for n, s in found["signals"].items() if s["flagged"])
         out[week] = {"flagged": bool(by), "own": bool(by), "by": by, "rows": rows.assign(forecast=forecasts),
-                     "demand": after["signals"].get("demand", {}).get("value"),
+                     # what regional_comparison reads of the week: demand's value and z, where judged
+                     "demand": (after["signals"].get("demand", {}).get("windows", {}).get(1) or {}).get("mean"),
+                     "demand_z": (after["signals"].get("demand", {}).get("windows", {}).get(1) or {}).get("z"),
                      "closed": after["signals"].get("stores", {}).get("closed", [])}
     return out
 
@@ -187,7 +189,8 @@ def compared(prepared: list[Region], found: dict[str, dict[str, dict]]) -> dict[
 
     calibrations = {r.name: r.reference["levels"]["calibration"]["demand"] for r in prepared}
     found = regional.replay({name: {w: v["demand"] for w, v in weeks.items()} for name, weeks in found.items()},
-                            calibrations)
+                            calibrations, own={name: {w: v["demand_z"] for w, v in weeks.items()}
+                                               for name, weeks in found.items()})
     return {name: {w: a["flagged"] for w, a in weeks.items()} for name, weeks in found.items()}
 
 

@@ -147,7 +147,7 @@ def run_pipeline(landing: Path | None = None, regions: list[str] | None = None,
             _run_region(defs, instance, settings, region, {**plan, "threads": settings.train_threads}, summary,
                         on_stage)
     if train:  # each region's holdout weeks against the other regions' (the regional signal)
-        replay_regions(summary.replay, settings.monitor, settings.retrain)
+        replay_regions(summary.replay, settings.monitor)
     for region in selected:
         summary.regions[region] = {"stores": facts["stores"].get(region, 0),
                                    **shipped.get(region, {"products": 0, "weeks": 0, "shipment_rows": 0})}

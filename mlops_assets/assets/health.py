@@ -301,17 +301,36 @@ def build_forecast_accuracy(partitions_def: dg.MultiPartitionsDefinition) -> dg.
 REGIONAL = regional.ASSET
 
 
-def _stored_demand(storage: StorageResource, region: str, week: str) -> tuple[float | None, str] | None:
-    """(the region's ``demand`` statistic of ``week``, the model version that assessed it) from its
-    stored ``forecast_accuracy`` partition; None where the week was not evaluated."""
+def _stored_demand(storage: StorageResource, region: str, week: str) -> tuple[float | None, float | None, str] | None:
+    """(the region's ``demand`` statistic of ``week``, its z that week, the model version that
+    assessed it) from its stored ``forecast_accuracy`` partition; None where the week was not
+    evaluated. The statistic is None where the week was not judged (no champion served, too few
+    series, a week of the year its reference does not hold): a value the monitor would not judge
+    is not compared either."""
     if not storage.exists(f"forecast_accuracy/{region}/{week}.parquet"):
         return None
     table = storage.read_parquet(f"forecast_accuracy/{region}/{week}.parquet")
     rows = table[(table["scope"] == "signal") & (table["signal"] == "demand")] if "signal" in table else table.iloc[0:0]
-    if rows.empty:  # evaluated, but not assessed against a champion (the baseline served; too few series)
-        return None, ""
-    value = rows["value"].iloc[0]
-    return (float(value) if pd.notna(value) else None), str(rows["model_version"].iloc[0])
+    if rows.empty:  # evaluated, but not assessed against a champion (the baseline served)
+        return None, None, ""
+    version = str(rows["model_version"].iloc[0])
+    week_row = rows[rows["window"] == 1]
+    if week_row.empty or pd.isna(week_row["z"].iloc[0]) or pd.isna(week_row["value"].iloc[0]):
+        return None, None, version
+    return float(week_row["value"].iloc[0]), float(week_row["z"].iloc[0]), version
+
+
+def _pending(storage: StorageResource, regions: list[str], evaluated: set[str], week: str) -> list[str]:
+    """The regions whose ``week`` a champion forecast but whose ``forecast_accuracy`` is not in yet:
+    their monitoring run is still to come (or their actuals)."""
+    out = []
+    for region in regions:
+        if region in evaluated or not storage.exists(f"scores/{region}/{week}.parquet"):
+            continue
+        versions = storage.read_parquet(f"scores/{region}/{week}.parquet", columns=["model_version"])["model_version"]
+        if len(versions) and (versions != BASELINE_VERSION).any():
+            out.append(region)
+    return out
 
 
 def _demand_calibration(models: "_Models", region: str, version: str) -> dict[str, float] | None:
@@ -350,7 +369,10 @@ def build_regional_comparison(partitions_def: dg.PartitionsDefinition) -> dg.Ass
         flagged: dict[str, list[str]] = {}
         for week in sorted(map(str, context.partition_keys)):
             stored = {r: found for r in regions if (found := _stored_demand(storage, r, week)) is not None}
-            versions = {r: v for r, (_, v) in stored.items()}
+            versions = {r: v for r, (_, _, v) in stored.items()}
+            # a comparison without a region whose week is still to be evaluated is provisional: shown
+            # and alerted, not acted on by the retrain sensor (the next run compares it again)
+            pending = _pending(storage, regions, set(stored), week)
             for r, v in versions.items():
                 if v and (r, v) not in calibrations:
                     try:
@@ -361,12 +383,15 @@ def build_regional_comparison(partitions_def: dg.PartitionsDefinition) -> dg.Ass
                         calibrations[r, v] = None
                     histories[r, v] = _history(storage, REGIONAL, r, week, v)
             found = regional.assess_week(
-                week, {r: value for r, (value, _) in stored.items()},
+                week, {r: value for r, (value, _, _) in stored.items()},
                 {r: calibrations.get((r, v)) for r, v in versions.items()},
-                {r: histories.get((r, v), []) for r, v in versions.items()}, limits)
+                {r: histories.get((r, v), []) for r, v in versions.items()}, limits,
+                {r: z for r, (_, z, _) in stored.items()})
             meta: dict = {"regions": len(stored), "regions compared": sum(a["status"] == "assessed"
-                                                                          for a in found.values())}
+                                                                          for a in found.values()),
+                          "pending": ", ".join(pending) or "none"}
             for r, a in found.items():
+                a["pending"] = pending
                 # every evaluated region's file says how it compared, or why not (no champion served:
                 # model version ""); a compared week is read back as this signal's history
                 storage.write_parquet(f"{REGIONAL}/{r}/{week}.parquet", monitor.to_table(a, r, versions[r]))
@@ -382,6 +407,8 @@ def build_regional_comparison(partitions_def: dg.PartitionsDefinition) -> dg.Ass
                 "no region beyond its limit" if meta["regions compared"] else
                 "nothing compared: fewer than two regions with a demand statistic this week" if len(stored) < 2
                 else "nothing compared: see each region's status")
+            if pending:
+                meta["verdict"] += f" (provisional: {', '.join(pending)} not evaluated yet)"
             if not stored:
                 context.log.warning(f"{REGIONAL} {week}: no region's forecast_accuracy for this week")
             context.add_asset_metadata(meta, partition_key=week)

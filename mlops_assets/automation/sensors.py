@@ -190,12 +190,15 @@ def region_evidence(storage: StorageResource, region: str, version: str) -> tupl
     """(drift history, level history, accuracy history, regional history) of a region's recent
     weeks monitored against ``version``: the latest week assessed when it was forecast, the latest
     assessed once its actuals landed, the realized MAPE of the last five evaluated weeks, and the
-    latest week its demand was compared with the other regions'."""
+    latest week its demand was compared with the other regions' (unless that comparison was
+    provisional: a region whose week a champion forecast was not evaluated yet)."""
     drift, levels, accuracy, compared = [], [], [], []
     for week in stored_weeks(storage, REGIONAL, region, last=1):
         table = storage.read_parquet(f"{REGIONAL}/{region}/{week}.parquet")
         if "signal" in table and len(table) and (table["model_version"] == version).all():
-            compared.append(from_table(table))
+            found = from_table(table)
+            if not found["pending"]:  # provisional: a region's week still to come (compared again then)
+                compared.append(found)
     for week in stored_weeks(storage, "drift_metrics", region, last=1):
         table = storage.read_parquet(f"drift_metrics/{region}/{week}.parquet")
         if "signal" in table and len(table) and (table["model_version"] == version).all():

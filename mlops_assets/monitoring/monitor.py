@@ -177,7 +177,7 @@ def reference_profile(observed: pd.DataFrame, as_of_week: str, predict, out_of_s
 def _signal(name: str, value: float | None, calibration: dict[str, float], week: str, history: list[dict],
             limit: tuple[MonitorLimits, float], windows: tuple[int, ...] = (1,), floor: float = 0.0,
             scaled: frozenset | None = None, least: dict[int, float] | None = None,
-            uncertainty: float = 0.0, pull: dict[int, float] | None = None) -> dict:
+            uncertainty: float = 0.0) -> dict:
     """A statistic against its baseline (``levels.baseline``: from the calibration weeks and the
     weeks this model served, but those the signal flagged): for each window (this week, or the
     mean of the last 2 or 4), its mean, its z against the baseline and its limit; flagged when a z
@@ -185,9 +185,7 @@ def _signal(name: str, value: float | None, calibration: dict[str, float], week:
     least ``floor`` times its baseline's size and at least ``least[window]``; then widened by what
     its weeks' expectations carry from lifts seen in few reference weeks (``uncertainty``, this
     week's, as a share of one week's variance, ``levels.lift_uncertainty``): an n-week mean adds
-    the 1-week scale squared times their sum / n^2. ``pull``: per window, a departure another
-    series put on this one's mean this week (``monitoring.regional``), added back before it is
-    judged; the mean is stored as measured."""
+    the 1-week scale squared times their sum / n^2."""
     limits, false_alarm = limit
     # a week the signal flagged stays out of its baselines: a change is measured against what came
     # before it for as long as it lasts, not absorbed as the new normal while nobody acted on it
@@ -218,10 +216,8 @@ def _signal(name: str, value: float | None, calibration: dict[str, float], week:
                 found = levels.baseline(series, week, 1)
                 one = max(found.scale if found else 0.0, (least or {}).get(1, 0.0))
             scale = float(np.sqrt(scale ** 2 + one ** 2 * carried / weeks ** 2))
-        added = (pull or {}).get(weeks, 0.0)
         out["windows"][weeks] = {"mean": mean, "center": spec.center, "scale": scale,
-                                 "z": float((mean + added - spec.center) / scale),
-                                 **({"pull": float(added)} if added else {}),
+                                 "z": float((mean - spec.center) / scale),
                                  "limit": limits.z_limit(spec.residuals, len(windows), false_alarm),
                                  "baseline_weeks": spec.weeks, "calibration_weeks": spec.residuals}
     if not out["windows"]:
@@ -230,7 +226,7 @@ def _signal(name: str, value: float | None, calibration: dict[str, float], week:
     crossed = [n for n, w in out["windows"].items() if abs(w["z"]) >= w["limit"]]
     lead = out["windows"][crossed[0] if crossed else min(out["windows"])]
     out.update(flagged=bool(crossed), weeks=crossed[0] if crossed else min(out["windows"]), z=lead["z"],
-               limit=lead["limit"], change=lead["mean"] + lead.get("pull", 0.0) - lead["center"])
+               limit=lead["limit"], change=lead["mean"] - lead["center"])
     if crossed:  # since when: the start of the window, or of the run of weeks this signal flagged before it
         out["direction"] = _direction(out)
         out["since"] = min(since(week, out["weeks"]), _onset(directions, week, out["direction"]))
@@ -413,16 +409,20 @@ def describe(name: str, signal: dict, week: str) -> str:
 # --- stored form -----------------------------------------------------------------------------
 
 TABLE_COLUMNS = ["region", "week_start", "stage", "signal", "window", "value", "mean", "center", "scale", "z", "limit",
-                 "flagged", "detail", "uncertainty", "model_version"]
+                 "flagged", "detail", "uncertainty", "model_version", "pull", "peers", "pending"]
 
 
 def to_table(assessment: dict, region: str, model_version: str) -> pd.DataFrame:
     """An assessment as rows (what a monitor partition stores): per signal and window its mean,
     baseline centre and scale, z and limit; a mix part as value and limit; ``detail`` holds the
-    reason line of a flagged signal (on its window 1 row, or its first row), else its status."""
+    reason line of a flagged signal (on its window 1 row, or its first row), else its status. A
+    regional comparison's rows also hold the pull added back to its value (``pull``), the regions
+    it was compared with (``peers``) and those whose week was still to come (``pending``)."""
     rows = []
+    # a regional comparison's: the regions it was compared with, and those whose week is still to come
     base = {"region": region, "week_start": pd.Timestamp(assessment["week"]), "stage": assessment["stage"],
-            "model_version": model_version}
+            "model_version": model_version, "peers": ",".join(assessment.get("compared_with", [])),
+            "pending": ",".join(assessment.get("pending", []))}
     for name, s in assessment["signals"].items():
         detail = describe(name, s, assessment["week"]) if s["flagged"] else s.get("note") or s["status"]
         if name == "mix":
@@ -437,13 +437,15 @@ def to_table(assessment: dict, region: str, model_version: str) -> pd.DataFrame:
             rows.append({**base, "signal": name, "window": n, "value": s["value"], "mean": w["mean"],
                          "center": w["center"], "scale": w["scale"], "z": w["z"], "limit": w["limit"],
                          "flagged": abs(w["z"]) >= w["limit"], "detail": detail if i == 0 else "",
-                         "uncertainty": s.get("uncertainty", 0.0)})
+                         "uncertainty": s.get("uncertainty", 0.0), "pull": s.get("pull", 0.0)})
     if not rows:  # nothing measured: one row says why
         rows.append({**base, "signal": "status", "window": 1, "flagged": False,
                      "detail": assessment.get("status", "")})
     frame = pd.DataFrame(rows).reindex(columns=TABLE_COLUMNS)
-    for c in ("value", "mean", "center", "scale", "z", "limit", "uncertainty"):
+    for c in ("value", "mean", "center", "scale", "z", "limit", "uncertainty", "pull"):
         frame[c] = frame[c].astype(float)
+    for c in ("peers", "pending"):
+        frame[c] = frame[c].fillna("").astype(str)
     frame["window"] = frame["window"].astype("int64")
     frame["flagged"] = frame["flagged"].fillna(False).astype(bool)
     frame["detail"] = frame["detail"].fillna("").astype(str)
@@ -479,9 +481,14 @@ def from_table(table: pd.DataFrame) -> dict:
         if entry["flagged"]:
             entry["reason"] = next(d for d in part["detail"] if d)
     reasons = [s["reason"] for s in signals.values() if s["flagged"]]
+
+    def listed(column: str) -> list[str]:  # a regional comparison's regions (older tables have none)
+        value = first.get(column) if column in table else None
+        return [r for r in str(value).split(",") if r] if isinstance(value, str) else []
+
     return {"week": pd.Timestamp(first["week_start"]).strftime("%Y-%m-%d"), "stage": first["stage"],
             "signals": signals, "flagged": any(s["flagged"] for s in signals.values()), "reasons": reasons,
-            "model_version": first["model_version"]}
+            "model_version": first["model_version"], "compared_with": listed("peers"), "pending": listed("pending")}
 
 
 def summary(assessment: dict) -> dict:

@@ -17,8 +17,10 @@ against its own recent weeks, at the ``level_false_alarm`` rate).
 
 A region that moves pulls every other region's comparison the other way, by its share of their
 comparison level (1 / (regions - 1)) times their coefficient. So each week the region whose
-comparison moved furthest, in any window, is judged as it is, and every other region with that
-pull added back, window by window: a 60% jump in one region flags that region, not the others.
+comparison moved furthest (largest |z|, its own ``demand`` z added: with two regions each moves the
+other's comparison as far as its own, and only its own level tells which one moved) is judged as it
+is, and every other region with that pull added back to its week's value, which is stored so: a
+60% jump in one region flags that region, not the others, for as long as it lasts.
 
 With one region there is nothing to compare with, and the signal says so: the region's own
 ``demand`` signal is what judges it then (and a change the whole chain shares, which this signal
@@ -29,11 +31,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from mlops_assets.monitoring import levels
 from mlops_assets.monitoring.monitor import WINDOWS, MonitorLimits, _signal, describe
 
 SIGNAL = "regional"
 ASSET = "regional_comparison"  # the asset that stores it: <asset>/<region>/<week>.parquet
+COMMON_WEEKS = 13  # reference weeks every compared region must hold: a coefficient fit on fewer is noise
 STAGE = "regional"  # the stage of regional_comparison's rows (``monitor.to_table``)
 
 
@@ -49,97 +51,111 @@ def coefficient(own: dict[str, float], common: dict[str, float]) -> float:
     return float(np.clip((x @ y) / (x @ x), 0.0, 1.0)) if x @ x > 0 else 0.0
 
 
-def _others_mean(calibrations: dict[str, dict[str, float]], region: str, others: list[str]) -> dict[str, float]:
-    """Per week of ``region``'s calibration, the mean of the other regions' that hold the week."""
-    out = {}
-    for week in calibrations[region]:
-        found = [calibrations[o][week] for o in others if week in calibrations[o]]
-        if found:
-            out[week] = float(np.mean(found))
-    return out
-
-
 def _unmeasured(week: str, status: str) -> dict:
     return {"week": week, "stage": STAGE, "signals": {}, "reasons": [], "flagged": False, "status": status}
 
 
-def _moved(signal: dict, window: int | None = None) -> float:
-    """A window's departure from its baseline as judged (the furthest window's, without ``window``)."""
-    windows = signal.get("windows", {})
-    if window is not None:
-        w = windows.get(window)
-        return w["mean"] + w.get("pull", 0.0) - w["center"] if w else 0.0
-    return max((w["mean"] - w["center"] for w in windows.values()), key=abs, default=0.0)
+def _furthest_z(signal: dict) -> float:
+    """The largest |z| of a signal's windows (0 where it has none)."""
+    return max((abs(w["z"]) for w in signal.get("windows", {}).values()), default=0.0)
 
 
 def assess_week(week: str, values: dict[str, float | None], calibrations: dict[str, dict[str, float] | None],
-                histories: dict[str, list[dict]] | None = None,
-                limits: MonitorLimits | None = None) -> dict[str, dict]:
+                histories: dict[str, list[dict]] | None = None, limits: MonitorLimits | None = None,
+                own: dict[str, float | None] | None = None) -> dict[str, dict]:
     """Every region's ``regional`` signal in ``week``: ``values`` each region's ``demand``
-    statistic of the week (None where it has none: no champion, no actuals, too few series),
-    ``calibrations`` the same statistic over its champion's reference year (``levels``' calibration
-    of ``demand``), ``histories`` each region's earlier assessments of this signal, oldest first.
+    statistic of the week (None where it has none: no champion, no actuals, too few series, a week
+    its reference could not judge), ``calibrations`` the same statistic over its champion's
+    reference year (``levels``' calibration of ``demand``), ``histories`` each region's earlier
+    assessments of this signal, oldest first, and ``own`` each region's ``demand`` z of the week
+    (window 1), which tells which region moved where the comparisons cannot (two regions move
+    each other's comparison as far as their own).
+
+    One set of regions and one set of reference weeks for every comparison: the weeks every
+    compared region's reference holds (at least ``COMMON_WEEKS``; a region whose reference shares
+    fewer is left out, the shortest first, and says so). The region whose comparison moved
+    furthest (its largest window |z| plus |own z|) is judged as it is; every other region's week
+    is its comparison plus the pull the leader put on it (its coefficient / (regions - 1) times the
+    leader's 1-week departure), and that corrected value is what it stores: a lasting change in
+    one region never settles into the others' baselines as a level they then depart from.
+
     Returns per region an assessment shaped like ``monitor.assess_week``'s (stage ``regional``):
     the signal, the verdict and its reason, or the status that says why it was not measured."""
-    limits, histories = limits or MonitorLimits(), histories or {}
+    limits, histories, own = limits or MonitorLimits(), histories or {}, own or {}
     judged = sorted(r for r, v in values.items()
                     if v is not None and np.isfinite(v) and calibrations.get(r))
     out = {}
     for region in values:
         if region not in judged:
-            why = ("no demand statistic this week (no champion, no actuals, or too few series)"
+            why = ("no demand statistic judged this week (no champion, no actuals, too few series, or a week "
+                   "of the year its reference does not hold)"
                    if values[region] is None or not np.isfinite(values[region]) else
                    "no demand calibration from the model that assessed its week (a reference of another "
                    "monitor version, or a model that could not be loaded)")
             out[region] = _unmeasured(week, f"not compared: {why}")
+    while len(judged) >= 2:  # the reference weeks every compared region holds
+        common = sorted(set.intersection(*(set(calibrations[r]) for r in judged)))
+        if len(common) >= COMMON_WEEKS:
+            break
+        shortest = min(judged, key=lambda r: (len(calibrations[r]), r))
+        out[shortest] = _unmeasured(week, f"not compared: the regions' reference years share {len(common)} weeks "
+                                          f"(at least {COMMON_WEEKS}); its own is the shortest "
+                                          f"({len(calibrations[shortest])} weeks)")
+        judged.remove(shortest)
     if len(judged) < 2:
         for region in judged:
             out[region] = _unmeasured(week, "not compared: no other region has a demand statistic this week; its "
                                             "own demand signal judges it")
         return out
-    found, coefficients = {}, {}
+    found = {}
     for region in judged:
         others = [o for o in judged if o != region]
-        common = _others_mean(calibrations, region, others)
-        if len(common) < levels.MIN_WEEKS:
-            out[region] = _unmeasured(week, f"not compared: the other regions' reference years share {len(common)} "
-                                            f"weeks with its own (at least {levels.MIN_WEEKS})")
-            continue
-        beta = coefficient(calibrations[region], common)
-        calibration = {w: calibrations[region][w] - beta * c for w, c in common.items()}
+        mean = {w: float(np.mean([calibrations[o][w] for o in others])) for w in common}
+        beta = coefficient({w: calibrations[region][w] for w in common}, mean)
+        calibration = {w: calibrations[region][w] - beta * mean[w] for w in common}
         value = values[region] - beta * float(np.mean([values[o] for o in others]))
-        coefficients[region] = beta
-        found[region] = (calibration, value, others)
-    first = {r: _signal(SIGNAL, v, c, week, histories.get(r, []), (limits, limits.level_false_alarm), WINDOWS)
-             for r, (c, v, _) in found.items()}
+        found[region] = (calibration, value, others, beta)
+
+    def judge(region: str, value: float) -> dict:
+        calibration = found[region][0]
+        return _signal(SIGNAL, value, calibration, week, histories.get(region, []),
+                       (limits, limits.level_false_alarm), WINDOWS)
+
+    first = {r: judge(r, v) for r, (_, v, _, _) in found.items()}
     measured = [r for r, s in first.items() if s.get("windows")]
-    lead = max(measured, key=lambda r: abs(_moved(first[r])), default=None)
+    lead = max(measured, key=lambda r: (_furthest_z(first[r]) + abs(own.get(r) or 0.0), r), default=None)
+    departure = 0.0
+    if lead is not None and 1 in first[lead]["windows"]:
+        window = first[lead]["windows"][1]
+        departure = window["mean"] - window["center"]
     share = 1.0 / (len(judged) - 1)
-    for region, (calibration, value, others) in found.items():
-        signal = first[region]
-        if lead is not None and region != lead and lead in others:
-            pull = {w: coefficients[region] * share * _moved(first[lead], w) for w in WINDOWS}
-            signal = _signal(SIGNAL, value, calibration, week, histories.get(region, []),
-                             (limits, limits.level_false_alarm), WINDOWS, pull=pull)
+    for region, (_, value, others, beta) in found.items():
+        signal, pull = first[region], 0.0
+        if lead is not None and region != lead:
+            pull = beta * share * departure
+            signal = judge(region, value + pull)
+            signal["pull"] = pull
         reasons = [describe(SIGNAL, signal, week)] if signal.get("flagged") else []
         out[region] = {"week": week, "stage": STAGE, "rows": len(judged), "signals": {SIGNAL: signal},
                        "reasons": reasons, "flagged": bool(reasons),
                        "status": "assessed" if signal.get("windows") else signal.get("status", "not measured"),
-                       "coefficient": coefficients[region], "compared_with": others,
-                       "furthest": lead == region}
+                       "coefficient": beta, "compared_with": others, "furthest": lead == region}
     return out
 
 
 def replay(values: dict[str, dict[str, float | None]], calibrations: dict[str, dict[str, float] | None],
-           limits: MonitorLimits | None = None) -> dict[str, dict[str, dict]]:
+           limits: MonitorLimits | None = None,
+           own: dict[str, dict[str, float | None]] | None = None) -> dict[str, dict[str, dict]]:
     """``assess_week`` over every week any region has, in order, each region's history its own
     earlier assessments: what ``regional_comparison`` does week after week. ``values``: per region,
-    its ``demand`` statistic per week. Returns per region and week its assessment."""
+    its ``demand`` statistic per week; ``own``: its ``demand`` z per week. Returns per region and
+    week its assessment."""
     histories: dict[str, list[dict]] = {region: [] for region in values}
     out: dict[str, dict[str, dict]] = {region: {} for region in values}
     for week in sorted(set().union(*values.values())):
         present = {region: weeks[week] for region, weeks in values.items() if week in weeks}
-        found = assess_week(week, present, {r: calibrations.get(r) for r in present}, histories, limits)
+        found = assess_week(week, present, {r: calibrations.get(r) for r in present}, histories, limits,
+                            {r: (own or {}).get(r, {}).get(week) for r in present})
         for region, assessed in found.items():
             if assessed["signals"]:
                 histories[region].append(assessed)

@@ -58,7 +58,7 @@ def replay_region(region: str, features: pd.DataFrame, holdout: pd.DataFrame, re
     if holdout.empty or not reference:
         return out  # every segment was skipped: the baseline served, nothing to replay
     # what ``replay_regions`` compares across regions (and then takes out of the result)
-    out["demand_statistic"] = {}
+    out["demand_statistic"], out["demand_z"] = {}, {}
     out["demand_calibration"] = reference.get("levels", {}).get("calibration", {}).get("demand")
     for week, forecasts in holdout.groupby("week_start", sort=True):
         label = pd.Timestamp(week).strftime("%Y-%m-%d")
@@ -72,8 +72,9 @@ def replay_region(region: str, features: pd.DataFrame, holdout: pd.DataFrame, re
         forecast_time.append(ahead)
         realized.append(after)
         out["drift"][label], out["levels"][label] = summary(ahead), summary(after)
-        demand = after["signals"].get("demand", {}).get("value")
-        out["demand_statistic"][label] = _clean(demand)
+        judged = after["signals"].get("demand", {}).get("windows", {}).get(1)  # none where not judged
+        out["demand_statistic"][label] = _clean(judged["mean"]) if judged else None
+        out["demand_z"][label] = _clean(judged["z"]) if judged else None
         scored = rows.rename(columns={"target": "actual", "ensemble": "forecast"})
         accuracy = realized_accuracy(scored, expected)
         region_row = accuracy[accuracy["scope"] == "region"].iloc[0]
@@ -95,16 +96,17 @@ def replay_region(region: str, features: pd.DataFrame, holdout: pd.DataFrame, re
     return out
 
 
-def replay_regions(replays: dict[str, dict], limits: MonitorLimits, rules_: rules.RetrainRules) -> None:
+def replay_regions(replays: dict[str, dict], limits: MonitorLimits) -> None:
     """Each region's replayed weeks against the other regions' (``monitoring.regional``), in
     place: per region ``regional`` (each week's summary), its alerts, and a ``level_shift``
     request where the comparison flags before the region's own signals did. ``replays``:
     ``replay_region``'s results by region; what they kept for this comparison is taken out."""
-    del rules_  # one request per region and cause, as replay_region makes them: nothing else to apply
-    inputs = {r: (out.pop("demand_statistic", None), out.pop("demand_calibration", None)) for r, out in replays.items()}
-    inputs = {r: (values, calibration) for r, (values, calibration) in inputs.items() if values is not None}
-    found = regional.replay({r: values for r, (values, _) in inputs.items()},
-                            {r: calibration for r, (_, calibration) in inputs.items()}, limits)
+    kept = {r: (out.pop("demand_statistic", None), out.pop("demand_z", None), out.pop("demand_calibration", None))
+            for r, out in replays.items()}
+    kept = {r: found for r, found in kept.items() if found[0] is not None}
+    found = regional.replay({r: values for r, (values, _, _) in kept.items()},
+                            {r: calibration for r, (_, _, calibration) in kept.items()}, limits,
+                            {r: z for r, (_, z, _) in kept.items()})
     for region, weeks in found.items():
         out = replays[region]
         for week, assessed in weeks.items():
