@@ -109,7 +109,7 @@ def backfill(regions: list[str], assets: list[str], first: str | None = None, la
             out.append(done)
     monitored = [(start, end) for job, keys, start, end in runs
                  if job == MONITORING and dg.AssetKey("forecast_accuracy") in keys]
-    if monitored:  # the rebuilt weeks against the other regions' (every region's week, one run)
+    if monitored and all(r.success for r in out):  # the rebuilt weeks against the other regions' (one run)
         out.append(_compare(defs, instance, *monitored[0]))
     if skipped:
         out.append(BackfillResult("", "", True, first, last, error=f"  not run: {skipped}"))
