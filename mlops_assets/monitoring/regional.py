@@ -55,6 +55,11 @@ def _unmeasured(week: str, status: str) -> dict:
     return {"week": week, "stage": STAGE, "signals": {}, "reasons": [], "flagged": False, "status": status}
 
 
+def _moved(signal: dict) -> float:
+    """A signal's furthest window departure from its baseline (log units; 0 where it has none)."""
+    return max((w["mean"] - w["center"] for w in signal.get("windows", {}).values()), key=abs, default=0.0)
+
+
 def _furthest_z(signal: dict) -> float:
     """The largest |z| of a signal's windows (0 where it has none)."""
     return max((abs(w["z"]) for w in signal.get("windows", {}).values()), default=0.0)
@@ -123,7 +128,10 @@ def assess_week(week: str, values: dict[str, float | None], calibrations: dict[s
 
     first = {r: judge(r, v) for r, (_, v, _, _) in found.items()}
     measured = [r for r, s in first.items() if s.get("windows")]
-    lead = max(measured, key=lambda r: (_furthest_z(first[r]) + abs(own.get(r) or 0.0), r), default=None)
+    if len(judged) == 2:  # each moved the other's comparison as far as its own: its own level tells
+        lead = max(measured, key=lambda r: (_furthest_z(first[r]) + abs(own.get(r) or 0.0), r), default=None)
+    else:  # the comparison that moved furthest (a region's own level carries what the chain shares)
+        lead = max(measured, key=lambda r: (abs(_moved(first[r])), r), default=None)
     departure = 0.0
     if lead is not None and 1 in first[lead]["windows"]:
         window = first[lead]["windows"][1]
