@@ -17,10 +17,11 @@ against its own recent weeks, at the ``level_false_alarm`` rate).
 
 A region that moves pulls every other region's comparison the other way, by its share of their
 comparison level (1 / (regions - 1)) times their coefficient. So each week the region whose
-comparison moved furthest (largest |z|, its own ``demand`` z added: with two regions each moves the
-other's comparison as far as its own, and only its own level tells which one moved) is judged as it
-is, and every other region with that pull added back to its week's value, which is stored so: a
-60% jump in one region flags that region, not the others, for as long as it lasts.
+comparison moved furthest (in any window; with two regions, whose comparisons move alike, the
+largest comparison |z| plus the region's own ``demand`` |z|: only its own level tells which one
+moved) is judged as it is, and every other region with that pull added back to its week's value,
+which is stored so: a 60% jump in one region flags that region, not the others, for as long as it
+lasts.
 
 With one region there is nothing to compare with, and the signal says so: the region's own
 ``demand`` signal is what judges it then (and a change the whole chain shares, which this signal
@@ -79,7 +80,8 @@ def assess_week(week: str, values: dict[str, float | None], calibrations: dict[s
     One set of regions and one set of reference weeks for every comparison: the weeks every
     compared region's reference holds (at least ``COMMON_WEEKS``; a region whose reference shares
     fewer is left out, the shortest first, and says so). The region whose comparison moved
-    furthest (its largest window |z| plus |own z|) is judged as it is; every other region's week
+    furthest (with two regions: largest window |z| plus |own z|) is judged as it is; every other
+    region's week
     is its comparison plus the pull the leader put on it (its coefficient / (regions - 1) times the
     leader's 1-week departure), and that corrected value is what it stores: a lasting change in
     one region never settles into the others' baselines as a level they then depart from.
