@@ -359,7 +359,7 @@ def build_regional_comparison(partitions_def: dg.PartitionsDefinition) -> dg.Ass
                     "its champion's reference) less its share of the other regions' mean, judged against its own "
                     "recent weeks like demand (monitoring/regional.py). What the whole chain shares (a promotion, a "
                     "holiday, the weather) moves every region and cancels; one region's own change stands out. One "
-                    "file per region and week (regional_comparison/<region>/<week>.parquet).")
+                    "file per region and week (regional_comparison/REGION/WEEK.parquet).")
     def regional_comparison(context: dg.AssetExecutionContext, mlflow: MlflowRegistryResource,
                             monitoring: MonitoringResource, storage: StorageResource):
         models, limits = _Models(mlflow), monitoring.monitor_limits
