@@ -14,6 +14,7 @@ from mlops_assets.monitoring.monitor import (
     assess_week,
     build_reference,
     demand_scales,
+    describe,
     from_table,
     summary,
     to_table,
@@ -498,9 +499,13 @@ def test_an_assessment_survives_storage():
                         rows["target"].to_numpy())
     table = to_table(found, "north", "demand-forecast-north/3")
     # the week and the mean of the 2 and 4 weeks ending with it (the weeks before are the reference's last)
-    assert set(table["signal"]) == {"demand", "error"}
+    assert set(table["signal"]) == {"demand", "error", "spread"}
     assert set(table.loc[table["signal"] == "demand", "window"]) == {1, 2, 4}
     back = from_table(table)
+    # each store's departure from the region survives, for later weeks' baselines
+    assert back["signals"]["spread"]["departures"] == pytest.approx(found["signals"]["spread"]["departures"])
+    assert len(back["signals"]["spread"]["departures"]) == 6
+    assert not back["signals"]["spread"]["flagged"]  # every store moved together: no store moved apart
     assert back["signals"]["demand"]["value"] == pytest.approx(found["signals"]["demand"]["value"])
     assert back["flagged"] and back["reasons"] == found["reasons"] and back["model_version"].endswith("/3")
     assert summary(found)["signals"] == ["demand"] and summary(found)["demand"]["change"] > 0.8
@@ -564,3 +569,142 @@ def test_a_failing_webhook_is_reported_without_its_url_and_never_raises():
         reason = post_alerts(url, alert, timeout=2)
         assert reason and "SECRET" not in reason and "127.0.0.1" not in reason, reason
     assert post_alerts("", alert) is None and post_alerts("http://127.0.0.1:1/", []) is None
+
+
+def _spread_by_loops(departures: dict, calibration: set, excluded: frozenset = frozenset()) -> dict:
+    """``levels.store_spread``'s values, written out as plain loops over weeks and stores."""
+    weeks = sorted(departures)
+    number = {w: (pd.Timestamp(w) - pd.Timestamp("1970-01-01")).days // 7 for w in weeks}
+    stores = sorted({s for d in departures.values() for s in d})
+    change = {}
+    for w in weeks:
+        for s in stores:
+            before = [departures[v][s] for v in weeks if v not in excluded and s in departures[v]
+                      and number[w] - 16 <= number[v] <= number[w] - 4]
+            if s in departures[w] and len(before) >= 2:
+                change[w, s] = departures[w][s] - sum(before) / len(before)
+        week = [change[w, s] for s in stores if (w, s) in change]
+        for s in stores:
+            if (w, s) in change:
+                change[w, s] -= float(np.median(week))
+    scale = {}
+    for s in stores:
+        seen = [change[w, s] for w in weeks if w in calibration and (w, s) in change]
+        if len(seen) >= 8:
+            scale[s] = max((sum(c * c for c in seen) / len(seen)) ** 0.5, 0.01)
+    out = {}
+    for w in weeks:
+        z = [change[w, s] / scale[s] for s in stores if (w, s) in change and s in scale]
+        if len(z) >= 3:
+            out[w] = (sum(v * v for v in z) / len(z)) ** (1 / 3)
+    return out
+
+
+def test_the_stores_spread_by_hand_and_by_loops():
+    labels = [w.strftime("%Y-%m-%d") for w in WEEKS[:40]]
+    # three stores, never apart in the reference: each store's scale is the least one, 0.01
+    departures = {w: {"a": 0.0, "b": 0.0, "c": 0.0} for w in labels[:30]}
+    departures[labels[30]] = {"a": 0.1, "b": -0.1, "c": 0.0}
+    found = levels.store_spread(departures, set(labels[:30]))
+    # z = 0.1 / 0.01 = 10, -10 and 0: cbrt((100 + 100 + 0) / 3)
+    assert found.values[labels[30]] == pytest.approx((200 / 3) ** (1 / 3), abs=1e-5)
+    assert found.z == pytest.approx({"a": 10.0, "b": -10.0, "c": 0.0})
+    assert found.changes == pytest.approx({"a": 0.1, "b": -0.1, "c": 0.0})
+    # two stores alone say nothing about a spread
+    assert labels[30] not in levels.store_spread({w: {"a": v["a"], "b": v["b"]} for w, v in departures.items()},
+                                                 set(labels[:30])).values
+    # noisy stores, one missing some weeks, one week left out of the baselines: the plain loops agree
+    rng = np.random.default_rng(3)
+    noisy = {w: {s: float(rng.normal(0, 0.1)) for s in "abcde" if not (s == "e" and i % 3 == 0)}
+             for i, w in enumerate(labels)}
+    for excluded in (frozenset(), frozenset({labels[33], labels[35]})):
+        found = levels.store_spread(noisy, set(labels[:30]), excluded)
+        expected = _spread_by_loops(noisy, set(labels[:30]), excluded)
+        assert found.values == pytest.approx(expected, abs=1e-5) and len(expected) >= 30
+
+
+def test_store_departures_are_each_stores_level_less_the_regions():
+    rows = pd.DataFrame({"week_start": pd.Timestamp("2026-01-05"), "store_id": [s for s in "abcd" for _ in range(4)],
+                         "product_id": [f"p{i}" for i in range(16)]})
+    values = np.array([0.2] * 4 + [0.0] * 4 + [-0.2] * 3 + [np.nan] + [0.0] * 4)  # one of c's series not counted
+    found = levels.store_departures(rows, values, np.full(16, 1.0))
+    # equal spreads, nothing clipped: plain means; the region's is (0.8 - 0.6) / 15
+    region = 0.2 / 15
+    assert found == {"2026-01-05": pytest.approx({"a": 0.2 - region, "b": -region, "c": -0.2 - region, "d": -region},
+                                                 abs=1e-6)}
+    # a store with fewer than MIN_STORE_SERIES counted series has no level of its own
+    fewer = levels.store_departures(rows, np.where(np.isin(np.arange(16), [9, 10]), np.nan, values), np.full(16, 1.0))
+    assert set(fewer["2026-01-05"]) == {"a", "b", "d"}
+
+
+def test_some_stores_moving_apart_flag_the_spread_and_name_them():
+    reference_rows = _panel(WEEKS[:52])
+    reference = build_reference(reference_rows, reference_rows["target"].to_numpy(), None)
+    history = []
+    for i, week in enumerate(WEEKS[52:62]):
+        label = week.strftime("%Y-%m-%d")
+        rows = _panel([week], seed=300 + i)
+        if i >= 6:  # two of the six stores sell 1.6x from the seventh week on; the others do not
+            moved = rows["store_id"].isin(["s1", "s4"])
+            rows.loc[moved, "target"] = _panel([week], level=1.6, seed=300 + i).loc[moved, "target"]
+        found = assess_week(reference, rows, label, rows["target"].to_numpy(), rows["target"].to_numpy(),
+                            history=history)
+        history.append(from_table(to_table(found, "north", "v1")))
+        spread = found["signals"]["spread"]
+        assert spread["flagged"] == (i >= 6), (label, spread.get("z"), spread.get("limit"))
+    assert spread["z"] > 0 and sorted(m["store"] for m in spread["moved"]) == ["s1", "s4"]
+    # each against the other stores: their own +60%
+    assert all(0.4 < levels.ratio(m["change"]) < 0.8 for m in spread["moved"])
+    reason = describe("spread", spread, label)
+    assert reason.startswith("stores apart: 2 of 6 stores moved away from the rest of the region (s")
+    assert "since " + WEEKS[58].strftime("%Y-%m-%d") in reason
+    # a level shift, the retrain rules' cause, and an alert that names the stores
+    assert "spread" in rules.level_cause(history)["signals"]  # (this steady panel: demand too)
+    alerts = [a for a in signal_alerts("north", label, found) if a["kind"] == "store_shift"]
+    assert len(alerts) == 1 and "s1 +" in alerts[0]["message"] and "s4 +" in alerts[0]["message"]
+
+
+def test_on_realistic_demand_stores_moving_apart_are_found_and_named(loop_landing_template):
+    """The loop's landing (closures, promotions nobody announced, outliers): three of north's eight
+    stores sell twice as much from one week on. The stores' spread flags from that week or the next, names
+    those three, and flags nothing before, nor in the same weeks left unchanged. The limits are the
+    loop tests' (1 false alarm in 10,000 weeks: z 4.6), so no seed's noise decides it."""
+    from mlops_assets.contract.validation import check_landing, require_clean
+    from mlops_assets.ml.featurize import at_forecast_time, build_features
+    from mlops_assets.monitoring.monitor import reference_rows
+    from mlops_assets.offline import region_inputs
+
+    landing = loop_landing_template
+    inputs = region_inputs(landing, "north", checked=require_clean(check_landing(landing), landing))
+    features = build_features(**inputs)
+    weeks = sorted(features.loc[features["target"].notna(), "week_start"].dt.strftime("%Y-%m-%d").unique())
+    monitored, as_of = weeks[-12:], weeks[-13]
+    observed = at_forecast_time(features[features["target"].notna() & (features["week_start"] <= as_of)])
+    rows = reference_rows(observed, as_of).reset_index(drop=True)
+    reference = build_reference(rows, rows["target"].to_numpy(), None)
+    limits = MonitorLimits(false_alarm=0.0001, level_false_alarm=0.0001)
+    moved_stores = sorted(inputs["demand"]["store_id"].unique())[:3]
+
+    def judged(demand: pd.DataFrame) -> dict[str, dict]:
+        later = at_forecast_time(build_features(**{**inputs, "demand": demand}))
+        history, out = [], {}
+        for week in monitored:
+            part = later[later["week_start"] == pd.Timestamp(week)].reset_index(drop=True)
+            found = assess_week(reference, part, week, None, part["target"].to_numpy(float), limits, history)
+            history.append(from_table(to_table(found, "north", "v1")))
+            out[week] = found["signals"]["spread"]
+        return out
+
+    unchanged = judged(inputs["demand"])
+    demand = inputs["demand"].copy()
+    at = (demand["week_start"] >= pd.Timestamp(monitored[6])) & demand["store_id"].isin(moved_stores)
+    demand.loc[at, "net_demand"] = demand.loc[at, "net_demand"] * 2
+    changed = judged(demand)
+    assert not any(s["flagged"] for s in unchanged.values()), {w: s.get("z") for w, s in unchanged.items()}
+    assert not any(changed[w]["flagged"] for w in monitored[:6])
+    first = next(w for w in monitored if changed[w]["flagged"])
+    assert first in monitored[6:8], {w: s.get("z") for w, s in changed.items()}
+    # the stores named as gone up (each week, those 3 of their own scales out): moved ones only, and
+    # every one of them in the weeks flagged
+    named = [{m["store"] for m in changed[w]["moved"] if m["change"] > 0} for w in monitored if changed[w]["flagged"]]
+    assert named[0] and set().union(*named) == set(moved_stores), named

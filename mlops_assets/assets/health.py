@@ -221,12 +221,13 @@ def build_forecast_accuracy(partitions_def: dg.MultiPartitionsDefinition) -> dg.
         "forecast_accuracy", partitions_def,
         [("realized_accuracy", "Realized MAPE within the 0.45 target (ERROR otherwise) and within the configured "
                                "factor of the model's holdout MAPE (WARN otherwise)."),
-         ("level_shift", "The week's demand (each series against its reference level) and the forecasts' bias within "
-                         "their limits, this week and over the last 2 and 4 weeks.")],
+         ("level_shift", "The week's demand (each series against its reference level), the spread of its stores "
+                         "(each store against the others) and the forecasts' bias within their limits, this week and "
+                         "over the last 2 and 4 weeks.")],
         "Once a week's actuals land: realized MAPE (actual > 0), RMSE where actual = 0, RMSE and bias of the "
         "forecasts that served, per segment and for the region (scope rows); the historical-average baseline's on the "
         "same rows; the degradation ratio against the model's holdout MAPE; and the level signals (scope 'signal' "
-        "rows: demand and the forecasts' bias against their recent weeks, monitoring/monitor.py)."))
+        "rows: demand, the stores' spread and the forecasts' bias against their recent weeks, monitoring/monitor.py)."))
     def forecast_accuracy(context: dg.AssetExecutionContext, features: pd.DataFrame, scores: pd.DataFrame,
                           mlflow: MlflowRegistryResource, monitoring: MonitoringResource, storage: StorageResource):
         rules = monitoring.retrain_rules
@@ -277,7 +278,7 @@ def build_forecast_accuracy(partitions_def: dg.MultiPartitionsDefinition) -> dg.
                  "degradation": v["degradation"], "rows": int(v["rows"]),
                  # the band's realized calibration: the share of actuals below each quantile
                  **{k: v[k] for k in ("below_p10", "below_p50", "below_p90") if k in v},
-                 **(_plotted(a, ("demand", "error")) if a else {}),
+                 **(_plotted(a, ("demand", "spread", "error")) if a else {}),
                  **({"bias": float(a["bias"])} if a and a.get("bias") is not None else {})}, partition_key=key)
         yield dg.Output(out)
         accuracy_found = [a for a in found if a["kind"] in ("accuracy", "worse_than_baseline")]
@@ -292,7 +293,8 @@ def build_forecast_accuracy(partitions_def: dg.MultiPartitionsDefinition) -> dg.
         yield dg.AssetCheckResult(
             check_name="level_shift", passed=not shifted, severity=dg.AssetCheckSeverity.WARN,
             description="; ".join(f"{k}: {'; '.join(a['reasons'])}" for k, a in list(shifted.items())[:5]) or
-            ("demand and bias within their limits" + _unjudged(levels_found) if levels_found else "nothing assessed"),
+            ("demand, the stores' spread and bias within their limits" + _unjudged(levels_found) if levels_found
+             else "nothing assessed"),
             metadata={"partitions": ", ".join(levels_found) or "none", "weeks_flagged": len(shifted)})
 
     return forecast_accuracy

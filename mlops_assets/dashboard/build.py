@@ -386,8 +386,9 @@ def _signal_panels(regions: dict[str, _Region], links: Links) -> str:
                "z over the limit of the window that came closest (this week, or the mean of the last 2 or 4), "
                "so 1 is the limit and beyond it the week is flagged. Demand: each series against its reference "
                "level; vs other regions: that demand less the region's share of the other regions' in the same "
-               "week (regional_comparison); bias: actual demand against the forecasts; all three once the week's "
-               "actuals landed. Forecasts, "
+               "week (regional_comparison); stores apart: some stores against the others (each in its own scale, "
+               "one-sided: only a widening flags); bias: actual demand against the forecasts; all four once the "
+               "week's actuals landed. Forecasts, "
                "covariates and the mix: when the week was forecast.</p>"]
     for name, r in regions.items():
         signals = _signal_rows(r)
@@ -398,8 +399,8 @@ def _signal_panels(regions: dict[str, _Region], links: Links) -> str:
         signals = signals[signals["week"].isin(weeks)]
         closest = _closest(signals)
         series = {label: [closest.get((signal, w)) for w in weeks]
-                  for signal, label in (("demand", "demand"), ("regional", "vs other regions"), ("error", "bias"),
-                                        ("forecast", "forecasts"))
+                  for signal, label in (("demand", "demand"), ("regional", "vs other regions"),
+                                        ("spread", "stores apart"), ("error", "bias"), ("forecast", "forecasts"))
                   if any((signal, w) in closest for w in weeks)}
         series.update({"limit": [1.0] * len(weeks), "-limit": [-1.0] * len(weeks)})
         out.append(f"<h3>{esc(name)}</h3><p class='lineage'>against "
@@ -472,7 +473,7 @@ def _signal_rows(r: "_Region") -> pd.DataFrame:
 
 def _closest(signals: pd.DataFrame) -> dict[tuple[str, str], float]:
     """(signal, week) -> the signed z over limit of the window closest to its limit (a mix part:
-    its value over its limit)."""
+    its value over its limit; the stores' spread, judged up only: its largest)."""
     out: dict[tuple[str, str], float] = {}
     for row in signals.to_dict("records"):
         if row.get("limit") is None or not np.isfinite(row["limit"]) or row["limit"] == 0:
@@ -482,7 +483,7 @@ def _closest(signals: pd.DataFrame) -> dict[tuple[str, str], float]:
             continue
         ratio = float(stat / row["limit"])
         key = (row["signal"], row["week"])
-        if key not in out or abs(ratio) > abs(out[key]):
+        if key not in out or (ratio > out[key] if row["signal"] == "spread" else abs(ratio) > abs(out[key])):
             out[key] = ratio
     return out
 

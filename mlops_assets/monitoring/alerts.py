@@ -23,7 +23,7 @@ def alert(region: str, week: str, kind: str, severity: str, value, threshold, me
 # a signal's alert kind and severity: a change of demand or of the forecasts' bias costs stock at
 # once; a covariate or the mix moving is worth a look
 KINDS = {"demand": ("level_shift", ERROR), "error": ("forecast_bias", ERROR), "forecast": ("prediction_drift", WARN),
-         "mix": ("mix_change", WARN), "regional": ("regional_shift", ERROR)}
+         "mix": ("mix_change", WARN), "regional": ("regional_shift", ERROR), "spread": ("store_shift", ERROR)}
 
 
 def signal_alerts(region: str, week: str, assessment: dict) -> list[dict]:

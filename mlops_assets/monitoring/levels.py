@@ -19,6 +19,16 @@ promotion or a bulk order is one series' week, not the region's):
 - ``demand`` (once the week's actuals land): the actual demand against the same expectation.
 - ``error`` (then too): the log ratio of actual to forecast: the forecasts' bias.
 
+- ``spread`` (then too): whether some of the region's stores moved away from the rest, a change
+  the region's mean carries only in part (a third of the stores 30% up moves it 10%). Each
+  store's week is its own robust level less the region's (``store_departures``); each store is
+  judged against its own baseline of such weeks, in its own spread over the reference year, and
+  the week's statistic is the cube root of the mean of the stores' squared z (``store_spread``:
+  a mean of squares, which the cube root makes nearly normal, Wilson-Hilferty). It rises when
+  stores move apart, whichever way each moves; it is judged one way, up, over the mean of 2 and 4
+  weeks (one store's odd week, a delivery booked twice or half a week's data missing, is not the
+  stores moving apart).
+
 A store that sold nothing at all in a week, though it usually sells at least
 ``CLOSED_MIN_UNITS`` a week, was closed (or its data did not come): its series are left out of
 that week's ``demand`` and ``error`` (and of the reference's fit and calibration), and the week
@@ -39,6 +49,7 @@ promotions nobody listed, so the variation across weeks, not across series, is t
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,7 +73,10 @@ MIN_WEEKS_FOR_SEASON = 50
 # a store that usually sells at least this many units a week, all its products together, and sold
 # none is closed that week: by chance alone (Poisson) that happens in e^-5 < 1% of its weeks
 CLOSED_MIN_UNITS = 5.0
-LEVEL_VERSION = 4
+MIN_STORES = 3  # stores with a level a week needs before their spread means anything
+MIN_STORE_SERIES = 3  # series with a reference level a store needs for a level of its own
+MIN_STORE_SCALE = 0.01  # the least spread (log units) of a store's departures: a store's z stays finite
+LEVEL_VERSION = 5
 
 
 def series_of(frame: pd.DataFrame) -> pd.Series:
@@ -311,6 +325,79 @@ def weekly(frame: pd.DataFrame, values: np.ndarray, spreads: np.ndarray) -> pd.S
     return pd.Series(out, dtype=float).sort_index()
 
 
+def store_departures(frame: pd.DataFrame, values: np.ndarray, spreads: np.ndarray) -> dict[str, dict[str, float]]:
+    """Per week, each store's ``robust_level`` of ``values`` (one per row of ``frame``: a series'
+    log ratio to its expectation; not finite where not counted) less the region's, over the same
+    rows: {week: {store: departure}}. A store needs ``MIN_STORE_SERIES`` counted series, a week
+    ``MIN_SERIES``."""
+    labels, stores = week_labels(frame), frame["store_id"].astype(str).to_numpy()
+    values, spreads = np.asarray(values, dtype=float), np.asarray(spreads, dtype=float)
+    counted = np.isfinite(values) & (series_weights(spreads) > 0)
+    out = {}
+    for label, at in pd.Series(np.arange(len(labels))).groupby(labels).indices.items():
+        at = at[counted[at]]
+        if len(at) < MIN_SERIES:
+            continue
+        region = robust_level(values[at], spreads[at])
+        week = {}
+        for store, rows in pd.Series(at).groupby(stores[at]).indices.items():
+            if len(rows) >= MIN_STORE_SERIES:
+                week[str(store)] = round(robust_level(values[at[rows]], spreads[at[rows]]) - region, 6)
+        out[label] = week
+    return dict(sorted(out.items()))
+
+
+@dataclass(frozen=True)
+class Spread:
+    values: dict[str, float]  # each week's statistic (weeks with ``MIN_STORES`` judged stores)
+    changes: dict[str, float]  # the last week's: each store's departure less its baseline and the stores' median
+    z: dict[str, float]  # and that in the store's own scale
+
+
+def store_spread(departures: dict[str, dict[str, float]], calibration: set[str] | frozenset,
+                 excluded: frozenset = frozenset()) -> Spread:
+    """The ``spread`` statistic of every week of ``departures`` ({week: {store: departure}},
+    ``store_departures``). Each store's week less its baseline (the mean of its ``BASELINE`` weeks
+    ending ``GUARD`` weeks before, leaving out ``excluded`` weeks, at least 2 of them), less the
+    median of that over the week's stores (what the stores moved together, and the pull of the
+    stores that moved on the region's level: a third of the stores 60% up leave the others at 0,
+    not at -20%), divided by the root mean square of that over the ``calibration`` weeks (at least
+    ``MIN_SPREAD_WEEKS`` of them; ``MIN_STORE_SCALE`` at least): the store's z. The week's value
+    is the cube root of the mean of its stores' z squared, over at least ``MIN_STORES`` stores.
+    Stores 0.1 and -0.1 from their baselines, in scales of 0.1: cbrt((1 + 1) / 2) = 1."""
+    if not departures:
+        return Spread({}, {}, {})
+    table = pd.DataFrame.from_dict(departures, orient="index").sort_index()
+    values = table.to_numpy(dtype=float)
+    weeks = _week_numbers(table.index)
+    usable = ~table.index.isin(list(excluded))
+    base = np.full(values.shape, np.nan)
+    for i, w in enumerate(weeks):
+        window = usable & (weeks >= w - GUARD - BASELINE + 1) & (weeks <= w - GUARD)
+        if window.sum() >= 2:
+            part = values[window]
+            count = np.isfinite(part).sum(axis=0)
+            with np.errstate(invalid="ignore"):
+                base[i] = np.where(count >= 2, np.nansum(part, axis=0) / np.maximum(count, 1), np.nan)
+    change = values - base
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a week without a store judged: its median is nan
+        change = change - np.nanmedian(change, axis=1, keepdims=True)
+    reference = change[table.index.isin(list(calibration))]
+    count = np.isfinite(reference).sum(axis=0)
+    scale = np.where(count >= MIN_SPREAD_WEEKS,
+                     np.sqrt(np.nansum(np.square(reference), axis=0) / np.maximum(count, 1)), np.nan)
+    z = change / np.maximum(scale, MIN_STORE_SCALE)
+    judged = np.isfinite(z).sum(axis=1)
+    square = np.nansum(np.square(z), axis=1) / np.maximum(judged, 1)
+    week_values = {str(w): round(float(np.cbrt(v)), 6) for w, v, n in zip(table.index, square, judged)
+                   if n >= MIN_STORES}
+    last = np.isfinite(z[-1])
+    stores = table.columns.astype(str)
+    return Spread(week_values, {s: float(c) for s, c in zip(stores[last], change[-1][last])},
+                  {s: float(v) for s, v in zip(stores[last], z[-1][last])})
+
+
 def build_level_reference(rows: pd.DataFrame, forecasts: np.ndarray, out_of_sample: pd.DataFrame | None) -> dict:
     """The level reference saved with a model: an expectation model of demand and one of the
     model's own forecasts, and each statistic's weekly values over its calibration weeks.
@@ -324,7 +411,9 @@ def build_level_reference(rows: pd.DataFrame, forecasts: np.ndarray, out_of_samp
     y, f = log_units(rows["target"]), log_units(forecasts)
     y = np.where(closed(rows, rows["target"], usual), np.nan, y)
     demand, forecast = expectation_model(rows, y), expectation_model(rows, f)
-    calibration = {"demand": weekly(rows, y - expected(demand, rows), spreads_of(demand, rows)).to_dict(),
+    departures = y - expected(demand, rows)
+    calibration = {"demand": weekly(rows, departures, spreads_of(demand, rows)).to_dict(),
+                   "store_departures": store_departures(rows, departures, spreads_of(demand, rows)),
                    "forecast": weekly(rows, f - expected(forecast, rows), spreads_of(forecast, rows)).to_dict(),
                    "error": {}}
     if out_of_sample is not None and len(out_of_sample):
@@ -359,8 +448,9 @@ def _unseen_forecast_weeks(rows: pd.DataFrame, forecast: dict, out_of_sample: pd
 def week_statistics(reference: dict, rows: pd.DataFrame, forecasts: np.ndarray | None = None,
                     actuals: np.ndarray | None = None) -> dict:
     """A week's statistics (None where one cannot be computed): ``forecast`` with the forecasts,
-    ``demand``, ``error`` and the planner's ``bias`` (total forecast / total actual - 1) with the
-    actuals too, and the stores that were closed (``closed_stores``: left out of ``demand`` and
+    ``demand``, ``error``, each store's departure from the region (``store_departures``: {store:
+    log ratio}) and the planner's ``bias`` (total forecast / total actual - 1) with the actuals
+    too, and the stores that were closed (``closed_stores``: left out of ``demand`` and
     ``error``, never of ``bias``: a planner's stock went there too). ``rows``: the week's
     features, one per series; the arrays in the same order. ``uncertainty``: what the demand and
     forecast expectations of the week carry from their lifts (``lift_uncertainty``)."""
@@ -368,7 +458,7 @@ def week_statistics(reference: dict, rows: pd.DataFrame, forecasts: np.ndarray |
     known = np.isfinite(expectation)
     out = {"series": int(len(rows)), "series_in_reference": int(known.sum()),
            "stores": int(rows["store_id"].nunique()), "closed_stores": [],
-           "forecast": None, "demand": None, "error": None, "bias": None,
+           "forecast": None, "demand": None, "error": None, "bias": None, "store_departures": None,
            "uncertainty": {"demand": lift_uncertainty(reference["demand"], rows[known], spreads[known]),
                            "forecast": 0.0}}
     enough = known.sum() >= MIN_SERIES
@@ -384,7 +474,9 @@ def week_statistics(reference: dict, rows: pd.DataFrame, forecasts: np.ndarray |
         out["closed_stores"] = sorted(set(rows.loc[shut, "store_id"].astype(str)))
         kept = seen & ~shut
         if enough and (kept & known).sum() >= MIN_SERIES:
-            out["demand"] = robust_level((log_units(actual) - expectation)[kept & known], spreads[kept & known])
+            ratios = np.where(kept & known, log_units(actual) - expectation, np.nan)
+            out["demand"] = robust_level(ratios[kept & known], spreads[kept & known])
+            out["store_departures"] = next(iter(store_departures(rows, ratios, spreads).values()), None)
         if forecasts is not None and seen.sum() >= MIN_SERIES:
             forecast = np.asarray(forecasts, dtype=float)
             if kept.sum() >= MIN_SERIES:

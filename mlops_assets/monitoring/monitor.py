@@ -16,6 +16,10 @@ Once its actuals land (``forecast_accuracy``):
 - ``demand``: each series' demand against its reference level, season and event lifts
   (``monitoring.levels``): a change of level, this week or over the last 2 or 4 weeks;
 - ``error``: the forecasts' bias, the same way;
+- ``spread``: some stores' demand moved away from the rest of the region's (each store against
+  the region, in its own baseline and scale, ``levels.store_spread``), a change the region's
+  mean carries only in part; judged one way (stores moving apart) over 2 and 4 weeks, the
+  stores named;
 - ``stores``: the stores that sold nothing at all though they usually sell (closed, or their data
   did not come, ``levels.closed``): named, left out of ``demand`` and ``error``, never flagged: a
   closed store is no change of the region's demand, and no retrain brings it back. Its alert
@@ -48,6 +52,9 @@ SCALE_FLOOR = 0.01  # a covariate's scale is at least this share of its level (d
 CHURN_WEEKS = 13  # the reference's own churn of series is measured over this many weeks
 ACTIVE_WEEKS = 4  # a reference series is active when listed in its last weeks
 REFERENCE_WEEKS = 52  # a year: every season is in the reference
+# a store named as one that moved: this many of its own scales from its baseline (by chance alone,
+# one store in a few hundred a week)
+NAMED_STORE_Z = 3.0
 WINDOWS = (1, 2, 4)  # a level is judged over this week, and the mean of the last 2 and 4 weeks
 # the forecasts and a covariate over the mean of the last 2 and 4 weeks: one odd week (a storm, a
 # holiday the reference year saw a week earlier) is no drift, a feed that runs 5 C warm is there the
@@ -177,7 +184,7 @@ def reference_profile(observed: pd.DataFrame, as_of_week: str, predict, out_of_s
 def _signal(name: str, value: float | None, calibration: dict[str, float], week: str, history: list[dict],
             limit: tuple[MonitorLimits, float], windows: tuple[int, ...] = (1,), floor: float = 0.0,
             scaled: frozenset | None = None, least: dict[int, float] | None = None,
-            uncertainty: float = 0.0) -> dict:
+            uncertainty: float = 0.0, upward: bool = False) -> dict:
     """A statistic against its baseline (``levels.baseline``: from the calibration weeks and the
     weeks this model served, but those the signal flagged): for each window (this week, or the
     mean of the last 2 or 4), its mean, its z against the baseline and its limit; flagged when a z
@@ -185,7 +192,8 @@ def _signal(name: str, value: float | None, calibration: dict[str, float], week:
     least ``floor`` times its baseline's size and at least ``least[window]``; then widened by what
     its weeks' expectations carry from lifts seen in few reference weeks (``uncertainty``, this
     week's, as a share of one week's variance, ``levels.lift_uncertainty``): an n-week mean adds
-    the 1-week scale squared times their sum / n^2."""
+    the 1-week scale squared times their sum / n^2. ``upward``: only a z above the limit flags
+    (a statistic that only a change raises; the limit stays the two-sided one)."""
     limits, false_alarm = limit
     # a week the signal flagged stays out of its baselines: a change is measured against what came
     # before it for as long as it lasts, not absorbed as the new normal while nobody acted on it
@@ -216,14 +224,14 @@ def _signal(name: str, value: float | None, calibration: dict[str, float], week:
                 found = levels.baseline(series, week, 1)
                 one = max(found.scale if found else 0.0, (least or {}).get(1, 0.0))
             scale = float(np.sqrt(scale ** 2 + one ** 2 * carried / weeks ** 2))
-        out["windows"][weeks] = {"mean": mean, "center": spec.center, "scale": scale,
-                                 "z": float((mean - spec.center) / scale),
-                                 "limit": limits.z_limit(spec.residuals, len(windows), false_alarm),
+        z, bound = float((mean - spec.center) / scale), limits.z_limit(spec.residuals, len(windows), false_alarm)
+        out["windows"][weeks] = {"mean": mean, "center": spec.center, "scale": scale, "z": z, "limit": bound,
+                                 "flagged": (z if upward else abs(z)) >= bound,
                                  "baseline_weeks": spec.weeks, "calibration_weeks": spec.residuals}
     if not out["windows"]:
         out["status"] = "too few calibration weeks"
         return out
-    crossed = [n for n, w in out["windows"].items() if abs(w["z"]) >= w["limit"]]
+    crossed = [n for n, w in out["windows"].items() if w["flagged"]]
     lead = out["windows"][crossed[0] if crossed else min(out["windows"])]
     out.update(flagged=bool(crossed), weeks=crossed[0] if crossed else min(out["windows"]), z=lead["z"],
                limit=lead["limit"], change=lead["mean"] - lead["center"])
@@ -267,6 +275,38 @@ def _closed_stores(stores: list[str], of: int) -> dict:
             f"left out of the demand and error signals (the planner's bias still counts them)")
     return {"value": len(stores) / max(of, 1), "flagged": False, "status": "measured", "closed": stores,
             "note": note}
+
+
+def _spread(departures: dict[str, float] | None, reference: dict | None, week: str, history: list[dict],
+            limits: MonitorLimits) -> dict:
+    """The ``spread`` signal: the week's stores against the region, each in its own baseline and
+    scale (``levels.store_spread``, over the reference's weeks, the weeks this model served and this
+    one; weeks it flagged stay out of the stores' baselines), judged up only, at ``demand``'s
+    false-alarm rate, over the mean of 2 and 4 weeks (on orange juice, one store's odd week, 80%
+    up or 58% down, crossed the 1-week limit in 2 of 78 unchanged region-weeks). Keeps the week's
+    ``departures`` (later weeks' baselines) and the stores that moved furthest, with how far
+    (``moved``: at least ``NAMED_STORE_Z`` of their own scales, or else the furthest one)."""
+    if not reference:
+        return {"value": None, "flagged": False, "status": "not measured: the model's reference has no stores' "
+                                                           "levels (trained before them): retrain it"}
+    if not departures:
+        return {"value": None, "flagged": False, "status": "not measured: no store levels this week"}
+    served = {h["week"]: h["signals"]["spread"]["departures"] for h in history
+              if (h.get("signals", {}).get("spread") or {}).get("departures")}
+    flagged = frozenset(h["week"] for h in history if (h.get("signals", {}).get("spread") or {}).get("flagged"))
+    found = levels.store_spread({**reference, **served, week: departures}, frozenset(reference), flagged)
+    value = found.values.get(week)
+    if value is None:
+        out = {"value": None, "flagged": False,
+               "status": f"not measured: fewer than {levels.MIN_STORES} stores with a baseline and a scale"}
+    else:
+        out = _signal("spread", value, {w: v for w, v in found.values.items() if w in reference}, week, history,
+                      (limits, limits.level_false_alarm), SLOW_WINDOWS, upward=True)
+    order = sorted(found.z, key=lambda store: -abs(found.z[store]))
+    moved = [s for s in order if abs(found.z[s]) >= NAMED_STORE_Z] or order[:1]
+    out.update(departures=departures, stores=len(found.z),
+               moved=[{"store": s, "change": found.changes[s], "z": found.z[s]} for s in moved])
+    return out
 
 
 def _mix(spec: dict, known: set, rows: pd.DataFrame, limits: MonitorLimits) -> dict:
@@ -315,6 +355,8 @@ def assess_week(reference: dict, rows: pd.DataFrame, week: str, forecasts: np.nd
                                            uncertainty=found["uncertainty"]["demand"])
         out["signals"]["error"] = _signal("error", found["error"], calibration["error"], week, history, usual,
                                           WINDOWS)
+        out["signals"]["spread"] = _spread(found["store_departures"], calibration.get("store_departures"), week,
+                                           history, limits)
         if found["closed_stores"]:
             out["signals"]["stores"] = _closed_stores(found["closed_stores"], found["stores"])
     else:
@@ -392,6 +434,13 @@ def describe(name: str, signal: dict, week: str) -> str:
     how = f"z {signal['z']:+.1f}, limit {signal['limit']:.1f}"
     if weeks > 1:
         how = f"mean of {weeks} weeks, {how}"
+    if name == "spread":
+        moved = signal.get("moved") or []
+        shown = ", ".join(f"{m['store']} {levels.ratio(m['change']):+.0%}" for m in moved[:5])
+        more = f" and {len(moved) - 5} more" if len(moved) > 5 else ""
+        return (f"stores apart: {len(moved)} of {signal.get('stores', '?')} stores moved away from the rest of the "
+                f"region ({shown}{more} against the others, each against its own recent weeks) since "
+                f"{signal.get('since') or since(week, weeks)} (stores' spread {how})")
     if name.startswith(("weather:", "demographics:")):
         return f"{name} {signal['change']:+.3g} against its recent weeks ({how})"
     change = levels.ratio(signal["change"])
@@ -409,7 +458,7 @@ def describe(name: str, signal: dict, week: str) -> str:
 # --- stored form -----------------------------------------------------------------------------
 
 TABLE_COLUMNS = ["region", "week_start", "stage", "signal", "window", "value", "mean", "center", "scale", "z", "limit",
-                 "flagged", "detail", "uncertainty", "model_version", "pull", "peers", "pending"]
+                 "flagged", "detail", "uncertainty", "model_version", "pull", "peers", "pending", "departures"]
 
 
 def to_table(assessment: dict, region: str, model_version: str) -> pd.DataFrame:
@@ -417,7 +466,8 @@ def to_table(assessment: dict, region: str, model_version: str) -> pd.DataFrame:
     baseline centre and scale, z and limit; a mix part as value and limit; ``detail`` holds the
     reason line of a flagged signal (on its window 1 row, or its first row), else its status. A
     regional comparison's rows also hold the pull added back to its value (``pull``), the regions
-    it was compared with (``peers``) and those whose week was still to come (``pending``)."""
+    it was compared with (``peers``) and those whose week was still to come (``pending``); a
+    ``spread`` signal's, each store's departure from the region that week (``departures``, JSON)."""
     rows = []
     # a regional comparison's: the regions it was compared with, and those whose week is still to come
     base = {"region": region, "week_start": pd.Timestamp(assessment["week"]), "stage": assessment["stage"],
@@ -430,21 +480,24 @@ def to_table(assessment: dict, region: str, model_version: str) -> pd.DataFrame:
                 rows.append({**base, "signal": f"mix:{part}", "window": 1, "value": p["value"], "limit": p["limit"],
                              "flagged": p["flagged"], "detail": detail})
             continue
+        stores = json.dumps(s["departures"], sort_keys=True) if s.get("departures") else ""
         if not s.get("windows"):
-            rows.append({**base, "signal": name, "window": 1, "value": s["value"], "flagged": False, "detail": detail})
+            rows.append({**base, "signal": name, "window": 1, "value": s["value"], "flagged": False, "detail": detail,
+                         "departures": stores})
             continue
         for i, (n, w) in enumerate(sorted(s["windows"].items())):
             rows.append({**base, "signal": name, "window": n, "value": s["value"], "mean": w["mean"],
                          "center": w["center"], "scale": w["scale"], "z": w["z"], "limit": w["limit"],
-                         "flagged": abs(w["z"]) >= w["limit"], "detail": detail if i == 0 else "",
-                         "uncertainty": s.get("uncertainty", 0.0), "pull": s.get("pull", 0.0)})
+                         "flagged": w.get("flagged", abs(w["z"]) >= w["limit"]), "detail": detail if i == 0 else "",
+                         "uncertainty": s.get("uncertainty", 0.0), "pull": s.get("pull", 0.0),
+                         "departures": stores if i == 0 else ""})
     if not rows:  # nothing measured: one row says why
         rows.append({**base, "signal": "status", "window": 1, "flagged": False,
                      "detail": assessment.get("status", "")})
     frame = pd.DataFrame(rows).reindex(columns=TABLE_COLUMNS)
     for c in ("value", "mean", "center", "scale", "z", "limit", "uncertainty", "pull"):
         frame[c] = frame[c].astype(float)
-    for c in ("peers", "pending"):
+    for c in ("peers", "pending", "departures"):
         frame[c] = frame[c].fillna("").astype(str)
     frame["window"] = frame["window"].astype("int64")
     frame["flagged"] = frame["flagged"].fillna(False).astype(bool)
@@ -478,6 +531,9 @@ def from_table(table: pd.DataFrame) -> dict:
         entry["flagged"] = bool(entry["flagged"] or part["flagged"].any())
         if signal == "stores":
             entry["note"] = next((d for d in part["detail"] if d), "")
+        stored = [d for d in part["departures"] if isinstance(d, str) and d] if "departures" in part else []
+        if stored:
+            entry["departures"] = json.loads(stored[0])
         if entry["flagged"]:
             entry["reason"] = next(d for d in part["detail"] if d)
     reasons = [s["reason"] for s in signals.values() if s["flagged"]]
@@ -504,6 +560,10 @@ def summary(assessment: dict) -> dict:
         if s and s.get("windows"):
             out[name] = {"change": levels.ratio(s["change"]), "z": s["z"], "limit": s["limit"],
                          "weeks": s["weeks"]}
+    spread = assessment["signals"].get("spread")
+    if spread and spread.get("windows"):  # a statistic of z's, no change of level: the stores it names
+        out["spread"] = {"z": spread["z"], "limit": spread["limit"], "weeks": spread["weeks"],
+                         "stores": {m["store"]: levels.ratio(m["change"]) for m in spread.get("moved", [])}}
     if assessment.get("bias") is not None:
         out["bias"] = assessment["bias"]
     if assessment.get("unseen_time_of_year"):

@@ -2,9 +2,10 @@
 
 Causes, each a value of the run tag ``mlops/trigger``:
 
-- ``level_shift``: once a week's actuals land, its demand (against each series' reference level)
-  or the forecasts' bias moved beyond its limit, this week or over the last 2 or 4
-  (``monitoring.monitor``);
+- ``level_shift``: once a week's actuals land, its demand (against each series' reference level),
+  some of its stores against the others (``spread``) or the forecasts' bias moved beyond its
+  limit, this week or over the last 2 or 4 (``monitoring.monitor``); or the region's demand
+  against the other regions' (``regional``);
 - ``drift``: when the latest week was forecast, its forecasts, a covariate or the mix of series
   moved beyond its limit;
 - ``accuracy``: realized MAPE above the target, or above ``degradation`` x the holdout MAPE, in
