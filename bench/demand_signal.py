@@ -54,8 +54,10 @@ FACTORS = (0.6, 0.85, 1.15, 1.3, 1.6)
 
 
 def statistics(landing: Path, span: int, earlier: int) -> dict[str, dict]:
-    """{region: {"calibration": {week: value}, "served": {week: value}}}: the demand statistic of
-    the reference year's weeks and of the span's."""
+    """{region: {"calibration": {week: value}, "served": {week: value}, "uncertainty": {week: value},
+    "stores": {"calibration": {week: {store: departure}}, "served": {...}}}}: the demand statistic of
+    the reference year's weeks and of the span's, and each store's departure from the region
+    (``levels.store_departures``, what the ``spread`` signal judges; ``bench/store_spread.py``)."""
     from mlops_assets.contract.validation import check_landing, require_clean
     from mlops_assets.ml.featurize import at_forecast_time, build_features
     from mlops_assets.monitoring import levels
@@ -73,13 +75,16 @@ def statistics(landing: Path, span: int, earlier: int) -> dict[str, dict]:
         rows = reference_rows(observed, as_of).reset_index(drop=True)
         reference = levels.build_level_reference(rows, rows["target"].to_numpy(), None)
         later = at_forecast_time(features[features["week_start"].dt.strftime("%Y-%m-%d").isin(monitored)])
-        served, uncertainty = {}, {}
+        served, uncertainty, stores = {}, {}, {}
         for week, part in later.groupby(later["week_start"].dt.strftime("%Y-%m-%d")):
             part = part.reset_index(drop=True)
             found = levels.week_statistics(reference, part, None, part["target"].to_numpy(float))
             if found["demand"] is not None:
                 served[week], uncertainty[week] = found["demand"], found["uncertainty"]["demand"]
-        out[name] = {"calibration": reference["calibration"]["demand"], "served": served, "uncertainty": uncertainty}
+            if found["store_departures"]:
+                stores[week] = found["store_departures"]
+        out[name] = {"calibration": reference["calibration"]["demand"], "served": served, "uncertainty": uncertainty,
+                     "stores": {"calibration": reference["calibration"]["store_departures"], "served": stores}}
     return out
 
 

@@ -98,15 +98,7 @@ def backfill(regions: list[str], assets: list[str], first: str | None = None, la
             result = execute_in_location(defs.resolve_job_def(job), instance, run_config=QUIET, asset_selection=keys,
                                          tags={RANGE_START: f"{region}|{start}", RANGE_END: f"{region}|{end}",
                                                "mlops/trigger": "backfill"})
-            done = BackfillResult(region, result.run_id, result.success, start, end)
-            for event in result.all_events:
-                if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
-                    m = event.event_specific_data.materialization
-                    _, week = m.partition.split("|")
-                    done.partitions.setdefault(m.asset_key.to_user_string(), {})[week] = \
-                        m.metadata["status"].value if "status" in m.metadata else "built"
-            done.error = failure_detail(result)
-            out.append(done)
+            out.append(_result(result, region, start, end, "status"))
     monitored = [(start, end) for job, keys, start, end in runs
                  if job == MONITORING and dg.AssetKey("forecast_accuracy") in keys]
     if monitored and all(r.success for r in out):  # the rebuilt weeks against the other regions' (one run)
@@ -121,12 +113,18 @@ def _compare(defs: dg.Definitions, instance: dg.DagsterInstance, first: str, las
     demand in those weeks against the other regions' (``regional_comparison``, partitioned by week)."""
     result = execute_in_location(defs.resolve_job_def(COMPARISON), instance, run_config=QUIET,
                                  tags={RANGE_START: first, RANGE_END: last, "mlops/trigger": "backfill"})
-    done = BackfillResult("every region", result.run_id, result.success, first, last)
+    return _result(result, "every region", first, last, "verdict")
+
+
+def _result(result, region: str, first: str, last: str, entry: str) -> BackfillResult:
+    """A run's outcome: per asset and week (a 'region|week' partition's week), the metadata ``entry``
+    of its materialization ('built' where it has none), and a line per failed step."""
+    done = BackfillResult(region, result.run_id, result.success, first, last)
     for event in result.all_events:
         if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
             m = event.event_specific_data.materialization
-            done.partitions.setdefault(m.asset_key.to_user_string(), {})[m.partition] = \
-                m.metadata["verdict"].value if "verdict" in m.metadata else "built"
+            done.partitions.setdefault(m.asset_key.to_user_string(), {})[m.partition.split("|")[-1]] = \
+                m.metadata[entry].value if entry in m.metadata else "built"
     done.error = failure_detail(result)
     return done
 

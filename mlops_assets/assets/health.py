@@ -96,14 +96,9 @@ HISTORY_WEEKS = 60  # earlier weeks a monitor reads back: the baselines look bac
 def _history(storage: StorageResource, asset: str, region: str, week: str, version: str) -> list[dict]:
     """The stored assessments of ``region``'s weeks before ``week`` by model ``version``, oldest
     first (``monitoring.monitor.from_table``): what its baselines are made of."""
-    out = []
-    for earlier in [w for w in storage.files(f"{asset}/{region}") if w < week][-HISTORY_WEEKS:]:
-        table = storage.read_parquet(f"{asset}/{region}/{earlier}.parquet")
-        if "signal" in table:
-            table = table[table["signal"].notna()]
-            if len(table) and (table["model_version"] == version).all():
-                out.append(monitor.from_table(table))
-    return out
+    found = (monitor.stored_assessment(storage.read_parquet(f"{asset}/{region}/{earlier}.parquet"), version)
+             for earlier in [w for w in storage.files(f"{asset}/{region}") if w < week][-HISTORY_WEEKS:])
+    return [f for f in found if f]
 
 
 class _Assessor:
@@ -466,22 +461,16 @@ def current_alerts(storage: StorageResource, instance: dg.DagsterInstance, monit
     """Every alert open now: from each region's latest drift, accuracy and forecast, and failed runs."""
     rules = monitoring.retrain_rules
     found: list[dict] = []
-    for region, week in _latest_files(storage, "drift_metrics"):
-        table = storage.read_parquet(f"drift_metrics/{region}/{week}.parquet")
-        if "signal" in table and len(table):
-            found += alerting.stored_alerts(region, week, monitor.from_table(table))
-    for region, week in _latest_files(storage, "forecast_accuracy"):
-        table = storage.read_parquet(f"forecast_accuracy/{region}/{week}.parquet")
-        signals = table[table["scope"] == "signal"] if "scope" in table else table.iloc[0:0]
-        accuracy = table[table["scope"] != "signal"] if "scope" in table else table
-        if len(accuracy):
-            found += alerting.accuracy_alerts(region, week, accuracy, rules)
-        if len(signals):
-            found += alerting.stored_alerts(region, week, monitor.from_table(signals))
-    for region, week in _latest_files(storage, REGIONAL):
-        table = storage.read_parquet(f"{REGIONAL}/{region}/{week}.parquet")
-        if "signal" in table and len(table):
-            found += alerting.stored_alerts(region, week, monitor.from_table(table))
+    for asset in ("drift_metrics", "forecast_accuracy", REGIONAL):
+        for region, week in _latest_files(storage, asset):
+            table = storage.read_parquet(f"{asset}/{region}/{week}.parquet")
+            if asset == "forecast_accuracy":
+                accuracy = table[table["scope"] != "signal"] if "scope" in table else table
+                if len(accuracy):
+                    found += alerting.accuracy_alerts(region, week, accuracy, rules)
+            assessment = monitor.stored_assessment(table)
+            if assessment:
+                found += alerting.stored_alerts(region, week, assessment)
     for region, week in _latest_files(storage, "scores"):
         scores = storage.read_parquet(f"scores/{region}/{week}.parquet")
         if len(scores) and (scores["model_version"] == BASELINE_VERSION).all():

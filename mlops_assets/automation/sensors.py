@@ -50,7 +50,7 @@ from mlops_assets.ml import code_version
 from mlops_assets.ml.featurize import HISTORY_WEEKS
 from mlops_assets.monitoring import alerts as alerting
 from mlops_assets.monitoring import rules
-from mlops_assets.monitoring.monitor import from_table
+from mlops_assets.monitoring.monitor import stored_assessment
 from mlops_assets.monitoring.regional import ASSET as REGIONAL
 from mlops_assets.partitions import region_partitions, week_partitions, week_to_score
 from mlops_assets.resources.alerting import MonitoringResource
@@ -193,28 +193,23 @@ def region_evidence(storage: StorageResource, region: str, version: str) -> tupl
     latest week its demand was compared with the other regions' (unless that comparison was
     provisional: a region whose week a champion forecast was not evaluated yet)."""
     drift, levels, accuracy, compared = [], [], [], []
-    for week in stored_weeks(storage, REGIONAL, region, last=1):
-        table = storage.read_parquet(f"{REGIONAL}/{region}/{week}.parquet")
-        if "signal" in table and len(table) and (table["model_version"] == version).all():
-            found = from_table(table)
-            if not found["pending"]:  # provisional: a region's week still to come (compared again then)
-                compared.append(found)
-    for week in stored_weeks(storage, "drift_metrics", region, last=1):
-        table = storage.read_parquet(f"drift_metrics/{region}/{week}.parquet")
-        if "signal" in table and len(table) and (table["model_version"] == version).all():
-            drift.append(from_table(table))
+    for asset, into in ((REGIONAL, compared), ("drift_metrics", drift)):
+        for week in stored_weeks(storage, asset, region, last=1):
+            found = stored_assessment(storage.read_parquet(f"{asset}/{region}/{week}.parquet"), version)
+            if found and not found["pending"]:  # provisional: a region's week still to come (compared again then)
+                into.append(found)
     for week in stored_weeks(storage, "forecast_accuracy", region, last=5):
         table = storage.read_parquet(f"forecast_accuracy/{region}/{week}.parquet")
         if not len(table) or "model_version" not in table:
             continue
         table = table[table["model_version"] == version]
-        signals = table[table["scope"] == "signal"]
         row = table[table["scope"] == "region"]
         if len(row):
             accuracy.append({"week": week, "mape": float(row["mape"].iloc[0]),
                              "holdout_mape": float(row["holdout_mape"].iloc[0])})
-        if len(signals):
-            levels.append(from_table(signals))
+        found = stored_assessment(table, version)
+        if found:
+            levels.append(found)
     return drift, levels, accuracy, compared
 
 

@@ -469,7 +469,6 @@ def to_table(assessment: dict, region: str, model_version: str) -> pd.DataFrame:
     it was compared with (``peers``) and those whose week was still to come (``pending``); a
     ``spread`` signal's, each store's departure from the region that week (``departures``, JSON)."""
     rows = []
-    # a regional comparison's: the regions it was compared with, and those whose week is still to come
     base = {"region": region, "week_start": pd.Timestamp(assessment["week"]), "stage": assessment["stage"],
             "model_version": model_version, "peers": ",".join(assessment.get("compared_with", [])),
             "pending": ",".join(assessment.get("pending", []))}
@@ -545,6 +544,18 @@ def from_table(table: pd.DataFrame) -> dict:
     return {"week": pd.Timestamp(first["week_start"]).strftime("%Y-%m-%d"), "stage": first["stage"],
             "signals": signals, "flagged": any(s["flagged"] for s in signals.values()), "reasons": reasons,
             "model_version": first["model_version"], "compared_with": listed("peers"), "pending": listed("pending")}
+
+
+def stored_assessment(table: pd.DataFrame, version: str | None = None) -> dict | None:
+    """The assessment a stored monitor partition holds (``drift_metrics``, ``forecast_accuracy``'s
+    signal rows, ``regional_comparison``), as ``from_table`` reads it; None where it holds no
+    signal rows, or, given ``version``, where they are another model version's."""
+    if "signal" not in table:
+        return None
+    table = table[table["signal"].notna()]
+    if not len(table) or (version is not None and not (table["model_version"] == version).all()):
+        return None
+    return from_table(table)
 
 
 def summary(assessment: dict) -> dict:
