@@ -3,7 +3,7 @@
     .venv/bin/python bench/inject_shift.py data/sample /tmp/inj --region south --start 2026-10-05 \\
         --factor 1.6 --warmer 8
     MLOPS_HOME=/tmp/inj_home .venv/bin/mlops-assets run --landing /tmp/inj --json /tmp/inj.json
-    [--stores north_s01,north_s02]    # only these stores' demand (the weather is unchanged)
+    [--stores north_s01,north_s02]    # only these stores' demand (--warmer still moves the region's weather)
 
 The files are edited as delivered, not regenerated: every shipment of the region's stores (or of
 ``--stores``) in the weekly files from ``--start`` on is multiplied by ``--factor`` (rounded to

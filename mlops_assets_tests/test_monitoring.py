@@ -11,6 +11,7 @@ from mlops_assets.monitoring import levels, rules
 from mlops_assets.monitoring.alerts import signal_alerts, stored_alerts
 from mlops_assets.monitoring.monitor import (
     MonitorLimits,
+    _spread,
     assess_week,
     build_reference,
     demand_scales,
@@ -579,8 +580,12 @@ def _spread_by_loops(departures: dict, calibration: set, excluded: frozenset = f
     change = {}
     for w in weeks:
         for s in stores:
+            usable = [departures[v][s] for v in weeks if v not in excluded and s in departures[v]
+                      and number[v] <= number[w] - 4]
             before = [departures[v][s] for v in weeks if v not in excluded and s in departures[v]
                       and number[w] - 16 <= number[v] <= number[w] - 4]
+            if len(before) < 2:  # too few in the window: the latest 13 before it
+                before = usable[-13:]
             if s in departures[w] and len(before) >= 2:
                 change[w, s] = departures[w][s] - sum(before) / len(before)
         week = [change[w, s] for s in stores if (w, s) in change]
@@ -596,7 +601,8 @@ def _spread_by_loops(departures: dict, calibration: set, excluded: frozenset = f
     for w in weeks:
         z = [change[w, s] / scale[s] for s in stores if (w, s) in change and s in scale]
         if len(z) >= 3:
-            out[w] = (sum(v * v for v in z) / len(z)) ** (1 / 3)
+            spread = 2 / (9 * len(z))
+            out[w] = ((sum(v * v for v in z) / len(z)) ** (1 / 3) - (1 - spread)) / spread ** 0.5
     return out
 
 
@@ -606,10 +612,13 @@ def test_the_stores_spread_by_hand_and_by_loops():
     departures = {w: {"a": 0.0, "b": 0.0, "c": 0.0} for w in labels[:30]}
     departures[labels[30]] = {"a": 0.1, "b": -0.1, "c": 0.0}
     found = levels.store_spread(departures, set(labels[:30]))
-    # z = 0.1 / 0.01 = 10, -10 and 0: cbrt((100 + 100 + 0) / 3)
-    assert found.values[labels[30]] == pytest.approx((200 / 3) ** (1 / 3), abs=1e-5)
-    assert found.z == pytest.approx({"a": 10.0, "b": -10.0, "c": 0.0})
-    assert found.changes == pytest.approx({"a": 0.1, "b": -0.1, "c": 0.0})
+    # z = 0.1 / 0.01 = 10, -10 and 0: m = (100 + 100 + 0) / 3, standardized for 3 stores (Wilson-Hilferty)
+    assert found.values[labels[30]] == pytest.approx(((200 / 3) ** (1 / 3) - (1 - 2 / 27)) / (2 / 27) ** 0.5, abs=1e-5)
+    assert found.values[labels[30]] == pytest.approx(11.496, abs=1e-3)
+    assert found.z.loc[labels[30]].to_dict() == pytest.approx({"a": 10.0, "b": -10.0, "c": 0.0})
+    assert found.changes.loc[labels[30]].to_dict() == pytest.approx({"a": 0.1, "b": -0.1, "c": 0.0})
+    # the stores' z and changes are each week's, whichever week is asked for
+    assert found.z.loc[labels[29]].to_dict() == pytest.approx({"a": 0.0, "b": 0.0, "c": 0.0})
     # two stores alone say nothing about a spread
     assert labels[30] not in levels.store_spread({w: {"a": v["a"], "b": v["b"]} for w, v in departures.items()},
                                                  set(labels[:30])).values
@@ -617,7 +626,7 @@ def test_the_stores_spread_by_hand_and_by_loops():
     rng = np.random.default_rng(3)
     noisy = {w: {s: float(rng.normal(0, 0.1)) for s in "abcde" if not (s == "e" and i % 3 == 0)}
              for i, w in enumerate(labels)}
-    for excluded in (frozenset(), frozenset({labels[33], labels[35]})):
+    for excluded in (frozenset(), frozenset({labels[33], labels[35]}), frozenset(labels[20:38])):
         found = levels.store_spread(noisy, set(labels[:30]), excluded)
         expected = _spread_by_loops(noisy, set(labels[:30]), excluded)
         assert found.values == pytest.approx(expected, abs=1e-5) and len(expected) >= 30
@@ -708,3 +717,24 @@ def test_on_realistic_demand_stores_moving_apart_are_found_and_named(loop_landin
     # every one of them in the weeks flagged
     named = [{m["store"] for m in changed[w]["moved"] if m["change"] > 0} for w in monitored if changed[w]["flagged"]]
     assert named[0] and set().union(*named) == set(moved_stores), named
+
+
+def test_a_lasting_change_in_some_stores_stays_flagged():
+    """Three of eight stores 50% up for 40 weeks: every week flagged keeps out of the stores'
+    baselines, so once their last 13 weeks are all flagged, each store is measured against the
+    latest weeks before the change (not left without a baseline, then absorbed)."""
+    rng = np.random.default_rng(5)
+    labels = [w.strftime("%Y-%m-%d") for w in pd.date_range("2025-01-06", periods=92, freq="7D")]
+    stores = [f"s{i}" for i in range(8)]
+    departures = {w: {s: float(rng.normal(0, 0.05)) + (0.4 if i >= 52 and s in stores[:3] else 0.0)
+                      for s in stores} for i, w in enumerate(labels)}
+    reference = {w: departures[w] for w in labels[:52]}
+    history, flags = [], []
+    for week in labels[52:]:
+        found = _spread(departures[week], reference, week, history, MonitorLimits())
+        history.append({"week": week, "signals": {"spread": found}})
+        flags.append(found["flagged"])
+    assert all(flags[1:]), [i for i, f in enumerate(flags) if not f]
+    assert sorted(m["store"] for m in found["moved"] if m["named"]) == stores[:3]
+    assert describe("spread", found, labels[-1]).startswith(
+        "stores apart: 3 of 8 stores moved away from the rest of the region (s")

@@ -411,14 +411,18 @@ def _signal_panels(regions: dict[str, _Region], links: Links) -> str:
         closures = signals[signals["signal"] == "stores"]
         signals = signals[signals["signal"] != "stores"]  # a note, no statistic against a limit
         rows_ = sorted(set(signals["signal"]))
-        flagged = {(row["signal"], row["week"]): bool(row["flagged"]) for row in signals.to_dict("records")}
+        flagged: dict[tuple[str, str], bool] = {}  # by any of its windows
+        for row in signals.to_dict("records"):
+            key = (row["signal"], row["week"])
+            flagged[key] = flagged.get(key, False) or bool(row["flagged"])
 
         def value(signal, week, closest=closest, flagged=flagged, signals=signals):
             ratio = closest.get((signal, week))
             if ratio is None:
                 return None, False, "not measured"
             hit = flagged.get((signal, week), False)
-            return abs(ratio), hit, f"{'FLAGGED' if hit else 'ok'}, {abs(ratio):.2f} of the limit"
+            shown = max(ratio, 0.0) if signal == "spread" else abs(ratio)  # the spread flags upwards only
+            return shown, hit, f"{'FLAGGED' if hit else 'ok'}, {shown:.2f} of the limit"
         out.append(heatmap(rows_, weeks, value, f"{name}: every signal by week (share of its limit)",
                            legend="grey: not measured; a black border: flagged"))
         if len(closures):

@@ -23,8 +23,8 @@ promotion or a bulk order is one series' week, not the region's):
   the region's mean carries only in part (a third of the stores 30% up moves it 10%). Each
   store's week is its own robust level less the region's (``store_departures``); each store is
   judged against its own baseline of such weeks, in its own spread over the reference year, and
-  the week's statistic is the cube root of the mean of the stores' squared z (``store_spread``:
-  a mean of squares, which the cube root makes nearly normal, Wilson-Hilferty). It rises when
+  the week's statistic is the mean of the stores' squared z, standardized by its cube root for
+  the number of stores judged (``store_spread``: Wilson-Hilferty). It rises when
   stores move apart, whichever way each moves; it is judged one way, up, over the mean of 2 and 4
   weeks (one store's odd week, a delivery booked twice or half a week's data missing, is not the
   stores moving apart).
@@ -350,35 +350,49 @@ def store_departures(frame: pd.DataFrame, values: np.ndarray, spreads: np.ndarra
 @dataclass(frozen=True)
 class Spread:
     values: dict[str, float]  # each week's statistic (weeks with ``MIN_STORES`` judged stores)
-    changes: dict[str, float]  # the last week's: each store's departure less its baseline and the stores' median
-    z: dict[str, float]  # and that in the store's own scale
+    changes: pd.DataFrame  # week x store: each store's departure less its baseline and the stores' median
+    z: pd.DataFrame  # week x store: that in the store's own scale
+
+
+def _store_baselines(values: np.ndarray, weeks: np.ndarray, usable: np.ndarray) -> np.ndarray:
+    """Per week and store, the mean of the store's ``BASELINE`` usable weeks ending ``GUARD`` weeks
+    before (at least 2 of them); where those are fewer, its latest usable weeks before then (up to
+    ``BASELINE``, at least 2), as ``baseline`` does for a region's statistic: a change flagged for
+    months, its weeks kept out of the baselines, is still measured against what came before it."""
+    base = np.full(values.shape, np.nan)
+    for i, w in enumerate(weeks):
+        before = usable & (weeks <= w - GUARD)
+        window = before & (weeks >= w - GUARD - BASELINE + 1)
+        part = values[window]
+        count = np.isfinite(part).sum(axis=0)
+        with np.errstate(invalid="ignore"):
+            base[i] = np.where(count >= 2, np.nansum(part, axis=0) / np.maximum(count, 1), np.nan)
+        for j in np.flatnonzero((count < 2) & before.any()):
+            latest = values[before, j]
+            latest = latest[np.isfinite(latest)][-BASELINE:]
+            if len(latest) >= 2:
+                base[i, j] = float(latest.mean())
+    return base
 
 
 def store_spread(departures: dict[str, dict[str, float]], calibration: set[str] | frozenset,
                  excluded: frozenset = frozenset()) -> Spread:
     """The ``spread`` statistic of every week of ``departures`` ({week: {store: departure}},
-    ``store_departures``). Each store's week less its baseline (the mean of its ``BASELINE`` weeks
-    ending ``GUARD`` weeks before, leaving out ``excluded`` weeks, at least 2 of them), less the
-    median of that over the week's stores (what the stores moved together, and the pull of the
-    stores that moved on the region's level: a third of the stores 60% up leave the others at 0,
-    not at -20%), divided by the root mean square of that over the ``calibration`` weeks (at least
-    ``MIN_SPREAD_WEEKS`` of them; ``MIN_STORE_SCALE`` at least): the store's z. The week's value
-    is the cube root of the mean of its stores' z squared, over at least ``MIN_STORES`` stores.
-    Stores 0.1 and -0.1 from their baselines, in scales of 0.1: cbrt((1 + 1) / 2) = 1."""
+    ``store_departures``). Each store's week less its baseline (``_store_baselines``, leaving out
+    ``excluded`` weeks), less the median of that over the week's stores (what the stores moved
+    together, and the pull of the stores that moved on the region's level: a third of the stores
+    60% up leave the others at 0, not at -20%), divided by the root mean square of that over the
+    ``calibration`` weeks (at least ``MIN_SPREAD_WEEKS`` of them; ``MIN_STORE_SCALE`` at least):
+    the store's z. The week's value: the mean of its k stores' z squared (k at least
+    ``MIN_STORES``), a chi-square / k were the z's standard normal, standardized by Wilson and
+    Hilferty's cube root, (m^(1/3) - (1 - 2 / 9k)) / sqrt(2 / 9k): nearly standard normal, whatever
+    the number of stores judged (a week with 3 of a region's 8 stores spreads as far as one with 8).
+    Three stores at z 10, -10 and 0: m = 200 / 3, (4.055 - 0.926) / 0.272 = 11.5."""
     if not departures:
-        return Spread({}, {}, {})
+        return Spread({}, pd.DataFrame(), pd.DataFrame())
     table = pd.DataFrame.from_dict(departures, orient="index").sort_index()
     values = table.to_numpy(dtype=float)
-    weeks = _week_numbers(table.index)
-    usable = ~table.index.isin(list(excluded))
-    base = np.full(values.shape, np.nan)
-    for i, w in enumerate(weeks):
-        window = usable & (weeks >= w - GUARD - BASELINE + 1) & (weeks <= w - GUARD)
-        if window.sum() >= 2:
-            part = values[window]
-            count = np.isfinite(part).sum(axis=0)
-            with np.errstate(invalid="ignore"):
-                base[i] = np.where(count >= 2, np.nansum(part, axis=0) / np.maximum(count, 1), np.nan)
+    base = _store_baselines(values, _week_numbers(table.index), ~table.index.isin(list(excluded)))
     change = values - base
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a week without a store judged: its median is nan
@@ -390,12 +404,12 @@ def store_spread(departures: dict[str, dict[str, float]], calibration: set[str] 
     z = change / np.maximum(scale, MIN_STORE_SCALE)
     judged = np.isfinite(z).sum(axis=1)
     square = np.nansum(np.square(z), axis=1) / np.maximum(judged, 1)
-    week_values = {str(w): round(float(np.cbrt(v)), 6) for w, v, n in zip(table.index, square, judged)
-                   if n >= MIN_STORES}
-    last = np.isfinite(z[-1])
-    stores = table.columns.astype(str)
-    return Spread(week_values, {s: float(c) for s, c in zip(stores[last], change[-1][last])},
-                  {s: float(v) for s, v in zip(stores[last], z[-1][last])})
+    spread = 2.0 / (9.0 * np.maximum(judged, 1))
+    standard = (np.cbrt(square) - (1.0 - spread)) / np.sqrt(spread)
+    week_values = {str(w): round(float(v), 6) for w, v, n in zip(table.index, standard, judged) if n >= MIN_STORES}
+    index, columns = table.index.astype(str), table.columns.astype(str)
+    return Spread(week_values, pd.DataFrame(change, index=index, columns=columns),
+                  pd.DataFrame(z, index=index, columns=columns))
 
 
 def build_level_reference(rows: pd.DataFrame, forecasts: np.ndarray, out_of_sample: pd.DataFrame | None) -> dict:

@@ -281,11 +281,13 @@ def _spread(departures: dict[str, float] | None, reference: dict | None, week: s
             limits: MonitorLimits) -> dict:
     """The ``spread`` signal: the week's stores against the region, each in its own baseline and
     scale (``levels.store_spread``, over the reference's weeks, the weeks this model served and this
-    one; weeks it flagged stay out of the stores' baselines), judged up only, at ``demand``'s
-    false-alarm rate, over the mean of 2 and 4 weeks (on orange juice, one store's odd week, 80%
-    up or 58% down, crossed the 1-week limit in 2 of 78 unchanged region-weeks). Keeps the week's
-    ``departures`` (later weeks' baselines) and the stores that moved furthest, with how far
-    (``moved``: at least ``NAMED_STORE_Z`` of their own scales, or else the furthest one)."""
+    one; weeks it flagged stay out of the stores' baselines), judged up only (at ``demand``'s limit,
+    so at most half its false-alarm rate), over the mean of 2 and 4 weeks (on orange juice, one
+    store's odd week, 80% up or 58% down, crossed the 1-week limit in 2 of 78 unchanged
+    region-weeks). Keeps the week's ``departures`` (later weeks' baselines) and the stores that
+    moved furthest over the window that crossed (this week's, else), with how far (``moved``: each
+    store's mean change and z over those weeks; ``named`` where its z is at least
+    ``NAMED_STORE_Z``; where none is, the furthest one, not named)."""
     if not reference:
         return {"value": None, "flagged": False, "status": "not measured: the model's reference has no stores' "
                                                            "levels (trained before them): retrain it"}
@@ -302,10 +304,15 @@ def _spread(departures: dict[str, float] | None, reference: dict | None, week: s
     else:
         out = _signal("spread", value, {w: v for w, v in found.values.items() if w in reference}, week, history,
                       (limits, limits.level_false_alarm), SLOW_WINDOWS, upward=True)
-    order = sorted(found.z, key=lambda store: -abs(found.z[store]))
-    moved = [s for s in order if abs(found.z[s]) >= NAMED_STORE_Z] or order[:1]
-    out.update(departures=departures, stores=len(found.z),
-               moved=[{"store": s, "change": found.changes[s], "z": found.z[s]} for s in moved])
+    window = [w for w in (since(week, n + 1) for n in range(out["weeks"] if out.get("flagged") else 1))
+              if w in found.z.index]
+    z, change = found.z.loc[window].mean(), found.changes.loc[window].mean()
+    z = z[z.notna()]
+    order = sorted(z.index, key=lambda store: -abs(z[store]))
+    named = [s for s in order if abs(z[s]) >= NAMED_STORE_Z]
+    out.update(departures=departures, stores=int(len(z)),
+               moved=[{"store": s, "change": float(change[s]), "z": float(z[s]), "named": s in named}
+                      for s in (named or order[:1])])
     return out
 
 
@@ -436,11 +443,15 @@ def describe(name: str, signal: dict, week: str) -> str:
         how = f"mean of {weeks} weeks, {how}"
     if name == "spread":
         moved = signal.get("moved") or []
-        shown = ", ".join(f"{m['store']} {levels.ratio(m['change']):+.0%}" for m in moved[:5])
-        more = f" and {len(moved) - 5} more" if len(moved) > 5 else ""
-        return (f"stores apart: {len(moved)} of {signal.get('stores', '?')} stores moved away from the rest of the "
-                f"region ({shown}{more} against the others, each against its own recent weeks) since "
-                f"{signal.get('since') or since(week, weeks)} (stores' spread {how})")
+        named = [m for m in moved if m.get("named", True)]
+        over = f"over the {weeks} weeks, " if weeks > 1 else ""
+        shown = ", ".join(f"{m['store']} {levels.ratio(m['change']):+.0%}" for m in named[:5])
+        more = f" and {len(named) - 5} more" if len(named) > 5 else ""
+        text = (f"{len(named)} of {signal.get('stores', '?')} stores moved away from the rest of the region "
+                f"({shown}{more} against the others, {over}each against its own recent weeks)") if named else \
+            (f"the stores' levels spread apart, none of them {NAMED_STORE_Z:g} of its own scales out"
+             + (f" (the furthest: {moved[0]['store']} {levels.ratio(moved[0]['change']):+.0%})" if moved else ""))
+        return f"stores apart: {text} since {signal.get('since') or since(week, weeks)} (stores' spread {how})"
     if name.startswith(("weather:", "demographics:")):
         return f"{name} {signal['change']:+.3g} against its recent weeks ({how})"
     change = levels.ratio(signal["change"])
@@ -521,7 +532,7 @@ def from_table(table: pd.DataFrame) -> dict:
             entry["value"] = float(value) if pd.notna(value) else None
             if "uncertainty" in part and pd.notna(part["uncertainty"].iloc[0]) and part["uncertainty"].iloc[0]:
                 entry["uncertainty"] = float(part["uncertainty"].iloc[0])
-            ones = part[part["window"] == 1]
+            ones = part[part["window"] == part["window"].min()]  # this week's, or the shortest window's
             if len(ones) and pd.notna(ones["z"].iloc[0]):
                 entry["z"] = float(ones["z"].iloc[0])
             crossed = part.loc[part["flagged"] & part["z"].notna(), "z"]
@@ -574,7 +585,8 @@ def summary(assessment: dict) -> dict:
     spread = assessment["signals"].get("spread")
     if spread and spread.get("windows"):  # a statistic of z's, no change of level: the stores it names
         out["spread"] = {"z": spread["z"], "limit": spread["limit"], "weeks": spread["weeks"],
-                         "stores": {m["store"]: levels.ratio(m["change"]) for m in spread.get("moved", [])}}
+                         "stores": {m["store"]: levels.ratio(m["change"]) for m in spread.get("moved", [])
+                                    if m.get("named", True)}}
     if assessment.get("bias") is not None:
         out["bias"] = assessment["bias"]
     if assessment.get("unseen_time_of_year"):

@@ -85,8 +85,9 @@ def _latest_flagged(history: list[dict], cause: str) -> dict | None:
 
 
 def level_cause(history: list[dict]) -> dict | None:
-    """``history``: the region's weeks assessed once their actuals landed. A change of level is
-    the latest week's demand or bias signal."""
+    """``history``: the region's weeks assessed once their actuals landed (or compared with the
+    other regions'). A change of level is the latest week's demand, stores' spread, bias or
+    regional signal."""
     return _latest_flagged(history, "level_shift")
 
 
