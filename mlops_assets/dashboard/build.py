@@ -28,6 +28,7 @@ from mlops_assets.contract.validation import TABLES
 from mlops_assets.dashboard.charts import bar_chart, esc, heatmap, line_chart
 from mlops_assets.ml import metrics
 from mlops_assets.ml.ensemble import SEGMENTS
+from mlops_assets.monitoring import monitor
 from mlops_assets.registry.tracking import Registry, registered_name
 from mlops_assets.resources.storage import StorageResource
 
@@ -421,7 +422,7 @@ def _signal_panels(regions: dict[str, _Region], links: Links) -> str:
             if ratio is None:
                 return None, False, "not measured"
             hit = flagged.get((signal, week), False)
-            shown = max(ratio, 0.0) if signal == "spread" else abs(ratio)  # the spread flags upwards only
+            shown = max(ratio, 0.0) if signal in monitor.UPWARD else abs(ratio)  # flagged upwards only
             return shown, hit, f"{'FLAGGED' if hit else 'ok'}, {shown:.2f} of the limit"
         out.append(heatmap(rows_, weeks, value, f"{name}: every signal by week (share of its limit)",
                            legend="grey: not measured; a black border: flagged"))
@@ -477,7 +478,7 @@ def _signal_rows(r: "_Region") -> pd.DataFrame:
 
 def _closest(signals: pd.DataFrame) -> dict[tuple[str, str], float]:
     """(signal, week) -> the signed z over limit of the window closest to its limit (a mix part:
-    its value over its limit; the stores' spread, judged up only: its largest)."""
+    its value over its limit; a signal judged up only, ``monitor.UPWARD``: its largest)."""
     out: dict[tuple[str, str], float] = {}
     for row in signals.to_dict("records"):
         if row.get("limit") is None or not np.isfinite(row["limit"]) or row["limit"] == 0:
@@ -487,7 +488,7 @@ def _closest(signals: pd.DataFrame) -> dict[tuple[str, str], float]:
             continue
         ratio = float(stat / row["limit"])
         key = (row["signal"], row["week"])
-        if key not in out or (ratio > out[key] if row["signal"] == "spread" else abs(ratio) > abs(out[key])):
+        if key not in out or (ratio > out[key] if row["signal"] in monitor.UPWARD else abs(ratio) > abs(out[key])):
             out[key] = ratio
     return out
 

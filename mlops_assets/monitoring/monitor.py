@@ -55,6 +55,7 @@ REFERENCE_WEEKS = 52  # a year: every season is in the reference
 # a store named as one that moved: this many of its own scales from its baseline (by chance alone,
 # one store in a few hundred a week)
 NAMED_STORE_Z = 3.0
+UPWARD = frozenset({"spread"})  # signals only a rise flags (their z below 0 is no change; their plots one-sided)
 WINDOWS = (1, 2, 4)  # a level is judged over this week, and the mean of the last 2 and 4 weeks
 # the forecasts and a covariate over the mean of the last 2 and 4 weeks: one odd week (a storm, a
 # holiday the reference year saw a week earlier) is no drift, a feed that runs 5 C warm is there the
@@ -303,7 +304,7 @@ def _spread(departures: dict[str, float] | None, reference: dict | None, week: s
                "status": f"not measured: fewer than {levels.MIN_STORES} stores with a baseline and a scale"}
     else:
         out = _signal("spread", value, {w: v for w, v in found.values.items() if w in reference}, week, history,
-                      (limits, limits.level_false_alarm), SLOW_WINDOWS, upward=True)
+                      (limits, limits.level_false_alarm), SLOW_WINDOWS, upward="spread" in UPWARD)
     window = [w for w in (since(week, n + 1) for n in range(out["weeks"] if out.get("flagged") else 1))
               if w in found.z.index]
     z, change = found.z.loc[window].mean(), found.changes.loc[window].mean()

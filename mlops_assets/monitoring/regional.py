@@ -81,10 +81,9 @@ def assess_week(week: str, values: dict[str, float | None], calibrations: dict[s
     compared region's reference holds (at least ``COMMON_WEEKS``; a region whose reference shares
     fewer is left out, the shortest first, and says so). The region whose comparison moved
     furthest (with two regions: largest window |z| plus |own z|) is judged as it is; every other
-    region's week
-    is its comparison plus the pull the leader put on it (its coefficient / (regions - 1) times the
-    leader's 1-week departure), and that corrected value is what it stores: a lasting change in
-    one region never settles into the others' baselines as a level they then depart from.
+    region's week is its comparison plus the pull the leader put on it (its coefficient / (regions
+    - 1) times the leader's 1-week departure), and that corrected value is what it stores: a lasting
+    change in one region never settles into the others' baselines as a level they then depart from.
 
     Returns per region an assessment shaped like ``monitor.assess_week``'s (stage ``regional``):
     the signal, the verdict and its reason, or the status that says why it was not measured."""
