@@ -207,7 +207,7 @@ def region_evidence(storage: StorageResource, region: str, version: str) -> tupl
         if len(row):
             accuracy.append({"week": week, "mape": float(row["mape"].iloc[0]),
                              "holdout_mape": float(row["holdout_mape"].iloc[0])})
-        found = stored_assessment(table, version)
+        found = stored_assessment(table)  # its rows are the version's already
         if found:
             levels.append(found)
     return drift, levels, accuracy, compared

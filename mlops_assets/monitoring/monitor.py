@@ -182,6 +182,14 @@ def reference_profile(observed: pd.DataFrame, as_of_week: str, predict, out_of_s
 # --- a week ------------------------------------------------------------------------------------
 
 
+def _served(history: list[dict], name: str, key: str = "value") -> tuple[dict, frozenset]:
+    """A signal's stored ``key`` in each earlier week of ``history`` that has one ({week: it}), and
+    the weeks the signal flagged."""
+    found = [(h["week"], h.get("signals", {}).get(name) or {}) for h in history]
+    return ({week: signal[key] for week, signal in found if signal.get(key) is not None},
+            frozenset(week for week, signal in found if signal.get("flagged")))
+
+
 def _signal(name: str, value: float | None, calibration: dict[str, float], week: str, history: list[dict],
             limit: tuple[MonitorLimits, float], windows: tuple[int, ...] = (1,), floor: float = 0.0,
             scaled: frozenset | None = None, least: dict[int, float] | None = None,
@@ -198,9 +206,7 @@ def _signal(name: str, value: float | None, calibration: dict[str, float], week:
     limits, false_alarm = limit
     # a week the signal flagged stays out of its baselines: a change is measured against what came
     # before it for as long as it lasts, not absorbed as the new normal while nobody acted on it
-    served = {h["week"]: h["signals"][name]["value"] for h in history
-              if h.get("signals", {}).get(name, {}).get("value") is not None}
-    flagged = frozenset(h["week"] for h in history if h.get("signals", {}).get(name, {}).get("flagged"))
+    served, flagged = _served(history, name)
     # which way each of them moved: a change stays "since" its first week only while it goes one way
     directions = {h["week"]: _direction(h["signals"][name]) for h in history if h["week"] in flagged}
     if value is None or not np.isfinite(value):
@@ -294,9 +300,8 @@ def _spread(departures: dict[str, float] | None, reference: dict | None, week: s
                                                            "levels (trained before them): retrain it"}
     if not departures:
         return {"value": None, "flagged": False, "status": "not measured: no store levels this week"}
-    served = {h["week"]: h["signals"]["spread"]["departures"] for h in history
-              if (h.get("signals", {}).get("spread") or {}).get("departures")}
-    flagged = frozenset(h["week"] for h in history if (h.get("signals", {}).get("spread") or {}).get("flagged"))
+    served, flagged = _served(history, "spread", "departures")
+    served = {w: stores for w, stores in served.items() if stores}
     found = levels.store_spread({**reference, **served, week: departures}, frozenset(reference), flagged)
     value = found.values.get(week)
     if value is None:
