@@ -671,6 +671,24 @@ def test_some_stores_moving_apart_flag_the_spread_and_name_them():
     assert "spread" in rules.level_cause(history)["signals"]  # (this steady panel: demand too)
     alerts = [a for a in signal_alerts("north", label, found) if a["kind"] == "store_shift"]
     assert len(alerts) == 1 and "s1 +" in alerts[0]["message"] and "s4 +" in alerts[0]["message"]
+    # the alerts table (and the health asset) read it back from the stored partition: the same alert
+    [stored] = [a for a in stored_alerts("north", label, history[-1]) if a["kind"] == "store_shift"]
+    assert (stored["severity"], stored["message"]) == (alerts[0]["severity"], alerts[0]["message"])
+
+
+def test_a_level_check_that_passes_says_which_signals_it_could_not_measure():
+    from mlops_assets.assets.health import LEVEL_SIGNALS, _unmeasured
+
+    judged = {"windows": {1: {"z": 0.3}}, "flagged": False}
+    old = {"value": None, "flagged": False, "status": "not measured: the model's reference has no stores' levels "
+                                                      "(trained before them): retrain it"}
+    found = {"north|2026-01-05": {"signals": {"demand": judged, "spread": old, "error": judged}},
+             "north|2026-01-12": {"signals": {"demand": judged, "spread": judged, "error": judged}}}
+    assert _unmeasured(found, LEVEL_SIGNALS) == ("; spread: not measured: the model's reference has no stores' levels "
+                                                 "(trained before them): retrain it (1 of 2 week(s))")
+    found["north|2026-01-12"]["signals"].pop("error")  # a signal the week does not have at all
+    assert _unmeasured(found, LEVEL_SIGNALS).endswith("; error: not measured (1 of 2 week(s))")
+    assert _unmeasured({k: {"signals": {n: judged for n in LEVEL_SIGNALS}} for k in found}, LEVEL_SIGNALS) == ""
 
 
 def test_on_realistic_demand_stores_moving_apart_are_found_and_named(loop_landing_template):
@@ -738,3 +756,16 @@ def test_a_lasting_change_in_some_stores_stays_flagged():
     assert sorted(m["store"] for m in found["moved"] if m["named"]) == stores[:3]
     assert describe("spread", found, labels[-1]).startswith(
         "stores apart: 3 of 8 stores moved away from the rest of the region (s")
+
+
+def test_the_dashboard_draws_a_signal_judged_up_only_by_its_largest_window():
+    """A window of the stores' spread far below its baseline is stores closer together than usual: no
+    flag, so the dashboard's line and heat map show its highest window, while demand shows the
+    window furthest either way."""
+    from mlops_assets.dashboard.build import _closest
+
+    rows = pd.DataFrame({"signal": ["spread", "spread", "demand", "demand"], "week": "2026-01-05",
+                         "window": [2, 4, 1, 2], "z": [-4.0, 1.5, -4.0, 1.5], "limit": 3.0, "value": 0.0})
+    found = _closest(rows)
+    assert found[("spread", "2026-01-05")] == pytest.approx(0.5)
+    assert found[("demand", "2026-01-05")] == pytest.approx(-4 / 3)

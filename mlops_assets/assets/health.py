@@ -152,6 +152,23 @@ def _unjudged(found: dict[str, dict]) -> str:
             f"year)") if weeks else ""
 
 
+LEVEL_SIGNALS = ("demand", "spread", "error")  # forecast_accuracy's signals, judged once a week's actuals land
+
+
+def _unmeasured(found: dict[str, dict], names: tuple[str, ...]) -> str:
+    """'; <signal>: <why it was not measured> (N of M weeks)' for each of ``names`` that some
+    assessed week of ``found`` did not measure (a model trained before the signal existed, too few
+    stores or calibration weeks), or '': a check that passes never reads as if it had judged it."""
+    judged = [a for a in found.values() if not a.get("unseen_time_of_year")]
+    out = []
+    for name in names:
+        why = [(a.get("signals", {}).get(name) or {}).get("status") or "not measured" for a in judged
+               if not (a.get("signals", {}).get(name) or {}).get("windows")]
+        if why:
+            out.append(f"; {name}: {why[-1]} ({len(why)} of {len(judged)} week(s))")
+    return "".join(out)
+
+
 def build_drift_metrics(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDefinition:
     @dg.asset(**_weekly_monitor(
         "drift_metrics", partitions_def,
@@ -273,7 +290,7 @@ def build_forecast_accuracy(partitions_def: dg.MultiPartitionsDefinition) -> dg.
                  "degradation": v["degradation"], "rows": int(v["rows"]),
                  # the band's realized calibration: the share of actuals below each quantile
                  **{k: v[k] for k in ("below_p10", "below_p50", "below_p90") if k in v},
-                 **(_plotted(a, ("demand", "spread", "error")) if a else {}),
+                 **(_plotted(a, LEVEL_SIGNALS) if a else {}),
                  **({"bias": float(a["bias"])} if a and a.get("bias") is not None else {})}, partition_key=key)
         yield dg.Output(out)
         accuracy_found = [a for a in found if a["kind"] in ("accuracy", "worse_than_baseline")]
@@ -288,7 +305,8 @@ def build_forecast_accuracy(partitions_def: dg.MultiPartitionsDefinition) -> dg.
         yield dg.AssetCheckResult(
             check_name="level_shift", passed=not shifted, severity=dg.AssetCheckSeverity.WARN,
             description="; ".join(f"{k}: {'; '.join(a['reasons'])}" for k, a in list(shifted.items())[:5]) or
-            ("demand, the stores' spread and bias within their limits" + _unjudged(levels_found) if levels_found
+            ("demand, the stores' spread and bias within their limits where measured" + _unjudged(levels_found)
+             + _unmeasured(levels_found, LEVEL_SIGNALS) if levels_found
              else "nothing assessed"),
             metadata={"partitions": ", ".join(levels_found) or "none", "weeks_flagged": len(shifted)})
 
