@@ -3,7 +3,7 @@
     .venv/bin/pip install -e '.[bench]'     # Evidently, the peer (bench only)
     .venv/bin/python bench/drift_power.py                                  # the bundled sample
     .venv/bin/python bench/drift_power.py --landing /tmp/oj --name "orange juice"   # bench/real_data.py
-    [--trials 12] [--span 26] [--earlier 0] [--seed 0] [--no-evidently] [--json FILE]
+    [--trials 12] [--span 26] [--earlier 0] [--seed 0] [--evidently-trials N | --no-evidently] [--json FILE]
 
 Per region, a model is trained as the pipeline trains it (``train_region``), as of the week
 before the last ``--span`` weeks (``--earlier N``: a span that ends N weeks before the last,
@@ -18,7 +18,8 @@ Shifts are injected into one region's conditioned data from a random week of the
 least 2 weeks in and 5 before its end), independent of the sample generator's own drift:
 
 - demand level x0.6, x0.85, x1.15, x1.3, x1.6, in every store, and separately in a random
-  third of the region's stores (units scaled with random rounding, so small counts move too);
+  third of the region's stores (the nearest whole number: 3 of 8); units scaled with random
+  rounding, so small counts move too;
 - a covariate: the region's weather feed 5 C warmer (observed and forecast; data with weather);
 - the mix: a new product line (a third of the products again under new ids, each selling
   0.5-1.5x the product it copies), and a third of the products delisted.
@@ -32,7 +33,8 @@ region-week on the unchanged data, with their interval and their weeks, and the 
 the monitor named closed stores (stores that sold nothing: left out of demand and bias). The same for
 Evidently's data-drift preset with its defaults (dataset drift when half of the columns drift;
 Wasserstein and Jensen-Shannon at 0.1 on thousands of rows), on the same weeks, columns and
-reference rows.
+reference rows: every trial, or the first ``--evidently-trials`` of each shift (a report per week
+costs more than the project's whole replay).
 """
 
 from __future__ import annotations
@@ -105,6 +107,12 @@ def _scale(units: pd.Series, factor: float, rng: np.random.Generator) -> np.ndar
     return np.floor(scaled + rng.random(len(scaled))).astype("int64")
 
 
+def _third(ids, rng: np.random.Generator) -> np.ndarray:
+    """A random third of ``ids``: the nearest whole number to a third (3 of 8 stores, not 2, a
+    quarter), at least one."""
+    return rng.choice(ids, size=max(1, round(len(ids) / 3)), replace=False)
+
+
 def shifted(inputs: dict, kind: str, size: float, start: str, rng: np.random.Generator) -> dict:
     """``inputs`` with one change from week ``start`` on."""
     out = dict(inputs)
@@ -113,9 +121,7 @@ def shifted(inputs: dict, kind: str, size: float, start: str, rng: np.random.Gen
     if kind in ("level", "level_third"):
         rows = after
         if kind == "level_third":
-            stores = demand["store_id"].unique()
-            chosen = rng.choice(stores, size=max(1, len(stores) // 3), replace=False)
-            rows = after & demand["store_id"].isin(chosen)
+            rows = after & demand["store_id"].isin(_third(demand["store_id"].unique(), rng))
         demand.loc[rows, "net_demand"] = _scale(demand.loc[rows, "net_demand"], size, rng)
     elif kind == "weather":
         weather = inputs["weather"].copy()
@@ -126,8 +132,7 @@ def shifted(inputs: dict, kind: str, size: float, start: str, rng: np.random.Gen
         out["weather"] = weather
     elif kind == "new_products":
         products = inputs["products"]
-        ids = demand["product_id"].unique()
-        chosen = rng.choice(ids, size=max(1, len(ids) // 3), replace=False)
+        chosen = _third(demand["product_id"].unique(), rng)
         copies = demand[after & demand["product_id"].isin(chosen)].copy()
         factor = dict(zip(chosen, rng.uniform(0.5, 1.5, len(chosen))))
         copies["net_demand"] = _scale(copies["net_demand"] * copies["product_id"].map(factor), 1.0, rng)
@@ -136,8 +141,7 @@ def shifted(inputs: dict, kind: str, size: float, start: str, rng: np.random.Gen
         new = products[products["product_id"].isin(chosen)].assign(product_id=lambda f: f["product_id"] + "_new")
         out["products"] = pd.concat([products, new], ignore_index=True)
     elif kind == "delisted":
-        ids = demand["product_id"].unique()
-        chosen = rng.choice(ids, size=max(1, len(ids) // 3), replace=False)
+        chosen = _third(demand["product_id"].unique(), rng)
         demand = demand[~(after & demand["product_id"].isin(chosen))]
     out["demand"] = demand
     return out
@@ -223,8 +227,10 @@ def evidently_flags(region: Region, weeks: dict[str, dict]) -> dict[str, bool]:
     return out
 
 
-def run(landing: Path, name: str, trials: int, span: int, seed: int, evidently: bool,
+def run(landing: Path, name: str, trials: int, span: int, seed: int, evidently: int,
         regions: list[str] | None, earlier: int = 0) -> dict:
+    """``evidently``: how many of each shift's trials Evidently judges too (the first ones: the
+    same weeks and rows; 0: none)."""
     started = time.perf_counter()
     print(f"{name}: training {landing}", file=sys.stderr)
     prepared = prepare(landing, span, regions, earlier)
@@ -253,7 +259,7 @@ def run(landing: Path, name: str, trials: int, span: int, seed: int, evidently: 
                                                            for o in others}, before)
             signals = [found[w]["by"] for w in window if found[w]["flagged"]]
             record["project"]["signals"] = signals[0] if signals else []
-            if evidently:
+            if trial < evidently:
                 peer = evidently_flags(region, {w: found[w] for w in window})
                 record["evidently"] = _detection({w: {"flagged": v} for w, v in peer.items()}, window,
                                                  {o.name: {w: peer_unchanged[o.name][w] for w in window}
@@ -272,7 +278,8 @@ def run(landing: Path, name: str, trials: int, span: int, seed: int, evidently: 
         false_alarms["evidently"] = _false_alarms(peer_unchanged)
     return {"name": name, "landing": str(landing), "regions": [r.name for r in prepared], "span_weeks": span,
             "span": [prepared[0].weeks[0], prepared[0].weeks[-1]] if prepared else None,
-            "trials_per_shift": trials, "trials": rows, "false_alarms": false_alarms,
+            "trials_per_shift": trials, "evidently_trials_per_shift": min(evidently, trials), "trials": rows,
+            "false_alarms": false_alarms,
             "seconds": time.perf_counter() - started}
 
 
@@ -314,7 +321,7 @@ def interval(hits: int, trials: int) -> tuple[float, float]:
 
 def table(result: dict, who: str) -> pd.DataFrame:
     records = []
-    frame = pd.DataFrame(result["trials"])
+    frame = pd.DataFrame([t for t in result["trials"] if who in t])
     for label, part in frame.groupby("shift", sort=False):
         delays = [t[who]["delay"] for t in part.to_dict("records")]
         detected = [d for d in delays if d is not None]
@@ -347,6 +354,8 @@ def main() -> int:
     parser.add_argument("--earlier", type=int, default=0,
                         help="end the monitored span this many weeks before the landing's last week")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--evidently-trials", type=int,
+                        help="judge only the first N trials of each shift with Evidently too (default: all)")
     parser.add_argument("--no-evidently", action="store_true")
     parser.add_argument("--json")
     args = parser.parse_args()
@@ -355,14 +364,16 @@ def main() -> int:
     started = time.perf_counter()
     results = []
     for landing, name in zip(landings, names):
-        result = run(Path(landing), name, args.trials, args.span, args.seed, not args.no_evidently,
+        peer = 0 if args.no_evidently else args.trials if args.evidently_trials is None else args.evidently_trials
+        result = run(Path(landing), name, args.trials, args.span, args.seed, peer,
                      args.regions.split(",") if args.regions else None, args.earlier)
         results.append(result)
-        for who in ("project", *(() if args.no_evidently else ("evidently",))):
+        for who in ("project", *(("evidently",) if peer else ())):
             fa = result["false_alarms"][who]
             print(f"\n{name} ({', '.join(result['regions'])}; {result['span_weeks']} monitored weeks per region, "
                   f"{' to '.join(result['span'] or [])}, "
-                  f"{result['trials_per_shift']} trials per shift) - {who}")
+                  f"{result['trials_per_shift' if who == 'project' else 'evidently_trials_per_shift']} trials "
+                  f"per shift{'' if who == 'project' else ', the first of the same'}) - {who}")
             print(table(result, who).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
             low, high = interval(fa["flagged"], fa["region_weeks"]) if fa["region_weeks"] else (math.nan, math.nan)
             by = ""
