@@ -671,24 +671,42 @@ def test_some_stores_moving_apart_flag_the_spread_and_name_them():
     assert "spread" in rules.level_cause(history)["signals"]  # (this steady panel: demand too)
     alerts = [a for a in signal_alerts("north", label, found) if a["kind"] == "store_shift"]
     assert len(alerts) == 1 and "s1 +" in alerts[0]["message"] and "s4 +" in alerts[0]["message"]
-    # the alerts table (and the health asset) read it back from the stored partition: the same alert
+    # the alerts table (and the health asset) read it back from the stored partition: the same message and severity
     [stored] = [a for a in stored_alerts("north", label, history[-1]) if a["kind"] == "store_shift"]
     assert (stored["severity"], stored["message"]) == (alerts[0]["severity"], alerts[0]["message"])
 
 
-def test_a_level_check_that_passes_says_which_signals_it_could_not_measure():
-    from mlops_assets.assets.health import LEVEL_SIGNALS, _unmeasured
+def test_a_level_check_that_passes_says_what_it_could_not_measure():
+    from mlops_assets.assets.health import level_shift_description
 
     judged = {"windows": {1: {"z": 0.3}}, "flagged": False}
     old = {"value": None, "flagged": False, "status": "not measured: the model's reference has no stores' levels "
                                                       "(trained before them): retrain it"}
-    found = {"north|2026-01-05": {"signals": {"demand": judged, "spread": old, "error": judged}},
-             "north|2026-01-12": {"signals": {"demand": judged, "spread": judged, "error": judged}}}
-    assert _unmeasured(found, LEVEL_SIGNALS) == ("; spread: not measured: the model's reference has no stores' levels "
-                                                 "(trained before them): retrain it (1 of 2 week(s))")
-    found["north|2026-01-12"]["signals"].pop("error")  # a signal the week does not have at all
-    assert _unmeasured(found, LEVEL_SIGNALS).endswith("; error: not measured (1 of 2 week(s))")
-    assert _unmeasured({k: {"signals": {n: judged for n in LEVEL_SIGNALS}} for k in found}, LEVEL_SIGNALS) == ""
+    few = {"value": None, "flagged": False, "status": "not measured: fewer than 3 stores with a baseline and a scale"}
+    found = {"north|2026-01-05": {"flagged": False, "signals": {"demand": judged, "spread": old, "error": judged}},
+             "south|2026-01-05": {"flagged": False, "signals": {"demand": judged, "spread": old, "error": judged}},
+             "west|2026-01-05": {"flagged": False, "signals": {"demand": judged, "spread": few, "error": judged}},
+             "east|2026-01-05": {"flagged": False, "signals": {}, "status": "only 4 series this week: too few to "
+                                                                           "judge"}}
+    text = level_shift_description(found)
+    assert text.startswith("demand, stores apart and bias within their limits where measured; ")
+    # each reason once, with its count; a week not assessed at all said once, not as three signals
+    assert "; 1 of 4 week(s) not assessed: only 4 series this week: too few to judge" in text
+    assert "; stores apart: " + old["status"] + " (2 of 4 week(s))" in text
+    assert "; stores apart: " + few["status"] + " (1 of 4 week(s))" in text
+    assert "demand:" not in text and "bias:" not in text
+    # a week of the year the reference does not hold: demand not judged, said by its own note; the rest counted
+    found["north|2026-01-05"] = {"flagged": False, "unseen_time_of_year": "week 1 not in the reference",
+                                 "signals": {"demand": {"value": None, "flagged": False, "status": "not measured"},
+                                             "spread": judged}}
+    text = level_shift_description(found)
+    assert "1 week(s) not judged" in text and "demand:" not in text and "; bias: not measured (1 of 4 week(s))" in text
+    # all measured: nothing added; a flagged week: its reasons instead
+    assert level_shift_description({"n|w": {"flagged": False, "signals": dict.fromkeys(("demand", "spread", "error"),
+                                                                                        judged)}}).endswith("measured")
+    assert level_shift_description({"n|w": {"flagged": True, "reasons": ["demand 58% above"], "signals": {}}}) == (
+        "n|w: demand 58% above")
+    assert level_shift_description({}) == "nothing assessed"
 
 
 def test_on_realistic_demand_stores_moving_apart_are_found_and_named(loop_landing_template):

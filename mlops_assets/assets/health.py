@@ -11,6 +11,7 @@ POSTs to the webhook, and only alerts that were not open before.
 
 import datetime as dt
 import json
+from collections import Counter
 
 import dagster as dg
 import pandas as pd
@@ -152,21 +153,39 @@ def _unjudged(found: dict[str, dict]) -> str:
             f"year)") if weeks else ""
 
 
-LEVEL_SIGNALS = ("demand", "spread", "error")  # forecast_accuracy's signals, judged once a week's actuals land
+# forecast_accuracy's signals, judged once a week's actuals land, as the dashboard and the alerts name them
+LEVEL_SIGNALS = {"demand": "demand", "spread": "stores apart", "error": "bias"}
 
 
-def _unmeasured(found: dict[str, dict], names: tuple[str, ...]) -> str:
-    """'; <signal>: <why it was not measured> (N of M weeks)' for each of ``names`` that some
-    assessed week of ``found`` did not measure (a model trained before the signal existed, too few
-    stores or calibration weeks), or '': a check that passes never reads as if it had judged it."""
-    judged = [a for a in found.values() if not a.get("unseen_time_of_year")]
-    out = []
-    for name in names:
-        why = [(a.get("signals", {}).get(name) or {}).get("status") or "not measured" for a in judged
-               if not (a.get("signals", {}).get(name) or {}).get("windows")]
-        if why:
-            out.append(f"; {name}: {why[-1]} ({len(why)} of {len(judged)} week(s))")
+def _unmeasured(found: dict[str, dict], names: dict[str, str]) -> str:
+    """'; ...' for every week of ``found`` that was not assessed at all (its status, once per
+    reason), and for each signal of ``names`` ({signal: its label}) an assessed week did not
+    measure (why, once per reason: a model trained before the signal existed, too few stores or
+    calibration weeks), each with how many of the weeks; '' where every signal was measured in
+    every week. So a check that passes never reads as if it had judged what it could not. Weeks
+    whose time of year the reference does not hold are ``_unjudged``'s for demand."""
+    weeks = len(found)
+    skipped = Counter(a.get("status") or "not assessed" for a in found.values() if not a.get("signals"))
+    out = [f"; {n} of {weeks} week(s) not assessed: {status}" for status, n in skipped.items()]
+    for name, label in names.items():
+        why = Counter((a["signals"].get(name) or {}).get("status") or "not measured" for a in found.values()
+                      if a.get("signals") and not (a["signals"].get(name) or {}).get("windows")
+                      and not (name == "demand" and a.get("unseen_time_of_year")))
+        out += [f"; {label}: {reason} ({n} of {weeks} week(s))" for reason, n in why.items()]
     return "".join(out)
+
+
+def level_shift_description(found: dict[str, dict]) -> str:
+    """The ``level_shift`` check's description of ``found`` ({'region|week': assessment}): the
+    flagged weeks' reasons (the first five), else what was within its limits and what could not
+    be judged."""
+    shifted = {k: a for k, a in found.items() if a["flagged"]}
+    if shifted:
+        return "; ".join(f"{k}: {'; '.join(a['reasons'])}" for k, a in list(shifted.items())[:5])
+    if not found:
+        return "nothing assessed"
+    return (f"{', '.join(list(LEVEL_SIGNALS.values())[:-1])} and {list(LEVEL_SIGNALS.values())[-1]} within their "
+            f"limits where measured" + _unjudged(found) + _unmeasured(found, LEVEL_SIGNALS))
 
 
 def build_drift_metrics(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDefinition:
@@ -290,7 +309,7 @@ def build_forecast_accuracy(partitions_def: dg.MultiPartitionsDefinition) -> dg.
                  "degradation": v["degradation"], "rows": int(v["rows"]),
                  # the band's realized calibration: the share of actuals below each quantile
                  **{k: v[k] for k in ("below_p10", "below_p50", "below_p90") if k in v},
-                 **(_plotted(a, LEVEL_SIGNALS) if a else {}),
+                 **(_plotted(a, tuple(LEVEL_SIGNALS)) if a else {}),
                  **({"bias": float(a["bias"])} if a and a.get("bias") is not None else {})}, partition_key=key)
         yield dg.Output(out)
         accuracy_found = [a for a in found if a["kind"] in ("accuracy", "worse_than_baseline")]
@@ -304,10 +323,7 @@ def build_forecast_accuracy(partitions_def: dg.MultiPartitionsDefinition) -> dg.
         shifted = {k: a for k, a in levels_found.items() if a["flagged"]}
         yield dg.AssetCheckResult(
             check_name="level_shift", passed=not shifted, severity=dg.AssetCheckSeverity.WARN,
-            description="; ".join(f"{k}: {'; '.join(a['reasons'])}" for k, a in list(shifted.items())[:5]) or
-            ("demand, the stores' spread and bias within their limits where measured" + _unjudged(levels_found)
-             + _unmeasured(levels_found, LEVEL_SIGNALS) if levels_found
-             else "nothing assessed"),
+            description=level_shift_description(levels_found),
             metadata={"partitions": ", ".join(levels_found) or "none", "weeks_flagged": len(shifted)})
 
     return forecast_accuracy
