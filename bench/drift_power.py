@@ -319,9 +319,10 @@ def interval(hits: int, trials: int) -> tuple[float, float]:
     return float(found.low), float(found.high)
 
 
-def table(result: dict, who: str) -> pd.DataFrame:
+def table(result: dict, who: str, only: str | None = None) -> pd.DataFrame:
+    """``who``'s rows per shift, over the trials it judged (``only``: those ``only`` judged too)."""
     records = []
-    frame = pd.DataFrame([t for t in result["trials"] if who in t])
+    frame = pd.DataFrame([t for t in result["trials"] if who in t and (only is None or only in t)])
     for label, part in frame.groupby("shift", sort=False):
         delays = [t[who]["delay"] for t in part.to_dict("records")]
         detected = [d for d in delays if d is not None]
@@ -342,6 +343,34 @@ def table(result: dict, who: str) -> pd.DataFrame:
     return pd.DataFrame(records)
 
 
+def report(result: dict) -> None:
+    """Prints a landing's tables: the project's; where Evidently judged fewer trials, the project's
+    over those; and Evidently's."""
+    name, peer, trials = result["name"], result["evidently_trials_per_shift"], result["trials_per_shift"]
+    for who, only in (("project", None), *((("project", "evidently"),) if 0 < peer < trials else ()),
+                      *((("evidently", None),) if peer else ())):
+        count = trials if who == "project" and not only else peer
+        of = f"the first {count} trials per shift of the {trials}" if count < trials else f"{count} trials per shift"
+        print(f"\n{name} ({', '.join(result['regions'])}; {result['span_weeks']} monitored weeks per region, "
+              f"{' to '.join(result['span'] or [])}, {of}) - {who}{' (the trials Evidently judged)' if only else ''}")
+        print(table(result, who, only).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+        if only:
+            continue
+        fa = result["false_alarms"][who]
+        low, high = interval(fa["flagged"], fa["region_weeks"]) if fa["region_weeks"] else (math.nan, math.nan)
+        by = ""
+        if who == "project":
+            weeks = ", ".join(f"{f['region']} {f['week']} ({', '.join(f['signals'])})"
+                              for f in result["false_alarms"]["weeks"])
+            by = f"; by signal: {result['false_alarms']['by_signal']}" + (f"; in {weeks}" if weeks else "")
+        print(f"false alarms on the unchanged data: {fa['flagged']} of {fa['region_weeks']} region-weeks "
+              f"({fa['rate']:.1%}, 95% interval {low:.1%}-{high:.1%}){by}")
+        closures = result["false_alarms"]["closed_stores"]
+        if who == "project" and closures:
+            print(f"closed stores named in the unchanged data (not flagged): {len(closures)} region-weeks: "
+                  + ", ".join(f"{c['region']} {c['week']} ({', '.join(c['stores'])})" for c in closures))
+
+
 def main() -> int:
     from mlops_assets.config import SAMPLE_LANDING_DIR
 
@@ -354,11 +383,15 @@ def main() -> int:
     parser.add_argument("--earlier", type=int, default=0,
                         help="end the monitored span this many weeks before the landing's last week")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--evidently-trials", type=int,
-                        help="judge only the first N trials of each shift with Evidently too (default: all)")
-    parser.add_argument("--no-evidently", action="store_true")
+    peers = parser.add_mutually_exclusive_group()
+    peers.add_argument("--evidently-trials", type=int,
+                       help="judge only the first N trials of each shift with Evidently too (default: all; trials "
+                            "go to the regions in turn, so a multiple of the regions keeps them even)")
+    peers.add_argument("--no-evidently", action="store_true")
     parser.add_argument("--json")
     args = parser.parse_args()
+    if args.evidently_trials is not None and args.evidently_trials < 0:
+        parser.error("--evidently-trials must be 0 or more")
     landings = args.landing or [str(SAMPLE_LANDING_DIR)]
     names = args.name or [Path(p).name for p in landings]
     started = time.perf_counter()
@@ -368,25 +401,7 @@ def main() -> int:
         result = run(Path(landing), name, args.trials, args.span, args.seed, peer,
                      args.regions.split(",") if args.regions else None, args.earlier)
         results.append(result)
-        for who in ("project", *(("evidently",) if peer else ())):
-            fa = result["false_alarms"][who]
-            print(f"\n{name} ({', '.join(result['regions'])}; {result['span_weeks']} monitored weeks per region, "
-                  f"{' to '.join(result['span'] or [])}, "
-                  f"{result['trials_per_shift' if who == 'project' else 'evidently_trials_per_shift']} trials "
-                  f"per shift{'' if who == 'project' else ', the first of the same'}) - {who}")
-            print(table(result, who).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-            low, high = interval(fa["flagged"], fa["region_weeks"]) if fa["region_weeks"] else (math.nan, math.nan)
-            by = ""
-            if who == "project":
-                weeks = ", ".join(f"{f['region']} {f['week']} ({', '.join(f['signals'])})"
-                                  for f in result["false_alarms"]["weeks"])
-                by = f"; by signal: {result['false_alarms']['by_signal']}" + (f"; in {weeks}" if weeks else "")
-            print(f"false alarms on the unchanged data: {fa['flagged']} of {fa['region_weeks']} region-weeks "
-                  f"({fa['rate']:.1%}, 95% interval {low:.1%}-{high:.1%}){by}")
-            closures = result["false_alarms"]["closed_stores"]
-            if who == "project" and closures:
-                print(f"closed stores named in the unchanged data (not flagged): {len(closures)} region-weeks: "
-                      + ", ".join(f"{c['region']} {c['week']} ({', '.join(c['stores'])})" for c in closures))
+        report(result)
     seconds = time.perf_counter() - started
     print(f"\n{seconds:.0f} s, peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     if args.json:
