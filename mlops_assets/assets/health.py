@@ -153,25 +153,24 @@ def _unjudged(found: dict[str, dict]) -> str:
             f"year)") if weeks else ""
 
 
-# forecast_accuracy's signals, judged once a week's actuals land, as the dashboard and the alerts name them
-LEVEL_SIGNALS = {"demand": "demand", "spread": "stores apart", "error": "bias"}
+LEVEL_SIGNALS = ("demand", "spread", "error")  # forecast_accuracy's signals, judged once a week's actuals land
 
 
-def _unmeasured(found: dict[str, dict], names: dict[str, str]) -> str:
+def _unmeasured(found: dict[str, dict], names: tuple[str, ...]) -> str:
     """'; ...' for every week of ``found`` that was not assessed at all (its status, once per
-    reason), and for each signal of ``names`` ({signal: its label}) an assessed week did not
-    measure (why, once per reason: a model trained before the signal existed, too few stores or
-    calibration weeks), each with how many of the weeks; '' where every signal was measured in
+    reason), and for each signal of ``names`` (under its ``monitor.LABELS`` name) an assessed
+    week did not measure (why, once per reason: a model trained before the signal existed, too few
+    stores or calibration weeks), each with how many of the weeks; '' where every signal was measured in
     every week. So a check that passes never reads as if it had judged what it could not. Weeks
     whose time of year the reference does not hold are ``_unjudged``'s for demand."""
     weeks = len(found)
     skipped = Counter(a.get("status") or "not assessed" for a in found.values() if not a.get("signals"))
     out = [f"; {n} of {weeks} week(s) not assessed: {status}" for status, n in skipped.items()]
-    for name, label in names.items():
+    for name in names:
         why = Counter((a["signals"].get(name) or {}).get("status") or "not measured" for a in found.values()
                       if a.get("signals") and not (a["signals"].get(name) or {}).get("windows")
                       and not (name == "demand" and a.get("unseen_time_of_year")))
-        out += [f"; {label}: {reason} ({n} of {weeks} week(s))" for reason, n in why.items()]
+        out += [f"; {monitor.LABELS[name]}: {reason} ({n} of {weeks} week(s))" for reason, n in why.items()]
     return "".join(out)
 
 
@@ -184,8 +183,9 @@ def level_shift_description(found: dict[str, dict]) -> str:
         return "; ".join(f"{k}: {'; '.join(a['reasons'])}" for k, a in list(shifted.items())[:5])
     if not found:
         return "nothing assessed"
-    return (f"{', '.join(list(LEVEL_SIGNALS.values())[:-1])} and {list(LEVEL_SIGNALS.values())[-1]} within their "
-            f"limits where measured" + _unjudged(found) + _unmeasured(found, LEVEL_SIGNALS))
+    *most, last = (monitor.LABELS[name] for name in LEVEL_SIGNALS)
+    return (f"{', '.join(most)} and {last} within their limits where measured" + _unjudged(found)
+            + _unmeasured(found, LEVEL_SIGNALS))
 
 
 def build_drift_metrics(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDefinition:
@@ -309,7 +309,7 @@ def build_forecast_accuracy(partitions_def: dg.MultiPartitionsDefinition) -> dg.
                  "degradation": v["degradation"], "rows": int(v["rows"]),
                  # the band's realized calibration: the share of actuals below each quantile
                  **{k: v[k] for k in ("below_p10", "below_p50", "below_p90") if k in v},
-                 **(_plotted(a, tuple(LEVEL_SIGNALS)) if a else {}),
+                 **(_plotted(a, LEVEL_SIGNALS) if a else {}),
                  **({"bias": float(a["bias"])} if a and a.get("bias") is not None else {})}, partition_key=key)
         yield dg.Output(out)
         accuracy_found = [a for a in found if a["kind"] in ("accuracy", "worse_than_baseline")]

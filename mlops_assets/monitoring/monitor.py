@@ -56,6 +56,9 @@ REFERENCE_WEEKS = 52  # a year: every season is in the reference
 # one store in a few hundred a week)
 NAMED_STORE_Z = 3.0
 UPWARD = frozenset({"spread"})  # signals only a rise flags (their z below 0 is no change; their plots one-sided)
+# the level signals as the dashboard and the asset checks name them
+LABELS = {"demand": "demand", "regional": "vs other regions", "spread": "stores apart", "error": "bias",
+          "forecast": "forecasts"}
 WINDOWS = (1, 2, 4)  # a level is judged over this week, and the mean of the last 2 and 4 weeks
 # the forecasts and a covariate over the mean of the last 2 and 4 weeks: one odd week (a storm, a
 # holiday the reference year saw a week earlier) is no drift, a feed that runs 5 C warm is there the
@@ -433,6 +436,12 @@ def since(week: str, weeks: int) -> str:
     return (pd.Timestamp(week) - pd.Timedelta(weeks=weeks - 1)).strftime("%Y-%m-%d")
 
 
+def named_stores(spread: dict) -> list[dict]:
+    """The stores a ``spread`` signal names as moved (its ``moved`` entries at least ``NAMED_STORE_Z``
+    out; every entry of one stored before entries said so)."""
+    return [m for m in spread.get("moved") or [] if m.get("named", True)]
+
+
 def describe(name: str, signal: dict, week: str) -> str:
     """One line a person reads: what moved, by how much, since when, against which limit."""
     if name == "mix":
@@ -449,7 +458,7 @@ def describe(name: str, signal: dict, week: str) -> str:
         how = f"mean of {weeks} weeks, {how}"
     if name == "spread":
         moved = signal.get("moved") or []
-        named = [m for m in moved if m.get("named", True)]
+        named = named_stores(signal)
         over = f"over the {weeks} weeks, " if weeks > 1 else ""
         shown = ", ".join(f"{m['store']} {levels.ratio(m['change']):+.0%}" for m in named[:5])
         more = f" and {len(named) - 5} more" if len(named) > 5 else ""
@@ -591,8 +600,7 @@ def summary(assessment: dict) -> dict:
     spread = assessment["signals"].get("spread")
     if spread and spread.get("windows"):  # a statistic of z's, no change of level: the stores it names
         out["spread"] = {"z": spread["z"], "limit": spread["limit"], "weeks": spread["weeks"],
-                         "stores": {m["store"]: levels.ratio(m["change"]) for m in spread.get("moved", [])
-                                    if m.get("named", True)}}
+                         "stores": {m["store"]: levels.ratio(m["change"]) for m in named_stores(spread)}}
     if assessment.get("bias") is not None:
         out["bias"] = assessment["bias"]
     if assessment.get("unseen_time_of_year"):
