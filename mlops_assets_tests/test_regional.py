@@ -170,3 +170,45 @@ def test_a_region_that_cannot_be_compared_says_why_and_is_never_flagged():
     # what a partition stores of it: one row that says why
     table = to_table(found["west"], "west", "1")
     assert list(table["signal"]) == ["status"] and "share 10 weeks" in table["detail"].iloc[0]
+
+
+def test_a_region_carried_by_two_others_moving_apart_is_not_flagged_and_says_which():
+    """West 15% down for good and, two weeks in, south's own odd week 35% up. South's comparison
+    moved furthest that week, so its pull is the one taken out; west's, the other way, is not, and
+    against the others' mean north looks up from that week on, beyond its limit. Against south
+    alone it is below, not above: the pair check holds its flag back and says why; west and south
+    keep theirs."""
+    calibrations, served = _split(_chain(seed=6, shares=dict.fromkeys(SHARES, 0.8)))
+    moved = _shifted(served, "west", 0.85, 55)
+    moved["south"] = {**moved["south"], WEEKS[57]: moved["south"][WEEKS[57]] + np.log(1.35)}
+    for stored in (False, True):  # pairs judged against their history in memory, or as stored
+        found = _replay(calibrations, moved, stored)
+        flagged = _flagged(found)
+        assert flagged["west"] == WEEKS[55:62] and WEEKS[57] in flagged["south"], flagged
+        assert flagged["north"] == [], flagged
+        north = found["north"][WEEKS[57]]["signals"]["regional"]
+        # beyond its limit against the others' mean: without the pair check, flagged
+        assert any(w["z"] >= w["limit"] for w in north["windows"].values())
+        assert north["vetoed_by"] == ["south"] and north["pairs"]["south"]["z"] < 0 < north["z"]
+        assert north["note"].startswith("not flagged: above the other regions' mean")
+        assert "but not above south (pair z" in north["note"] and not found["north"][WEEKS[57]]["reasons"]
+        # stored so: the note is the row's detail, no window reads as flagged, the pairs read back
+        table = to_table(found["north"][WEEKS[57]], "north", "1")
+        assert not table["flagged"].any() and table["detail"].iloc[0] == north["note"]
+        assert from_table(table)["signals"]["regional"]["pairs"] == north["pairs"]
+        # west stood apart from each region alone, its flag's way, every week it was flagged
+        assert all(p["z"] < -regional.PAIR_Z for w in WEEKS[55:62]
+                   for p in found["west"][w]["signals"]["regional"]["pairs"].values())
+
+
+def test_with_three_regions_each_week_keeps_its_pairs_and_a_region_that_moved_stands_apart_from_each():
+    calibrations, served = _split(_chain(seed=2))
+    found = _replay(calibrations, _shifted(served, "west", 1.6, 57), stored=True)
+    west = found["west"][WEEKS[58]]["signals"]["regional"]
+    assert west["flagged"] and set(west["pairs"]) == {"north", "south"}
+    assert all(p["z"] > regional.PAIR_Z for p in west["pairs"].values())
+    # each pair is its region's value less its coefficient on the other region alone
+    assert set(found["north"][WEEKS[52]]["signals"]["regional"]["pairs"]) == {"south", "west"}
+    # two regions: the pair is the comparison itself, none kept
+    two = _replay({r: calibrations[r] for r in ("north", "south")}, {r: served[r] for r in ("north", "south")})
+    assert "pairs" not in two["north"][WEEKS[53]]["signals"]["regional"]
