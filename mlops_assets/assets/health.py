@@ -431,8 +431,7 @@ def build_regional_comparison(partitions_def: dg.PartitionsDefinition) -> dg.Ass
                 signal = a["signals"].get(regional.SIGNAL, {})
                 if signal.get("z") is not None:
                     meta[f"{r} z"], meta[f"{r} limit"] = float(signal["z"]), float(signal["limit"])
-                # a flag the pair check held back says so (``regional``: another region's move)
-                meta[f"{r} status"] = signal.get("note") or _verdict(a)
+                meta[f"{r} status"] = _verdict(a)
                 if a["flagged"]:
                     flagged.setdefault(week, []).append(f"{r}: {a['reasons'][0]}")
             meta["verdict"] = ("flagged: " + "; ".join(flagged[week])) if week in flagged else (

@@ -484,7 +484,7 @@ def describe(name: str, signal: dict, week: str) -> str:
 # --- stored form -----------------------------------------------------------------------------
 
 TABLE_COLUMNS = ["region", "week_start", "stage", "signal", "window", "value", "mean", "center", "scale", "z", "limit",
-                 "flagged", "detail", "uncertainty", "model_version", "pull", "peers", "pending", "departures", "pairs"]
+                 "flagged", "detail", "uncertainty", "model_version", "pull", "peers", "pending", "departures"]
 
 
 def to_table(assessment: dict, region: str, model_version: str) -> pd.DataFrame:
@@ -492,8 +492,7 @@ def to_table(assessment: dict, region: str, model_version: str) -> pd.DataFrame:
     baseline centre and scale, z and limit; a mix part as value and limit; ``detail`` holds the
     reason line of a flagged signal (on its window 1 row, or its first row), else its status. A
     regional comparison's rows also hold the pull added back to its value (``pull``), the regions
-    it was compared with (``peers``), those whose week was still to come (``pending``) and its
-    comparison with each other region alone (``pairs``, JSON: ``regional.stored_pair``); a
+    it was compared with (``peers``) and those whose week was still to come (``pending``); a
     ``spread`` signal's, each store's departure from the region that week (``departures``, JSON)."""
     rows = []
     base = {"region": region, "week_start": pd.Timestamp(assessment["week"]), "stage": assessment["stage"],
@@ -507,7 +506,6 @@ def to_table(assessment: dict, region: str, model_version: str) -> pd.DataFrame:
                              "flagged": p["flagged"], "detail": detail})
             continue
         stores = json.dumps(s["departures"], sort_keys=True) if s.get("departures") else ""
-        pairs = json.dumps(s["pairs"], sort_keys=True) if s.get("pairs") else ""
         if not s.get("windows"):
             rows.append({**base, "signal": name, "window": 1, "value": s["value"], "flagged": False, "detail": detail,
                          "departures": stores})
@@ -517,14 +515,14 @@ def to_table(assessment: dict, region: str, model_version: str) -> pd.DataFrame:
                          "center": w["center"], "scale": w["scale"], "z": w["z"], "limit": w["limit"],
                          "flagged": w.get("flagged", abs(w["z"]) >= w["limit"]), "detail": detail if i == 0 else "",
                          "uncertainty": s.get("uncertainty", 0.0), "pull": s.get("pull", 0.0),
-                         "departures": stores if i == 0 else "", "pairs": pairs if i == 0 else ""})
+                         "departures": stores if i == 0 else ""})
     if not rows:  # nothing measured: one row says why
         rows.append({**base, "signal": "status", "window": 1, "flagged": False,
                      "detail": assessment.get("status", "")})
     frame = pd.DataFrame(rows).reindex(columns=TABLE_COLUMNS)
     for c in ("value", "mean", "center", "scale", "z", "limit", "uncertainty", "pull"):
         frame[c] = frame[c].astype(float)
-    for c in ("peers", "pending", "departures", "pairs"):
+    for c in ("peers", "pending", "departures"):
         frame[c] = frame[c].fillna("").astype(str)
     frame["window"] = frame["window"].astype("int64")
     frame["flagged"] = frame["flagged"].fillna(False).astype(bool)
@@ -561,9 +559,6 @@ def from_table(table: pd.DataFrame) -> dict:
         stored = [d for d in part["departures"] if isinstance(d, str) and d] if "departures" in part else []
         if stored:
             entry["departures"] = json.loads(stored[0])
-        pairs = [d for d in part["pairs"] if isinstance(d, str) and d] if "pairs" in part else []
-        if pairs:  # a regional comparison's pairs (``regional.stored_pair``): their later weeks' history
-            entry["pairs"] = json.loads(pairs[0])
         if entry["flagged"]:
             entry["reason"] = next(d for d in part["detail"] if d)
     reasons = [s["reason"] for s in signals.values() if s["flagged"]]
@@ -602,8 +597,6 @@ def summary(assessment: dict) -> dict:
         if s and s.get("windows"):
             out[name] = {"change": levels.ratio(s["change"]), "z": s["z"], "limit": s["limit"],
                          "weeks": s["weeks"]}
-            if s.get("note"):  # a regional flag the pair check held back
-                out[name]["note"] = s["note"]
     spread = assessment["signals"].get("spread")
     if spread and spread.get("windows"):  # a statistic of z's, no change of level: the stores it names
         out["spread"] = {"z": spread["z"], "limit": spread["limit"], "weeks": spread["weeks"],

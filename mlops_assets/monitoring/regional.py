@@ -23,18 +23,6 @@ moved) is judged as it is, and every other region with that pull added back to i
 which is stored so: a 60% jump in one region flags that region, not the others, for as long as it
 lasts.
 
-Against the others' mean, two regions that moved in one week can still make a third look moved:
-one region shifted and another's own odd week the other way leave the region between them apart
-from their mean, though it stands with one of them. So with three regions or more a flag holds
-only where the region stands apart, the same way, from each other region alone too: its ``pair``
-comparison with each (``value(r) - beta_ro x value(o)``, ``beta_ro`` its coefficient on that one
-region, judged like the rest against its own recent weeks) departs at least ``PAIR_Z`` of its
-scale in the flag's direction, in a window that crossed the limit. A region that moved stands apart from every other;
-one carried by two others' moves does not stand apart from the one it moved with. Each pair's week
-is stored with the region's comparison (its value and whether it crossed its own limit): the pair's
-history in later weeks. On the drift benchmark's trials this removed 4 of orange juice's 7 flags
-elsewhere and no detection (``bench/drift_power.py``; README).
-
 With one region there is nothing to compare with, and the signal says so: the region's own
 ``demand`` signal is what judges it then (and a change the whole chain shares, which this signal
 takes out by design).
@@ -50,11 +38,6 @@ SIGNAL = "regional"
 ASSET = "regional_comparison"  # the asset that stores it: <asset>/<region>/<week>.parquet
 COMMON_WEEKS = 13  # reference weeks every compared region must hold: a coefficient fit on fewer is noise
 STAGE = "regional"  # the stage of regional_comparison's rows (``monitor.to_table``)
-PAIR = "pair"  # a region against one other region alone
-# a flagged region must depart from each other region alone by at least this many of the pair's
-# scales the same way: half a scale, so a pair's noise cannot veto a region that moved (on the
-# drift benchmark 0.5, 1.0 and 1.5 vetoed the same flags)
-PAIR_Z = 0.5
 
 
 def coefficient(own: dict[str, float], common: dict[str, float]) -> float:
@@ -144,15 +127,6 @@ def assess_week(week: str, values: dict[str, float | None], calibrations: dict[s
         return _signal(SIGNAL, value, calibration, week, histories.get(region, []),
                        (limits, limits.level_false_alarm), WINDOWS)
 
-    def pair(region: str, other: str) -> dict:
-        beta = coefficient({w: calibrations[region][w] for w in common}, {w: calibrations[other][w] for w in common})
-        history = [{"week": h["week"], "signals": {PAIR: h["signals"][SIGNAL]["pairs"][other]}}
-                   for h in histories.get(region, [])
-                   if other in (h.get("signals", {}).get(SIGNAL) or {}).get("pairs", {})]
-        return _signal(PAIR, values[region] - beta * values[other],
-                       {w: calibrations[region][w] - beta * calibrations[other][w] for w in common}, week, history,
-                       (limits, limits.level_false_alarm), WINDOWS)
-
     first = {r: judge(r, v) for r, (_, v, _, _) in found.items()}
     measured = [r for r, s in first.items() if s.get("windows")]
     if len(judged) == 2:  # each moved the other's comparison as far as its own: its own level tells
@@ -170,55 +144,12 @@ def assess_week(week: str, values: dict[str, float | None], calibrations: dict[s
             pull = beta * share * departure
             signal = judge(region, value + pull)
             signal["pull"] = pull
-        if len(judged) >= 3 and signal.get("windows"):
-            pairs = {o: pair(region, o) for o in others}
-            signal["pairs"] = {o: stored_pair(p) for o, p in pairs.items()}
-            if signal.get("flagged"):
-                _veto(signal, pairs)
         reasons = [describe(SIGNAL, signal, week)] if signal.get("flagged") else []
         out[region] = {"week": week, "stage": STAGE, "rows": len(judged), "signals": {SIGNAL: signal},
                        "reasons": reasons, "flagged": bool(reasons),
                        "status": "assessed" if signal.get("windows") else signal.get("status", "not measured"),
                        "coefficient": beta, "compared_with": others, "furthest": lead == region}
     return out
-
-
-def stored_pair(signal: dict) -> dict:
-    """What a week keeps of a ``pair`` signal: its value, whether it crossed its own limit and which
-    way (its later weeks' baseline and onset), and its z."""
-    out = {"value": signal.get("value"), "flagged": bool(signal.get("flagged"))}
-    if signal.get("windows"):
-        out["z"] = float(signal["z"])
-    if signal.get("flagged"):
-        out["direction"] = int(signal["direction"])
-    return out
-
-
-def _veto(signal: dict, pairs: dict[str, dict]) -> None:
-    """Unflag a flagged ``regional`` signal where, in every window that crossed its limit, the
-    region does not stand apart, its flag's way, from each other region alone by ``PAIR_Z`` in the
-    same window (a pair that window could not measure does not veto). The note says which regions
-    and how far, and the windows keep their z's."""
-    direction = int(signal["direction"])
-    short = {}
-    for n in sorted(n for n, w in signal["windows"].items() if w["flagged"]):
-        apart = {o: direction * p["windows"][n]["z"] for o, p in pairs.items() if n in p.get("windows", {})}
-        short[n] = {o: z for o, z in apart.items() if z < PAIR_Z}
-        if not short[n]:
-            return  # apart from every other region in a window that crossed: the flag holds
-    n = min(short)
-    way = "above" if direction > 0 else "below"
-    over = f"over {n} weeks " if n > 1 else ""
-    shown = ", ".join(f"{o} (pair z {direction * z:+.1f})" for o, z in sorted(short[n].items()))
-    signal["note"] = (f"not flagged: {way} the other regions' mean {over}(z {signal['z']:+.1f}, limit "
-                      f"{signal['limit']:.1f}) but not {way} {shown} alone by {PAIR_Z:g} of the pair's scale: "
-                      f"another region's move, not its own")
-    signal["vetoed_by"] = sorted(set().union(*short.values()))
-    signal["flagged"] = False
-    for key in ("direction", "since"):
-        signal.pop(key, None)
-    for w in signal["windows"].values():
-        w["flagged"] = False
 
 
 def replay(values: dict[str, dict[str, float | None]], calibrations: dict[str, dict[str, float] | None],
