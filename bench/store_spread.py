@@ -25,16 +25,16 @@ stores' median, in its own scale) and the same trials; their limits are the quan
 statistic over every unchanged span, start week and (for the first) draw of stores, so real
 stores' own wandering sets them, not a normal table:
 
-- **told the stores, the week and the way**: the sum of the changed stores' z over the weeks
-  since the change, / sqrt(terms), signed the way they moved (with normal, independent z's the
-  most powerful test there is, Neyman-Pearson);
+- **told the stores, the week and the way**: the changed stores' z over the weeks since the
+  change, each weighted by 1 / its store's scale (a change of log f moves a store's z by log f /
+  its scale), summed, / the root of the weights' squares, signed the way they moved; its limit
+  is taken for each way apart. With independent normal z's the most powerful test there is
+  (Neyman-Pearson): near the most any test can find at that rate.
 - **told the week**: each store's z summed over the weeks since the change, / sqrt(weeks),
-  squared, over the stores (``_chi``, Wilson-Hilferty as ``store_spread``): the change in any
-  stores, either way.
-
-What they find bounds what a monitor that must find the stores and the week can find at that
-false-alarm rate: the distance to them is what a better statistic could still win, the rest no
-statistic can.
+  squared, over the stores (``_chi``, Wilson-Hilferty as ``store_spread``): a plain chi-square
+  for a change in any stores, either way, its limit pooled over every region and span (the
+  monitor's follow each region's own recent weeks). A peer, not a bound: it can find less than
+  the monitor does.
 
 The sample plants store events of its own (``mlops_assets/sample.py``: closures, remodels x1.15-1.4,
 competitors x0.6-0.85, for good): a flag there may be a true one, and the stores it names say which.
@@ -70,20 +70,26 @@ ORACLE_WINDOWS = (2, 4)  # weeks since the change the told tests read: "within 2
 NULL_DRAWS = 20  # draws of stores per unchanged start week for the told-the-stores test's limit
 
 
-def _z(stores: dict, served: dict[str, dict[str, float]]):
+def _z(stores: dict, served: dict[str, dict[str, float]]) -> tuple:
     """The served weeks' store z's (weeks x stores), as the monitor's ``spread`` computes them over
-    the reference and those weeks (no week left out of the baselines: the told tests flag nothing)."""
+    the reference and those weeks (no week left out of the baselines: the told tests flag nothing),
+    and each store's weight, 1 / its scale (its change / its z)."""
     from mlops_assets.monitoring import levels
 
     calibration = stores["calibration"]
-    return levels.store_spread({**calibration, **served}, frozenset(calibration)).z.loc[list(served)]
+    found = levels.store_spread({**calibration, **served}, frozenset(calibration))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scale = (found.changes / found.z).replace([np.inf, -np.inf], np.nan).median()
+    return found.z.loc[list(served)], 1.0 / scale
 
 
-def _told_stores(z, start: int, weeks: int, chosen: list[str], sign: float) -> float:
-    """The changed stores' z summed over ``weeks`` from ``start``, / sqrt(terms), signed."""
+def _told_stores(z, weights, start: int, weeks: int, chosen: list[str], sign: float) -> float:
+    """The changed stores' z over ``weeks`` from ``start``, each weighted by its store's weight,
+    summed, / the root of the weights' squares, signed."""
     part = z.iloc[start:start + weeks][chosen].to_numpy(dtype=float)
-    part = part[np.isfinite(part)]
-    return float(sign * part.sum() / np.sqrt(len(part))) if len(part) else float("nan")
+    w = np.broadcast_to(weights[chosen].to_numpy(dtype=float), part.shape)
+    ok = np.isfinite(part) & np.isfinite(w)
+    return float(sign * (w[ok] * part[ok]).sum() / np.sqrt((w[ok] ** 2).sum())) if ok.any() else float("nan")
 
 
 def _chi(z, start: int, weeks: int) -> float:
@@ -100,15 +106,19 @@ def _chi(z, start: int, weeks: int) -> float:
     return float((np.cbrt(np.mean(np.square(sums))) - (1.0 - spread)) / np.sqrt(spread))
 
 
+WAYS = {"up": 1.0, "down": -1.0}
+
+
 def oracle_limits(spans: dict, share: float, false_alarm: float, rng) -> dict:
     """The told tests' limits: each one's (1 - ``false_alarm``) quantile over every unchanged span,
-    region and start week (the told-the-stores one over ``NULL_DRAWS`` draws of stores a start and
-    both ways)."""
-    told, chi = {n: [] for n in ORACLE_WINDOWS}, {n: [] for n in ORACLE_WINDOWS}
+    region and start week (the told-the-stores one over ``NULL_DRAWS`` draws of stores a start,
+    each way apart)."""
+    told = {way: {n: [] for n in ORACLE_WINDOWS} for way in WAYS}
+    chi = {n: [] for n in ORACLE_WINDOWS}
     for found in spans.values():
         for v in found.values():
             served = v["stores"]["served"]
-            z = _z(v["stores"], served)
+            z, weights = _z(v["stores"], served)
             names = list(z.columns)
             for start in range(len(served) - max(ORACLE_WINDOWS) + 1):
                 for n in ORACLE_WINDOWS:
@@ -116,11 +126,14 @@ def oracle_limits(spans: dict, share: float, false_alarm: float, rng) -> dict:
                 for _ in range(NULL_DRAWS):
                     chosen = list(rng.choice(names, size=max(1, int(round(len(names) * share))), replace=False))
                     for n in ORACLE_WINDOWS:
-                        told[n] += [_told_stores(z, start, n, chosen, 1.0), _told_stores(z, start, n, chosen, -1.0)]
+                        for way, sign in WAYS.items():
+                            told[way][n].append(_told_stores(z, weights, start, n, chosen, sign))
     q = 1.0 - false_alarm
-    return {"told_stores": {n: float(np.nanquantile(told[n], q)) for n in ORACLE_WINDOWS},
+    return {"told_stores": {way: {n: float(np.nanquantile(by[n], q)) for n in ORACLE_WINDOWS}
+                            for way, by in told.items()},
             "told_week": {n: float(np.nanquantile(chi[n], q)) for n in ORACLE_WINDOWS},
-            "null_tests": {"told_stores": len(told[max(ORACLE_WINDOWS)]), "told_week": len(chi[max(ORACLE_WINDOWS)])}}
+            "null_tests": {"told_stores": len(told["up"][max(ORACLE_WINDOWS)]),
+                           "told_week": len(chi[max(ORACLE_WINDOWS)])}}
 
 
 def moved(served: dict[str, dict[str, float]], start: int, chosen: list[str], factor: float) -> dict:
@@ -166,10 +179,11 @@ def run(landing: Path, span: int, earlier: list[int], share: float, trials: int,
                     within2 += any(verdicts[start:start + 2])
                     within4 += any(verdicts[start:start + 4])
                     count += 1
-                    z = _z(v["stores"], moved(served, start, chosen, factor))
+                    z, weights = _z(v["stores"], moved(served, start, chosen, factor))
+                    way = "up" if factor > 1 else "down"
                     for n in ORACLE_WINDOWS:
-                        told["told_stores"][n] += (_told_stores(z, start, n, chosen, float(np.sign(np.log(factor))))
-                                                   > limits["told_stores"][n])
+                        told["told_stores"][n] += (_told_stores(z, weights, start, n, chosen, WAYS[way])
+                                                   > limits["told_stores"][way][n])
                         told["told_week"][n] += _chi(z, start, n) > limits["told_week"][n]
         detection[f"x{factor}"] = {"within_2": within2 / count, "within_4": within4 / count, "trials": count,
                                    **{f"{key}_within_{n}": hits / count
@@ -208,7 +222,8 @@ def main(argv=None) -> int:
     oracle = found["oracle"]
     print(f"told tests at {oracle['false_alarm']:.1%} a test, limits from {oracle['null_tests']['told_stores']} / "
           f"{oracle['null_tests']['told_week']} unchanged tests: told the stores "
-          + ", ".join(f"{n} wk {v:.2f}" for n, v in oracle["told_stores"].items()) + "; told the week "
+          + "; ".join(f"{way} " + ", ".join(f"{n} wk {v:.2f}" for n, v in by.items())
+                      for way, by in oracle["told_stores"].items()) + "; told the week "
           + ", ".join(f"{n} wk {v:.2f}" for n, v in oracle["told_week"].items()))
     print(f"| level, {args.share:.0%} of the stores | monitor: within 2 / 4 weeks | told the stores, the week "
           f"and the way | told the week | trials |")
