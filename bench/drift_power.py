@@ -147,13 +147,19 @@ def shifted(inputs: dict, kind: str, size: float, start: str, rng: np.random.Gen
     return out
 
 
-def shift_kinds(has_weather: bool) -> list[tuple[str, float, str]]:
-    """(kind, size, label)."""
+MIX_PRODUCTS = 3  # products a region needs before a third of them is a change of its mix, not all of it
+
+
+def shift_kinds(has_weather: bool, products: int = MIX_PRODUCTS) -> list[tuple[str, float, str]]:
+    """(kind, size, label). The mix changes only where every region sells ``MIX_PRODUCTS`` products
+    or more: a third of one product is that product, and delisting it ends the region's data."""
     kinds = [("level", s, f"demand x{s} (all stores)") for s in LEVELS]
     kinds += [("level_third", s, f"demand x{s} (a third of the stores)") for s in LEVELS]
     if has_weather:
         kinds.append(("weather", 5.0, "weather feed +5 C"))
-    kinds += [("new_products", 1.0, "mix: a new product line"), ("delisted", 1.0, "mix: a third of products delisted")]
+    if products >= MIX_PRODUCTS:
+        kinds += [("new_products", 1.0, "mix: a new product line"),
+                  ("delisted", 1.0, "mix: a third of products delisted")]
     return kinds
 
 
@@ -240,9 +246,12 @@ def run(landing: Path, name: str, trials: int, span: int, seed: int, evidently: 
     unchanged = {name: with_regional(weeks, regional[name]) for name, weeks in unchanged.items()}
     peer_unchanged = {r.name: evidently_flags(r, unchanged[r.name]) for r in prepared} if evidently else {}
     has_weather = all(r.inputs["weather"]["temp_max_c"].notna().any() for r in prepared)
+    products = min(r.inputs["demand"]["product_id"].nunique() for r in prepared)
+    if products < MIX_PRODUCTS:
+        print(f"{name}: {products} product(s) in a region: no mix shifts", file=sys.stderr)
     rng = np.random.default_rng(seed)
     rows = []
-    for kind, size, label in shift_kinds(has_weather):
+    for kind, size, label in shift_kinds(has_weather, products):
         for trial in range(trials):
             region = prepared[trial % len(prepared)]
             start = region.weeks[int(rng.integers(2, len(region.weeks) - 5))]
