@@ -356,8 +356,12 @@ def report(result: dict) -> None:
     """Prints a landing's tables: the project's; where Evidently judged fewer trials, the project's
     over those; and Evidently's."""
     name, peer, trials = result["name"], result["evidently_trials_per_shift"], result["trials_per_shift"]
-    for who, only in (("project", None), *((("project", "evidently"),) if 0 < peer < trials else ()),
-                      *((("evidently", None),) if peer else ())):
+    views = [("project", None)]  # (whose table, over the trials of whom: None for all its own)
+    if 0 < peer < trials:
+        views.append(("project", "evidently"))
+    if peer:
+        views.append(("evidently", None))
+    for who, only in views:
         count = trials if who == "project" and not only else peer
         of = f"the first {count} trials per shift of the {trials}" if count < trials else f"{count} trials per shift"
         print(f"\n{name} ({', '.join(result['regions'])}; {result['span_weeks']} monitored weeks per region, "

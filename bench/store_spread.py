@@ -70,6 +70,11 @@ ORACLE_WINDOWS = (2, 4)  # weeks since the change the told tests read: "within 2
 NULL_DRAWS = 20  # draws of stores per unchanged start week for the told-the-stores test's limit
 
 
+def _draw(names: list[str], share: float, rng) -> list[str]:
+    """A random ``share`` of ``names``: the nearest whole number of them, at least one."""
+    return list(rng.choice(names, size=max(1, int(round(len(names) * share))), replace=False))
+
+
 def _z(stores: dict, served: dict[str, dict[str, float]]) -> tuple:
     """The served weeks' store z's (weeks x stores), as the monitor's ``spread`` computes them over
     the reference and those weeks (no week left out of the baselines: the told tests flag nothing),
@@ -124,7 +129,7 @@ def oracle_limits(spans: dict, share: float, false_alarm: float, rng) -> dict:
                 for n in ORACLE_WINDOWS:
                     chi[n].append(_chi(z, start, n))
                 for _ in range(NULL_DRAWS):
-                    chosen = list(rng.choice(names, size=max(1, int(round(len(names) * share))), replace=False))
+                    chosen = _draw(names, share, rng)
                     for n in ORACLE_WINDOWS:
                         for way, sign in WAYS.items():
                             told[way][n].append(_told_stores(z, weights, start, n, chosen, sign))
@@ -169,18 +174,19 @@ def run(landing: Path, span: int, earlier: list[int], share: float, trials: int,
     for factor in FACTORS:
         within2 = within4 = count = 0
         told = {key: {n: 0 for n in ORACLE_WINDOWS} for key in ("told_stores", "told_week")}
+        way = "up" if factor > 1 else "down"
         for name, v in last.items():
             served = v["stores"]["served"]
             names = sorted({s for d in served.values() for s in d})
             for start in range(2, len(served) - 4):
                 for _ in range(trials):
-                    chosen = list(rng.choice(names, size=max(1, int(round(len(names) * share))), replace=False))
-                    verdicts = [s["flagged"] for s in replay(v["stores"], moved(served, start, chosen, factor))]
+                    chosen = _draw(names, share, rng)
+                    changed = moved(served, start, chosen, factor)
+                    verdicts = [s["flagged"] for s in replay(v["stores"], changed)]
                     within2 += any(verdicts[start:start + 2])
                     within4 += any(verdicts[start:start + 4])
                     count += 1
-                    z, weights = _z(v["stores"], moved(served, start, chosen, factor))
-                    way = "up" if factor > 1 else "down"
+                    z, weights = _z(v["stores"], changed)
                     for n in ORACLE_WINDOWS:
                         told["told_stores"][n] += (_told_stores(z, weights, start, n, chosen, WAYS[way])
                                                    > limits["told_stores"][way][n])
