@@ -399,8 +399,7 @@ def _signal_panels(regions: dict[str, _Region], links: Links) -> str:
         weeks = sorted(signals["week"].unique())[-DRIFT_WEEKS:]
         signals = signals[signals["week"].isin(weeks)]
         closest = _closest(signals)
-        series = {monitor.LABELS[signal]: [closest.get((signal, w)) for w in weeks]
-                  for signal in ("demand", "regional", "spread", "error", "forecast")
+        series = {label: [closest.get((signal, w)) for w in weeks] for signal, label in monitor.LABELS.items()
                   if any((signal, w) in closest for w in weeks)}
         series.update({"limit": [1.0] * len(weeks), "-limit": [-1.0] * len(weeks)})
         out.append(f"<h3>{esc(name)}</h3><p class='lineage'>against "

@@ -56,7 +56,7 @@ REFERENCE_WEEKS = 52  # a year: every season is in the reference
 # one store in a few hundred a week)
 NAMED_STORE_Z = 3.0
 UPWARD = frozenset({"spread"})  # signals only a rise flags (their z below 0 is no change; their plots one-sided)
-# the level signals as the dashboard and the asset checks name them
+# the level signals as the dashboard (in this order) and the asset checks name them
 LABELS = {"demand": "demand", "regional": "vs other regions", "spread": "stores apart", "error": "bias",
           "forecast": "forecasts"}
 WINDOWS = (1, 2, 4)  # a level is judged over this week, and the mean of the last 2 and 4 weeks
