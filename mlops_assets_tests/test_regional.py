@@ -89,9 +89,15 @@ def test_a_week_is_the_region_less_its_share_of_the_others_mean_and_the_leader_p
         pull = betas[region] * 0.5 * (window["mean"] - window["center"])
         assert found[region]["signals"]["regional"]["pull"] == pytest.approx(pull)
         assert found[region]["signals"]["regional"]["value"] == pytest.approx(raw[region] + pull)
-    table = to_table(found["west"], "west", "1")
+    found["west"]["peer_versions"] = {"north": "demand-forecast-north/2", "south": "demand-forecast-south/5"}
+    table = to_table(found["west"], "west", "demand-forecast-west/1")
     assert set(table["peers"]) == {"north,south"} and table["pull"].iloc[0] == pytest.approx(
         found["west"]["signals"]["regional"].get("pull", 0.0))
+    # read back: the comparison names every model behind it and its coefficient on their mean
+    stored = from_table(table)
+    assert stored["peer_versions"] == found["west"]["peer_versions"]
+    assert stored["model_version"] == "demand-forecast-west/1" and stored["compared_with"] == ["north", "south"]
+    assert stored["coefficient"] == pytest.approx(betas["west"])
 
 
 def test_what_the_whole_chain_shares_is_taken_out_and_one_region_own_change_stands_out():

@@ -358,11 +358,16 @@ def test_a_new_week_is_validated_conditioned_monitored_and_the_week_after_foreca
         compared = pd.read_parquet(settings.storage_root / "regional_comparison" / region / f"{new_week}.parquet")
         assert set(compared["signal"]) == {"regional"} and set(compared["window"]) == {1, 2, 4}
         assert set(compared["model_version"]) == {f"demand-forecast-{region}/1"}
+        # and names the other region's model, whose reference judged the week it was compared with
+        other = {"north": "south", "south": "north"}[region]
+        assert [json.loads(v) for v in set(compared["peer_versions"])] == [{other: f"demand-forecast-{other}/1"}]
+        assert set(compared["peers"]) == {other} and compared["coefficient"].between(0, 1).all()
     [run] = [r for r in runs if r.job_name == "comparison"]
     [record] = instance.fetch_materializations(dg.AssetRecordsFilter(
         asset_key=dg.AssetKey("regional_comparison"), asset_partitions=[new_week]), limit=1).records
     meta = record.asset_materialization.metadata
     assert meta["regions compared"].value == 2 and meta["pending"].value == "none"
+    assert meta["models"].value == "north demand-forecast-north/1, south demand-forecast-south/1"
     flagged = {r for r in ("north", "south") if abs(meta[f"{r} z"].value) >= meta[f"{r} limit"].value}
     assert meta["verdict"].value == ("no region beyond its limit" if not flagged else
                                      "flagged: " + "; ".join(f"{r}: " + meta[f"{r} status"].value.removeprefix(

@@ -420,9 +420,13 @@ def build_regional_comparison(partitions_def: dg.PartitionsDefinition) -> dg.Ass
                 {r: z for r, (_, z, _) in stored.items()})
             meta: dict = {"regions": len(stored), "regions compared": sum(a["status"] == "assessed"
                                                                           for a in found.values()),
-                          "pending": ", ".join(pending) or "none"}
+                          "models": ", ".join(f"{r} {v or 'none (baseline served)'}" for r, v in versions.items())
+                          or "none", "pending": ", ".join(pending) or "none"}
             for r, a in found.items():
                 a["pending"] = pending
+                # the models whose references judged the weeks it was compared with: a flag traces back
+                # to every model behind it, not only the region's own
+                a["peer_versions"] = {o: versions[o] for o in a.get("compared_with", [])}
                 # every evaluated region's file says how it compared, or why not (no champion served:
                 # model version ""); a compared week is read back as this signal's history
                 storage.write_parquet(f"{REGIONAL}/{r}/{week}.parquet", monitor.to_table(a, r, versions[r]))
@@ -431,6 +435,7 @@ def build_regional_comparison(partitions_def: dg.PartitionsDefinition) -> dg.Ass
                 signal = a["signals"].get(regional.SIGNAL, {})
                 if signal.get("z") is not None:
                     meta[f"{r} z"], meta[f"{r} limit"] = float(signal["z"]), float(signal["limit"])
+                    meta[f"{r} coefficient"] = round(float(a["coefficient"]), 3)  # its share of the others' mean
                 meta[f"{r} status"] = _verdict(a)
                 if a["flagged"]:
                     flagged.setdefault(week, []).append(f"{r}: {a['reasons'][0]}")

@@ -484,7 +484,8 @@ def describe(name: str, signal: dict, week: str) -> str:
 # --- stored form -----------------------------------------------------------------------------
 
 TABLE_COLUMNS = ["region", "week_start", "stage", "signal", "window", "value", "mean", "center", "scale", "z", "limit",
-                 "flagged", "detail", "uncertainty", "model_version", "pull", "peers", "pending", "departures"]
+                 "flagged", "detail", "uncertainty", "model_version", "pull", "peers", "pending", "departures",
+                 "coefficient", "peer_versions"]
 
 
 def to_table(assessment: dict, region: str, model_version: str) -> pd.DataFrame:
@@ -492,12 +493,17 @@ def to_table(assessment: dict, region: str, model_version: str) -> pd.DataFrame:
     baseline centre and scale, z and limit; a mix part as value and limit; ``detail`` holds the
     reason line of a flagged signal (on its window 1 row, or its first row), else its status. A
     regional comparison's rows also hold the pull added back to its value (``pull``), the regions
-    it was compared with (``peers``) and those whose week was still to come (``pending``); a
+    it was compared with (``peers``), the model version whose reference judged each of their weeks
+    (``peer_versions``, JSON {region: version}: the region's own is ``model_version``), its
+    coefficient on their mean (``coefficient``) and the regions whose week was still to come
+    (``pending``); a
     ``spread`` signal's, each store's departure from the region that week (``departures``, JSON)."""
     rows = []
     base = {"region": region, "week_start": pd.Timestamp(assessment["week"]), "stage": assessment["stage"],
             "model_version": model_version, "peers": ",".join(assessment.get("compared_with", [])),
-            "pending": ",".join(assessment.get("pending", []))}
+            "pending": ",".join(assessment.get("pending", [])), "coefficient": assessment.get("coefficient"),
+            "peer_versions": json.dumps(assessment["peer_versions"], sort_keys=True)
+            if assessment.get("peer_versions") else ""}
     for name, s in assessment["signals"].items():
         detail = describe(name, s, assessment["week"]) if s["flagged"] else s.get("note") or s["status"]
         if name == "mix":
@@ -520,9 +526,9 @@ def to_table(assessment: dict, region: str, model_version: str) -> pd.DataFrame:
         rows.append({**base, "signal": "status", "window": 1, "flagged": False,
                      "detail": assessment.get("status", "")})
     frame = pd.DataFrame(rows).reindex(columns=TABLE_COLUMNS)
-    for c in ("value", "mean", "center", "scale", "z", "limit", "uncertainty", "pull"):
+    for c in ("value", "mean", "center", "scale", "z", "limit", "uncertainty", "pull", "coefficient"):
         frame[c] = frame[c].astype(float)
-    for c in ("peers", "pending", "departures"):
+    for c in ("peers", "pending", "departures", "peer_versions"):
         frame[c] = frame[c].fillna("").astype(str)
     frame["window"] = frame["window"].astype("int64")
     frame["flagged"] = frame["flagged"].fillna(False).astype(bool)
@@ -567,9 +573,14 @@ def from_table(table: pd.DataFrame) -> dict:
         value = first.get(column) if column in table else None
         return [r for r in str(value).split(",") if r] if isinstance(value, str) else []
 
-    return {"week": pd.Timestamp(first["week_start"]).strftime("%Y-%m-%d"), "stage": first["stage"],
-            "signals": signals, "flagged": any(s["flagged"] for s in signals.values()), "reasons": reasons,
-            "model_version": first["model_version"], "compared_with": listed("peers"), "pending": listed("pending")}
+    out = {"week": pd.Timestamp(first["week_start"]).strftime("%Y-%m-%d"), "stage": first["stage"],
+           "signals": signals, "flagged": any(s["flagged"] for s in signals.values()), "reasons": reasons,
+           "model_version": first["model_version"], "compared_with": listed("peers"), "pending": listed("pending")}
+    if isinstance(first.get("peer_versions"), str) and first["peer_versions"]:
+        out["peer_versions"] = json.loads(first["peer_versions"])
+    if pd.notna(first.get("coefficient", np.nan)):
+        out["coefficient"] = float(first["coefficient"])
+    return out
 
 
 def stored_assessment(table: pd.DataFrame, version: str | None = None) -> dict | None:
