@@ -99,7 +99,8 @@ def _told_stores(z, weights, start: int, weeks: int, chosen: list[str], sign: fl
 
 def _chi(z, start: int, weeks: int) -> float:
     """Each store's z summed over ``weeks`` from ``start``, / sqrt(weeks), squared and averaged
-    over the stores, standardized by Wilson-Hilferty's cube root (as ``levels.store_spread``)."""
+    over the stores, standardized by Wilson-Hilferty's cube root (``levels.chi_square_z``, as
+    ``levels.store_spread``)."""
     from mlops_assets.monitoring import levels
 
     part = z.iloc[start:start + weeks]
@@ -107,8 +108,7 @@ def _chi(z, start: int, weeks: int) -> float:
     sums = sums[np.isfinite(sums)]
     if len(sums) < levels.MIN_STORES:
         return float("nan")
-    spread = 2.0 / (9.0 * len(sums))
-    return float((np.cbrt(np.mean(np.square(sums))) - (1.0 - spread)) / np.sqrt(spread))
+    return float(levels.chi_square_z(np.mean(np.square(sums)), len(sums)))
 
 
 WAYS = {"up": 1.0, "down": -1.0}

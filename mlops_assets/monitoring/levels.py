@@ -354,25 +354,41 @@ class Spread:
     z: pd.DataFrame  # week x store: that in the store's own scale
 
 
+def centers(weeks: np.ndarray, values: np.ndarray, usable: np.ndarray, at: int) -> tuple[np.ndarray, np.ndarray]:
+    """The baseline of week number ``at``, for each column of ``values`` (weeks x columns, in the
+    order of ``weeks``; not finite where a column has no value that week): (count, mean) of its
+    ``BASELINE`` ``usable`` weeks ending ``GUARD`` weeks before; where those are fewer than 2 (a
+    gap longer than the baseline, a change flagged for months and kept out), of its latest usable
+    weeks before then (up to ``BASELINE``): a change is still measured against what came before it.
+    A mean is only a baseline with a count of 2 or more (NaN with none)."""
+    before = usable & (weeks <= at - GUARD)
+    part = values[before & (weeks >= at - GUARD - BASELINE + 1)]
+    count = np.isfinite(part).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(count > 0, np.nansum(part, axis=0) / np.maximum(count, 1), np.nan)
+    for j in np.flatnonzero(count < 2):
+        latest = values[before, j]
+        latest = latest[np.isfinite(latest)][-BASELINE:]
+        count[j], mean[j] = len(latest), float(latest.mean()) if len(latest) else np.nan
+    return count, mean
+
+
 def _store_baselines(values: np.ndarray, weeks: np.ndarray, usable: np.ndarray) -> np.ndarray:
-    """Per week and store, the mean of the store's ``BASELINE`` usable weeks ending ``GUARD`` weeks
-    before (at least 2 of them); where those are fewer, its latest usable weeks before then (up to
-    ``BASELINE``, at least 2), as ``baseline`` does for a region's statistic: a change flagged for
-    months, its weeks kept out of the baselines, is still measured against what came before it."""
+    """Per week and store (``values``: weeks x stores), the store's baseline of that week
+    (``centers``: as a region's statistic's), over the ``usable`` weeks; NaN with fewer than 2."""
     base = np.full(values.shape, np.nan)
     for i, w in enumerate(weeks):
-        before = usable & (weeks <= w - GUARD)
-        window = before & (weeks >= w - GUARD - BASELINE + 1)
-        part = values[window]
-        count = np.isfinite(part).sum(axis=0)
-        with np.errstate(invalid="ignore"):
-            base[i] = np.where(count >= 2, np.nansum(part, axis=0) / np.maximum(count, 1), np.nan)
-        for j in np.flatnonzero((count < 2) & before.any()):
-            latest = values[before, j]
-            latest = latest[np.isfinite(latest)][-BASELINE:]
-            if len(latest) >= 2:
-                base[i, j] = float(latest.mean())
+        count, mean = centers(weeks, values, usable, int(w))
+        base[i] = np.where(count >= 2, mean, np.nan)
     return base
+
+
+def chi_square_z(mean_square, k) -> np.ndarray:
+    """A chi-square with ``k`` degrees of freedom, given as ``mean_square`` (its value / k), as a
+    nearly standard normal z: Wilson and Hilferty's cube root, (m^(1/3) - (1 - 2 / 9k)) /
+    sqrt(2 / 9k). m = 200 / 3 at k = 3: (4.055 - 0.926) / 0.272 = 11.5."""
+    spread = 2.0 / (9.0 * np.maximum(np.asarray(k, dtype=float), 1.0))
+    return (np.cbrt(np.asarray(mean_square, dtype=float)) - (1.0 - spread)) / np.sqrt(spread)
 
 
 def store_spread(departures: dict[str, dict[str, float]], calibration: set[str] | frozenset,
@@ -386,8 +402,8 @@ def store_spread(departures: dict[str, dict[str, float]], calibration: set[str] 
     the store's z. The week's value: the mean of its k stores' z squared (k at least
     ``MIN_STORES``), a chi-square / k were the z's standard normal, standardized by Wilson and
     Hilferty's cube root, (m^(1/3) - (1 - 2 / 9k)) / sqrt(2 / 9k): nearly standard normal, whatever
-    the number of stores judged (a week with 3 of a region's 8 stores spreads as far as one with 8).
-    Three stores at z 10, -10 and 0: m = 200 / 3, (4.055 - 0.926) / 0.272 = 11.5."""
+    the number of stores judged (a week with 3 of a region's 8 stores spreads as far as one with 8;
+    ``chi_square_z``). Three stores at z 10, -10 and 0: m = 200 / 3, (4.055 - 0.926) / 0.272 = 11.5."""
     if not departures:
         return Spread({}, pd.DataFrame(), pd.DataFrame())
     table = pd.DataFrame.from_dict(departures, orient="index").sort_index()
@@ -403,9 +419,7 @@ def store_spread(departures: dict[str, dict[str, float]], calibration: set[str] 
                      np.sqrt(np.nansum(np.square(reference), axis=0) / np.maximum(count, 1)), np.nan)
     z = change / np.maximum(scale, MIN_STORE_SCALE)
     judged = np.isfinite(z).sum(axis=1)
-    square = np.nansum(np.square(z), axis=1) / np.maximum(judged, 1)
-    spread = 2.0 / (9.0 * np.maximum(judged, 1))
-    standard = (np.cbrt(square) - (1.0 - spread)) / np.sqrt(spread)
+    standard = chi_square_z(np.nansum(np.square(z), axis=1) / np.maximum(judged, 1), judged)
     week_values = {str(w): round(float(v), 6) for w, v, n in zip(table.index, standard, judged) if n >= MIN_STORES}
     index, columns = table.index.astype(str), table.columns.astype(str)
     return Spread(week_values, pd.DataFrame(change, index=index, columns=columns),
@@ -566,10 +580,8 @@ def baseline(series: Series, week: str, weeks: int = 1) -> Baseline | None:
     ``GUARD`` weeks earlier, so a change's own weeks do not widen its scale) that has one. None
     without enough of either."""
     at = int(_week_numbers([week])[0])
-    count, center = series.baseline_of(at)
-    if count < 2:  # a gap longer than the baseline: the latest weeks before it
-        before = series.value[(series.week <= at - GUARD) & series.usable][-BASELINE:]
-        count, center = len(before), float(before.mean()) if len(before) else float("nan")
+    counts, means = centers(series.week, series.value[:, None], series.usable, at)
+    count, center = int(counts[0]), float(means[0])
     earlier = (series.week <= at - GUARD) & series.usable
     residuals = _departures(series, earlier & series.scaled, weeks)
     if len(residuals) < MIN_WEEKS and not series.scaled.all():  # too few chosen weeks: every week, as before
