@@ -187,25 +187,30 @@ def test_a_week_is_judged_against_the_weeks_that_end_four_before_it():
 
 def test_a_baseline_is_the_quarter_ending_four_weeks_before_or_the_latest_weeks_before_a_gap():
     """``levels.centers``, the one rule behind a region's statistic's baseline and each store's,
-    by hand: weeks 0..29, column a every week, b missing weeks 10..25 (so its window before week 30,
-    weeks 14..26, holds only week 26: its latest 13 weeks before then), c only weeks 0 and 29."""
-    weeks = np.arange(30)
-    values = np.column_stack([weeks * 1.0, np.where((weeks >= 10) & (weeks <= 25), np.nan, weeks * 1.0),
-                              np.where(np.isin(weeks, [0, 29]), 5.0, np.nan)])
-    usable = np.ones(30, dtype=bool)
-    count, mean = levels.centers(weeks, values, usable, 30)
-    assert count[0] == 13 and mean[0] == pytest.approx(np.mean(np.arange(14, 27)))  # weeks 14..26
-    assert count[1] == 11 and mean[1] == pytest.approx(np.mean([*range(0, 10), 26]))  # the latest 11 it has
-    assert count[2] == 1  # one week before 27: no baseline (callers need 2)
-    # weeks left out (a change still flagged) count in no baseline: a's window loses 20..26
-    usable[20:] = False
-    count, mean = levels.centers(weeks, values, usable, 30)
-    assert count[0] == 6 and mean[0] == pytest.approx(np.mean(np.arange(14, 20)))
-    assert count[1] == 10 and mean[1] == pytest.approx(4.5)  # weeks 0..9
+    by hand: weeks 0..39, column a every week, b missing weeks 20..35 (so its window before week 40,
+    weeks 24..36, holds only week 36: its latest 13 weeks before then instead), c only weeks 0 and
+    39 (one week before 37: no baseline)."""
+    weeks = np.arange(40)
+    values = np.column_stack([weeks * 1.0, np.where((weeks >= 20) & (weeks <= 35), np.nan, weeks * 1.0),
+                              np.where(np.isin(weeks, [0, 39]), 5.0, np.nan)])
+    usable = np.ones(40, dtype=bool)
+    count, mean = levels.centers(weeks, values, usable, 40)
+    assert count[0] == 13 and mean[0] == pytest.approx(np.mean(np.arange(24, 37)))  # weeks 24..36
+    assert count[1] == 13 and mean[1] == pytest.approx(np.mean([*range(8, 20), 36]))  # its latest 13, not 7..19
+    assert count[2] == 1  # callers need 2
+    # per store and week, as the stores' spread reads it: only where 2 weeks or more stand behind it
+    base = levels._store_baselines(values, weeks, usable)
+    assert base[39, 0] == pytest.approx(np.mean(np.arange(23, 36))) and np.isnan(base[:, 2]).all()
+    assert np.isnan(base[:5, 0]).all() and base[5, 0] == pytest.approx(0.5)  # weeks 0 and 1 behind week 5
+    # weeks left out (a change still flagged) count in no baseline: a's window loses 30..36
+    usable[30:] = False
+    count, mean = levels.centers(weeks, values, usable, 40)
+    assert count[0] == 6 and mean[0] == pytest.approx(np.mean(np.arange(24, 30)))
+    assert count[1] == 13 and mean[1] == pytest.approx(13.0)  # weeks 7..19
     # a region's statistic, one series: the same rule
-    labels = {WEEKS[i].strftime("%Y-%m-%d"): float(i) for i in range(30) if not 10 <= i <= 25}
-    found = levels.baseline(levels.Series(labels, {}), WEEKS[30].strftime("%Y-%m-%d"))
-    assert found.center == pytest.approx(np.mean([*range(0, 10), 26])) and found.weeks == 11
+    labels = {WEEKS[i].strftime("%Y-%m-%d"): float(i) for i in range(40) if not 20 <= i <= 35}
+    found = levels.baseline(levels.Series(labels, {}), WEEKS[40].strftime("%Y-%m-%d"))
+    assert found.center == pytest.approx(np.mean([*range(8, 20), 36])) and found.weeks == 13
 
 
 def test_limits_follow_the_false_alarm_rate_and_widen_with_few_calibration_weeks():
