@@ -78,14 +78,12 @@ def _draw(names: list[str], share: float, rng) -> list[str]:
 def _z(stores: dict, served: dict[str, dict[str, float]]) -> tuple:
     """The served weeks' store z's (weeks x stores), as the monitor's ``spread`` computes them over
     the reference and those weeks (no week left out of the baselines: the told tests flag nothing),
-    and each store's weight, 1 / its scale (its change / its z)."""
+    and each store's weight, 1 / its scale (``Spread.scale``, as its z divides by it)."""
     from mlops_assets.monitoring import levels
 
     calibration = stores["calibration"]
     found = levels.store_spread({**calibration, **served}, frozenset(calibration))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        scale = (found.changes / found.z).replace([np.inf, -np.inf], np.nan).median()
-    return found.z.loc[list(served)], 1.0 / scale
+    return found.z.loc[list(served)], 1.0 / found.scale
 
 
 def _told_stores(z, weights, start: int, weeks: int, chosen: list[str], sign: float) -> float:

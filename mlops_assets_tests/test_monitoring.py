@@ -645,6 +645,7 @@ def test_the_stores_spread_by_hand_and_by_loops():
     assert found.values[labels[30]] == pytest.approx(11.496, abs=1e-3)
     assert found.z.loc[labels[30]].to_dict() == pytest.approx({"a": 10.0, "b": -10.0, "c": 0.0})
     assert found.changes.loc[labels[30]].to_dict() == pytest.approx({"a": 0.1, "b": -0.1, "c": 0.0})
+    assert found.scale.to_dict() == pytest.approx({"a": 0.01, "b": 0.01, "c": 0.01})  # what z divides by
     # the stores' z and changes are each week's, whichever week is asked for
     assert found.z.loc[labels[29]].to_dict() == pytest.approx({"a": 0.0, "b": 0.0, "c": 0.0})
     # two stores alone say nothing about a spread

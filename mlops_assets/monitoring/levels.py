@@ -352,6 +352,7 @@ class Spread:
     values: dict[str, float]  # each week's statistic (weeks with ``MIN_STORES`` judged stores)
     changes: pd.DataFrame  # week x store: each store's departure less its baseline and the stores' median
     z: pd.DataFrame  # week x store: that in the store's own scale
+    scale: pd.Series  # per store: that scale, as z divides by it (NaN: too few calibration weeks)
 
 
 def centers(weeks: np.ndarray, values: np.ndarray, usable: np.ndarray, at: int) -> tuple[np.ndarray, np.ndarray]:
@@ -405,7 +406,7 @@ def store_spread(departures: dict[str, dict[str, float]], calibration: set[str] 
     the number of stores judged (a week with 3 of a region's 8 stores spreads as far as one with 8;
     ``chi_square_z``). Three stores at z 10, -10 and 0: m = 200 / 3, (4.055 - 0.926) / 0.272 = 11.5."""
     if not departures:
-        return Spread({}, pd.DataFrame(), pd.DataFrame())
+        return Spread({}, pd.DataFrame(), pd.DataFrame(), pd.Series(dtype=float))
     table = pd.DataFrame.from_dict(departures, orient="index").sort_index()
     values = table.to_numpy(dtype=float)
     base = _store_baselines(values, _week_numbers(table.index), ~table.index.isin(list(excluded)))
@@ -417,13 +418,14 @@ def store_spread(departures: dict[str, dict[str, float]], calibration: set[str] 
     count = np.isfinite(reference).sum(axis=0)
     scale = np.where(count >= MIN_SPREAD_WEEKS,
                      np.sqrt(np.nansum(np.square(reference), axis=0) / np.maximum(count, 1)), np.nan)
-    z = change / np.maximum(scale, MIN_STORE_SCALE)
+    scale = np.maximum(scale, MIN_STORE_SCALE)
+    z = change / scale
     judged = np.isfinite(z).sum(axis=1)
     standard = chi_square_z(np.nansum(np.square(z), axis=1) / np.maximum(judged, 1), judged)
     week_values = {str(w): round(float(v), 6) for w, v, n in zip(table.index, standard, judged) if n >= MIN_STORES}
     index, columns = table.index.astype(str), table.columns.astype(str)
     return Spread(week_values, pd.DataFrame(change, index=index, columns=columns),
-                  pd.DataFrame(z, index=index, columns=columns))
+                  pd.DataFrame(z, index=index, columns=columns), pd.Series(scale, index=columns))
 
 
 def build_level_reference(rows: pd.DataFrame, forecasts: np.ndarray, out_of_sample: pd.DataFrame | None) -> dict:
